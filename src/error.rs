@@ -1,0 +1,281 @@
+//! The crate's one public error type.
+//!
+//! Every fallible function in this crate returns [`Result<T>`](Result), whose error is [`Error`].
+//! Variants carry what a caller needs to decide what to do (which field of an event was wrong,
+//! which backend refused, whether retrying can help); the underlying cause, when there is one, is
+//! kept and reachable through [`std::error::Error::source`]. `Display` describes this crate's layer
+//! only and never repeats the cause's text, so printing the whole chain (as `anyhow`'s `{:#}` or
+//! `tracing`'s error fields do) shows each piece of information once.
+
+use std::borrow::Cow;
+
+/// A boxed error from a lower layer (the AWS SDK, serde, I/O).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `std::result::Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in this crate.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you handle and keep a catch-all arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An API Gateway event could not be parsed: it is not JSON, a required field is missing or
+    /// has the wrong type, or its `eventType` is not one this crate knows.
+    #[error("invalid WebSocket event: field `{field}`: {reason}")]
+    InvalidEvent {
+        /// The JSON path of the offending field, e.g. `requestContext.connectionId`; `$` for the
+        /// document as a whole.
+        field: Cow<'static, str>,
+        /// What is wrong with it.
+        reason: String,
+        /// The JSON error, when the failure came from the JSON parser.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+
+    /// A message body was asked for as JSON (or decoded from base64) and is not valid.
+    #[error("invalid message body: {reason}")]
+    InvalidBody {
+        /// What is wrong with the body.
+        reason: String,
+        /// The underlying decoding error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// An identifier ([`ConnectionId`](crate::ConnectionId), [`RoomId`](crate::RoomId),
+    /// [`UserId`](crate::UserId)) failed validation.
+    #[error("invalid {kind}: {reason}")]
+    InvalidId {
+        /// Which kind of identifier: `"connection id"`, `"room id"` or `"user id"`.
+        kind: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The crate was configured wrongly: a required environment variable is missing or
+    /// unparsable, a builder lacks a required setting, an endpoint is not a URL.
+    #[error("configuration error: {message}")]
+    Config {
+        /// What is missing or wrong, naming the setting or environment variable.
+        message: String,
+    },
+
+    /// The backend says the resource (table, index) does not exist.
+    #[error("{backend}: resource not found")]
+    NotFound {
+        /// The backend and resource, e.g. `DynamoDbStore(ws-connections)`.
+        backend: String,
+        /// The SDK error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The backend throttled the request and the SDK's own retries did not get it through.
+    /// Retrying later can succeed.
+    #[error("{backend}: request throttled")]
+    Throttled {
+        /// The backend and resource, e.g. `DynamoDbStore(ws-connections)`.
+        backend: String,
+        /// The SDK error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The backend rejected the request as invalid (for DynamoDB: a `ValidationException`, such
+    /// as a key schema that does not match the table). Retrying the same request cannot help.
+    #[error("{backend}: request rejected as invalid")]
+    Validation {
+        /// The backend and resource, e.g. `DynamoDbStore(ws-connections)`.
+        backend: String,
+        /// The SDK error, whose message says what the backend objected to.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A batch operation gave up with items still unprocessed after its retries (for DynamoDB:
+    /// `UnprocessedItems` that kept coming back). Nothing is silently dropped: the keys that were
+    /// not processed are listed.
+    #[error("{backend}: {} item(s) left unprocessed after {attempts} attempt(s)", unprocessed.len())]
+    Unprocessed {
+        /// The backend and resource, e.g. `DynamoDbStore(ws-connections)`.
+        backend: String,
+        /// `(connection id, room key)` of each record that was not processed.
+        unprocessed: Vec<(String, String)>,
+        /// How many times the batch was sent.
+        attempts: u32,
+    },
+
+    /// The management API says the connection is gone (410 `GoneException`): the client
+    /// disconnected, and its records should be removed.
+    #[error("connection {connection_id} is gone")]
+    Gone {
+        /// The connection.
+        connection_id: crate::ids::ConnectionId,
+    },
+
+    /// A message is larger than API Gateway accepts (413 `PayloadTooLargeException`, or refused
+    /// before sending).
+    #[error("payload of {size} bytes exceeds the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The payload's size in bytes (0 when only the service's refusal is known).
+        size: usize,
+        /// The limit in bytes (131,072 for API Gateway WebSocket messages).
+        limit: usize,
+    },
+
+    /// A message body cannot be sent: it is not UTF-8 text, or cannot be serialized as JSON.
+    #[error("invalid payload: {reason}")]
+    InvalidPayload {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The management API refused the call with 403 (`ForbiddenException`): almost always a
+    /// configuration error — an endpoint without the stage (`https://{domain}/{stage}`), the
+    /// wrong API or region, or an IAM policy without `execute-api:ManageConnections`. A
+    /// broadcast stops at the first one instead of failing every connection the same way.
+    #[error(
+        "management API at {endpoint} refused the call (403 Forbidden): check the endpoint's stage, the API id and region, and execute-api:ManageConnections"
+    )]
+    Forbidden {
+        /// The management endpoint that refused.
+        endpoint: String,
+        /// The SDK error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Posting to a connection failed for another reason: a 5xx answer, a timeout, a network
+    /// failure (`retryable: true`), or an unexpected client error.
+    #[error("delivery to {connection_id} failed{}", status.map(|s| format!(" with HTTP {s}")).unwrap_or_default())]
+    Delivery {
+        /// The connection.
+        connection_id: crate::ids::ConnectionId,
+        /// The HTTP status, when an answer came.
+        status: Option<u16>,
+        /// Whether retrying may succeed.
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
+    #[error("{backend}: store request failed")]
+    Store {
+        /// The backend and resource, e.g. `DynamoDbStore(ws-connections)`.
+        backend: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed (throttling, transient backend
+    /// failures, unprocessed batch items, retryable deliveries).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Throttled { .. } | Error::Unprocessed { .. } | Error::Store { .. } => true,
+            Error::Delivery { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid_event(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidEvent {
+            field: field.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn invalid_event_caused_by(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<String>,
+        source: serde_json::Error,
+    ) -> Self {
+        Error::InvalidEvent {
+            field: field.into(),
+            reason: reason.into(),
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn invalid_body(reason: impl Into<String>, source: Option<BoxError>) -> Self {
+        Error::InvalidBody {
+            reason: reason.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid_id(kind: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidId {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn display_names_the_field_and_keeps_the_source_separate() {
+        let json_err = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let json_text = json_err.to_string();
+        let err = Error::InvalidEvent {
+            field: "$".into(),
+            reason: "not JSON".into(),
+            source: Some(json_err),
+        };
+        let shown = err.to_string();
+        assert!(shown.contains("`$`"), "{shown}");
+        assert!(!shown.contains(&json_text), "cause printed twice: {shown}");
+        assert_eq!(err.source().map(|s| s.to_string()), Some(json_text));
+    }
+
+    #[test]
+    fn retryable_classification() {
+        let boxed = || -> BoxError { "x".into() };
+        assert!(
+            Error::Throttled {
+                backend: "b".into(),
+                source: boxed()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !Error::Validation {
+                backend: "b".into(),
+                source: boxed()
+            }
+            .is_retryable()
+        );
+        assert!(!Error::invalid_id("room id", "empty").is_retryable());
+        let unprocessed = Error::Unprocessed {
+            backend: "DynamoDbStore(t)".into(),
+            unprocessed: vec![("c".into(), "room#r".into())],
+            attempts: 5,
+        };
+        assert!(unprocessed.is_retryable());
+        assert_eq!(
+            unprocessed.to_string(),
+            "DynamoDbStore(t): 1 item(s) left unprocessed after 5 attempt(s)"
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Validated identifiers and the [`Connection`] record of the routing table.
+//!
+//! Identifiers arrive from the outside world (a query string, a message body, an authorizer) and
+//! end up as DynamoDB keys and URL path segments, so each is checked once, at construction:
+//!
+//! | type | length (bytes) | also refused |
+//! |---|---|---|
+//! | [`ConnectionId`] | 1 ..= 128 | control characters, whitespace, `/` |
+//! | [`RoomId`] | 1 ..= 128 | control characters, `#` (it would break the `room#<name>` key scheme), leading or trailing whitespace |
+//! | [`UserId`] | 1 ..= 256 | control characters |
+//!
+//! All three are cheap to clone, compare and hash, `Display` as their plain value and
+//! serialize as a JSON string (deserializing validates).
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// The prefix of the table's sort key: a room named `lobby` is stored as `room#lobby`.
+pub const ROOM_KEY_PREFIX: &str = "room#";
+
+fn check_common(kind: &'static str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid_id(kind, "is empty"));
+    }
+    if value.len() > max {
+        return Err(Error::invalid_id(
+            kind,
+            format!("is {} bytes long; the limit is {max}", value.len()),
+        ));
+    }
+    if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Error::invalid_id(
+            kind,
+            format!("contains control character U+{:04X} at byte {at}", c as u32),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $validate:path) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Box<str>);
+
+        impl $name {
+            /// Validates `value` and wraps it.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidId`] naming what is wrong (see the [module docs](crate::ids)).
+            pub fn new(value: impl Into<String>) -> Result<Self> {
+                let value = value.into();
+                $validate(&value)?;
+                Ok(Self(value.into_boxed_str()))
+            }
+
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Consumes the identifier, returning its string.
+            pub fn into_string(self) -> String {
+                self.0.into_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Error;
+            fn try_from(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.into_string()
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn validate_connection_id(value: &str) -> Result<()> {
+    check_common("connection id", value, ConnectionId::MAX_LEN)?;
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || *c == '/') {
+        return Err(Error::invalid_id(
+            "connection id",
+            format!("contains {c:?}, which API Gateway never puts in a connection id"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_room_id(value: &str) -> Result<()> {
+    check_common("room id", value, RoomId::MAX_LEN)?;
+    if value.contains('#') {
+        return Err(Error::invalid_id(
+            "room id",
+            "contains '#', which would break the `room#<name>` key scheme",
+        ));
+    }
+    if value.trim() != value {
+        return Err(Error::invalid_id(
+            "room id",
+            "has leading or trailing whitespace",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_user_id(value: &str) -> Result<()> {
+    check_common("user id", value, UserId::MAX_LEN)
+}
+
+id_type!(
+    /// The id API Gateway gives a WebSocket connection (e.g. `L0SM9cOFvHcCIhw=`).
+    ///
+    /// ```
+    /// use stateless_ws::ConnectionId;
+    /// let id = ConnectionId::new("L0SM9cOFvHcCIhw=")?;
+    /// assert_eq!(id.as_str(), "L0SM9cOFvHcCIhw=");
+    /// assert!(ConnectionId::new("").is_err());
+    /// # Ok::<(), stateless_ws::Error>(())
+    /// ```
+    ConnectionId,
+    "connection id",
+    validate_connection_id
+);
+
+id_type!(
+    /// The name of a room (a channel, a topic, a document): stored in the table as
+    /// `room#<name>`.
+    ///
+    /// ```
+    /// use stateless_ws::RoomId;
+    /// let room = RoomId::new("general")?;
+    /// assert_eq!(room.storage_key(), "room#general");
+    /// assert_eq!(RoomId::from_storage_key("room#general")?, room);
+    /// assert!(RoomId::new("a#b").is_err());
+    /// # Ok::<(), stateless_ws::Error>(())
+    /// ```
+    RoomId,
+    "room id",
+    validate_room_id
+);
+
+id_type!(
+    /// The application's id of a user (from the authorizer's `principalId` or a claim). One user
+    /// may hold many connections (tabs, devices).
+    UserId,
+    "user id",
+    validate_user_id
+);
+
+impl ConnectionId {
+    /// Longest accepted connection id, in bytes. API Gateway's are 16 characters.
+    pub const MAX_LEN: usize = 128;
+}
+
+impl RoomId {
+    /// Longest accepted room name, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// The value of the table's `roomId` attribute for this room: `room#<name>`.
+    pub fn storage_key(&self) -> String {
+        format!("{ROOM_KEY_PREFIX}{}", self.0)
+    }
+
+    /// Parses a `roomId` attribute (`room#<name>`) back into a room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] when the prefix is missing or the name is invalid.
+    pub fn from_storage_key(key: &str) -> Result<Self> {
+        let name = key.strip_prefix(ROOM_KEY_PREFIX).ok_or_else(|| {
+            Error::invalid_id(
+                "room id",
+                format!("storage key does not start with {ROOM_KEY_PREFIX:?}"),
+            )
+        })?;
+        Self::new(name)
+    }
+}
+
+impl UserId {
+    /// Longest accepted user id, in bytes.
+    pub const MAX_LEN: usize = 256;
+}
+
+/// Seconds since the Unix epoch, as stored in the table's `connectedAt` and `ttl` attributes.
+pub fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One row of the routing table: a connection's membership of one room.
+///
+/// A connection in three rooms has three records, one per room, all with the same
+/// `connection_id`. The attribute names match the table layout shared with the Python version of
+/// this design (`connectionId`, `roomId`, `userId`, `connectedAt`, `ttl`, plus the optional
+/// `managementEndpoint`); see [`DynamoDbStore`](crate::store) for the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Connection {
+    /// The API Gateway connection id (partition key).
+    pub connection_id: ConnectionId,
+    /// The room (sort key, stored as `room#<name>`).
+    pub room: RoomId,
+    /// The user holding the connection, when known. Records without a user are not in the
+    /// `userId-index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// When the connection was made, in Unix seconds (`connectedAt`). `None` for records written
+    /// without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<u64>,
+    /// When the record expires, in Unix seconds (the `ttl` attribute). `None` when joining means
+    /// "the store's TTL from now"; `None` on a record read back means it was written without a
+    /// `ttl` and never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The management API endpoint (`https://{domain}/{stage}`) of the API holding the socket,
+    /// for tables shared by several APIs or regions. Absent in records written by older code;
+    /// senders then use their default endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+impl Connection {
+    /// A record for `connection_id` in `room`, connected now, with no user, no endpoint and the
+    /// store's default expiry.
+    pub fn new(connection_id: ConnectionId, room: RoomId) -> Self {
+        Self {
+            connection_id,
+            room,
+            user_id: None,
+            connected_at: Some(unix_seconds(SystemTime::now())),
+            expires_at: None,
+            endpoint: None,
+        }
+    }
+
+    /// Sets the user.
+    #[must_use]
+    pub fn with_user(mut self, user_id: UserId) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    /// Sets the connection time (Unix seconds).
+    #[must_use]
+    pub fn with_connected_at(mut self, unix_seconds: u64) -> Self {
+        self.connected_at = Some(unix_seconds);
+        self
+    }
+
+    /// Sets an explicit expiry (Unix seconds) instead of the store's TTL.
+    #[must_use]
+    pub fn with_expires_at(mut self, unix_seconds: u64) -> Self {
+        self.expires_at = Some(unix_seconds);
+        self
+    }
+
+    /// Sets the expiry to `ttl` after `now`.
+    #[must_use]
+    pub fn with_ttl_from(self, now: SystemTime, ttl: Duration) -> Self {
+        self.with_expires_at(unix_seconds(now).saturating_add(ttl.as_secs()))
+    }
+
+    /// Sets the management endpoint of the API holding the socket.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Whether the record has expired at `now` (its `ttl` is at or before `now`). Records without
+    /// an expiry never expire.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= unix_seconds(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let e = RoomId::new("").unwrap_err().to_string();
+        assert_eq!(e, "invalid room id: is empty");
+        let e = RoomId::new("x".repeat(129)).unwrap_err().to_string();
+        assert!(e.contains("129 bytes") && e.contains("128"), "{e}");
+        assert!(RoomId::new("x".repeat(128)).is_ok());
+        let e = UserId::new("al\u{0}ice").unwrap_err().to_string();
+        assert!(e.contains("U+0000") && e.contains("byte 2"), "{e}");
+        let e = RoomId::new("a#b").unwrap_err().to_string();
+        assert!(e.contains("room#<name>"), "{e}");
+        assert!(RoomId::new(" padded").is_err());
+        assert!(RoomId::new("two words").is_ok());
+        assert!(RoomId::new("café ☕").is_ok());
+        assert!(ConnectionId::new("a/b").is_err());
+        assert!(ConnectionId::new("a b").is_err());
+        assert!(ConnectionId::new("L0SM9cOFvHcCIhw=").is_ok());
+        assert!(UserId::new("u".repeat(257)).is_err());
+        assert!(UserId::new("auth0|1234 x").is_ok());
+    }
+
+    #[test]
+    fn storage_key_round_trip_and_rejects_foreign_keys() {
+        let room = RoomId::new("lobby").unwrap();
+        assert_eq!(room.storage_key(), "room#lobby");
+        assert_eq!(RoomId::from_storage_key("room#lobby").unwrap(), room);
+        assert!(RoomId::from_storage_key("lobby").is_err());
+        assert!(RoomId::from_storage_key("room#").is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let id: ConnectionId = serde_json::from_str("\"abc=\"").unwrap();
+        assert_eq!(id, "abc=");
+        assert!(serde_json::from_str::<RoomId>("\"a#b\"").is_err());
+        let c = Connection::new(id, RoomId::new("r").unwrap()).with_expires_at(10);
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["connectionId"], "abc=");
+        assert_eq!(v["expiresAt"], 10);
+        assert!(v.get("userId").is_none());
+    }
+
+    #[test]
+    fn expiry() {
+        let c = Connection::new(ConnectionId::new("c").unwrap(), RoomId::new("r").unwrap());
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        assert!(!c.is_expired_at(now), "no ttl never expires");
+        let c = c.with_expires_at(100);
+        assert!(c.is_expired_at(now));
+        assert!(!c.is_expired_at(now - Duration::from_secs(1)));
+        let c = c.with_ttl_from(now, Duration::from_secs(60));
+        assert_eq!(c.expires_at, Some(160));
+    }
+}

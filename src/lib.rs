@@ -1,0 +1,85 @@
+//! # stateless-ws: stateless WebSockets on AWS
+//!
+//! API Gateway WebSocket APIs hold the sockets; your Lambda handlers run, update a routing table
+//! in DynamoDB, and exit; any code — a handler, or a backend service that never saw a WebSocket —
+//! pushes to a client by looking it up in the table and POSTing to the API Gateway Management API.
+//! This crate is the typed, tested core of that design:
+//!
+//! - [`WebSocketEvent`] parses the `$connect` / `$disconnect` / message events a Lambda receives,
+//!   with errors that name the bad field ([`event`]);
+//! - [`ConnectionId`], [`RoomId`], [`UserId`] validate identifiers once, and [`Connection`] is one
+//!   row of the routing table ([`ids`]);
+//! - [`ConnectionStore`](store::ConnectionStore) is the routing table, with an
+//!   [`InMemoryStore`](store::InMemoryStore) and (feature `dynamodb`) a
+//!   `DynamoDbStore` in the table layout shared with the Python version of this design ([`store`]).
+//!
+//! ## Quickstart
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
+//! use stateless_ws::{Connection, ConnectionId, RoomId, UserId, WebSocketEvent};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! // Chosen once at start-up; `DynamoDbStore::from_env().await?` in a Lambda.
+//! let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+//!
+//! // $connect: register the connection in its room, with the user from the authorizer.
+//! let event: WebSocketEvent = r#"{"requestContext": {"eventType": "CONNECT",
+//!     "connectionId": "L0SM9cOFvHcCIhw=", "routeKey": "$connect",
+//!     "domainName": "abc.execute-api.eu-west-1.amazonaws.com", "stage": "prod",
+//!     "authorizer": {"principalId": "alice"}},
+//!     "queryStringParameters": {"room": "general"}}"#.parse()?;
+//! let WebSocketEvent::Connect(connect) = event else { unreachable!() };
+//! let room = RoomId::new(connect.query("room").unwrap_or("general"))?;
+//! let user = connect.context.authorizer.as_ref().and_then(|a| a.principal_id());
+//! let mut record = Connection::new(connect.context.connection_id.clone(), room.clone());
+//! if let Some(user) = user {
+//!     record = record.with_user(UserId::new(user)?);
+//! }
+//! store.join(&record).await?;
+//!
+//! assert_eq!(store.room_connections(&room).await?.len(), 1);
+//! assert_eq!(store.user_connections(&UserId::new("alice")?).await?.len(), 1);
+//!
+//! // $disconnect: every room of the connection, idempotent.
+//! store.disconnect(&connect.context.connection_id).await?;
+//! assert!(store.room_connections(&room).await?.is_empty());
+//! # Ok::<(), stateless_ws::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `dynamodb` | yes | `store::DynamoDbStore` (aws-sdk-dynamodb) |
+//! | `apigw` | yes | the management API sender and broadcaster (aws-sdk-apigatewaymanagement) |
+//! | `lambda` | no | `TryFrom<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>` for [`WebSocketEvent`] |
+//! | `conformance` | no | [`conformance`]: the store scenarios, to check your own backend |
+//!
+//! The in-memory store, events and identifiers are always compiled:
+//! `--no-default-features` builds without any AWS SDK crate.
+//!
+//! ## Errors
+//!
+//! Everything returns [`Result`] with the one [`Error`] enum. Variants say what the caller can
+//! act on ([`Error::InvalidEvent`] names the field, [`Error::Throttled`] is retryable,
+//! [`Error::Unprocessed`] lists what was not written); the lower-level cause stays reachable
+//! through [`std::error::Error::source`]. Nothing in this crate panics on input.
+
+mod backoff;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod store;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::{BoxError, Error, Result};
+pub use event::{
+    Authorizer, ConnectEvent, DisconnectEvent, EventType, Identity, MessageEvent, RequestContext,
+    WebSocketEvent,
+};
+pub use ids::{Connection, ConnectionId, RoomId, UserId};

@@ -1,0 +1,215 @@
+//! The routing table: which connection is in which room, and whose it is.
+//!
+//! [`ConnectionStore`] is the seam between the handlers/broadcaster and the storage backend. Two
+//! backends ship with the crate and pass the same [conformance suite](crate::conformance):
+//!
+//! | backend | feature | for |
+//! |---|---|---|
+//! | [`InMemoryStore`] | always | tests, local development, the local gateway |
+//! | `DynamoDbStore` | `dynamodb` (default) | production: the table shared with every handler and service |
+//!
+//! Handlers hold an `Arc<dyn ConnectionStore>` so the backend is chosen once, at start-up.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::ids::{Connection, ConnectionId, RoomId, UserId};
+
+mod memory;
+pub use memory::InMemoryStore;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
+
+/// How long a record lives when the caller does not say: 2 hours, API Gateway's maximum
+/// WebSocket connection duration, so a record outlives any connection it can describe.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// The routing table of a stateless WebSocket application.
+///
+/// Each record ([`Connection`]) says "connection C is in room R (and belongs to user U)". A
+/// connection in several rooms has one record per room. The first [`join`](Self::join) of a
+/// connection is its connect; [`remove_connections`](Self::remove_connections) (or
+/// [`ConnectionStoreExt::disconnect`]) is its disconnect.
+///
+/// # Contract
+///
+/// Every backend upholds these rules; each has a scenario in [`crate::conformance`].
+///
+/// 1. **Results are unordered.** Listings return records in no particular order.
+/// 2. **Expired records are never returned.** A record whose `expires_at` is at or before the
+///    store's clock is invisible to every listing, even while the backend still holds it (DynamoDB
+///    deletes TTL'd items lazily, up to days later). Records without an expiry never expire.
+/// 3. **A repeated join overwrites.** Joining a room the connection is already in replaces the
+///    record (user, expiry, endpoint); there is never more than one record per (connection, room).
+/// 4. **Deletes are idempotent.** Leaving a room one is not in, and removing a connection that
+///    has no records (or was already removed), succeed and do nothing.
+/// 5. **A user's connections are listed once each**, however many rooms each is in.
+/// 6. **Listings are complete**: a room larger than one backend page is returned whole.
+/// 7. **Joining sets the expiry**: a record joined with `expires_at: None` expires the store's
+///    TTL after the store's clock; [`refresh`](Self::refresh) moves every record of a connection
+///    to that same horizon.
+/// 8. **Concurrent joins are all kept**: joins of different connections, or of one connection to
+///    different rooms, racing each other, all end up in the table.
+///
+/// Listings of rooms and users may read a secondary index that is eventually consistent
+/// (DynamoDB GSIs are): a join may take a moment to appear there. Reads by connection id are
+/// strongly consistent.
+///
+/// The trait is object-safe; handlers hold `Arc<dyn ConnectionStore>`.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + Debug + 'static {
+    /// Adds `connection` to its room, or overwrites its record there. When
+    /// `connection.expires_at` is `None` the store sets it to its TTL from now.
+    async fn join(&self, connection: &Connection) -> Result<()>;
+
+    /// Removes `connection` from `room`. Succeeds when it was not there.
+    async fn leave(&self, connection: &ConnectionId, room: &RoomId) -> Result<()>;
+
+    /// Removes every record of every connection in `connections` (all their rooms, expired
+    /// records included) and returns the records removed. Succeeds for unknown connections.
+    /// Used for `$disconnect` and for cleaning connections the management API reported gone.
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>>;
+
+    /// The connections in `room`, one record each.
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>>;
+
+    /// The connections of `user`, one record per connection even when a connection is in several
+    /// rooms (which of its records is returned is unspecified).
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>>;
+
+    /// The records of `connection`: one per room it is in.
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>>;
+
+    /// Extends the expiry of every record of `connection` to the store's TTL from now and
+    /// returns how many records were refreshed (0 for an unknown connection; expired records
+    /// are not revived).
+    async fn refresh(&self, connection: &ConnectionId) -> Result<usize>;
+}
+
+/// Conveniences on every [`ConnectionStore`] (including `dyn ConnectionStore`), built on its
+/// required methods. A blanket implementation, so wrappers cannot lose an override.
+#[async_trait]
+pub trait ConnectionStoreExt: ConnectionStore {
+    /// Removes `connection` from every room (the `$disconnect` handler) and returns the records
+    /// removed. Idempotent.
+    async fn disconnect(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+        self.remove_connections(std::slice::from_ref(connection))
+            .await
+    }
+
+    /// The rooms `connection` is in.
+    async fn rooms_of(&self, connection: &ConnectionId) -> Result<Vec<RoomId>> {
+        Ok(self
+            .connection_rooms(connection)
+            .await?
+            .into_iter()
+            .map(|c| c.room)
+            .collect())
+    }
+
+    /// Whether `connection` is in `room` (and the record has not expired).
+    async fn is_member(&self, connection: &ConnectionId, room: &RoomId) -> Result<bool> {
+        Ok(self
+            .connection_rooms(connection)
+            .await?
+            .iter()
+            .any(|c| &c.room == room))
+    }
+}
+
+impl<T: ConnectionStore + ?Sized> ConnectionStoreExt for T {}
+
+#[async_trait]
+impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
+    async fn join(&self, connection: &Connection) -> Result<()> {
+        (**self).join(connection).await
+    }
+    async fn leave(&self, connection: &ConnectionId, room: &RoomId) -> Result<()> {
+        (**self).leave(connection, room).await
+    }
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>> {
+        (**self).remove_connections(connections).await
+    }
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>> {
+        (**self).room_connections(room).await
+    }
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>> {
+        (**self).user_connections(user).await
+    }
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+        (**self).connection_rooms(connection).await
+    }
+    async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {
+        (**self).refresh(connection).await
+    }
+}
+
+/// Where a store gets "now" from: the system clock in production, a [`ManualClock`] in tests
+/// that need to move time (expiry, TTL refresh).
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that only moves when told to; share it (it is cheap to clone) between the test and
+/// the store.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use stateless_ws::store::{Clock, ManualClock};
+/// let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_005));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<std::sync::Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: SystemTime) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *t += by;
+    }
+
+    /// Sets the clock to `to`.
+    pub fn set(&self, to: SystemTime) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

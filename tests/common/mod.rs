@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The MiniStack (DynamoDB-compatible) endpoint from `DYNAMODB_ENDPOINT`, or `None` after printing
+/// why the test is skipped. Under `scripts/test.sh` (`STATELESS_WS_REQUIRE_DYNAMODB=1`) a missing
+/// endpoint fails the test instead: the README's test command never skips these.
+pub(crate) fn dynamodb_endpoint(test: &str) -> Option<String> {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint),
+        _ if std::env::var("STATELESS_WS_REQUIRE_DYNAMODB").as_deref() == Ok("1") => {
+            panic!("{test}: DYNAMODB_ENDPOINT is not set but STATELESS_WS_REQUIRE_DYNAMODB=1")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: DYNAMODB_ENDPOINT is not set (run scripts/test.sh, which starts MiniStack)"
+            );
+            None
+        }
+    }
+}
+
+/// A DynamoDB client for the local endpoint with the fake credentials MiniStack accepts.
+pub(crate) async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// A table name no other test run has used.
+pub(crate) fn unique_table(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("ws-{tag}-{}-{nanos:x}", std::process::id())
+}
+
+/// An `SdkConfig` with the fake credentials and region the local servers accept.
+pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await
+}
