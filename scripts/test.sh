@@ -100,4 +100,8 @@ cargo clippy --all-targets --all-features -- -D warnings
 banner "cargo doc --all-features --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 
+# The in-memory store, events and the broadcaster must build without any AWS SDK crate.
+banner "cargo check --no-default-features (the crate without the AWS SDK)"
+cargo check --no-default-features --lib
+
 banner "all checks passed"

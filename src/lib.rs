@@ -11,7 +11,12 @@
 //!   row of the routing table ([`ids`]);
 //! - [`ConnectionStore`](store::ConnectionStore) is the routing table, with an
 //!   [`InMemoryStore`](store::InMemoryStore) and (feature `dynamodb`) a
-//!   `DynamoDbStore` in the table layout shared with the Python version of this design ([`store`]).
+//!   `DynamoDbStore` in the table layout shared with the Python version of this design ([`store`]);
+//! - [`Broadcaster`](broadcast::Broadcaster) fans a [`Payload`](broadcast::Payload) out over a
+//!   [`ConnectionSender`](broadcast::ConnectionSender) — `ApiGatewaySender` on the real
+//!   management API (feature `apigw`) or the in-memory
+//!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
+//!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]).
 //!
 //! ## Quickstart
 //!
@@ -54,11 +59,12 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `dynamodb` | yes | `store::DynamoDbStore` (aws-sdk-dynamodb) |
-//! | `apigw` | yes | the management API sender and broadcaster (aws-sdk-apigatewaymanagement) |
+//! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
 //! | `lambda` | no | `TryFrom<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>` for [`WebSocketEvent`] |
 //! | `conformance` | no | [`conformance`]: the store scenarios, to check your own backend |
 //!
-//! The in-memory store, events and identifiers are always compiled:
+//! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
+//! always compiled:
 //! `--no-default-features` builds without any AWS SDK crate.
 //!
 //! ## Errors
@@ -69,6 +75,7 @@
 //! through [`std::error::Error::source`]. Nothing in this crate panics on input.
 
 mod backoff;
+pub mod broadcast;
 pub mod error;
 pub mod event;
 pub mod ids;

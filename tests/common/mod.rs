@@ -53,3 +53,4 @@ pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
         .load()
         .await
 }
+pub(crate) mod fake_management_api;

@@ -1,0 +1,210 @@
+//! Fan-out speed of the `Broadcaster` on the real `ApiGatewaySender` (SDK client, SigV4, HTTP/1.1
+//! on loopback) against a stand-in management API that answers each POST after a fixed delay.
+//!
+//! Run with: `cargo bench --all-features --bench fanout`
+//!
+//! Measured in the same run:
+//! - `broadcast/{1000,10000}` with 2 ms per POST, at the default concurrency C = 64;
+//! - `sequential/{1000,10000}`: one POST after another, the pattern this crate replaces;
+//! - `zero_delay/10000`: deliveries per second when the server answers at once (the CPU cost of
+//!   signing + HTTP per delivery).
+//!
+//! At the end it prints both times, their ratio, and the ratio to the bound N·2 ms / C.
+//! Targets: ≥ 30× faster than sequential at 10,000; ≤ 1.5× the bound; ≥ 10,000 deliveries/s.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::{Connection, ConnectionId, RoomId};
+
+const DELAY: Duration = Duration::from_millis(2);
+const SIZES: [usize; 2] = [1_000, 10_000];
+
+/// Mean time per fan-out, by benchmark name, for the closing summary.
+static MEANS: Mutex<BTreeMap<String, (Duration, u32)>> = Mutex::new(BTreeMap::new());
+
+fn note(name: &str, elapsed: Duration, iters: u64) {
+    let mut means = MEANS.lock().unwrap();
+    let entry = means.entry(name.to_owned()).or_default();
+    entry.0 += elapsed;
+    entry.1 += u32::try_from(iters).unwrap();
+}
+
+fn mean(name: &str) -> Option<Duration> {
+    let means = MEANS.lock().unwrap();
+    means.get(name).map(|(total, n)| *total / (*n).max(1))
+}
+
+/// A management API stand-in: answers `POST /{stage}/@connections/{id}` with 200 after `delay`.
+async fn start_server(delay: Duration) -> String {
+    let app = Router::new().fallback(move || async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        StatusCode::OK
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/bench")
+}
+
+struct Setup {
+    sender: Arc<ApiGatewaySender>,
+    broadcaster: Broadcaster,
+    targets: Vec<Target>,
+    room: RoomId,
+}
+
+async fn setup(delay: Duration, n: usize) -> Setup {
+    let endpoint = start_server(delay).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    let sender = Arc::new(ApiGatewaySender::with_endpoint(&config, &endpoint).unwrap());
+    let store = Arc::new(InMemoryStore::new());
+    let room = RoomId::new(format!("room-{n}")).unwrap();
+    let mut targets = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = ConnectionId::new(format!("conn{i:06}=")).unwrap();
+        store
+            .join(&Connection::new(id.clone(), room.clone()))
+            .await
+            .unwrap();
+        targets.push(Target::new(id));
+    }
+    let broadcaster = Broadcaster::new(store, sender.clone());
+    Setup {
+        sender,
+        broadcaster,
+        targets,
+        room,
+    }
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let payload =
+        Payload::text(r#"{"type":"message","room":"general","message":"hello"}"#).unwrap();
+    let mut group = c.benchmark_group("fanout_2ms");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    for n in SIZES {
+        let s = rt.block_on(setup(DELAY, n));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("broadcast", n), &n, |b, _| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let s = &s;
+                let payload = payload.clone();
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let report = s
+                            .broadcaster
+                            .broadcast(&s.room, &payload, None)
+                            .await
+                            .unwrap();
+                        assert_eq!(report.delivered.len(), n, "{report}");
+                    }
+                    let elapsed = start.elapsed();
+                    note(&format!("broadcast/{n}"), elapsed, iters);
+                    elapsed
+                }
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("sequential", n), &n, |b, _| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let s = &s;
+                let payload = payload.clone();
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for target in &s.targets {
+                            s.sender.post(target, &payload).await.unwrap();
+                        }
+                    }
+                    let elapsed = start.elapsed();
+                    note(&format!("sequential/{n}"), elapsed, iters);
+                    elapsed
+                }
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("fanout_zero_delay");
+    group.sample_size(10);
+    let n = 10_000;
+    let s = rt.block_on(setup(Duration::ZERO, n));
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(BenchmarkId::new("broadcast", n), |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let s = &s;
+            let payload = payload.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let report = s
+                        .broadcaster
+                        .broadcast(&s.room, &payload, None)
+                        .await
+                        .unwrap();
+                    assert_eq!(report.delivered.len(), n, "{report}");
+                }
+                let elapsed = start.elapsed();
+                note("zero_delay/10000", elapsed, iters);
+                elapsed
+            }
+        });
+    });
+    group.finish();
+}
+
+fn summary() {
+    let concurrency = stateless_ws::broadcast::BroadcastConfig::default().concurrency;
+    println!("\n== fan-out summary (C = {concurrency}, {DELAY:?} per POST) ==");
+    for n in SIZES {
+        let (Some(fast), Some(seq)) = (
+            mean(&format!("broadcast/{n}")),
+            mean(&format!("sequential/{n}")),
+        ) else {
+            continue;
+        };
+        let bound = DELAY * u32::try_from(n).unwrap() / u32::try_from(concurrency).unwrap();
+        println!(
+            "N = {n:>6}: broadcast {:>9.1?}  sequential {:>9.1?}  speed-up {:>6.1}x  bound N*2ms/C {:>8.1?}  ratio to bound {:.2}",
+            fast,
+            seq,
+            seq.as_secs_f64() / fast.as_secs_f64(),
+            bound,
+            fast.as_secs_f64() / bound.as_secs_f64(),
+        );
+    }
+    if let Some(zero) = mean("zero_delay/10000") {
+        println!(
+            "zero delay: {:.0} deliveries/s (10,000 in {:.1?})",
+            10_000.0 / zero.as_secs_f64(),
+            zero
+        );
+    }
+}
+
+criterion_group!(benches, bench_fanout);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

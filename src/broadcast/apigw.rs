@@ -1,0 +1,345 @@
+//! [`ApiGatewaySender`]: the API Gateway Management API on `aws-sdk-apigatewaymanagement`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
+use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime};
+
+use super::{ConnectionInfo, ConnectionSender, Payload, Target};
+use crate::error::{BoxError, Error, Result};
+use crate::event::RequestContext;
+
+/// The environment variable [`ApiGatewaySender::from_env`] reads the default management endpoint
+/// from (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
+pub const ENDPOINT_ENV: &str = "APIGW_MANAGEMENT_URL";
+
+/// How long one management API call may take before it counts as a (retryable) failure.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`ConnectionSender`] on the real API Gateway Management API.
+///
+/// One SDK client per management endpoint, built on first use and cached for the life of the
+/// sender (clones share the cache): never a client per message. A [`Target`] that names an
+/// endpoint (its record's `managementEndpoint`) goes through that endpoint's client; others go
+/// through the default endpoint.
+///
+/// The SDK's own retries are disabled on these clients: the [`Broadcaster`](super::Broadcaster)
+/// retries with its own backoff and must see each 429 to lower its concurrency.
+///
+/// # Endpoints
+///
+/// The management endpoint is `https://{domainName}/{stage}` — **with the stage**; leaving it out
+/// is the classic cause of `403 Forbidden`. Behind a custom domain, use the `execute-api` URL
+/// ([`RequestContext::execute_api_endpoint`]). Build a sender:
+///
+/// - in a Lambda handler, once at start-up with [`ApiGatewaySender::new`] (no default endpoint),
+///   then per event [`with_default_endpoint`](Self::with_default_endpoint) or
+///   [`for_event`](Self::for_event) — cheap, the clients stay cached;
+/// - in a service outside any WebSocket event, with [`from_env`](Self::from_env)
+///   (`APIGW_MANAGEMENT_URL`);
+/// - for a custom domain or a local gateway, with an explicit endpoint.
+///
+/// IAM: `execute-api:ManageConnections` on `arn:aws:execute-api:REGION:ACCOUNT:API_ID/STAGE/POST/@connections/*`
+/// (and `GET`, `DELETE` for [`get`](ConnectionSender::get) / [`delete`](ConnectionSender::delete)).
+#[derive(Clone)]
+pub struct ApiGatewaySender {
+    base: aws_sdk_apigatewaymanagement::config::Builder,
+    clients: Arc<RwLock<HashMap<Arc<str>, Client>>>,
+    default_endpoint: Option<Arc<str>>,
+}
+
+impl ApiGatewaySender {
+    /// A sender using `config` (region, credentials) with no default endpoint: every target must
+    /// name one, or use [`with_default_endpoint`](Self::with_default_endpoint).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        let base = aws_sdk_apigatewaymanagement::config::Builder::from(config)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(DEFAULT_CALL_TIMEOUT)
+                    .build(),
+            );
+        Self::from_builder(base)
+    }
+
+    /// A sender from a fully prepared SDK config builder (custom timeouts, HTTP client,
+    /// interceptors — e.g. `aws-smithy-mocks` in tests). Its endpoint URL, if any, is replaced per
+    /// target; its retry settings are kept as given.
+    pub fn from_builder(base: aws_sdk_apigatewaymanagement::config::Builder) -> Self {
+        Self {
+            base,
+            clients: Arc::default(),
+            default_endpoint: None,
+        }
+    }
+
+    /// A sender whose default endpoint is `endpoint` (`https://{domain}/{stage}`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `endpoint` is not an `http(s)://host/stage` URL.
+    pub fn with_endpoint(config: &aws_config::SdkConfig, endpoint: &str) -> Result<Self> {
+        Self::new(config).with_default_endpoint(endpoint)
+    }
+
+    /// A sender for the API an event came from: default endpoint
+    /// [`RequestContext::management_endpoint`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEvent`] when the event lacks `domainName` or `stage`.
+    pub fn for_event(config: &aws_config::SdkConfig, context: &RequestContext) -> Result<Self> {
+        Self::new(config).with_default_endpoint(&context.management_endpoint()?)
+    }
+
+    /// A sender configured from the environment: `aws_config`'s default chain for region and
+    /// credentials, [`ENDPOINT_ENV`] (`APIGW_MANAGEMENT_URL`) for the default endpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the variable is missing or not a valid endpoint. Never panics.
+    pub async fn from_env() -> Result<Self> {
+        let endpoint = match std::env::var(ENDPOINT_ENV) {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => {
+                return Err(Error::config(format!(
+                    "environment variable {ENDPOINT_ENV} is not set: it must be the management \
+                     endpoint https://{{api-id}}.execute-api.{{region}}.amazonaws.com/{{stage}}"
+                )));
+            }
+        };
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::with_endpoint(&config, endpoint.trim())
+    }
+
+    /// The same sender (sharing its cached clients) with `endpoint` as default.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `endpoint` is not an `http(s)://host/stage` URL.
+    pub fn with_default_endpoint(&self, endpoint: &str) -> Result<Self> {
+        let endpoint = validate_endpoint(endpoint)?;
+        Ok(Self {
+            base: self.base.clone(),
+            clients: Arc::clone(&self.clients),
+            default_endpoint: Some(endpoint.into()),
+        })
+    }
+
+    /// The default endpoint, if any.
+    pub fn default_endpoint(&self) -> Option<&str> {
+        self.default_endpoint.as_deref()
+    }
+
+    fn endpoint_of<'a>(&'a self, target: &'a Target) -> Result<&'a Arc<str>> {
+        target
+            .endpoint
+            .as_ref()
+            .or(self.default_endpoint.as_ref())
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "no management endpoint for connection {}: the record names none and the \
+                     sender has no default (use with_default_endpoint or {ENDPOINT_ENV})",
+                    target.connection_id
+                ))
+            })
+    }
+
+    /// The cached client for `endpoint`, built on first use.
+    fn client(&self, endpoint: &Arc<str>) -> Result<Client> {
+        if let Some(client) = self
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+        {
+            return Ok(client.clone());
+        }
+        let endpoint_url = validate_endpoint(endpoint)?;
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        let client = clients.entry(Arc::clone(endpoint)).or_insert_with(|| {
+            Client::from_conf(self.base.clone().endpoint_url(endpoint_url).build())
+        });
+        Ok(client.clone())
+    }
+
+    /// Number of SDK clients built so far (one per distinct endpoint).
+    pub fn cached_clients(&self) -> usize {
+        self.clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Checks that `endpoint` is `http(s)://host/path` with a non-empty path (the stage) and returns
+/// it without a trailing slash.
+fn validate_endpoint(endpoint: &str) -> Result<String> {
+    let trimmed = endpoint.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(Error::config(format!(
+            "management endpoint {endpoint:?} must start with https:// (or http:// for a local gateway)"
+        )));
+    };
+    match rest.split_once('/') {
+        Some((host, stage)) if !host.is_empty() && !stage.is_empty() => Ok(trimmed.to_owned()),
+        _ => Err(Error::config(format!(
+            "management endpoint {endpoint:?} has no stage: it must be https://{{domain}}/{{stage}} \
+             (a missing stage makes API Gateway answer 403 Forbidden)"
+        ))),
+    }
+}
+
+/// Maps a management API error onto the crate's meanings (see [`ConnectionSender`]).
+///
+/// The SDK recognises modeled errors by the `x-amzn-ErrorType` header; a bare status without it
+/// is still classified here by status, so emulators that omit the header behave the same.
+fn map_err<E>(endpoint: &str, target: &Target, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    let connection_id = target.connection_id.clone();
+    let transient = matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    );
+    let source: BoxError = Box::new(err);
+    let backend = || format!("ApiGatewaySender({endpoint})");
+    match (code.as_deref(), status) {
+        (Some("GoneException"), _) | (None, Some(410)) => Error::Gone { connection_id },
+        (
+            Some("LimitExceededException" | "ThrottlingException" | "TooManyRequestsException"),
+            _,
+        )
+        | (_, Some(429)) => Error::Throttled {
+            backend: backend(),
+            source,
+        },
+        (Some("PayloadTooLargeException"), _) | (_, Some(413)) => Error::PayloadTooLarge {
+            size: 0,
+            limit: Payload::MAX_SIZE,
+        },
+        (Some("ForbiddenException" | "AccessDeniedException"), _) | (_, Some(403)) => {
+            Error::Forbidden {
+                endpoint: endpoint.to_owned(),
+                source,
+            }
+        }
+        (_, status) => Error::Delivery {
+            connection_id,
+            retryable: transient || status.is_some_and(|s| s >= 500),
+            status,
+            source,
+        },
+    }
+}
+
+fn to_system_time(t: Option<&DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+impl fmt::Debug for ApiGatewaySender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiGatewaySender")
+            .field("default_endpoint", &self.default_endpoint)
+            .field("cached_clients", &self.cached_clients())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ApiGatewaySender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ApiGatewaySender({})",
+            self.default_endpoint
+                .as_deref()
+                .unwrap_or("no default endpoint")
+        )
+    }
+}
+
+#[async_trait]
+impl ConnectionSender for ApiGatewaySender {
+    async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
+        if payload.len() > Payload::MAX_SIZE {
+            return Err(Error::PayloadTooLarge {
+                size: payload.len(),
+                limit: Payload::MAX_SIZE,
+            });
+        }
+        let endpoint = self.endpoint_of(target)?;
+        self.client(endpoint)?
+            .post_to_connection()
+            .connection_id(target.connection_id.as_str())
+            .data(Blob::new(payload.as_bytes()))
+            .send()
+            .await
+            .map_err(|e| map_err(endpoint, target, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, target: &Target) -> Result<ConnectionInfo> {
+        let endpoint = self.endpoint_of(target)?;
+        let out = self
+            .client(endpoint)?
+            .get_connection()
+            .connection_id(target.connection_id.as_str())
+            .send()
+            .await
+            .map_err(|e| map_err(endpoint, target, e))?;
+        Ok(ConnectionInfo {
+            connected_at: to_system_time(out.connected_at()),
+            last_active_at: to_system_time(out.last_active_at()),
+            source_ip: out
+                .identity()
+                .and_then(|i| i.source_ip())
+                .map(str::to_owned),
+            user_agent: out
+                .identity()
+                .and_then(|i| i.user_agent())
+                .map(str::to_owned),
+        })
+    }
+
+    async fn delete(&self, target: &Target) -> Result<()> {
+        let endpoint = self.endpoint_of(target)?;
+        self.client(endpoint)?
+            .delete_connection()
+            .connection_id(target.connection_id.as_str())
+            .send()
+            .await
+            .map_err(|e| map_err(endpoint, target, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_need_a_scheme_and_a_stage() {
+        assert_eq!(
+            validate_endpoint("https://abc.execute-api.eu-west-1.amazonaws.com/prod/").unwrap(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+        );
+        assert!(validate_endpoint("http://127.0.0.1:9000/local").is_ok());
+        let err = validate_endpoint("https://abc.execute-api.eu-west-1.amazonaws.com").unwrap_err();
+        assert!(err.to_string().contains("no stage"), "{err}");
+        let err = validate_endpoint("abc.execute-api.eu-west-1.amazonaws.com/prod").unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+}

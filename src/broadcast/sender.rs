@@ -1,0 +1,118 @@
+//! The [`ConnectionSender`] seam: the API Gateway Management API as a trait.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use super::Payload;
+use crate::error::Result;
+use crate::ids::{Connection, ConnectionId};
+
+/// Where to deliver: a connection, and the management endpoint of the API that holds it when
+/// the record names one (tables shared by several APIs or regions). `None` means the sender's
+/// default endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The management endpoint (`https://{domain}/{stage}`) holding it, if not the default.
+    pub endpoint: Option<Arc<str>>,
+}
+
+impl Target {
+    /// A target on the sender's default endpoint.
+    pub fn new(connection_id: ConnectionId) -> Self {
+        Self {
+            connection_id,
+            endpoint: None,
+        }
+    }
+
+    /// A target on an explicit management endpoint.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: impl Into<Arc<str>>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+}
+
+impl From<ConnectionId> for Target {
+    fn from(connection_id: ConnectionId) -> Self {
+        Self::new(connection_id)
+    }
+}
+
+impl From<&Connection> for Target {
+    fn from(record: &Connection) -> Self {
+        Self {
+            connection_id: record.connection_id.clone(),
+            endpoint: record.endpoint.as_deref().map(Arc::from),
+        }
+    }
+}
+
+impl From<Connection> for Target {
+    fn from(record: Connection) -> Self {
+        Self {
+            connection_id: record.connection_id,
+            endpoint: record.endpoint.map(Arc::from),
+        }
+    }
+}
+
+/// What the management API's `GET @connections/{id}` says about a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// When the connection was made.
+    pub connected_at: Option<SystemTime>,
+    /// When the connection last sent or received a message.
+    pub last_active_at: Option<SystemTime>,
+    /// The client's IP address.
+    pub source_ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+/// The API Gateway Management API, as the broadcaster needs it: post to a connection, look one
+/// up, close one.
+///
+/// Implementations report outcomes with the crate's [`Error`](crate::Error), and the
+/// [`Broadcaster`](super::Broadcaster) relies on these meanings:
+///
+/// | outcome | error |
+/// |---|---|
+/// | the connection is gone (410) | [`Error::Gone`](crate::Error::Gone) |
+/// | throttled (429) | [`Error::Throttled`](crate::Error::Throttled) — retried, and concurrency drops |
+/// | transient: 5xx, timeout, connection failure | [`Error::Delivery`](crate::Error::Delivery) with `retryable: true` |
+/// | body too large (413) | [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) |
+/// | wrong endpoint, stage or IAM (403) | [`Error::Forbidden`](crate::Error::Forbidden) — stops a broadcast |
+///
+/// Two implementations ship: [`ApiGatewaySender`](super::ApiGatewaySender) (feature `apigw`) and
+/// [`RecordingSender`](super::RecordingSender) for tests and local use.
+#[async_trait]
+pub trait ConnectionSender: Send + Sync + Debug + 'static {
+    /// Sends `payload` to the connection as one text message.
+    async fn post(&self, target: &Target, payload: &Payload) -> Result<()>;
+
+    /// Looks the connection up.
+    async fn get(&self, target: &Target) -> Result<ConnectionInfo>;
+
+    /// Closes the connection (API Gateway then runs `$disconnect`).
+    async fn delete(&self, target: &Target) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: ConnectionSender + ?Sized> ConnectionSender for Arc<T> {
+    async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
+        (**self).post(target, payload).await
+    }
+    async fn get(&self, target: &Target) -> Result<ConnectionInfo> {
+        (**self).get(target).await
+    }
+    async fn delete(&self, target: &Target) -> Result<()> {
+        (**self).delete(target).await
+    }
+}

@@ -1,0 +1,239 @@
+//! The broadcaster over the in-memory pieces: `InMemoryStore` and `RecordingSender`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stateless_ws::broadcast::{
+    BroadcastConfig, Broadcaster, InjectedFailure, Payload, RecordingSender, Target,
+};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::{Connection, ConnectionId, Error, RoomId, UserId};
+
+fn id(s: &str) -> ConnectionId {
+    ConnectionId::new(s).unwrap()
+}
+
+fn setup() -> (Arc<InMemoryStore>, RecordingSender, Broadcaster) {
+    let store = Arc::new(InMemoryStore::new());
+    let sender = RecordingSender::new();
+    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(
+        BroadcastConfig::default().backoff(Duration::from_millis(1), Duration::from_millis(4)),
+    );
+    (store, sender, b)
+}
+
+#[tokio::test]
+async fn a_user_in_two_rooms_is_notified_once_per_connection() {
+    let (store, sender, b) = setup();
+    let alice = UserId::new("alice").unwrap();
+    for (conn, room) in [
+        ("phone=", "a"),
+        ("phone=", "b"),
+        ("phone=", "c"),
+        ("laptop=", "a"),
+    ] {
+        store
+            .join(&Connection::new(id(conn), RoomId::new(room).unwrap()).with_user(alice.clone()))
+            .await
+            .unwrap();
+    }
+    store
+        .join(
+            &Connection::new(id("bob="), RoomId::new("a").unwrap())
+                .with_user(UserId::new("bob").unwrap()),
+        )
+        .await
+        .unwrap();
+    let report = b
+        .notify_user(&alice, &Payload::text("invoice paid").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 2);
+    assert_eq!(sender.messages(&id("phone=")), ["invoice paid"]);
+    assert_eq!(sender.messages(&id("laptop=")), ["invoice paid"]);
+    assert!(sender.messages(&id("bob=")).is_empty());
+}
+
+#[tokio::test]
+async fn broadcast_can_exclude_the_sender_and_send_to_collapses_duplicates() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("lobby").unwrap();
+    for c in ["me=", "you=", "them="] {
+        store
+            .join(&Connection::new(id(c), room.clone()))
+            .await
+            .unwrap();
+    }
+    let report = b
+        .broadcast(&room, &Payload::text("hi").unwrap(), Some(&id("me=")))
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 2);
+    assert!(
+        sender.messages(&id("me=")).is_empty(),
+        "the sender is excluded"
+    );
+    let report = b
+        .broadcast(&room, &Payload::text("all").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 3);
+
+    sender.clear();
+    let report = b
+        .send_to(
+            [id("you="), id("you="), id("them=")],
+            &Payload::text("dm").unwrap(),
+        )
+        .await;
+    assert_eq!(report.targets(), 2, "duplicates are sent once");
+    assert_eq!(sender.messages(&id("you=")), ["dm"]);
+}
+
+#[tokio::test]
+async fn single_send_reports_and_cleans_a_gone_connection() {
+    let (store, sender, b) = setup();
+    let c = id("vanished=");
+    for r in ["a", "b"] {
+        store
+            .join(&Connection::new(c.clone(), RoomId::new(r).unwrap()))
+            .await
+            .unwrap();
+    }
+    sender.set_gone(&c);
+    let report = b.send(c.clone(), &Payload::text("ping").unwrap()).await;
+    assert_eq!(report.gone, std::slice::from_ref(&c));
+    assert_eq!(report.cleaned_records, 2);
+    assert!(store.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_midway_leaves_the_rest_not_attempted() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..100 {
+        store
+            .join(&Connection::new(id(&format!("c{i}=")), room.clone()))
+            .await
+            .unwrap();
+    }
+    sender.set_latency(Duration::from_millis(10));
+    let b = b
+        .with_config(BroadcastConfig::default().concurrency(10))
+        .with_time_budget(Duration::from_millis(35));
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.targets(), 100, "{report}");
+    assert!(
+        (30..=40).contains(&report.delivered.len()),
+        "about 3.5 rounds of 10 fit in 35 ms: {report}"
+    );
+    assert_eq!(report.not_attempted.len(), 100 - report.attempted());
+    assert!(report.failed.is_empty());
+    assert_eq!(sender.total_delivered(), report.delivered.len());
+}
+
+#[tokio::test]
+async fn throttled_connections_are_retried_and_concurrency_adapts() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..50 {
+        let c = id(&format!("c{i}="));
+        store
+            .join(&Connection::new(c.clone(), room.clone()))
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            sender.fail(&c, InjectedFailure::Throttled, Some(2));
+        }
+    }
+    let b = b.with_config(
+        BroadcastConfig::default()
+            .concurrency(16)
+            .backoff(Duration::from_millis(20), Duration::from_millis(40)),
+    );
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 50, "{report}");
+    assert_eq!(
+        report.retries, 20,
+        "10 throttled connections, 2 retries each"
+    );
+    assert!(report.final_concurrency < 16, "{report:?}");
+    assert_eq!(sender.attempts(&id("c0=")), 3);
+}
+
+#[tokio::test]
+async fn injected_failures_land_in_the_right_buckets() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for c in ["ok=", "flaky=", "down=", "big="] {
+        store
+            .join(&Connection::new(id(c), room.clone()))
+            .await
+            .unwrap();
+    }
+    sender.fail(&id("flaky="), InjectedFailure::ServerError(502), Some(1));
+    sender.fail(&id("down="), InjectedFailure::ServerError(500), None);
+    sender.fail(&id("big="), InjectedFailure::PayloadTooLarge, None);
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    let mut delivered = report.delivered.clone();
+    delivered.sort();
+    assert_eq!(delivered, [id("flaky="), id("ok=")]);
+    assert_eq!(report.failed.len(), 2);
+    for f in &report.failed {
+        match f.connection_id.as_str() {
+            "down=" => {
+                assert_eq!(f.attempts, 4);
+                assert!(f.error.is_retryable());
+            }
+            "big=" => {
+                assert_eq!(f.attempts, 1);
+                assert!(matches!(f.error, Error::PayloadTooLarge { .. }));
+            }
+            other => panic!("unexpected failure for {other}"),
+        }
+    }
+    assert_eq!(
+        store.room_connections(&room).await.unwrap().len(),
+        4,
+        "failures are not gone"
+    );
+}
+
+#[tokio::test]
+async fn targets_carry_the_record_endpoint() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    store
+        .join(
+            &Connection::new(id("far="), room.clone())
+                .with_endpoint("https://x.execute-api.eu-west-1.amazonaws.com/prod"),
+        )
+        .await
+        .unwrap();
+    store
+        .join(&Connection::new(id("near="), room.clone()))
+        .await
+        .unwrap();
+    b.broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.last_endpoint(&id("far=")).unwrap().as_deref(),
+        Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
+    );
+    assert_eq!(sender.last_endpoint(&id("near=")).unwrap(), None);
+    let t: Target = Connection::new(id("x="), room)
+        .with_endpoint("https://e/s")
+        .into();
+    assert_eq!(t.endpoint.as_deref(), Some("https://e/s"));
+}
