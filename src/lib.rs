@@ -76,9 +76,12 @@
 
 mod backoff;
 pub mod broadcast;
+pub mod chat;
 pub mod error;
 pub mod event;
 pub mod ids;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod store;
 
 #[cfg(any(test, feature = "conformance"))]

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::StalledStreamProtectionConfig;
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
@@ -31,7 +32,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// through the default endpoint.
 ///
 /// The SDK's own retries are disabled on these clients: the [`Broadcaster`](super::Broadcaster)
-/// retries with its own backoff and must see each 429 to lower its concurrency.
+/// retries with its own backoff and must see each 429 to lower its concurrency. Each call has a
+/// [10 s operation timeout](DEFAULT_CALL_TIMEOUT) (a timeout is a retryable failure).
 ///
 /// # Endpoints
 ///
@@ -61,6 +63,9 @@ impl ApiGatewaySender {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         let base = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .retry_config(RetryConfig::disabled())
+            // Bodies are at most 128 KB and calls have an operation timeout: the stalled-stream
+            // watchdog (built for long streaming bodies) only adds a timer per request.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(DEFAULT_CALL_TIMEOUT)

@@ -1,0 +1,104 @@
+//! The `$disconnect` route as an AWS Lambda function: removes the connection from every room.
+//! Idempotent: clients that vanish make records disappear by TTL or by a broadcaster's stale
+//! cleanup first, and that is fine.
+//!
+//! Build and deploy: `cargo lambda build --release --arm64 --examples`, then
+//! `sam deploy --template-file examples/template.yaml`. Environment: `CONNECTIONS_TABLE`.
+
+#[path = "support/lambda.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
+use stateless_ws::DisconnectEvent;
+use stateless_ws::chat::{Chat, RouteResponse};
+
+async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
+    match DisconnectEvent::from_value(event.payload) {
+        Ok(disconnect) => Ok(chat.on_disconnect(&disconnect).await?),
+        Err(e) => Ok(RouteResponse::error(400, e.to_string())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    support::run(handle).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context;
+    use serde_json::json;
+    use stateless_ws::broadcast::RecordingSender;
+    use stateless_ws::chat::ChatConfig;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{Connection, ConnectionId, RoomId};
+
+    fn event() -> LambdaEvent<Value> {
+        let payload = json!({
+            "headers": {"Host": "abc.execute-api.eu-west-1.amazonaws.com"},
+            "requestContext": {
+                "routeKey": "$disconnect", "eventType": "DISCONNECT", "connectionId": "Conn1=",
+                "disconnectStatusCode": 1001, "disconnectReason": "Going away",
+                "domainName": "abc.execute-api.eu-west-1.amazonaws.com", "stage": "prod",
+                "connectedAt": 1_700_000_000_000_i64, "requestTimeEpoch": 1_700_000_100_000_i64
+            },
+            "isBase64Encoded": false
+        });
+        LambdaEvent::new(payload, Context::default())
+    }
+
+    #[tokio::test]
+    async fn removes_every_room_and_is_idempotent() {
+        let store = Arc::new(InMemoryStore::new());
+        let c = ConnectionId::new("Conn1=").unwrap();
+        for r in ["a", "b", "c"] {
+            store
+                .join(&Connection::new(c.clone(), RoomId::new(r).unwrap()))
+                .await
+                .unwrap();
+        }
+        let other = ConnectionId::new("Other=").unwrap();
+        store
+            .join(&Connection::new(other.clone(), RoomId::new("a").unwrap()))
+            .await
+            .unwrap();
+        let chat = Arc::new(Chat::new(
+            store.clone(),
+            Arc::new(RecordingSender::new()),
+            ChatConfig::default(),
+        ));
+
+        assert_eq!(
+            handle(chat.clone(), event()).await.unwrap().status_code,
+            200
+        );
+        assert!(store.connection_rooms(&c).await.unwrap().is_empty());
+        assert_eq!(store.len(), 1, "other connections untouched");
+        assert_eq!(
+            handle(chat, event()).await.unwrap().status_code,
+            200,
+            "already gone is fine"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_a_400() {
+        let chat = Arc::new(Chat::new(
+            Arc::new(InMemoryStore::new()),
+            Arc::new(RecordingSender::new()),
+            ChatConfig::default(),
+        ));
+        let mut e = event();
+        e.payload["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("connectionId");
+        let resp = handle(chat, e).await.unwrap();
+        assert_eq!(resp.status_code, 400);
+        assert!(resp.body.unwrap().contains("requestContext.connectionId"));
+    }
+}

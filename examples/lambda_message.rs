@@ -1,0 +1,96 @@
+//! The message routes as an AWS Lambda function: `join`, `leave`, `send`, `members`, `ping` and
+//! `$default`, selected by the body's `action` (the API's `RouteSelectionExpression` is
+//! `$request.body.action`). Each answers the caller through the route response, and `send`
+//! fans out to the room through the API Gateway Management API, cleaning up gone connections.
+//!
+//! Build and deploy: `cargo lambda build --release --arm64 --examples`, then
+//! `sam deploy --template-file examples/template.yaml`. Environment: `CONNECTIONS_TABLE`, and
+//! optionally `APIGW_MANAGEMENT_URL` and the `CHAT_*` variables of `stateless_ws::chat::env`.
+
+#[path = "support/lambda.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
+use stateless_ws::MessageEvent;
+use stateless_ws::chat::{Chat, RouteResponse};
+
+async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
+    let deadline = support::fan_out_deadline(&event.context);
+    match MessageEvent::from_value(event.payload) {
+        Ok(message) => Ok(chat.on_message(&message, deadline).await?),
+        Err(e) => Ok(RouteResponse::error(400, e.to_string())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    support::run(handle).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context;
+    use serde_json::json;
+    use stateless_ws::broadcast::RecordingSender;
+    use stateless_ws::chat::ChatConfig;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{Connection, ConnectionId, RoomId, UserId};
+
+    fn event(from: &str, body: &str) -> LambdaEvent<Value> {
+        let payload = json!({
+            "requestContext": {
+                "routeKey": "$default", "eventType": "MESSAGE", "connectionId": from,
+                "messageId": "abc", "domainName": "abc.execute-api.eu-west-1.amazonaws.com",
+                "stage": "prod", "connectedAt": 1_700_000_000_000_i64,
+                "requestTimeEpoch": 1_700_000_000_000_i64, "messageDirection": "IN"
+            },
+            "body": body,
+            "isBase64Encoded": false
+        });
+        LambdaEvent::new(payload, Context::default())
+    }
+
+    #[tokio::test]
+    async fn join_send_ping_through_the_lambda_entry_point() {
+        let store = Arc::new(InMemoryStore::new());
+        let sender = RecordingSender::new();
+        let chat = Arc::new(Chat::new(
+            store.clone(),
+            Arc::new(sender.clone()),
+            ChatConfig::default(),
+        ));
+        let lobby = RoomId::new("lobby").unwrap();
+        for (c, u) in [("A=", "alice"), ("B=", "bob")] {
+            store
+                .join(
+                    &Connection::new(ConnectionId::new(c).unwrap(), lobby.clone())
+                        .with_user(UserId::new(u).unwrap()),
+                )
+                .await
+                .unwrap();
+        }
+        let resp = handle(
+            chat.clone(),
+            event("A=", r#"{"action":"send","room":"lobby","message":"hi"}"#),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.body_json()["delivered"], 1);
+        let got: Value =
+            serde_json::from_str(&sender.messages(&ConnectionId::new("B=").unwrap())[0]).unwrap();
+        assert_eq!(
+            got,
+            json!({"type": "message", "room": "lobby", "userId": "alice", "message": "hi"})
+        );
+        let resp = handle(chat.clone(), event("A=", r#"{"action":"ping"}"#))
+            .await
+            .unwrap();
+        assert_eq!(resp.body_json(), json!({"type": "pong"}));
+        let resp = handle(chat, event("A=", "not json")).await.unwrap();
+        assert_eq!(resp.status_code, 400);
+    }
+}

@@ -1,0 +1,647 @@
+//! A complete chat application on this crate's pieces: the route logic behind the Lambda
+//! examples (`examples/lambda_*.rs`) and the local demo, written once.
+//!
+//! [`Chat`] takes its dependencies (a [`ConnectionStore`], a [`ConnectionSender`]) and an event,
+//! and answers what API Gateway expects from a Lambda proxy integration ([`RouteResponse`]). It
+//! holds no state between events, so it runs the same in a Lambda, in a container, or behind the
+//! local gateway.
+//!
+//! # Routes
+//!
+//! | route | what it does | answer to the caller |
+//! |---|---|---|
+//! | `$connect` | records the connection in its first room (query string `room`, default `general`) | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
+//! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
+//! | `join` | `{"action":"join","room":"r"}`: joins `r`, tells its members | `{"type":"joined","room":"r","userId":…}` |
+//! | `leave` | `{"action":"leave","room":"r"}` | `{"type":"left","room":"r","userId":…}` |
+//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N}` |
+//! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
+//! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
+//! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |
+//!
+//! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`
+//! (and `"joined"` / `"left"` presence notices of the same shape without `message`).
+//!
+//! # Identity
+//!
+//! The user id comes from the authorizer context of the `$connect` event (`principalId`, or the
+//! key named by [`IdentitySource::Authorizer`]) and is stored with the connection; later messages
+//! take it from the store, never from the message. A body that tries to set `userId` is refused.
+//! Only [`IdentitySource::InsecureQueryString`], an explicit demo mode, reads the user from the
+//! query string.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::broadcast::{
+    BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload, Target,
+};
+use crate::error::{Error, Result};
+use crate::event::{ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, WebSocketEvent};
+use crate::ids::{Connection, ConnectionId, RoomId, UserId};
+use crate::store::{ConnectionStore, ConnectionStoreExt};
+
+/// Environment variables read by [`ChatConfig::from_env`].
+pub mod env {
+    /// `true` to refuse `$connect` without an identity (default `false`).
+    pub const REQUIRE_AUTH: &str = "CHAT_REQUIRE_AUTH";
+    /// The authorizer context key holding the user id (default `principalId`).
+    pub const USER_CLAIM: &str = "CHAT_USER_CLAIM";
+    /// `true` to deliver a sender's messages back to it too (default `false`).
+    pub const ECHO_TO_SENDER: &str = "CHAT_ECHO_TO_SENDER";
+    /// The room of a `$connect` without `room` (default `general`).
+    pub const DEFAULT_ROOM: &str = "CHAT_DEFAULT_ROOM";
+    /// `true` to take the user id from the query string `userId` — an insecure demo mode
+    /// (default `false`).
+    pub const INSECURE_QUERY_STRING_IDENTITY: &str = "CHAT_INSECURE_QUERY_STRING_IDENTITY";
+    /// Optional management endpoint overriding the event's `https://{domainName}/{stage}` (a
+    /// custom domain, or a local gateway): the same variable as
+    /// `ApiGatewaySender::from_env`.
+    pub const MANAGEMENT_ENDPOINT: &str = "APIGW_MANAGEMENT_URL";
+}
+
+/// Where the user id of a connection comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentitySource {
+    /// The authorizer context of the `$connect` event: this key (`principalId` by default).
+    Authorizer {
+        /// The context key, e.g. `principalId`, `sub`, `email`.
+        claim: String,
+    },
+    /// **Insecure demo mode**: the `$connect` query string parameter `param` names the user,
+    /// so anyone can claim to be anyone. Falls back to the authorizer when absent.
+    InsecureQueryString {
+        /// The query string parameter (the seed used `userId`).
+        param: String,
+    },
+}
+
+impl Default for IdentitySource {
+    fn default() -> Self {
+        IdentitySource::Authorizer {
+            claim: "principalId".to_owned(),
+        }
+    }
+}
+
+/// The application's choices. Defaults are safe: identity from the authorizer only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatConfig {
+    /// Where user ids come from (default: the authorizer's `principalId`).
+    pub identity: IdentitySource,
+    /// Refuse `$connect` (401) when no user id can be found (default `false`: anonymous users
+    /// may connect, their messages carry `"userId": null`).
+    pub require_auth: bool,
+    /// The room of a `$connect` without `room` (default `general`).
+    pub default_room: RoomId,
+    /// Deliver a sender's messages back to it too (default `false`).
+    pub echo_to_sender: bool,
+    /// The management endpoint to record and post through, instead of the event's
+    /// `https://{domainName}/{stage}` (default `None`).
+    pub management_endpoint: Option<String>,
+    /// Longest accepted chat message, in bytes (default 16 KiB).
+    pub max_message_len: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            identity: IdentitySource::default(),
+            require_auth: false,
+            default_room: RoomId::new("general").unwrap_or_else(|_| unreachable!("valid")),
+            echo_to_sender: false,
+            management_endpoint: None,
+            max_message_len: 16 * 1024,
+        }
+    }
+}
+
+fn env_bool(name: &str) -> Result<Option<bool>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(Error::config(format!(
+                "environment variable {name} must be true or false, got {v:?}"
+            ))),
+        },
+    }
+}
+
+fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl ChatConfig {
+    /// The configuration from the environment (see [`env`]); unset variables keep the defaults.
+    /// Read it once at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming a variable whose value is not understood. Never panics.
+    pub fn from_env() -> Result<Self> {
+        let mut config = Self::default();
+        if let Some(claim) = env_string(env::USER_CLAIM) {
+            config.identity = IdentitySource::Authorizer { claim };
+        }
+        if env_bool(env::INSECURE_QUERY_STRING_IDENTITY)? == Some(true) {
+            config.identity = IdentitySource::InsecureQueryString {
+                param: "userId".to_owned(),
+            };
+        }
+        if let Some(v) = env_bool(env::REQUIRE_AUTH)? {
+            config.require_auth = v;
+        }
+        if let Some(v) = env_bool(env::ECHO_TO_SENDER)? {
+            config.echo_to_sender = v;
+        }
+        if let Some(room) = env_string(env::DEFAULT_ROOM) {
+            config.default_room = RoomId::new(room).map_err(|e| {
+                Error::config(format!("environment variable {}: {e}", env::DEFAULT_ROOM))
+            })?;
+        }
+        config.management_endpoint = env_string(env::MANAGEMENT_ENDPOINT);
+        Ok(config)
+    }
+}
+
+/// What a Lambda proxy integration answers API Gateway: `{"statusCode": …, "body": …}`.
+///
+/// On `$connect` a non-2xx status refuses the connection; on message routes with a route
+/// response, `body` is sent back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RouteResponse {
+    /// HTTP status.
+    pub status_code: u16,
+    /// Body, sent to the caller on two-way routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl RouteResponse {
+    /// 200 with no body.
+    pub fn ok() -> Self {
+        Self {
+            status_code: 200,
+            body: None,
+        }
+    }
+
+    /// `status` with `body` serialized as JSON.
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self {
+            status_code: status,
+            body: Some(body.to_string()),
+        }
+    }
+
+    /// `status` with `{"type":"error","message":…}`.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, &json!({"type": "error", "message": message.into()}))
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+
+    /// The body parsed as JSON (`Value::Null` when absent or not JSON).
+    pub fn body_json(&self) -> Value {
+        self.body
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// The chat application; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Chat {
+    store: Arc<dyn ConnectionStore>,
+    broadcaster: Broadcaster,
+    config: ChatConfig,
+}
+
+/// Keys a client may not put in a message: the sender is the connection's identity.
+const IDENTITY_KEYS: [&str; 4] = ["userId", "user_id", "sender", "from"];
+
+impl Chat {
+    /// A chat on `store` and `sender` with `config` and the default [`BroadcastConfig`].
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        sender: Arc<dyn ConnectionSender>,
+        config: ChatConfig,
+    ) -> Self {
+        Self {
+            broadcaster: Broadcaster::new(Arc::clone(&store), sender),
+            store,
+            config,
+        }
+    }
+
+    /// Replaces the broadcaster's tuning.
+    #[must_use]
+    pub fn with_broadcast_config(mut self, config: BroadcastConfig) -> Self {
+        self.broadcaster = self.broadcaster.with_config(config);
+        self
+    }
+
+    /// Everything from the environment, for a Lambda's start-up: [`DynamoDbStore::from_env`]
+    /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain, and
+    /// [`ChatConfig::from_env`].
+    ///
+    /// [`DynamoDbStore::from_env`]: crate::store::DynamoDbStore::from_env
+    /// [`ApiGatewaySender`]: crate::broadcast::ApiGatewaySender
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the missing or invalid variable. Never panics.
+    #[cfg(all(feature = "dynamodb", feature = "apigw"))]
+    pub async fn from_env() -> Result<Self> {
+        let config = ChatConfig::from_env()?;
+        let store = crate::store::DynamoDbStore::from_env().await?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let mut sender = crate::broadcast::ApiGatewaySender::new(&sdk);
+        if let Some(endpoint) = &config.management_endpoint {
+            sender = sender.with_default_endpoint(endpoint)?;
+        }
+        Ok(Self::new(Arc::new(store), Arc::new(sender), config))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ConnectionStore> {
+        &self.store
+    }
+
+    /// The broadcaster (for server-side pushes such as notifying a user).
+    pub fn broadcaster(&self) -> &Broadcaster {
+        &self.broadcaster
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// Handles any event; `deadline` (e.g. the Lambda's, minus a margin) bounds the fan-out.
+    pub async fn handle(
+        &self,
+        event: &WebSocketEvent,
+        deadline: Option<std::time::Instant>,
+    ) -> RouteResponse {
+        let result = match event {
+            WebSocketEvent::Connect(e) => self.on_connect(e).await,
+            WebSocketEvent::Disconnect(e) => self.on_disconnect(e).await,
+            WebSocketEvent::Message(e) => self.on_message(e, deadline).await,
+        };
+        result.unwrap_or_else(|error| {
+            tracing::error!(%error, connection = %event.connection_id(), "chat handler failed");
+            RouteResponse::error(500, "internal error; please retry")
+        })
+    }
+
+    /// Handles a raw Lambda payload (any JSON value): invalid events get a 400 naming the field.
+    pub async fn handle_value(
+        &self,
+        payload: Value,
+        deadline: Option<std::time::Instant>,
+    ) -> RouteResponse {
+        match WebSocketEvent::from_value(payload) {
+            Ok(event) => self.handle(&event, deadline).await,
+            Err(error) => {
+                tracing::warn!(%error, "not an API Gateway WebSocket event");
+                RouteResponse::error(400, error.to_string())
+            }
+        }
+    }
+
+    fn endpoint_for(&self, ctx: &RequestContext) -> Option<String> {
+        self.config
+            .management_endpoint
+            .clone()
+            .or_else(|| ctx.management_endpoint().ok())
+    }
+
+    fn user_from_authorizer(
+        &self,
+        ctx: &RequestContext,
+    ) -> std::result::Result<Option<UserId>, String> {
+        let claim = match &self.config.identity {
+            IdentitySource::Authorizer { claim } => claim.as_str(),
+            IdentitySource::InsecureQueryString { .. } => "principalId",
+        };
+        let Some(value) = ctx.authorizer.as_ref().and_then(|a| a.get_str(claim)) else {
+            return Ok(None);
+        };
+        UserId::new(value.into_owned())
+            .map(Some)
+            .map_err(|e| format!("authorizer context `{claim}`: {e}"))
+    }
+
+    /// `$connect`: records the connection in its first room.
+    ///
+    /// # Errors
+    ///
+    /// Store failures; client mistakes are 4xx responses.
+    pub async fn on_connect(&self, event: &ConnectEvent) -> Result<RouteResponse> {
+        let ctx = &event.context;
+        let room = match event.query("room") {
+            None => self.config.default_room.clone(),
+            Some(name) => match RoomId::new(name) {
+                Ok(room) => room,
+                Err(e) => {
+                    return Ok(RouteResponse::error(
+                        400,
+                        format!("query string `room`: {e}"),
+                    ));
+                }
+            },
+        };
+        let user = match self.user_from_authorizer(ctx) {
+            Ok(user) => user,
+            Err(reason) => return Ok(RouteResponse::error(401, reason)),
+        };
+        let user = match (&self.config.identity, user) {
+            (_, Some(user)) => Some(user),
+            (IdentitySource::InsecureQueryString { param }, None) => match event.query(param) {
+                None => None,
+                Some(name) => match UserId::new(name) {
+                    Ok(user) => Some(user),
+                    Err(e) => {
+                        return Ok(RouteResponse::error(
+                            400,
+                            format!("query string `{param}`: {e}"),
+                        ));
+                    }
+                },
+            },
+            (IdentitySource::Authorizer { .. }, None) => None,
+        };
+        if user.is_none() && self.config.require_auth {
+            return Ok(RouteResponse::error(
+                401,
+                "unauthorized: no user identity from the authorizer",
+            ));
+        }
+        let mut record = Connection::new(ctx.connection_id.clone(), room.clone());
+        if let Some(ms) = ctx.connected_at.and_then(|ms| u64::try_from(ms).ok()) {
+            record = record.with_connected_at(ms / 1_000);
+        }
+        if let Some(user) = user {
+            record = record.with_user(user);
+        }
+        if let Some(endpoint) = self.endpoint_for(ctx) {
+            record = record.with_endpoint(endpoint);
+        }
+        self.store.join(&record).await?;
+        tracing::info!(connection = %ctx.connection_id, %room, user = ?record.user_id, "connected");
+        Ok(RouteResponse::ok())
+    }
+
+    /// `$disconnect`: removes the connection from every room. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn on_disconnect(&self, event: &DisconnectEvent) -> Result<RouteResponse> {
+        let removed = self.store.disconnect(&event.context.connection_id).await?;
+        tracing::info!(
+            connection = %event.context.connection_id,
+            rooms = removed.len(),
+            status = ?event.status_code(),
+            reason = ?event.reason(),
+            "disconnected"
+        );
+        Ok(RouteResponse::ok())
+    }
+
+    /// A message route (`join`, `leave`, `send`, `members`, `ping`, `$default`), chosen by the
+    /// body's `action` as API Gateway's `$request.body.action` does.
+    ///
+    /// # Errors
+    ///
+    /// Store failures; client mistakes are 400 responses with `{"type":"error"}` bodies.
+    pub async fn on_message(
+        &self,
+        event: &MessageEvent,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<RouteResponse> {
+        let body: Value = match event.json() {
+            Ok(v) => v,
+            Err(_) => {
+                return Ok(RouteResponse::error(
+                    400,
+                    "message is not valid JSON: send {\"action\": \"join\" | \"leave\" | \"send\" | \"members\" | \"ping\", ...}",
+                ));
+            }
+        };
+        let Some(object) = body.as_object() else {
+            return Ok(RouteResponse::error(
+                400,
+                "message must be a JSON object with an `action`",
+            ));
+        };
+        if let Some(key) = IDENTITY_KEYS.iter().find(|k| object.contains_key(**k)) {
+            return Ok(RouteResponse::error(
+                400,
+                format!(
+                    "`{key}` cannot be set by the client: the sender is the connection's authenticated identity"
+                ),
+            ));
+        }
+        let action = match object.get("action") {
+            Some(Value::String(a)) => a.as_str(),
+            Some(_) => return Ok(RouteResponse::error(400, "`action` must be a string")),
+            None => return Ok(RouteResponse::error(400, "missing `action`")),
+        };
+        let ctx = &event.context;
+        let me = &ctx.connection_id;
+        let memberships = self.store.connection_rooms(me).await?;
+        let user = memberships
+            .iter()
+            .find_map(|c| c.user_id.clone())
+            .or_else(|| self.user_from_authorizer(ctx).ok().flatten());
+
+        let room_field = || -> std::result::Result<RoomId, RouteResponse> {
+            match object.get("room") {
+                Some(Value::String(name)) => RoomId::new(name.as_str())
+                    .map_err(|e| RouteResponse::error(400, format!("`room`: {e}"))),
+                Some(_) => Err(RouteResponse::error(400, "`room` must be a string")),
+                None => Err(RouteResponse::error(
+                    400,
+                    format!("missing `room` for action `{action}`"),
+                )),
+            }
+        };
+        let member_of = |room: &RoomId| memberships.iter().any(|c| &c.room == room);
+
+        match action {
+            "ping" => {
+                self.store.refresh(me).await?;
+                Ok(RouteResponse::json(200, &json!({"type": "pong"})))
+            }
+            "join" => {
+                let room = match room_field() {
+                    Ok(r) => r,
+                    Err(resp) => return Ok(resp),
+                };
+                let mut record = Connection::new(me.clone(), room.clone());
+                if let Some(user) = &user {
+                    record = record.with_user(user.clone());
+                }
+                if let Some(existing) = memberships.first() {
+                    record.connected_at = existing.connected_at;
+                }
+                if let Some(endpoint) = memberships
+                    .iter()
+                    .find_map(|c| c.endpoint.clone())
+                    .or_else(|| self.endpoint_for(ctx))
+                {
+                    record = record.with_endpoint(endpoint);
+                }
+                self.store.join(&record).await?;
+                let notice = json!({"type": "joined", "room": room, "userId": user});
+                self.fan_out_to_room(&room, &notice, Some(me), ctx, deadline)
+                    .await?;
+                Ok(RouteResponse::json(200, &notice))
+            }
+            "leave" => {
+                let room = match room_field() {
+                    Ok(r) => r,
+                    Err(resp) => return Ok(resp),
+                };
+                if !member_of(&room) {
+                    return Ok(RouteResponse::error(400, format!("not in room `{room}`")));
+                }
+                self.store.leave(me, &room).await?;
+                let notice = json!({"type": "left", "room": room, "userId": user});
+                self.fan_out_to_room(&room, &notice, Some(me), ctx, deadline)
+                    .await?;
+                Ok(RouteResponse::json(200, &notice))
+            }
+            "send" => {
+                let room = match room_field() {
+                    Ok(r) => r,
+                    Err(resp) => return Ok(resp),
+                };
+                let message = match object.get("message") {
+                    Some(Value::String(m)) if m.is_empty() => {
+                        return Ok(RouteResponse::error(400, "`message` is empty"));
+                    }
+                    Some(Value::String(m)) if m.len() > self.config.max_message_len => {
+                        return Ok(RouteResponse::error(
+                            400,
+                            format!(
+                                "`message` is {} bytes; the limit is {}",
+                                m.len(),
+                                self.config.max_message_len
+                            ),
+                        ));
+                    }
+                    Some(Value::String(m)) => m,
+                    Some(_) => return Ok(RouteResponse::error(400, "`message` must be a string")),
+                    None => {
+                        return Ok(RouteResponse::error(
+                            400,
+                            "missing `message` for action `send`",
+                        ));
+                    }
+                };
+                if !member_of(&room) {
+                    return Ok(RouteResponse::error(
+                        403,
+                        format!("not in room `{room}`: join it before sending"),
+                    ));
+                }
+                let outgoing =
+                    json!({"type": "message", "room": room, "userId": user, "message": message});
+                let exclude = (!self.config.echo_to_sender).then_some(me);
+                let report = self
+                    .fan_out_to_room(&room, &outgoing, exclude, ctx, deadline)
+                    .await?;
+                Ok(RouteResponse::json(
+                    200,
+                    &json!({
+                        "type": "sent",
+                        "room": room,
+                        "delivered": report.delivered.len(),
+                        "failed": report.failed.len() + report.not_attempted.len(),
+                    }),
+                ))
+            }
+            "members" => {
+                let room = match room_field() {
+                    Ok(r) => r,
+                    Err(resp) => return Ok(resp),
+                };
+                if !member_of(&room) {
+                    return Ok(RouteResponse::error(403, format!("not in room `{room}`")));
+                }
+                let members = self.store.room_connections(&room).await?;
+                let mut users: Vec<&str> = members
+                    .iter()
+                    .filter_map(|c| c.user_id.as_ref().map(UserId::as_str))
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
+                Ok(RouteResponse::json(
+                    200,
+                    &json!({"type": "members", "room": room, "users": users, "connections": members.len()}),
+                ))
+            }
+            other => Ok(RouteResponse::error(
+                400,
+                format!("unknown action `{other}`: expected join, leave, send, members or ping"),
+            )),
+        }
+    }
+
+    /// Sends `message` to the room (minus `exclude`), delivering through each record's endpoint,
+    /// or this event's when the record has none (records written by older code).
+    async fn fan_out_to_room(
+        &self,
+        room: &RoomId,
+        message: &Value,
+        exclude: Option<&ConnectionId>,
+        ctx: &RequestContext,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<BroadcastReport> {
+        let payload = Payload::json(message)?;
+        let fallback = self.endpoint_for(ctx);
+        let targets: Vec<Target> = self
+            .store
+            .room_connections(room)
+            .await?
+            .iter()
+            .filter(|c| Some(&c.connection_id) != exclude)
+            .map(|c| {
+                let mut t = Target::from(c);
+                if t.endpoint.is_none() {
+                    t.endpoint = fallback.as_deref().map(Arc::from);
+                }
+                t
+            })
+            .collect();
+        let broadcaster = match deadline {
+            Some(d) => self.broadcaster.with_deadline(d),
+            None => self.broadcaster.clone(),
+        };
+        let report = broadcaster.send_to(targets, &payload).await;
+        if !report.is_success() {
+            tracing::warn!(%room, %report, "room fan-out incomplete");
+        }
+        Ok(report)
+    }
+}
+
+/// A margin kept free before a Lambda's deadline for the cleanup after a fan-out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);

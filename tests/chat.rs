@@ -1,0 +1,498 @@
+//! The chat application's routes (the logic behind the Lambda examples): happy paths, bad
+//! input, unauthorized cases and stale cleanup — on the in-memory store, and again on
+//! DynamoDB (MiniStack).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stateless_ws::broadcast::{Payload, RecordingSender};
+use stateless_ws::chat::{Chat, ChatConfig, RouteResponse};
+use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
+use stateless_ws::{ConnectionId, RoomId, UserId, WebSocketEvent};
+
+const DOMAIN: &str = "abc123.execute-api.eu-west-1.amazonaws.com";
+
+fn connect_event(conn: &str, room: Option<&str>, principal: Option<&str>) -> WebSocketEvent {
+    let mut ctx = json!({
+        "routeKey": "$connect", "eventType": "CONNECT", "connectionId": conn,
+        "domainName": DOMAIN, "stage": "prod", "apiId": "abc123",
+        "connectedAt": 1_700_000_000_000_i64, "requestTimeEpoch": 1_700_000_000_000_i64,
+        "identity": {"sourceIp": "203.0.113.9"}
+    });
+    if let Some(p) = principal {
+        ctx["authorizer"] = json!({"principalId": p, "integrationLatency": 12});
+    }
+    let query = room.map_or(Value::Null, |r| json!({"room": r, "userId": "mallory"}));
+    WebSocketEvent::from_value(
+        json!({"requestContext": ctx, "queryStringParameters": query, "isBase64Encoded": false}),
+    )
+    .unwrap()
+}
+
+fn message_event(conn: &str, body: &str) -> WebSocketEvent {
+    WebSocketEvent::from_value(json!({
+        "requestContext": {
+            "routeKey": "$default", "eventType": "MESSAGE", "connectionId": conn, "messageId": "m1",
+            "domainName": DOMAIN, "stage": "prod", "messageDirection": "IN",
+            "connectedAt": 1_700_000_000_000_i64, "requestTimeEpoch": 1_700_000_000_000_i64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    }))
+    .unwrap()
+}
+
+fn disconnect_event(conn: &str) -> WebSocketEvent {
+    WebSocketEvent::from_value(json!({
+        "requestContext": {
+            "routeKey": "$disconnect", "eventType": "DISCONNECT", "connectionId": conn,
+            "disconnectStatusCode": 1005, "disconnectReason": "Client-side close frame status not set",
+            "domainName": DOMAIN, "stage": "prod"
+        },
+        "isBase64Encoded": false
+    }))
+    .unwrap()
+}
+
+fn id(s: &str) -> ConnectionId {
+    ConnectionId::new(s).unwrap()
+}
+
+struct App {
+    chat: Chat,
+    sender: RecordingSender,
+    store: Arc<dyn ConnectionStore>,
+    /// Prefix making ids unique per run (the DynamoDB table is shared by scenarios).
+    p: String,
+}
+
+impl App {
+    fn new(store: Arc<dyn ConnectionStore>, config: ChatConfig) -> Self {
+        let sender = RecordingSender::new();
+        let chat = Chat::new(store.clone(), Arc::new(sender.clone()), config);
+        let p = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        Self {
+            chat,
+            sender,
+            store,
+            p,
+        }
+    }
+
+    fn c(&self, name: &str) -> String {
+        format!("{name}-{}=", self.p)
+    }
+
+    fn r(&self, name: &str) -> String {
+        format!("{name}-{}", self.p)
+    }
+
+    async fn connect(&self, conn: &str, room: &str, user: &str) -> RouteResponse {
+        self.chat
+            .handle(
+                &connect_event(&self.c(conn), Some(&self.r(room)), Some(user)),
+                None,
+            )
+            .await
+    }
+
+    async fn say(&self, conn: &str, body: Value) -> RouteResponse {
+        self.chat
+            .handle(&message_event(&self.c(conn), &body.to_string()), None)
+            .await
+    }
+
+    fn inbox(&self, conn: &str) -> Vec<Value> {
+        self.sender
+            .messages(&id(&self.c(conn)))
+            .iter()
+            .map(|m| serde_json::from_str(m).unwrap())
+            .collect()
+    }
+}
+
+/// Every route, on any store.
+async fn routes_scenario(store: Arc<dyn ConnectionStore>) {
+    let app = App::new(store, ChatConfig::default());
+    let lobby = app.r("lobby");
+
+    // $connect
+    assert_eq!(
+        app.connect("alice", "lobby", "alice-id").await.status_code,
+        200
+    );
+    assert_eq!(app.connect("bob", "lobby", "bob-id").await.status_code, 200);
+    let members = app
+        .store
+        .room_connections(&RoomId::new(lobby.clone()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+    let alice_rec = members
+        .iter()
+        .find(|m| m.connection_id == app.c("alice"))
+        .unwrap();
+    assert_eq!(
+        alice_rec.user_id.as_ref().unwrap(),
+        "alice-id",
+        "identity from the authorizer, not ?userId=mallory"
+    );
+    assert_eq!(
+        alice_rec.endpoint.as_deref(),
+        Some(format!("https://{DOMAIN}/prod").as_str())
+    );
+
+    // send: delivered to the room, sender excluded, shape {type, room, userId, message}
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": lobby, "message": "hello"}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 200, "{resp:?}");
+    assert_eq!(resp.body_json()["delivered"], 1);
+    assert_eq!(
+        app.inbox("bob"),
+        [json!({"type": "message", "room": lobby, "userId": "alice-id", "message": "hello"})]
+    );
+    assert!(
+        app.inbox("alice").is_empty(),
+        "the sender is excluded by default"
+    );
+
+    // join another room: presence notice to its members, ack to the caller
+    let games = app.r("games");
+    let resp = app
+        .say("bob", json!({"action": "join", "room": games}))
+        .await;
+    assert_eq!(
+        resp.body_json(),
+        json!({"type": "joined", "room": games, "userId": "bob-id"})
+    );
+    let resp = app
+        .say("alice", json!({"action": "join", "room": games}))
+        .await;
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        app.inbox("bob").last().unwrap()["type"],
+        "joined",
+        "bob is told alice joined"
+    );
+
+    // members
+    let resp = app
+        .say("alice", json!({"action": "members", "room": games}))
+        .await;
+    assert_eq!(resp.body_json()["users"], json!(["alice-id", "bob-id"]));
+    assert_eq!(resp.body_json()["connections"], 2);
+
+    // ping refreshes the TTL
+    let before = app
+        .store
+        .connection_rooms(&id(&app.c("alice")))
+        .await
+        .unwrap();
+    let resp = app.say("alice", json!({"action": "ping"})).await;
+    assert_eq!(resp.body_json(), json!({"type": "pong"}));
+    let after = app
+        .store
+        .connection_rooms(&id(&app.c("alice")))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|r| r.expires_at.is_some()));
+
+    // leave
+    let resp = app
+        .say("alice", json!({"action": "leave", "room": games}))
+        .await;
+    assert_eq!(resp.body_json()["type"], "left");
+    assert!(
+        !app.store
+            .is_member(&id(&app.c("alice")), &RoomId::new(games.clone()).unwrap())
+            .await
+            .unwrap()
+    );
+    let resp = app
+        .say("alice", json!({"action": "leave", "room": games}))
+        .await;
+    assert_eq!(resp.status_code, 400, "leaving a room one is not in");
+
+    // a sender cannot post to a room it has not joined
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": games, "message": "sneaky"}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 403);
+    assert!(
+        resp.body_json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("join it")
+    );
+    let resp = app
+        .say("alice", json!({"action": "members", "room": games}))
+        .await;
+    assert_eq!(resp.status_code, 403);
+
+    // stale connections met while broadcasting are cleaned from every room
+    assert_eq!(
+        app.connect("ghost", "lobby", "ghost-id").await.status_code,
+        200
+    );
+    app.say("ghost", json!({"action": "join", "room": app.r("attic")}))
+        .await;
+    app.sender.set_gone(&id(&app.c("ghost")));
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": lobby, "message": "anyone?"}),
+        )
+        .await;
+    assert_eq!(resp.body_json()["delivered"], 1, "bob only");
+    assert!(
+        app.store
+            .connection_rooms(&id(&app.c("ghost")))
+            .await
+            .unwrap()
+            .is_empty(),
+        "ghost left lobby and attic"
+    );
+
+    // a user in two rooms is notified once
+    let resp = app
+        .say("bob", json!({"action": "join", "room": app.r("third")}))
+        .await;
+    assert_eq!(resp.status_code, 200);
+    let before = app.inbox("bob").len();
+    let report = app
+        .chat
+        .broadcaster()
+        .notify_user(
+            &UserId::new("bob-id").unwrap(),
+            &Payload::text("{\"type\":\"invoice\"}").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 1);
+    assert_eq!(app.inbox("bob").len(), before + 1);
+
+    // $disconnect: every room, idempotent
+    let bob = app.c("bob");
+    assert_eq!(
+        app.chat
+            .handle(&disconnect_event(&bob), None)
+            .await
+            .status_code,
+        200
+    );
+    assert!(
+        app.store
+            .connection_rooms(&id(&bob))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.chat
+            .handle(&disconnect_event(&bob), None)
+            .await
+            .status_code,
+        200
+    );
+    app.chat
+        .handle(&disconnect_event(&app.c("alice")), None)
+        .await;
+}
+
+/// Bad input on every route: each a 4xx with a message naming the problem, nothing stored.
+async fn bad_input_scenario(store: Arc<dyn ConnectionStore>) {
+    let app = App::new(store, ChatConfig::default());
+    let lobby = app.r("lobby");
+    assert_eq!(
+        app.connect("alice", "lobby", "alice-id").await.status_code,
+        200
+    );
+
+    let too_long = "r".repeat(129);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"action": "dance"}), "unknown action `dance`"),
+        (json!({"room": lobby}), "missing `action`"),
+        (json!({"action": 7}), "`action` must be a string"),
+        (json!({"action": "join"}), "missing `room`"),
+        (
+            json!({"action": "join", "room": too_long}),
+            "`room`: invalid room id: is 129 bytes long",
+        ),
+        (json!({"action": "join", "room": "a#b"}), "room#<name>"),
+        (
+            json!({"action": "join", "room": 5}),
+            "`room` must be a string",
+        ),
+        (
+            json!({"action": "send", "room": lobby}),
+            "missing `message`",
+        ),
+        (
+            json!({"action": "send", "room": lobby, "message": ""}),
+            "`message` is empty",
+        ),
+        (
+            json!({"action": "send", "room": lobby, "message": {"x": 1}}),
+            "`message` must be a string",
+        ),
+        (
+            json!({"action": "send", "room": lobby, "message": "x".repeat(16 * 1024 + 1)}),
+            "the limit is 16384",
+        ),
+        (
+            json!({"action": "send", "room": lobby, "message": "hi", "userId": "bob-id"}),
+            "`userId` cannot be set",
+        ),
+        (
+            json!({"action": "join", "room": lobby, "userId": "admin"}),
+            "`userId` cannot be set",
+        ),
+        (json!(["send"]), "must be a JSON object"),
+    ];
+    for (body, expected) in cases {
+        let resp = app.say("alice", body.clone()).await;
+        assert_eq!(resp.status_code, 400, "{body}");
+        let message = resp.body_json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(expected),
+            "{body}: {message:?} should contain {expected:?}"
+        );
+        assert_eq!(resp.body_json()["type"], "error");
+    }
+    let resp = app
+        .chat
+        .handle(&message_event(&app.c("alice"), "not json {"), None)
+        .await;
+    assert_eq!(resp.status_code, 400);
+    assert!(
+        resp.body_json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert_eq!(
+        app.store
+            .connection_rooms(&id(&app.c("alice")))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "nothing joined"
+    );
+
+    // $connect refusals
+    let resp = app
+        .chat
+        .handle(
+            &connect_event(&app.c("x"), Some(&"y".repeat(200)), Some("u")),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status_code, 400);
+    let resp = app
+        .chat
+        .handle_value(json!({"requestContext": {"eventType": "CONNECT"}}), None)
+        .await;
+    assert_eq!(resp.status_code, 400);
+    assert!(resp.body.unwrap().contains("requestContext.connectionId"));
+    app.chat
+        .handle(&disconnect_event(&app.c("alice")), None)
+        .await;
+}
+
+async fn unauthorized_scenario(store: Arc<dyn ConnectionStore>) {
+    let mut config = ChatConfig::default();
+    config.require_auth = true;
+    let app = App::new(store, config);
+    let resp = app
+        .chat
+        .handle(&connect_event(&app.c("anon"), Some("lobby"), None), None)
+        .await;
+    assert_eq!(
+        resp.status_code, 401,
+        "no principal: refused even with ?userId="
+    );
+    assert!(
+        app.store
+            .connection_rooms(&id(&app.c("anon")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.connect("ok", "lobby", "alice-id").await.status_code,
+        200
+    );
+    app.chat.handle(&disconnect_event(&app.c("ok")), None).await;
+}
+
+#[tokio::test]
+async fn routes_on_the_in_memory_store() {
+    routes_scenario(Arc::new(InMemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn bad_input_on_the_in_memory_store() {
+    bad_input_scenario(Arc::new(InMemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn unauthorized_on_the_in_memory_store() {
+    unauthorized_scenario(Arc::new(InMemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn echo_to_sender_when_the_app_chooses_it() {
+    let mut config = ChatConfig::default();
+    config.echo_to_sender = true;
+    let app = App::new(Arc::new(InMemoryStore::new()), config);
+    app.connect("alice", "lobby", "alice-id").await;
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": app.r("lobby"), "message": "me too"}),
+        )
+        .await;
+    assert_eq!(resp.body_json()["delivered"], 1);
+    assert_eq!(app.inbox("alice")[0]["message"], "me too");
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb_store(tag: &str) -> Option<Arc<dyn ConnectionStore>> {
+    let endpoint = common::dynamodb_endpoint(tag)?;
+    let store = stateless_ws::store::DynamoDbStore::builder()
+        .client(common::dynamodb_client(&endpoint).await)
+        .table_name(common::unique_table("chat"))
+        .page_size(5)
+        .build()
+        .unwrap();
+    store.ensure_table().await.unwrap();
+    Some(Arc::new(store))
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn routes_on_dynamodb() {
+    if let Some(store) = dynamodb_store("routes_on_dynamodb").await {
+        routes_scenario(store.clone()).await;
+        bad_input_scenario(store.clone()).await;
+        unauthorized_scenario(store).await;
+    }
+}
