@@ -31,7 +31,7 @@ use stateless_ws::store::DynamoDbStore;
 pub async fn notify_user(
     broadcaster: &Broadcaster,
     user: &UserId,
-    event: &impl Serialize,
+    event: &(impl Serialize + Sync),
 ) -> stateless_ws::Result<BroadcastReport> {
     let payload = Payload::json(event)?;
     broadcaster.notify_user(user, &payload).await

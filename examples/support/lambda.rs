@@ -29,8 +29,8 @@ pub(crate) fn fan_out_deadline(context: &lambda_runtime::Context) -> Option<Inst
 /// A missing or invalid variable stops the function at start-up with a message naming it.
 pub(crate) async fn run<F, Fut>(handler: F) -> Result<(), Error>
 where
-    F: Fn(Arc<Chat>, LambdaEvent<Value>) -> Fut,
-    Fut: Future<Output = Result<RouteResponse, Error>>,
+    F: Fn(Arc<Chat>, LambdaEvent<Value>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<RouteResponse, Error>> + Send,
 {
     lambda_runtime::tracing::init_default_subscriber();
     let chat = match Chat::from_env().await {

@@ -435,15 +435,12 @@ async fn upgrade(
         .map(|(k, v)| (k.clone(), vec![v.clone()]))
         .collect();
     connect.query_string_parameters = query;
-    if let Some(response) = call(&shared, "$connect", WebSocketEvent::Connect(connect)).await {
-        if !response.is_success() {
-            tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-            return (
-                StatusCode::FORBIDDEN,
-                response.body.unwrap_or_else(|| "Forbidden".to_owned()),
-            )
-                .into_response();
-        }
+    if let Some(response) = call(&shared, "$connect", WebSocketEvent::Connect(connect)).await
+        && !response.is_success()
+    {
+        tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
+        let body = response.body.unwrap_or_else(|| "Forbidden".to_owned());
+        return (StatusCode::FORBIDDEN, body).into_response();
     }
     // Buffers sized for many idle connections; the limit itself is checked per message below so
     // that an oversize message closes with 1009 the way API Gateway does.
@@ -615,10 +612,10 @@ async fn on_client_message(
     event.context.message_id = Some(new_request_id());
     match call(shared, &route_key, WebSocketEvent::Message(event)).await {
         Some(response) => {
-            if let Some(body) = response.body.filter(|b| !b.is_empty()) {
-                if socket.send(Message::text(body)).await.is_err() {
-                    return Some(Ending(1006, "Connection lost".to_owned()));
-                }
+            if let Some(body) = response.body.filter(|b| !b.is_empty())
+                && socket.send(Message::text(body)).await.is_err()
+            {
+                return Some(Ending(1006, "Connection lost".to_owned()));
             }
         }
         None => {

@@ -1,0 +1,224 @@
+//! The whole stateless architecture on one machine: a local API Gateway WebSocket endpoint
+//! running the same chat handlers as the Lambda examples, a chat page, and a "billing service"
+//! that notifies users from outside any WebSocket event.
+//!
+//! Run with: `cargo run --example local_chat` and open the printed address in two browser tabs.
+//!
+//! Options:
+//! - `--port N` (default 8080; 0 picks a free port; if 8080 is taken a free port is used);
+//! - `--dynamodb-endpoint URL` to keep the routing table in a DynamoDB-compatible server (e.g.
+//!   MiniStack: `scripts/dynamodb-local.sh start` prints its URL) instead of in memory, with
+//!   `--table NAME` (default `ws-local-chat`, created if missing);
+//! - `--idle-timeout SECS` (default 600, API Gateway's).
+//!
+//! The billing service: `curl -X POST 'http://127.0.0.1:8080/notify?user=alice' -d '{"type":"invoice.paid"}'`
+//! pushes the JSON to every connection of `alice` through the management API, exactly as
+//! `examples/notify_user.rs` does against AWS, and answers the delivery report.
+//!
+//! **Demo mode**: the user name comes from the page (query string `userId`), which is not
+//! authentication — anyone can pick any name. Deployed, the name comes from an authorizer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use stateless_ws::broadcast::{ApiGatewaySender, Payload};
+use stateless_ws::chat::{Chat, ChatConfig, IdentitySource};
+use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
+use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
+use stateless_ws::{Error, UserId};
+
+const PAGE: &str = include_str!("index.html");
+
+#[derive(Debug)]
+struct Options {
+    port: u16,
+    dynamodb_endpoint: Option<String>,
+    table: String,
+    idle_timeout: Duration,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        port: 8080,
+        dynamodb_endpoint: None,
+        table: "ws-local-chat".to_owned(),
+        idle_timeout: Duration::from_secs(600),
+    };
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => options.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--dynamodb-endpoint" => options.dynamodb_endpoint = Some(value()?),
+            "--table" => options.table = value()?,
+            "--idle-timeout" => {
+                let secs: u64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--idle-timeout: {e}"))?;
+                options.idle_timeout = Duration::from_secs(secs);
+            }
+            "-h" | "--help" => {
+                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS]".to_owned());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(options)
+}
+
+/// Local-only credentials: the gateway accepts any signature, but the SDK signs every call.
+async fn local_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "local_chat",
+        ));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+async fn store(options: &Options) -> Result<Arc<dyn ConnectionStore>, Error> {
+    let Some(endpoint) = &options.dynamodb_endpoint else {
+        return Ok(Arc::new(InMemoryStore::new()));
+    };
+    let config = local_sdk_config(Some(endpoint)).await;
+    let store = DynamoDbStore::builder()
+        .client(aws_sdk_dynamodb::Client::new(&config))
+        .table_name(&options.table)
+        .build()?;
+    store.ensure_table().await?;
+    println!(
+        "routing table: DynamoDB table {} at {endpoint}",
+        options.table
+    );
+    Ok(Arc::new(store))
+}
+
+/// `POST /notify?user=NAME` with a JSON body: the billing service.
+async fn notify(
+    State(chat): State<Arc<Chat>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let user = match query.get("user").map(|u| UserId::new(u.as_str())) {
+        Some(Ok(user)) => user,
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        None => return (StatusCode::BAD_REQUEST, "missing ?user=").into_response(),
+    };
+    let event: Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| json!({"type": "notice", "message": body}));
+    let payload = match Payload::json(&event) {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match chat.broadcaster().notify_user(&user, &payload).await {
+        Ok(report) => Json(json!({
+            "user": user,
+            "delivered": report.delivered.len(),
+            "gone": report.gone.len(),
+            "failed": report.failed.iter().map(|f| json!({"connectionId": f.connection_id, "error": f.error.to_string()})).collect::<Vec<_>>(),
+            "summary": report.to_string(),
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn run(options: Options) -> Result<(), Error> {
+    let store = store(&options).await?;
+    // No default endpoint: each connection's record carries the management endpoint of the
+    // gateway that holds it (http://{host}/local), taken from its $connect event.
+    let sender = ApiGatewaySender::new(&local_sdk_config(None).await);
+    let mut config = ChatConfig::default();
+    config.identity = IdentitySource::InsecureQueryString {
+        param: "userId".to_owned(),
+    };
+    let chat = Arc::new(Chat::new(store, Arc::new(sender), config));
+
+    let on_event = {
+        let chat = Arc::clone(&chat);
+        handler(move |event| {
+            let chat = Arc::clone(&chat);
+            async move { chat.handle(&event, None).await }
+        })
+    };
+    let mut gateway_config = LocalGatewayConfig::default();
+    gateway_config.idle_timeout = options.idle_timeout;
+    let mut gateway = LocalGateway::new(gateway_config).default_handler(Arc::clone(&on_event));
+    // The same routes as examples/template.yaml; selection by `$request.body.action`.
+    for route in ["join", "leave", "send", "members", "ping"] {
+        gateway = gateway.route(route, Arc::clone(&on_event));
+    }
+    let site = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/notify", post(notify))
+        .with_state(Arc::clone(&chat));
+    let gateway = gateway.merge(site);
+
+    let wanted = SocketAddr::from(([127, 0, 0, 1], options.port));
+    let running = match gateway.bind(wanted).await {
+        Ok(running) => running,
+        Err(e) if options.port != 0 => {
+            eprintln!("{e}; using a free port instead");
+            return Box::pin(run(Options { port: 0, ..options })).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let addr = running.local_addr();
+    println!("local chat: open http://{addr}/");
+    println!(
+        "  WebSocket clients: {}?room=general&userId=NAME",
+        running.ws_url()
+    );
+    println!(
+        "  management API:    {}/@connections/{{id}}",
+        running.management_endpoint()
+    );
+    println!(
+        "  billing service:   curl -X POST 'http://{addr}/notify?user=NAME' -d '{{\"type\":\"invoice.paid\"}}'"
+    );
+    println!("  demo mode: user names come from the page and are not authenticated");
+    println!("  Ctrl-C to stop (every open connection gets its $disconnect)");
+
+    tokio::signal::ctrl_c().await.map_err(|e| Error::Config {
+        message: format!("waiting for Ctrl-C: {e}"),
+    })?;
+    println!(
+        "shutting down: closing {} connection(s)",
+        running.connection_count()
+    );
+    running.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("local_chat: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

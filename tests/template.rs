@@ -1,0 +1,733 @@
+//! Checks `examples/template.yaml`, the SAM template that deploys the Lambda examples: the
+//! WebSocket API and its routes, the routing table's layout (it must match `DynamoDbStore`'s),
+//! the functions' runtime, least-privilege IAM and the outputs. No AWS needed.
+//!
+//! The template uses CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`, `!If`, `!Equals`);
+//! [`long_form`] rewrites them to the JSON form (`{"Ref": …}`, `{"Fn::GetAtt": [..]}`, …) so
+//! the assertions hold for either spelling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+const TEMPLATE: &str = include_str!("../examples/template.yaml");
+
+/// The route keys and the cargo-lambda binary (example) behind each.
+const ROUTES: [(&str, &str); 8] = [
+    ("$connect", "lambda_connect"),
+    ("$disconnect", "lambda_disconnect"),
+    ("$default", "lambda_message"),
+    ("join", "lambda_message"),
+    ("leave", "lambda_message"),
+    ("send", "lambda_message"),
+    ("ping", "lambda_message"),
+    ("members", "lambda_message"),
+];
+
+/// What a template may reference besides its parameters and resources.
+const PSEUDO_PARAMETERS: [&str; 8] = [
+    "AWS::AccountId",
+    "AWS::NotificationARNs",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+];
+
+/// The template as JSON, with every short tag in its long form.
+fn template() -> Value {
+    let yaml: serde_norway::Value = serde_norway::from_str(TEMPLATE).expect("template.yaml parses");
+    serde_json::to_value(long_form(yaml)).expect("template.yaml is JSON-compatible")
+}
+
+/// Rewrites CloudFormation's YAML short tags into the long (JSON) form.
+fn long_form(value: serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::{Mapping, Value as Y};
+    match value {
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = long_form(tagged.value);
+            let (key, inner) = match (name, inner) {
+                ("Ref" | "Condition", inner) => (name.to_owned(), inner),
+                // `!GetAtt Resource.Attribute` is the string form of `[Resource, Attribute]`.
+                ("GetAtt", Y::String(s)) => {
+                    let (resource, attribute) =
+                        s.split_once('.').expect("!GetAtt Resource.Attribute");
+                    let parts = vec![Y::String(resource.into()), Y::String(attribute.into())];
+                    ("Fn::GetAtt".to_owned(), Y::Sequence(parts))
+                }
+                (other, inner) => (format!("Fn::{other}"), inner),
+            };
+            let mut map = Mapping::new();
+            map.insert(Y::String(key), inner);
+            Y::Mapping(map)
+        }
+        Y::Sequence(items) => Y::Sequence(items.into_iter().map(long_form).collect()),
+        Y::Mapping(map) => Y::Mapping(map.into_iter().map(|(k, v)| (k, long_form(v))).collect()),
+        other => other,
+    }
+}
+
+fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Resources"].as_object().expect("Resources is a mapping")
+}
+
+/// The logical ids of the resources of type `ty`.
+fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    resources(t)
+        .get(id)
+        .unwrap_or_else(|| panic!("no resource {id}"))
+}
+
+/// The logical id in `{"Ref": id}`.
+fn ref_target(v: &Value) -> Option<&str> {
+    v.get("Ref")?.as_str()
+}
+
+/// The `${Name}` / `${Name.Attr}` variables of a `Fn::Sub` string (`${!Literal}` excluded).
+fn sub_variables(s: &str) -> Vec<&str> {
+    let mut vars = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("unclosed ${ in Fn::Sub");
+        let var = &after[..end];
+        if !var.starts_with('!') {
+            vars.push(var);
+        }
+        rest = &after[end + 1..];
+    }
+    vars
+}
+
+/// The `Fn::Sub` string of `v` (either `"..."` or `["...", {vars}]`).
+fn sub_string(v: &Value) -> Option<&str> {
+    match v.get("Fn::Sub")? {
+        Value::String(s) => Some(s),
+        Value::Array(parts) => parts.first()?.as_str(),
+        _ => None,
+    }
+}
+
+/// The function an integration invokes: `${Function.Arn}` in its `IntegrationUri`.
+fn integration_function(t: &Value, integration: &Value) -> String {
+    let uri = sub_string(&integration["Properties"]["IntegrationUri"])
+        .expect("IntegrationUri is a Fn::Sub");
+    assert!(
+        uri.starts_with(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+        ) && uri.ends_with("/invocations"),
+        "not a Lambda invoke ARN: {uri}"
+    );
+    let vars = sub_variables(uri);
+    let function = vars
+        .iter()
+        .find_map(|v| v.strip_suffix(".Arn"))
+        .unwrap_or_else(|| panic!("no ${{Function.Arn}} in {uri}"));
+    assert_eq!(resource(t, function)["Type"], "AWS::Serverless::Function");
+    function.to_owned()
+}
+
+/// The cargo-lambda binary a function deploys: `../target/lambda/NAME/` → `NAME`.
+fn binary_of(function: &Value) -> &str {
+    let uri = function["Properties"]["CodeUri"]
+        .as_str()
+        .expect("CodeUri is a path");
+    uri.strip_prefix("../target/lambda/")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("CodeUri {uri} is not ../target/lambda/NAME/"))
+}
+
+/// The logical id of the WebSocket API (there is exactly one).
+fn api_id(t: &Value) -> &str {
+    let apis = of_type(t, "AWS::ApiGatewayV2::Api");
+    assert_eq!(apis.len(), 1, "exactly one API");
+    apis[0].0
+}
+
+/// Every IAM statement of a function's inline policies; panics on anything but inline documents.
+fn statements(function: &Value) -> Vec<&Value> {
+    let policies = function["Properties"]["Policies"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    policies
+        .iter()
+        .flat_map(|p| {
+            let doc = p
+                .as_object()
+                .unwrap_or_else(|| panic!("not an inline policy document: {p}"));
+            doc["Statement"].as_array().expect("Statement is a list")
+        })
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().expect("a string"))
+            .collect(),
+        other => panic!("expected a string or a list of strings, got {other}"),
+    }
+}
+
+/// The actions a function is allowed, over all its statements.
+fn actions(function: &Value) -> BTreeSet<&str> {
+    statements(function)
+        .into_iter()
+        .inspect(|s| assert_eq!(s["Effect"], "Allow"))
+        .flat_map(|s| strings(&s["Action"]))
+        .collect()
+}
+
+fn function_by_binary<'a>(t: &'a Value, binary: &str) -> (&'a str, &'a Value) {
+    of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| binary_of(f) == binary)
+        .unwrap_or_else(|| panic!("no function deploys {binary}"))
+}
+
+#[test]
+fn is_a_sam_template() {
+    let t = template();
+    assert_eq!(t["AWSTemplateFormatVersion"], "2010-09-09");
+    assert_eq!(t["Transform"], "AWS::Serverless-2016-10-31");
+}
+
+#[test]
+fn websocket_api_routes_on_the_action_field() {
+    let t = template();
+    let api = resource(&t, api_id(&t));
+    assert_eq!(api["Properties"]["ProtocolType"], "WEBSOCKET");
+    assert_eq!(
+        api["Properties"]["RouteSelectionExpression"],
+        "$request.body.action"
+    );
+}
+
+#[test]
+fn every_route_invokes_its_function_through_a_proxy_integration() {
+    let t = template();
+    let api = api_id(&t);
+    let routes = of_type(&t, "AWS::ApiGatewayV2::Route");
+    let keys: BTreeSet<&str> = routes
+        .iter()
+        .map(|(_, r)| r["Properties"]["RouteKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ROUTES.iter().map(|(k, _)| *k).collect(),
+        "exactly these routes"
+    );
+
+    for (key, binary) in ROUTES {
+        let (id, route) = routes
+            .iter()
+            .find(|(_, r)| r["Properties"]["RouteKey"] == key)
+            .unwrap();
+        let props = &route["Properties"];
+        assert_eq!(ref_target(&props["ApiId"]), Some(api), "{id}");
+        let target =
+            sub_string(&props["Target"]).unwrap_or_else(|| panic!("{id}: Target is a Fn::Sub"));
+        let integration_id = target
+            .strip_prefix("integrations/${")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .unwrap_or_else(|| {
+                panic!("{id}: Target {target} is not integrations/${{Integration}}")
+            });
+        let integration = resource(&t, integration_id);
+        assert_eq!(
+            integration["Type"], "AWS::ApiGatewayV2::Integration",
+            "{id}"
+        );
+        assert_eq!(
+            integration["Properties"]["IntegrationType"], "AWS_PROXY",
+            "{id}"
+        );
+        assert_eq!(
+            ref_target(&integration["Properties"]["ApiId"]),
+            Some(api),
+            "{id}"
+        );
+        let function = integration_function(&t, integration);
+        assert_eq!(binary_of(resource(&t, &function)), binary, "route {key}");
+    }
+}
+
+#[test]
+fn message_routes_return_the_function_body_to_the_caller() {
+    let t = template();
+    let responses = of_type(&t, "AWS::ApiGatewayV2::RouteResponse");
+    for (id, route) in of_type(&t, "AWS::ApiGatewayV2::Route") {
+        let key = route["Properties"]["RouteKey"].as_str().unwrap();
+        let two_way = !matches!(key, "$connect" | "$disconnect");
+        let response = responses
+            .iter()
+            .find(|(_, r)| ref_target(&r["Properties"]["RouteId"]) == Some(id));
+        if two_way {
+            assert_eq!(
+                route["Properties"]["RouteResponseSelectionExpression"], "$default",
+                "{id}"
+            );
+            let (_, response) = response.unwrap_or_else(|| panic!("{id} has no route response"));
+            assert_eq!(
+                response["Properties"]["RouteResponseKey"], "$default",
+                "{id}"
+            );
+            assert_eq!(
+                ref_target(&response["Properties"]["ApiId"]),
+                Some(api_id(&t))
+            );
+        } else {
+            assert!(response.is_none(), "{id} is one-way");
+            assert!(
+                route["Properties"]
+                    .get("RouteResponseSelectionExpression")
+                    .is_none(),
+                "{id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_authorizer_guards_connect_only_when_enabled() {
+    let t = template();
+    let parameter = &t["Parameters"]["EnableAuthorizer"];
+    assert_eq!(parameter["Default"], "false");
+    assert_eq!(parameter["AllowedValues"], json!(["true", "false"]));
+    let conditions = t["Conditions"].as_object().unwrap();
+    let (condition, _) = conditions
+        .iter()
+        .find(|(_, c)| c["Fn::Equals"] == json!([{"Ref": "EnableAuthorizer"}, "true"]))
+        .expect("a condition EnableAuthorizer == true");
+
+    let authorizers = of_type(&t, "AWS::ApiGatewayV2::Authorizer");
+    assert_eq!(authorizers.len(), 1);
+    let (authorizer_id, authorizer) = authorizers[0];
+    assert_eq!(authorizer["Condition"], condition.as_str());
+    let props = &authorizer["Properties"];
+    assert_eq!(props["AuthorizerType"], "REQUEST");
+    assert_eq!(
+        props["IdentitySource"],
+        json!(["route.request.querystring.token"])
+    );
+    let uri = sub_string(&props["AuthorizerUri"]).unwrap();
+    assert!(uri.ends_with("/invocations"), "{uri}");
+    let function = sub_variables(uri)
+        .iter()
+        .find_map(|v| v.strip_suffix(".Arn"))
+        .unwrap()
+        .to_owned();
+    let function = resource(&t, &function);
+    assert_eq!(binary_of(function), "lambda_authorizer");
+    assert_eq!(function["Condition"], condition.as_str());
+
+    let (_, connect) = of_type(&t, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .find(|(_, r)| r["Properties"]["RouteKey"] == "$connect")
+        .unwrap();
+    let props = &connect["Properties"];
+    assert_eq!(
+        props["AuthorizationType"],
+        json!({"Fn::If": [condition, "CUSTOM", "NONE"]})
+    );
+    assert_eq!(
+        props["AuthorizerId"],
+        json!({"Fn::If": [condition, {"Ref": authorizer_id}, {"Ref": "AWS::NoValue"}]})
+    );
+    for (id, route) in of_type(&t, "AWS::ApiGatewayV2::Route") {
+        if route["Properties"]["RouteKey"] != "$connect" {
+            assert_eq!(
+                route["Properties"]["AuthorizationType"], "NONE",
+                "{id}: authorizers run on $connect only"
+            );
+        }
+    }
+    // The handlers refuse unauthenticated connections exactly when the authorizer is on.
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["CHAT_REQUIRE_AUTH"], json!({"Ref": "EnableAuthorizer"}));
+    assert_eq!(env["CHAT_USER_CLAIM"], "principalId");
+}
+
+#[test]
+fn the_stage_is_deployed_after_every_route() {
+    let t = template();
+    assert_eq!(t["Parameters"]["StageName"]["Default"], "prod");
+    let deployments = of_type(&t, "AWS::ApiGatewayV2::Deployment");
+    assert_eq!(deployments.len(), 1);
+    let (deployment_id, deployment) = deployments[0];
+    let depends: BTreeSet<&str> = strings(&deployment["DependsOn"]).into_iter().collect();
+    for (id, _) in of_type(&t, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .chain(of_type(&t, "AWS::ApiGatewayV2::RouteResponse"))
+    {
+        assert!(depends.contains(id), "the deployment must wait for {id}");
+    }
+    let stages = of_type(&t, "AWS::ApiGatewayV2::Stage");
+    assert_eq!(stages.len(), 1);
+    let props = &stages[0].1["Properties"];
+    assert_eq!(props["StageName"], json!({"Ref": "StageName"}));
+    assert_eq!(props["DeploymentId"], json!({"Ref": deployment_id}));
+    assert_eq!(ref_target(&props["ApiId"]), Some(api_id(&t)));
+}
+
+#[test]
+fn the_table_has_the_crates_layout() {
+    let t = template();
+    let tables = of_type(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 1);
+    let props = &tables[0].1["Properties"];
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    let key = |hash: &str, range: &str| json!([{"AttributeName": hash, "KeyType": "HASH"}, {"AttributeName": range, "KeyType": "RANGE"}]);
+    assert_eq!(props["KeySchema"], key("connectionId", "roomId"));
+    let attributes: BTreeMap<&str, &str> = props["AttributeDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap(),
+                a["AttributeType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attributes,
+        BTreeMap::from([("connectionId", "S"), ("roomId", "S"), ("userId", "S")])
+    );
+
+    let indexes = props["GlobalSecondaryIndexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 2);
+    for (name, hash) in [("roomId-index", "roomId"), ("userId-index", "userId")] {
+        let index = indexes
+            .iter()
+            .find(|i| i["IndexName"] == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(index["KeySchema"], key(hash, "connectionId"), "{name}");
+        assert_eq!(
+            index["Projection"],
+            json!({"ProjectionType": "ALL"}),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        props["TimeToLiveSpecification"],
+        json!({"AttributeName": "ttl", "Enabled": true})
+    );
+}
+
+#[test]
+fn the_functions_read_the_table_and_index_names_the_template_creates() {
+    let t = template();
+    let (table_id, table) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    let index_names: BTreeSet<&str> = table["Properties"]["GlobalSecondaryIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["IndexName"].as_str().unwrap())
+        .collect();
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(env["CONNECTIONS_TABLE"], json!({"Ref": table_id}));
+    assert!(index_names.contains(env["CONNECTIONS_ROOM_INDEX"].as_str().unwrap()));
+    assert!(index_names.contains(env["CONNECTIONS_USER_INDEX"].as_str().unwrap()));
+    assert_eq!(
+        env["CONNECTION_TTL_SECONDS"],
+        json!({"Ref": "ConnectionTtlSeconds"})
+    );
+    assert_eq!(env["CHAT_ECHO_TO_SENDER"], json!({"Ref": "EchoToSender"}));
+    assert_eq!(
+        sub_string(&env["APIGW_MANAGEMENT_URL"]),
+        Some("https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}")
+    );
+    let (_, authorizer) = function_by_binary(&t, "lambda_authorizer");
+    assert_eq!(
+        authorizer["Properties"]["Environment"]["Variables"]["AUTHORIZER_TOKENS"],
+        json!({"Ref": "AuthorizerTokens"})
+    );
+    assert_eq!(t["Parameters"]["AuthorizerTokens"]["NoEcho"], true);
+}
+
+#[test]
+fn every_function_is_a_cargo_lambda_binary_on_al2023_arm64() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    let binaries: BTreeSet<&str> = functions.iter().map(|(_, f)| binary_of(f)).collect();
+    assert_eq!(
+        binaries,
+        BTreeSet::from([
+            "lambda_authorizer",
+            "lambda_connect",
+            "lambda_disconnect",
+            "lambda_message"
+        ])
+    );
+    for (id, function) in functions {
+        // A function's own property wins over Globals.
+        let effective = |name: &str| {
+            let own = &function["Properties"][name];
+            if own.is_null() { &globals[name] } else { own }
+        };
+        assert_eq!(effective("Runtime"), "provided.al2023", "{id}");
+        assert_eq!(*effective("Architectures"), json!(["arm64"]), "{id}");
+        assert_eq!(effective("Handler"), "bootstrap", "{id}");
+        let timeout = effective("Timeout")
+            .as_u64()
+            .unwrap_or_else(|| panic!("{id} has a Timeout"));
+        assert!(
+            (1..=29).contains(&timeout),
+            "{id}: API Gateway waits 29 s at most, Timeout {timeout}"
+        );
+        let memory = effective("MemorySize")
+            .as_u64()
+            .unwrap_or_else(|| panic!("{id} has a MemorySize"));
+        assert!((128..=1024).contains(&memory), "{id}: MemorySize {memory}");
+        // Each CodeUri is the output of an example that exists.
+        let source = format!(
+            "{}/examples/{}.rs",
+            env!("CARGO_MANIFEST_DIR"),
+            binary_of(function)
+        );
+        assert!(std::path::Path::new(&source).is_file(), "{id}: no {source}");
+    }
+}
+
+#[test]
+fn iam_is_least_privilege() {
+    let t = template();
+    let (table_id, _) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    let table_resources = json!([
+        {"Fn::GetAtt": [table_id, "Arn"]},
+        {"Fn::Sub": format!("${{{table_id}.Arn}}/index/*")},
+    ]);
+    let expected: [(&str, &[&str]); 4] = [
+        ("lambda_connect", &["dynamodb:PutItem"]),
+        (
+            "lambda_disconnect",
+            &["dynamodb:BatchWriteItem", "dynamodb:Query"],
+        ),
+        (
+            "lambda_message",
+            &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+                "execute-api:ManageConnections",
+            ],
+        ),
+        ("lambda_authorizer", &[]),
+    ];
+    for (binary, allowed) in expected {
+        let (id, function) = function_by_binary(&t, binary);
+        assert!(
+            function["Properties"].get("Role").is_none(),
+            "{id}: SAM creates one role per function"
+        );
+        assert_eq!(actions(function), allowed.iter().copied().collect(), "{id}");
+        for statement in statements(function) {
+            for action in strings(&statement["Action"]) {
+                assert!(!action.contains('*'), "{id}: wildcard action {action}");
+            }
+            assert!(statement.get("NotAction").is_none() && statement.get("NotResource").is_none());
+            let dynamodb = strings(&statement["Action"])
+                .iter()
+                .all(|a| a.starts_with("dynamodb:"));
+            if dynamodb {
+                assert_eq!(
+                    statement["Resource"], table_resources,
+                    "{id}: the table and its indexes only"
+                );
+            } else {
+                assert_eq!(
+                    strings(&statement["Action"]),
+                    ["execute-api:ManageConnections"],
+                    "{id}"
+                );
+                let resource = statement["Resource"].as_array().unwrap();
+                assert_eq!(resource.len(), 1);
+                assert_eq!(
+                    sub_string(&resource[0]),
+                    Some(
+                        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/POST/@connections/*"
+                    ),
+                    "{id}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn api_gateway_may_invoke_every_function_of_this_api() {
+    let t = template();
+    let api = api_id(&t);
+    let permissions = of_type(&t, "AWS::Lambda::Permission");
+    for (id, function) in of_type(&t, "AWS::Serverless::Function") {
+        let (pid, permission) = permissions
+            .iter()
+            .find(|(_, p)| ref_target(&p["Properties"]["FunctionName"]) == Some(id))
+            .unwrap_or_else(|| panic!("no permission to invoke {id}"));
+        let props = &permission["Properties"];
+        assert_eq!(props["Action"], "lambda:InvokeFunction", "{pid}");
+        assert_eq!(props["Principal"], "apigateway.amazonaws.com", "{pid}");
+        let source = sub_string(&props["SourceArn"])
+            .unwrap_or_else(|| panic!("{pid}: SourceArn is a Fn::Sub"));
+        let prefix = format!(
+            "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/"
+        );
+        assert!(
+            source.starts_with(&prefix),
+            "{pid}: {source} is not limited to this API"
+        );
+        assert_eq!(
+            permission.get("Condition"),
+            function.get("Condition"),
+            "{pid}"
+        );
+    }
+}
+
+#[test]
+fn outputs_give_the_urls_and_the_table() {
+    let t = template();
+    let outputs = t["Outputs"].as_object().unwrap();
+    let values: Vec<&Value> = outputs.values().map(|o| &o["Value"]).collect();
+    let has_sub = |s: &str| values.iter().any(|v| sub_string(v) == Some(s));
+    assert!(has_sub(
+        "wss://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
+    ));
+    assert!(has_sub(
+        "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
+    ));
+    let (table_id, _) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    assert!(
+        values.contains(&&json!({"Ref": table_id})),
+        "the table name is an output"
+    );
+}
+
+/// Every `Ref`, `GetAtt`, `${…}`, `DependsOn` and `Condition` names something that exists, and a
+/// conditional resource is only referenced under its condition (else deploying with the
+/// condition false fails).
+#[test]
+fn references_resolve() {
+    let t = template();
+    let parameters: BTreeSet<&str> = t["Parameters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let conditions: BTreeSet<&str> = t["Conditions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let condition_of: BTreeMap<&str, Option<&str>> = resources(&t)
+        .iter()
+        .map(|(id, r)| (id.as_str(), r["Condition"].as_str()))
+        .collect();
+
+    let check = |name: &str, under: &BTreeSet<String>, whence: &str| {
+        if PSEUDO_PARAMETERS.contains(&name) || parameters.contains(name) {
+            return;
+        }
+        match condition_of.get(name) {
+            None => panic!("{whence}: {name} is no parameter or resource"),
+            Some(Some(condition)) => {
+                assert!(
+                    under.contains(*condition),
+                    "{whence}: {name} exists only if {condition}"
+                );
+            }
+            Some(None) => {}
+        }
+    };
+    fn walk(v: &Value, under: &BTreeSet<String>, visit: &mut dyn FnMut(&str, &BTreeSet<String>)) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("Ref") {
+                    visit(target, under);
+                }
+                if let Some(Value::Array(parts)) = map.get("Fn::GetAtt") {
+                    visit(parts[0].as_str().unwrap(), under);
+                }
+                if let Some(sub) = map.get("Fn::Sub") {
+                    let (text, local) = match sub {
+                        Value::Array(parts) => {
+                            (parts[0].as_str().unwrap(), parts[1].as_object().cloned())
+                        }
+                        other => (other.as_str().unwrap(), None),
+                    };
+                    for var in sub_variables(text) {
+                        let name = var.split('.').next().unwrap();
+                        let local = local.as_ref().is_some_and(|l| l.contains_key(name));
+                        if !local && !PSEUDO_PARAMETERS.contains(&var) {
+                            visit(name, under);
+                        }
+                    }
+                }
+                if let Some(Value::Array(branches)) = map.get("Fn::If") {
+                    let mut then = under.clone();
+                    then.insert(branches[0].as_str().unwrap().to_owned());
+                    walk(&branches[1], &then, visit);
+                    walk(&branches[2], under, visit);
+                    return;
+                }
+                for (key, child) in map {
+                    if key != "Fn::Sub" {
+                        walk(child, under, visit);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, under, visit)),
+            _ => {}
+        }
+    }
+
+    let globals: BTreeSet<String> = BTreeSet::new();
+    for (id, r) in resources(&t) {
+        let mut under = BTreeSet::new();
+        if let Some(condition) = r["Condition"].as_str() {
+            assert!(
+                conditions.contains(condition),
+                "{id}: no condition {condition}"
+            );
+            under.insert(condition.to_owned());
+        }
+        walk(&r["Properties"], &under, &mut |name, under| {
+            check(name, under, id)
+        });
+        if let Some(depends) = r.get("DependsOn") {
+            for name in strings(depends) {
+                check(name, &under, id);
+            }
+        }
+    }
+    walk(&t["Globals"], &globals, &mut |name, under| {
+        check(name, under, "Globals")
+    });
+    walk(&t["Outputs"], &globals, &mut |name, under| {
+        check(name, under, "Outputs")
+    });
+    walk(&t["Conditions"], &globals, &mut |name, under| {
+        check(name, under, "Conditions")
+    });
+}
