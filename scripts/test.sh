@@ -104,4 +104,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 banner "cargo check --no-default-features (the crate without the AWS SDK)"
 cargo check --no-default-features --lib
 
+banner "scripts/browser-test.sh (headless Chromium against examples/local_chat)"
+"$REPO/scripts/browser-test.sh"
+
 banner "all checks passed"

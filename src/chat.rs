@@ -13,7 +13,7 @@
 //! | `$connect` | records the connection in its first room (query string `room`, default `general`) | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
 //! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
 //! | `join` | `{"action":"join","room":"r"}`: joins `r`, tells its members | `{"type":"joined","room":"r","userId":…}` |
-//! | `leave` | `{"action":"leave","room":"r"}` | `{"type":"left","room":"r","userId":…}` |
+//! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room) | `{"type":"left","room":"r","userId":…}` |
 //! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N}` |
 //! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
@@ -521,6 +521,16 @@ impl Chat {
                 };
                 if !member_of(&room) {
                     return Ok(RouteResponse::error(400, format!("not in room `{room}`")));
+                }
+                // The records are the connection's presence in the table (and, without an
+                // authorizer, its only identity): a connection keeps at least one room.
+                if memberships.len() == 1 {
+                    return Ok(RouteResponse::error(
+                        400,
+                        format!(
+                            "`{room}` is the connection's last room: join another first, or disconnect"
+                        ),
+                    ));
                 }
                 self.store.leave(me, &room).await?;
                 let notice = json!({"type": "left", "room": room, "userId": user});

@@ -226,6 +226,16 @@ async fn routes_scenario(store: Arc<dyn ConnectionStore>) {
         .say("alice", json!({"action": "leave", "room": games}))
         .await;
     assert_eq!(resp.status_code, 400, "leaving a room one is not in");
+    let resp = app
+        .say("alice", json!({"action": "leave", "room": lobby}))
+        .await;
+    assert_eq!(resp.status_code, 400, "a connection keeps its last room");
+    assert!(
+        resp.body_json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("last room")
+    );
 
     // a sender cannot post to a room it has not joined
     let resp = app

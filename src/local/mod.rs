@@ -444,7 +444,7 @@ async fn upgrade(
     }
     // Buffers sized for many idle connections; the limit itself is checked per message below so
     // that an oversize message closes with 1009 the way API Gateway does.
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(
             shared
