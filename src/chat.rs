@@ -140,7 +140,7 @@ fn env_string(name: &str) -> Option<String> {
 }
 
 impl ChatConfig {
-    /// The configuration from the environment (see [`env`]); unset variables keep the defaults.
+    /// The configuration from the environment (see [`env`](mod@env)); unset variables keep the defaults.
     /// Read it once at start-up.
     ///
     /// # Errors
@@ -471,29 +471,30 @@ impl Chat {
             .find_map(|c| c.user_id.clone())
             .or_else(|| self.user_from_authorizer(ctx).ok().flatten());
 
-        let room_field = || -> std::result::Result<RoomId, RouteResponse> {
-            match object.get("room") {
-                Some(Value::String(name)) => RoomId::new(name.as_str())
-                    .map_err(|e| RouteResponse::error(400, format!("`room`: {e}"))),
-                Some(_) => Err(RouteResponse::error(400, "`room` must be a string")),
-                None => Err(RouteResponse::error(
+        // Every action but `ping` names a room; parse it once.
+        let room = match (action, object.get("room")) {
+            ("ping", _) => None,
+            (_, Some(Value::String(name))) => match RoomId::new(name.as_str()) {
+                Ok(room) => Some(room),
+                Err(e) => return Ok(RouteResponse::error(400, format!("`room`: {e}"))),
+            },
+            (_, Some(_)) => return Ok(RouteResponse::error(400, "`room` must be a string")),
+            ("join" | "leave" | "send" | "members", None) => {
+                return Ok(RouteResponse::error(
                     400,
                     format!("missing `room` for action `{action}`"),
-                )),
+                ));
             }
+            (_, None) => None,
         };
         let member_of = |room: &RoomId| memberships.iter().any(|c| &c.room == room);
 
-        match action {
-            "ping" => {
+        match (action, room) {
+            ("ping", _) => {
                 self.store.refresh(me).await?;
                 Ok(RouteResponse::json(200, &json!({"type": "pong"})))
             }
-            "join" => {
-                let room = match room_field() {
-                    Ok(r) => r,
-                    Err(resp) => return Ok(resp),
-                };
+            ("join", Some(room)) => {
                 let mut record = Connection::new(me.clone(), room.clone());
                 if let Some(user) = &user {
                     record = record.with_user(user.clone());
@@ -514,11 +515,7 @@ impl Chat {
                     .await?;
                 Ok(RouteResponse::json(200, &notice))
             }
-            "leave" => {
-                let room = match room_field() {
-                    Ok(r) => r,
-                    Err(resp) => return Ok(resp),
-                };
+            ("leave", Some(room)) => {
                 if !member_of(&room) {
                     return Ok(RouteResponse::error(400, format!("not in room `{room}`")));
                 }
@@ -538,11 +535,7 @@ impl Chat {
                     .await?;
                 Ok(RouteResponse::json(200, &notice))
             }
-            "send" => {
-                let room = match room_field() {
-                    Ok(r) => r,
-                    Err(resp) => return Ok(resp),
-                };
+            ("send", Some(room)) => {
                 let message = match object.get("message") {
                     Some(Value::String(m)) if m.is_empty() => {
                         return Ok(RouteResponse::error(400, "`message` is empty"));
@@ -588,11 +581,7 @@ impl Chat {
                     }),
                 ))
             }
-            "members" => {
-                let room = match room_field() {
-                    Ok(r) => r,
-                    Err(resp) => return Ok(resp),
-                };
+            ("members", Some(room)) => {
                 if !member_of(&room) {
                     return Ok(RouteResponse::error(403, format!("not in room `{room}`")));
                 }
@@ -608,7 +597,7 @@ impl Chat {
                     &json!({"type": "members", "room": room, "users": users, "connections": members.len()}),
                 ))
             }
-            other => Ok(RouteResponse::error(
+            (other, _) => Ok(RouteResponse::error(
                 400,
                 format!("unknown action `{other}`: expected join, leave, send, members or ping"),
             )),
