@@ -237,3 +237,45 @@ async fn targets_carry_the_record_endpoint() {
         .into();
     assert_eq!(t.endpoint.as_deref(), Some("https://e/s"));
 }
+
+/// A sender written by the application that panics: the target still lands in `failed`, and the
+/// other targets are delivered.
+#[tokio::test]
+async fn a_panicking_sender_fails_only_its_target() {
+    #[derive(Debug)]
+    struct Panicky(RecordingSender);
+
+    #[async_trait::async_trait]
+    impl stateless_ws::broadcast::ConnectionSender for Panicky {
+        async fn post(&self, target: &Target, payload: &Payload) -> stateless_ws::Result<()> {
+            assert_ne!(target.connection_id.as_str(), "boom=", "sender bug");
+            self.0.post(target, payload).await
+        }
+        async fn get(
+            &self,
+            target: &Target,
+        ) -> stateless_ws::Result<stateless_ws::broadcast::ConnectionInfo> {
+            self.0.get(target).await
+        }
+        async fn delete(&self, target: &Target) -> stateless_ws::Result<()> {
+            self.0.delete(target).await
+        }
+    }
+
+    let recorder = RecordingSender::new();
+    let b = Broadcaster::new(
+        Arc::new(InMemoryStore::new()),
+        Arc::new(Panicky(recorder.clone())),
+    );
+    let report = b
+        .send_to(
+            [id("a="), id("boom="), id("c=")],
+            &Payload::text("x").unwrap(),
+        )
+        .await;
+    assert_eq!(report.delivered.len(), 2, "{report}");
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].connection_id, "boom=");
+    assert!(report.failed[0].error.to_string().contains("boom="));
+    assert_eq!(recorder.total_delivered(), 2);
+}

@@ -43,12 +43,14 @@
 //! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -395,38 +397,41 @@ impl Broadcaster {
             deadline: self.deadline,
             stop: AtomicBool::new(false),
             retries: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+            targets: targets.into(),
         });
-        let mut report = BroadcastReport::default();
+        // A pool of workers pulling targets off a shared index — no task, lock or map entry per
+        // target. The limiter's slots, not the number of workers, bound the posts in flight.
+        let workers = self.config.concurrency.max(1).min(shared.targets.len());
         let mut tasks = JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, ConnectionId> = HashMap::new();
-
-        for target in targets {
-            if shared.stopped() {
-                report.not_attempted.push(target.connection_id);
-                continue;
-            }
-            let Some(slot) = limiter.acquire_until(shared.deadline).await else {
-                report.not_attempted.push(target.connection_id);
-                continue;
-            };
-            if shared.stopped() {
-                report.not_attempted.push(target.connection_id);
-                continue;
-            }
-            let id = target.connection_id.clone();
-            let handle = tasks.spawn(deliver(
-                Arc::clone(&shared),
-                Arc::clone(&limiter),
-                target,
-                slot,
-            ));
-            in_flight.insert(handle.id(), id);
-            while let Some(done) = tasks.try_join_next_with_id() {
-                record(&mut report, &mut in_flight, done);
+        for _ in 0..workers {
+            tasks.spawn(worker(Arc::clone(&shared), Arc::clone(&limiter)));
+        }
+        let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+        outcomes.resize_with(shared.targets.len(), || None);
+        while let Some(done) = tasks.join_next().await {
+            // Workers catch their senders' panics, so a join error means the runtime is
+            // shutting down: whatever it held stays unaccounted below and is reported as not
+            // attempted.
+            if let Ok(results) = done {
+                for (index, outcome) in results {
+                    outcomes[index] = Some(outcome);
+                }
             }
         }
-        while let Some(done) = tasks.join_next_with_id().await {
-            record(&mut report, &mut in_flight, done);
+        let mut report = BroadcastReport::default();
+        for (target, outcome) in shared.targets.iter().zip(outcomes) {
+            let id = target.connection_id.clone();
+            match outcome.unwrap_or(Outcome::NotAttempted) {
+                Outcome::Delivered => report.delivered.push(id),
+                Outcome::Gone => report.gone.push(id),
+                Outcome::Failed(error, attempts) => report.failed.push(FailedDelivery {
+                    connection_id: id,
+                    error,
+                    attempts,
+                }),
+                Outcome::NotAttempted => report.not_attempted.push(id),
+            }
         }
 
         report.retries = shared.retries.load(Ordering::Relaxed);
@@ -467,6 +472,9 @@ struct Shared {
     /// Set by a 403: configuration errors fail every post the same way.
     stop: AtomicBool,
     retries: AtomicU64,
+    /// Index of the next target to take.
+    next: AtomicUsize,
+    targets: Arc<[Target]>,
 }
 
 impl Shared {
@@ -482,64 +490,63 @@ enum Outcome {
     NotAttempted,
 }
 
-fn record(
-    report: &mut BroadcastReport,
-    in_flight: &mut HashMap<tokio::task::Id, ConnectionId>,
-    done: std::result::Result<(tokio::task::Id, (ConnectionId, Outcome)), tokio::task::JoinError>,
-) {
-    match done {
-        Ok((task, (id, outcome))) => {
-            in_flight.remove(&task);
-            match outcome {
-                Outcome::Delivered => report.delivered.push(id),
-                Outcome::Gone => report.gone.push(id),
-                Outcome::Failed(error, attempts) => report.failed.push(FailedDelivery {
-                    connection_id: id,
-                    error,
-                    attempts,
-                }),
-                Outcome::NotAttempted => report.not_attempted.push(id),
-            }
+/// One worker: takes targets until none is left, the deadline passes or a 403 stops the run,
+/// and returns `(target index, outcome)` for each target it took.
+async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outcome)> {
+    let mut results = Vec::new();
+    loop {
+        if shared.stopped() {
+            break;
         }
-        // A sender that panicked: the target still gets its bucket.
-        Err(join_error) => {
-            if let Some(id) = in_flight.remove(&join_error.id()) {
-                report.failed.push(FailedDelivery {
-                    error: Error::Delivery {
-                        connection_id: id.clone(),
+        let Some(slot) = limiter.acquire_until(shared.deadline).await else {
+            break;
+        };
+        if shared.stopped() {
+            break;
+        }
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(target) = shared.targets.get(index) else {
+            break;
+        };
+        let delivery = deliver(&shared, &limiter, target, slot);
+        let outcome = match AssertUnwindSafe(delivery).catch_unwind().await {
+            Ok(outcome) => outcome,
+            // A sender that panicked: the target still gets its bucket.
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Outcome::Failed(
+                    Error::Delivery {
+                        connection_id: target.connection_id.clone(),
                         status: None,
                         retryable: false,
-                        source: format!("delivery task failed: {join_error}").into(),
+                        source: format!("the sender panicked: {what}").into(),
                     },
-                    connection_id: id,
-                    attempts: 1,
-                });
+                    1,
+                )
             }
-        }
+        };
+        results.push((index, outcome));
     }
+    results
 }
 
 /// Posts to one target, retrying retryable failures; holds a concurrency slot while posting and
 /// gives it back while backing off.
-async fn deliver(
-    shared: Arc<Shared>,
-    limiter: Arc<Limiter>,
-    target: Target,
-    slot: Slot,
-) -> (ConnectionId, Outcome) {
+async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot: Slot) -> Outcome {
     let mut slot = Some(slot);
     let mut attempt = 0u32;
     loop {
-        if shared.stopped() && attempt == 0 {
-            return (target.connection_id, Outcome::NotAttempted);
-        }
         attempt += 1;
-        let error = match shared.sender.post(&target, &shared.payload).await {
+        let error = match shared.sender.post(target, &shared.payload).await {
             Ok(()) => {
                 limiter.on_success();
-                return (target.connection_id, Outcome::Delivered);
+                return Outcome::Delivered;
             }
-            Err(Error::Gone { .. }) => return (target.connection_id, Outcome::Gone),
+            Err(Error::Gone { .. }) => return Outcome::Gone,
             Err(e) => e,
         };
         let retryable = match &error {
@@ -555,7 +562,7 @@ async fn deliver(
             _ => false,
         };
         if !retryable || attempt > shared.config.retries || shared.stopped() {
-            return (target.connection_id, Outcome::Failed(error, attempt));
+            return Outcome::Failed(error, attempt);
         }
         let wait = crate::backoff::delay(
             attempt,
@@ -563,13 +570,13 @@ async fn deliver(
             shared.config.max_backoff,
         );
         if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
-            return (target.connection_id, Outcome::Failed(error, attempt));
+            return Outcome::Failed(error, attempt);
         }
         drop(slot.take());
         tokio::time::sleep(wait).await;
         match limiter.acquire_until(shared.deadline).await {
             Some(s) => slot = Some(s),
-            None => return (target.connection_id, Outcome::Failed(error, attempt)),
+            None => return Outcome::Failed(error, attempt),
         }
         shared.retries.fetch_add(1, Ordering::Relaxed);
     }
