@@ -16,7 +16,11 @@
 //!   [`ConnectionSender`](broadcast::ConnectionSender) — `ApiGatewaySender` on the real
 //!   management API (feature `apigw`) or the in-memory
 //!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
-//!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]).
+//!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]);
+//! - [`Chat`](chat::Chat) is a complete chat application on those pieces — the handlers behind
+//!   the Lambda examples and the local demo ([`chat`]);
+//! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
+//!   WebSocket endpoint with the management API, for development and tests (`local`).
 //!
 //! ## Quickstart
 //!
@@ -62,6 +66,7 @@
 //! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
 //! | `lambda` | no | `TryFrom<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>` for [`WebSocketEvent`] |
 //! | `conformance` | no | [`conformance`]: the store scenarios, to check your own backend |
+//! | `local` | no | `local::LocalGateway`, the local API Gateway WebSocket emulator (axum) |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled:
