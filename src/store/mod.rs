@@ -58,6 +58,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 /// 8. **Concurrent joins are all kept**: joins of different connections, or of one connection to
 ///    different rooms, racing each other, all end up in the table.
 ///
+/// Writes are per record, not transactional across records: a `remove_connections` racing a
+/// `join` of the same connection can leave the joined record behind (its TTL still expires it).
+///
 /// Listings of rooms and users may read a secondary index that is eventually consistent
 /// (DynamoDB GSIs are): a join may take a moment to appear there. Reads by connection id are
 /// strongly consistent.
