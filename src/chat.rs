@@ -36,9 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::broadcast::{
-    BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload, Target,
-};
+use crate::broadcast::{BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload};
 use crate::error::{Error, Result};
 use crate::event::{ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, WebSocketEvent};
 use crate::ids::{Connection, ConnectionId, RoomId, UserId};
@@ -615,26 +613,14 @@ impl Chat {
         deadline: Option<std::time::Instant>,
     ) -> Result<BroadcastReport> {
         let payload = Payload::json(message)?;
-        let fallback = self.endpoint_for(ctx);
-        let targets: Vec<Target> = self
-            .store
-            .room_connections(room)
-            .await?
-            .iter()
-            .filter(|c| Some(&c.connection_id) != exclude)
-            .map(|c| {
-                let mut t = Target::from(c);
-                if t.endpoint.is_none() {
-                    t.endpoint = fallback.as_deref().map(Arc::from);
-                }
-                t
-            })
-            .collect();
-        let broadcaster = match deadline {
+        let mut broadcaster = match deadline {
             Some(d) => self.broadcaster.with_deadline(d),
             None => self.broadcaster.clone(),
         };
-        let report = broadcaster.send_to(targets, &payload).await;
+        if let Some(endpoint) = self.endpoint_for(ctx) {
+            broadcaster = broadcaster.with_default_endpoint(endpoint);
+        }
+        let report = broadcaster.broadcast(room, &payload, exclude).await?;
         if !report.is_success() {
             tracing::warn!(%room, %report, "room fan-out incomplete");
         }

@@ -232,6 +232,20 @@ async fn targets_carry_the_record_endpoint() {
         Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
     );
     assert_eq!(sender.last_endpoint(&id("near=")).unwrap(), None);
+
+    // A default endpoint fills in for records that name none, and only for those.
+    b.with_default_endpoint("https://event.example/prod")
+        .broadcast(&room, &Payload::text("y").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.last_endpoint(&id("near=")).unwrap().as_deref(),
+        Some("https://event.example/prod")
+    );
+    assert_eq!(
+        sender.last_endpoint(&id("far=")).unwrap().as_deref(),
+        Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
+    );
     let t: Target = Connection::new(id("x="), room)
         .with_endpoint("https://e/s")
         .into();

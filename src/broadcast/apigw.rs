@@ -279,12 +279,7 @@ impl fmt::Display for ApiGatewaySender {
 #[async_trait]
 impl ConnectionSender for ApiGatewaySender {
     async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
-        if payload.len() > Payload::MAX_SIZE {
-            return Err(Error::PayloadTooLarge {
-                size: payload.len(),
-                limit: Payload::MAX_SIZE,
-            });
-        }
+        // No size check here: a `Payload` cannot exceed `Payload::MAX_SIZE`.
         let endpoint = self.endpoint_of(target)?;
         self.client(endpoint)?
             .post_to_connection()

@@ -245,6 +245,7 @@ pub struct Broadcaster {
     sender: Arc<dyn ConnectionSender>,
     config: BroadcastConfig,
     deadline: Option<Instant>,
+    default_endpoint: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Broadcaster {
@@ -254,6 +255,7 @@ impl fmt::Debug for Broadcaster {
             .field("sender", &self.sender)
             .field("config", &self.config)
             .field("deadline", &self.deadline)
+            .field("default_endpoint", &self.default_endpoint)
             .finish()
     }
 }
@@ -266,6 +268,7 @@ impl Broadcaster {
             sender,
             config: BroadcastConfig::default(),
             deadline: None,
+            default_endpoint: None,
         }
     }
 
@@ -283,6 +286,17 @@ impl Broadcaster {
     pub fn with_deadline(&self, deadline: std::time::Instant) -> Self {
         let mut copy = self.clone();
         copy.deadline = Some(Instant::from_std(deadline));
+        copy
+    }
+
+    /// A copy that delivers to connections whose record names no management endpoint (records
+    /// written by older code) through `endpoint` — typically the current event's
+    /// [`management_endpoint`](crate::RequestContext::management_endpoint). Targets that name
+    /// one keep it.
+    #[must_use]
+    pub fn with_default_endpoint(&self, endpoint: impl Into<Arc<str>>) -> Self {
+        let mut copy = self.clone();
+        copy.default_endpoint = Some(endpoint.into());
         copy
     }
 
@@ -386,6 +400,12 @@ impl Broadcaster {
         let targets: Vec<Target> = targets
             .into_iter()
             .filter(|t| seen.insert(t.connection_id.clone()))
+            .map(|mut t| {
+                if t.endpoint.is_none() {
+                    t.endpoint.clone_from(&self.default_endpoint);
+                }
+                t
+            })
             .collect();
         drop(seen);
 
