@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
-use stateless_ws::{Connection, ConnectionId, RoomId};
+use stateless_ws::{ConnectionId, Membership, RoomId};
 
 const DELAY: Duration = Duration::from_millis(2);
 const SIZES: [usize; 2] = [1_000, 10_000];
@@ -130,7 +130,7 @@ async fn setup(delay: Duration, n: usize) -> Setup {
     for i in 0..n {
         let id = ConnectionId::new(format!("conn{i:06}=")).unwrap();
         store
-            .join(&Connection::new(id.clone(), room.clone()))
+            .join(&Membership::new(id.clone(), room.clone()))
             .await
             .unwrap();
         targets.push(Target::new(id));

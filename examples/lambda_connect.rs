@@ -15,7 +15,8 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::ConnectEvent;
-use stateless_ws::chat::{Chat, RouteResponse};
+use stateless_ws::RouteResponse;
+use stateless_ws::chat::Chat;
 
 /// The handler: plain async code over its dependencies, tested without Lambda below.
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::DisconnectEvent;
-use stateless_ws::chat::{Chat, RouteResponse};
+use stateless_ws::RouteResponse;
+use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
     match DisconnectEvent::from_value(event.payload) {
@@ -35,7 +36,7 @@ mod tests {
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::chat::ChatConfig;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{Connection, ConnectionId, RoomId};
+    use stateless_ws::{ConnectionId, Membership, RoomId};
 
     fn event() -> LambdaEvent<Value> {
         let payload = json!({
@@ -57,13 +58,13 @@ mod tests {
         let c = ConnectionId::new("Conn1=").unwrap();
         for r in ["a", "b", "c"] {
             store
-                .join(&Connection::new(c.clone(), RoomId::new(r).unwrap()))
+                .join(&Membership::new(c.clone(), RoomId::new(r).unwrap()))
                 .await
                 .unwrap();
         }
         let other = ConnectionId::new("Other=").unwrap();
         store
-            .join(&Connection::new(other.clone(), RoomId::new("a").unwrap()))
+            .join(&Membership::new(other.clone(), RoomId::new("a").unwrap()))
             .await
             .unwrap();
         let chat = Arc::new(Chat::new(

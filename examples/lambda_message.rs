@@ -15,7 +15,8 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::MessageEvent;
-use stateless_ws::chat::{Chat, RouteResponse};
+use stateless_ws::RouteResponse;
+use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
     let deadline = support::fan_out_deadline(&event.context);
@@ -38,7 +39,7 @@ mod tests {
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::chat::ChatConfig;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{Connection, ConnectionId, RoomId, UserId};
+    use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
     fn event(from: &str, body: &str) -> LambdaEvent<Value> {
         let payload = json!({
@@ -67,7 +68,7 @@ mod tests {
         for (c, u) in [("A=", "alice"), ("B=", "bob")] {
             store
                 .join(
-                    &Connection::new(ConnectionId::new(c).unwrap(), lobby.clone())
+                    &Membership::new(ConnectionId::new(c).unwrap(), lobby.clone())
                         .with_user(UserId::new(u).unwrap()),
                 )
                 .await

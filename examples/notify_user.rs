@@ -122,7 +122,7 @@ mod tests {
     use super::*;
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{Connection, ConnectionId, RoomId};
+    use stateless_ws::{ConnectionId, Membership, RoomId};
 
     fn args(list: &[&str]) -> Result<Args, String> {
         parse_args(list.iter().map(|s| (*s).to_owned()))
@@ -169,7 +169,7 @@ mod tests {
         ] {
             store
                 .join(
-                    &Connection::new(ConnectionId::new(c).unwrap(), RoomId::new(room).unwrap())
+                    &Membership::new(ConnectionId::new(c).unwrap(), RoomId::new(room).unwrap())
                         .with_user(alice.clone()),
                 )
                 .await

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
-use stateless_ws::{Connection, RoomId, UserId, WebSocketEvent};
+use stateless_ws::{Membership, RoomId, UserId, WebSocketEvent};
 
 const CONNECT: &str = r#"{
   "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
@@ -35,7 +35,7 @@ async fn main() -> Result<(), stateless_ws::Error> {
     };
     let ctx = &connect.context;
     let room = RoomId::new(connect.query("room").unwrap_or("general"))?;
-    let mut record = Connection::new(ctx.connection_id.clone(), room.clone())
+    let mut record = Membership::new(ctx.connection_id.clone(), room.clone())
         .with_endpoint(ctx.management_endpoint()?);
     if let Some(user) = ctx.authorizer.as_ref().and_then(|a| a.principal_id()) {
         record = record.with_user(UserId::new(user)?);
@@ -52,7 +52,7 @@ async fn main() -> Result<(), stateless_ws::Error> {
     let phone = stateless_ws::ConnectionId::new("Zm9vYmFyQmF6=")?;
     for r in ["general", "random"] {
         store
-            .join(&Connection::new(phone.clone(), RoomId::new(r)?).with_user(alice.clone()))
+            .join(&Membership::new(phone.clone(), RoomId::new(r)?).with_user(alice.clone()))
             .await?;
     }
 

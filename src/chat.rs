@@ -33,13 +33,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::broadcast::{BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload};
 use crate::error::{Error, Result};
-use crate::event::{ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, WebSocketEvent};
-use crate::ids::{Connection, ConnectionId, RoomId, UserId};
+use crate::event::{
+    ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
+};
+use crate::ids::{ConnectionId, RoomId, UserId};
+use crate::store::Membership;
 use crate::store::{ConnectionStore, ConnectionStoreExt};
 
 /// Environment variables read by [`ChatConfig::from_env`].
@@ -55,10 +57,6 @@ pub mod env {
     /// `true` to take the user id from the query string `userId` — an insecure demo mode
     /// (default `false`).
     pub const INSECURE_QUERY_STRING_IDENTITY: &str = "CHAT_INSECURE_QUERY_STRING_IDENTITY";
-    /// Optional management endpoint overriding the event's `https://{domainName}/{stage}` (a
-    /// custom domain, or a local gateway): the same variable as
-    /// `ApiGatewaySender::from_env`.
-    pub const MANAGEMENT_ENDPOINT: &str = "APIGW_MANAGEMENT_URL";
 }
 
 /// Where the user id of a connection comes from.
@@ -165,59 +163,8 @@ impl ChatConfig {
                 Error::config(format!("environment variable {}: {e}", env::DEFAULT_ROOM))
             })?;
         }
-        config.management_endpoint = env_string(env::MANAGEMENT_ENDPOINT);
+        config.management_endpoint = env_string(crate::env::APIGW_MANAGEMENT_URL);
         Ok(config)
-    }
-}
-
-/// What a Lambda proxy integration answers API Gateway: `{"statusCode": …, "body": …}`.
-///
-/// On `$connect` a non-2xx status refuses the connection; on message routes with a route
-/// response, `body` is sent back to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct RouteResponse {
-    /// HTTP status.
-    pub status_code: u16,
-    /// Body, sent to the caller on two-way routes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-}
-
-impl RouteResponse {
-    /// 200 with no body.
-    pub fn ok() -> Self {
-        Self {
-            status_code: 200,
-            body: None,
-        }
-    }
-
-    /// `status` with `body` serialized as JSON.
-    pub fn json(status: u16, body: &Value) -> Self {
-        Self {
-            status_code: status,
-            body: Some(body.to_string()),
-        }
-    }
-
-    /// `status` with `{"type":"error","message":…}`.
-    pub fn error(status: u16, message: impl Into<String>) -> Self {
-        Self::json(status, &json!({"type": "error", "message": message.into()}))
-    }
-
-    /// Whether the status is 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status_code)
-    }
-
-    /// The body parsed as JSON (`Value::Null` when absent or not JSON).
-    pub fn body_json(&self) -> Value {
-        self.body
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null)
     }
 }
 
@@ -303,7 +250,7 @@ impl Chat {
         };
         result.unwrap_or_else(|error| {
             tracing::error!(%error, connection = %event.connection_id(), "chat handler failed");
-            RouteResponse::error(500, "internal error; please retry")
+            chat_error(500, "internal error; please retry")
         })
     }
 
@@ -317,7 +264,7 @@ impl Chat {
             Ok(event) => self.handle(&event, deadline).await,
             Err(error) => {
                 tracing::warn!(%error, "not an API Gateway WebSocket event");
-                RouteResponse::error(400, error.to_string())
+                chat_error(400, error.to_string())
             }
         }
     }
@@ -357,16 +304,13 @@ impl Chat {
             Some(name) => match RoomId::new(name) {
                 Ok(room) => room,
                 Err(e) => {
-                    return Ok(RouteResponse::error(
-                        400,
-                        format!("query string `room`: {e}"),
-                    ));
+                    return Ok(chat_error(400, format!("query string `room`: {e}")));
                 }
             },
         };
         let user = match self.user_from_authorizer(ctx) {
             Ok(user) => user,
-            Err(reason) => return Ok(RouteResponse::error(401, reason)),
+            Err(reason) => return Ok(chat_error(401, reason)),
         };
         let user = match (&self.config.identity, user) {
             (_, Some(user)) => Some(user),
@@ -375,22 +319,19 @@ impl Chat {
                 Some(name) => match UserId::new(name) {
                     Ok(user) => Some(user),
                     Err(e) => {
-                        return Ok(RouteResponse::error(
-                            400,
-                            format!("query string `{param}`: {e}"),
-                        ));
+                        return Ok(chat_error(400, format!("query string `{param}`: {e}")));
                     }
                 },
             },
             (IdentitySource::Authorizer { .. }, None) => None,
         };
         if user.is_none() && self.config.require_auth {
-            return Ok(RouteResponse::error(
+            return Ok(chat_error(
                 401,
                 "unauthorized: no user identity from the authorizer",
             ));
         }
-        let mut record = Connection::new(ctx.connection_id.clone(), room.clone());
+        let mut record = Membership::new(ctx.connection_id.clone(), room.clone());
         if let Some(ms) = ctx.connected_at.and_then(|ms| u64::try_from(ms).ok()) {
             record = record.with_connected_at(ms / 1_000);
         }
@@ -436,20 +377,20 @@ impl Chat {
         let body: Value = match event.json() {
             Ok(v) => v,
             Err(_) => {
-                return Ok(RouteResponse::error(
+                return Ok(chat_error(
                     400,
                     "message is not valid JSON: send {\"action\": \"join\" | \"leave\" | \"send\" | \"members\" | \"ping\", ...}",
                 ));
             }
         };
         let Some(object) = body.as_object() else {
-            return Ok(RouteResponse::error(
+            return Ok(chat_error(
                 400,
                 "message must be a JSON object with an `action`",
             ));
         };
         if let Some(key) = IDENTITY_KEYS.iter().find(|k| object.contains_key(**k)) {
-            return Ok(RouteResponse::error(
+            return Ok(chat_error(
                 400,
                 format!(
                     "`{key}` cannot be set by the client: the sender is the connection's authenticated identity"
@@ -458,8 +399,8 @@ impl Chat {
         }
         let action = match object.get("action") {
             Some(Value::String(a)) => a.as_str(),
-            Some(_) => return Ok(RouteResponse::error(400, "`action` must be a string")),
-            None => return Ok(RouteResponse::error(400, "missing `action`")),
+            Some(_) => return Ok(chat_error(400, "`action` must be a string")),
+            None => return Ok(chat_error(400, "missing `action`")),
         };
         let ctx = &event.context;
         let me = &ctx.connection_id;
@@ -474,11 +415,11 @@ impl Chat {
             ("ping", _) => None,
             (_, Some(Value::String(name))) => match RoomId::new(name.as_str()) {
                 Ok(room) => Some(room),
-                Err(e) => return Ok(RouteResponse::error(400, format!("`room`: {e}"))),
+                Err(e) => return Ok(chat_error(400, format!("`room`: {e}"))),
             },
-            (_, Some(_)) => return Ok(RouteResponse::error(400, "`room` must be a string")),
+            (_, Some(_)) => return Ok(chat_error(400, "`room` must be a string")),
             ("join" | "leave" | "send" | "members", None) => {
-                return Ok(RouteResponse::error(
+                return Ok(chat_error(
                     400,
                     format!("missing `room` for action `{action}`"),
                 ));
@@ -493,7 +434,7 @@ impl Chat {
                 Ok(RouteResponse::json(200, &json!({"type": "pong"})))
             }
             ("join", Some(room)) => {
-                let mut record = Connection::new(me.clone(), room.clone());
+                let mut record = Membership::new(me.clone(), room.clone());
                 if let Some(user) = &user {
                     record = record.with_user(user.clone());
                 }
@@ -515,12 +456,12 @@ impl Chat {
             }
             ("leave", Some(room)) => {
                 if !member_of(&room) {
-                    return Ok(RouteResponse::error(400, format!("not in room `{room}`")));
+                    return Ok(chat_error(400, format!("not in room `{room}`")));
                 }
                 // The records are the connection's presence in the table (and, without an
                 // authorizer, its only identity): a connection keeps at least one room.
                 if memberships.len() == 1 {
-                    return Ok(RouteResponse::error(
+                    return Ok(chat_error(
                         400,
                         format!(
                             "`{room}` is the connection's last room: join another first, or disconnect"
@@ -536,10 +477,10 @@ impl Chat {
             ("send", Some(room)) => {
                 let message = match object.get("message") {
                     Some(Value::String(m)) if m.is_empty() => {
-                        return Ok(RouteResponse::error(400, "`message` is empty"));
+                        return Ok(chat_error(400, "`message` is empty"));
                     }
                     Some(Value::String(m)) if m.len() > self.config.max_message_len => {
-                        return Ok(RouteResponse::error(
+                        return Ok(chat_error(
                             400,
                             format!(
                                 "`message` is {} bytes; the limit is {}",
@@ -549,16 +490,13 @@ impl Chat {
                         ));
                     }
                     Some(Value::String(m)) => m,
-                    Some(_) => return Ok(RouteResponse::error(400, "`message` must be a string")),
+                    Some(_) => return Ok(chat_error(400, "`message` must be a string")),
                     None => {
-                        return Ok(RouteResponse::error(
-                            400,
-                            "missing `message` for action `send`",
-                        ));
+                        return Ok(chat_error(400, "missing `message` for action `send`"));
                     }
                 };
                 if !member_of(&room) {
-                    return Ok(RouteResponse::error(
+                    return Ok(chat_error(
                         403,
                         format!("not in room `{room}`: join it before sending"),
                     ));
@@ -581,7 +519,7 @@ impl Chat {
             }
             ("members", Some(room)) => {
                 if !member_of(&room) {
-                    return Ok(RouteResponse::error(403, format!("not in room `{room}`")));
+                    return Ok(chat_error(403, format!("not in room `{room}`")));
                 }
                 let members = self.store.room_connections(&room).await?;
                 let mut users: Vec<&str> = members
@@ -595,7 +533,7 @@ impl Chat {
                     &json!({"type": "members", "room": room, "users": users, "connections": members.len()}),
                 ))
             }
-            (other, _) => Ok(RouteResponse::error(
+            (other, _) => Ok(chat_error(
                 400,
                 format!("unknown action `{other}`: expected join, leave, send, members or ping"),
             )),
@@ -630,3 +568,8 @@ impl Chat {
 
 /// A margin kept free before a Lambda's deadline for the cleanup after a fan-out.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// `status` with the chat protocol's error shape `{"type":"error","message":…}`.
+fn chat_error(status: u16, message: impl Into<String>) -> RouteResponse {
+    RouteResponse::json(status, &json!({"type": "error", "message": message.into()}))
+}

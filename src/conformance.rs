@@ -26,7 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
-use crate::ids::{Connection, ConnectionId, RoomId, UserId, unix_seconds};
+use crate::ids::{ConnectionId, RoomId, UserId};
+use crate::store::Membership;
+use crate::store::membership::unix_seconds;
 use crate::store::{ConnectionStore, ConnectionStoreExt};
 
 /// Runs every scenario against `store`, one after another.
@@ -62,13 +64,13 @@ fn room(prefix: &str, name: &str) -> RoomId {
     RoomId::new(format!("{prefix}-{name}")).unwrap()
 }
 
-fn ids(records: &[Connection]) -> Vec<ConnectionId> {
+fn ids(records: &[Membership]) -> Vec<ConnectionId> {
     let mut v: Vec<_> = records.iter().map(|c| c.connection_id.clone()).collect();
     v.sort();
     v
 }
 
-fn rooms(records: &[Connection]) -> Vec<RoomId> {
+fn rooms(records: &[Membership]) -> Vec<RoomId> {
     let mut v: Vec<_> = records.iter().map(|c| c.room.clone()).collect();
     v.sort();
     v
@@ -93,18 +95,18 @@ pub async fn join_leave_disconnect(store: &dyn ConnectionStore) {
     );
     store
         .join(
-            &Connection::new(a.clone(), lobby.clone())
+            &Membership::new(a.clone(), lobby.clone())
                 .with_user(user.clone())
                 .with_endpoint("https://x.example/prod"),
         )
         .await
         .unwrap();
     store
-        .join(&Connection::new(b.clone(), lobby.clone()))
+        .join(&Membership::new(b.clone(), lobby.clone()))
         .await
         .unwrap();
     store
-        .join(&Connection::new(a.clone(), games.clone()))
+        .join(&Membership::new(a.clone(), games.clone()))
         .await
         .unwrap();
 
@@ -165,7 +167,7 @@ pub async fn several_rooms_per_connection(store: &dyn ConnectionStore) {
     let names: Vec<RoomId> = (0..5).map(|i| room(&p, &format!("r{i}"))).collect();
     for r in &names {
         store
-            .join(&Connection::new(c.clone(), r.clone()))
+            .join(&Membership::new(c.clone(), r.clone()))
             .await
             .unwrap();
     }
@@ -200,16 +202,16 @@ pub async fn user_listing_has_no_duplicates(store: &dyn ConnectionStore) {
     let (phone, laptop, other) = (conn(&p, 1), conn(&p, 2), conn(&p, 3));
     for r in ["a", "b", "c"] {
         store
-            .join(&Connection::new(phone.clone(), room(&p, r)).with_user(alice.clone()))
+            .join(&Membership::new(phone.clone(), room(&p, r)).with_user(alice.clone()))
             .await
             .unwrap();
     }
     store
-        .join(&Connection::new(laptop.clone(), room(&p, "a")).with_user(alice.clone()))
+        .join(&Membership::new(laptop.clone(), room(&p, "a")).with_user(alice.clone()))
         .await
         .unwrap();
     store
-        .join(&Connection::new(other.clone(), room(&p, "a")).with_user(bob.clone()))
+        .join(&Membership::new(other.clone(), room(&p, "a")).with_user(bob.clone()))
         .await
         .unwrap();
 
@@ -247,7 +249,7 @@ pub async fn repeated_join_overwrites(store: &dyn ConnectionStore) {
     let far = unix_seconds(SystemTime::now()) + 3_600;
     store
         .join(
-            &Connection::new(c.clone(), r.clone())
+            &Membership::new(c.clone(), r.clone())
                 .with_user(first.clone())
                 .with_expires_at(far),
         )
@@ -255,7 +257,7 @@ pub async fn repeated_join_overwrites(store: &dyn ConnectionStore) {
         .unwrap();
     store
         .join(
-            &Connection::new(c.clone(), r.clone())
+            &Membership::new(c.clone(), r.clone())
                 .with_user(second.clone())
                 .with_expires_at(far + 60)
                 .with_endpoint("https://other.example/dev"),
@@ -296,7 +298,7 @@ pub async fn expired_records_are_never_returned(store: &dyn ConnectionStore) {
     let (r, other) = (room(&p, "r"), room(&p, "other"));
     store
         .join(
-            &Connection::new(live.clone(), r.clone())
+            &Membership::new(live.clone(), r.clone())
                 .with_user(user.clone())
                 .with_expires_at(now + 3_600),
         )
@@ -304,7 +306,7 @@ pub async fn expired_records_are_never_returned(store: &dyn ConnectionStore) {
         .unwrap();
     store
         .join(
-            &Connection::new(dead.clone(), r.clone())
+            &Membership::new(dead.clone(), r.clone())
                 .with_user(user.clone())
                 .with_expires_at(now - 3_600),
         )
@@ -312,7 +314,7 @@ pub async fn expired_records_are_never_returned(store: &dyn ConnectionStore) {
         .unwrap();
     store
         .join(
-            &Connection::new(dead.clone(), other.clone())
+            &Membership::new(dead.clone(), other.clone())
                 .with_user(user.clone())
                 .with_expires_at(now + 3_600),
         )
@@ -357,7 +359,7 @@ pub async fn join_sets_expiry_and_refresh_extends_it(store: &dyn ConnectionStore
     let (r1, r2, r3) = (room(&p, "r1"), room(&p, "r2"), room(&p, "r3"));
     let start = unix_seconds(SystemTime::now());
     store
-        .join(&Connection::new(c.clone(), r1.clone()))
+        .join(&Membership::new(c.clone(), r1.clone()))
         .await
         .unwrap();
     let stamped = store.connection_rooms(&c).await.unwrap()[0]
@@ -369,11 +371,11 @@ pub async fn join_sets_expiry_and_refresh_extends_it(store: &dyn ConnectionStore
     );
 
     store
-        .join(&Connection::new(c.clone(), r2.clone()).with_expires_at(start + 5))
+        .join(&Membership::new(c.clone(), r2.clone()).with_expires_at(start + 5))
         .await
         .unwrap();
     store
-        .join(&Connection::new(c.clone(), r3.clone()).with_expires_at(start.saturating_sub(10)))
+        .join(&Membership::new(c.clone(), r3.clone()).with_expires_at(start.saturating_sub(10)))
         .await
         .unwrap();
     assert_eq!(
@@ -421,13 +423,13 @@ pub async fn deletes_are_idempotent(store: &dyn ConnectionStore) {
         "disconnecting an unknown connection removes nothing"
     );
     store
-        .join(&Connection::new(c.clone(), r.clone()))
+        .join(&Membership::new(c.clone(), r.clone()))
         .await
         .unwrap();
     store.leave(&c, &r).await.unwrap();
     store.leave(&c, &r).await.expect("leaving twice succeeds");
     store
-        .join(&Connection::new(c.clone(), r.clone()))
+        .join(&Membership::new(c.clone(), r.clone()))
         .await
         .unwrap();
     assert_eq!(store.disconnect(&c).await.unwrap().len(), 1);
@@ -451,7 +453,7 @@ pub async fn large_room_is_listed_whole(store: &dyn ConnectionStore) {
     let all: Vec<ConnectionId> = (0..MEMBERS).map(|i| conn(&p, i)).collect();
     for c in &all {
         store
-            .join(&Connection::new(c.clone(), r.clone()).with_user(user.clone()))
+            .join(&Membership::new(c.clone(), r.clone()).with_user(user.clone()))
             .await
             .unwrap();
     }
@@ -480,16 +482,16 @@ pub async fn batch_removal_of_more_than_25(store: &dyn ConnectionStore) {
     let all: Vec<ConnectionId> = (0..CONNECTIONS).map(|i| conn(&p, i)).collect();
     for c in &all {
         store
-            .join(&Connection::new(c.clone(), r1.clone()))
+            .join(&Membership::new(c.clone(), r1.clone()))
             .await
             .unwrap();
         store
-            .join(&Connection::new(c.clone(), r2.clone()))
+            .join(&Membership::new(c.clone(), r2.clone()))
             .await
             .unwrap();
     }
     store
-        .join(&Connection::new(keep.clone(), r1.clone()))
+        .join(&Membership::new(keep.clone(), r1.clone()))
         .await
         .unwrap();
 
@@ -532,11 +534,11 @@ pub async fn concurrent_joins_are_all_kept(store: &dyn ConnectionStore) {
 
     let joins = many
         .iter()
-        .map(|c| Connection::new(c.clone(), r.clone()))
+        .map(|c| Membership::new(c.clone(), r.clone()))
         .chain(
             room_names
                 .iter()
-                .map(|rn| Connection::new(one.clone(), rn.clone())),
+                .map(|rn| Membership::new(one.clone(), rn.clone())),
         )
         .collect::<Vec<_>>();
     for result in join_all(joins.iter().map(|c| store.join(c))).await {

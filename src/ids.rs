@@ -1,4 +1,4 @@
-//! Validated identifiers and the [`Connection`] record of the routing table.
+//! Validated identifiers: [`ConnectionId`], [`RoomId`] and [`UserId`].
 //!
 //! Identifiers arrive from the outside world (a query string, a message body, an authorizer) and
 //! end up as DynamoDB keys and URL path segments, so each is checked once, at construction:
@@ -13,7 +13,6 @@
 //! serialize as a JSON string (deserializing validates).
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -255,100 +254,6 @@ impl UserId {
     pub const MAX_LEN: usize = 256;
 }
 
-/// Seconds since the Unix epoch, as stored in the table's `connectedAt` and `ttl` attributes.
-pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// One row of the routing table: a connection's membership of one room.
-///
-/// A connection in three rooms has three records, one per room, all with the same
-/// `connection_id`. The attribute names match the table layout shared with the Python version of
-/// this design (`connectionId`, `roomId`, `userId`, `connectedAt`, `ttl`, plus the optional
-/// `managementEndpoint`); see [`DynamoDbStore`](crate::store) for the schema.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct Connection {
-    /// The API Gateway connection id (partition key).
-    pub connection_id: ConnectionId,
-    /// The room (sort key, stored as `room#<name>`).
-    pub room: RoomId,
-    /// The user holding the connection, when known. Records without a user are not in the
-    /// `userId-index`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<UserId>,
-    /// When the connection was made, in Unix seconds (`connectedAt`). `None` for records written
-    /// without it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connected_at: Option<u64>,
-    /// When the record expires, in Unix seconds (the `ttl` attribute). `None` when joining means
-    /// "the store's TTL from now"; `None` on a record read back means it was written without a
-    /// `ttl` and never expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// The management API endpoint (`https://{domain}/{stage}`) of the API holding the socket,
-    /// for tables shared by several APIs or regions. Absent in records written by older code;
-    /// senders then use their default endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-impl Connection {
-    /// A record for `connection_id` in `room`, connected now, with no user, no endpoint and the
-    /// store's default expiry.
-    pub fn new(connection_id: ConnectionId, room: RoomId) -> Self {
-        Self {
-            connection_id,
-            room,
-            user_id: None,
-            connected_at: Some(unix_seconds(SystemTime::now())),
-            expires_at: None,
-            endpoint: None,
-        }
-    }
-
-    /// Sets the user.
-    #[must_use]
-    pub fn with_user(mut self, user_id: UserId) -> Self {
-        self.user_id = Some(user_id);
-        self
-    }
-
-    /// Sets the connection time (Unix seconds).
-    #[must_use]
-    pub fn with_connected_at(mut self, unix_seconds: u64) -> Self {
-        self.connected_at = Some(unix_seconds);
-        self
-    }
-
-    /// Sets an explicit expiry (Unix seconds) instead of the store's TTL.
-    #[must_use]
-    pub fn with_expires_at(mut self, unix_seconds: u64) -> Self {
-        self.expires_at = Some(unix_seconds);
-        self
-    }
-
-    /// Sets the expiry to `ttl` after `now`.
-    #[must_use]
-    pub fn with_ttl_from(self, now: SystemTime, ttl: Duration) -> Self {
-        self.with_expires_at(unix_seconds(now).saturating_add(ttl.as_secs()))
-    }
-
-    /// Sets the management endpoint of the API holding the socket.
-    #[must_use]
-    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = Some(endpoint.into());
-        self
-    }
-
-    /// Whether the record has expired at `now` (its `ttl` is at or before `now`). Records without
-    /// an expiry never expire.
-    pub fn is_expired_at(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|t| t <= unix_seconds(now))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,22 +293,5 @@ mod tests {
         let id: ConnectionId = serde_json::from_str("\"abc=\"").unwrap();
         assert_eq!(id, "abc=");
         assert!(serde_json::from_str::<RoomId>("\"a#b\"").is_err());
-        let c = Connection::new(id, RoomId::new("r").unwrap()).with_expires_at(10);
-        let v = serde_json::to_value(&c).unwrap();
-        assert_eq!(v["connectionId"], "abc=");
-        assert_eq!(v["expiresAt"], 10);
-        assert!(v.get("userId").is_none());
-    }
-
-    #[test]
-    fn expiry() {
-        let c = Connection::new(ConnectionId::new("c").unwrap(), RoomId::new("r").unwrap());
-        let now = UNIX_EPOCH + Duration::from_secs(100);
-        assert!(!c.is_expired_at(now), "no ttl never expires");
-        let c = c.with_expires_at(100);
-        assert!(c.is_expired_at(now));
-        assert!(!c.is_expired_at(now - Duration::from_secs(1)));
-        let c = c.with_ttl_from(now, Duration::from_secs(60));
-        assert_eq!(c.expires_at, Some(160));
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! - [`WebSocketEvent`] parses the `$connect` / `$disconnect` / message events a Lambda receives,
 //!   with errors that name the bad field ([`event`]);
-//! - [`ConnectionId`], [`RoomId`], [`UserId`] validate identifiers once, and [`Connection`] is one
-//!   row of the routing table ([`ids`]);
+//! - [`ConnectionId`], [`RoomId`], [`UserId`] validate identifiers once ([`ids`]),
+//!   and a [`Membership`] is one row of the routing table;
 //! - [`ConnectionStore`](store::ConnectionStore) is the routing table, with an
 //!   [`InMemoryStore`](store::InMemoryStore) and (feature `dynamodb`) a
 //!   `DynamoDbStore` in the table layout shared with the Python version of this design ([`store`]);
@@ -27,7 +27,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
-//! use stateless_ws::{Connection, ConnectionId, RoomId, UserId, WebSocketEvent};
+//! use stateless_ws::{Membership, ConnectionId, RoomId, UserId, WebSocketEvent};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! // Chosen once at start-up; `DynamoDbStore::from_env().await?` in a Lambda.
@@ -42,7 +42,7 @@
 //! let WebSocketEvent::Connect(connect) = event else { unreachable!() };
 //! let room = RoomId::new(connect.query("room").unwrap_or("general"))?;
 //! let user = connect.context.authorizer.as_ref().and_then(|a| a.principal_id());
-//! let mut record = Connection::new(connect.context.connection_id.clone(), room.clone());
+//! let mut record = Membership::new(connect.context.connection_id.clone(), room.clone());
 //! if let Some(user) = user {
 //!     record = record.with_user(UserId::new(user)?);
 //! }
@@ -82,6 +82,7 @@
 mod backoff;
 pub mod broadcast;
 pub mod chat;
+pub mod env;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -95,6 +96,7 @@ pub mod conformance;
 pub use error::{BoxError, Error, Result};
 pub use event::{
     Authorizer, ConnectEvent, DisconnectEvent, EventType, Identity, MessageEvent, RequestContext,
-    WebSocketEvent,
+    RouteResponse, WebSocketEvent,
 };
-pub use ids::{Connection, ConnectionId, RoomId, UserId};
+pub use ids::{ConnectionId, RoomId, UserId};
+pub use store::Membership;

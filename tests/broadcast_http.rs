@@ -12,7 +12,7 @@ use axum::http::Method;
 use common::fake_management_api::FakeManagementApi;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
-use stateless_ws::{Connection, ConnectionId, Error, RoomId, UserId};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId, UserId};
 
 fn id(s: &str) -> ConnectionId {
     ConnectionId::new(s).unwrap()
@@ -103,11 +103,11 @@ async fn gone_answers_make_the_store_lose_those_records() {
     let (room, side) = (RoomId::new("lobby").unwrap(), RoomId::new("side").unwrap());
     for c in ["alive=", "dead-1=", "dead-2="] {
         store
-            .join(&Connection::new(id(c), room.clone()))
+            .join(&Membership::new(id(c), room.clone()))
             .await
             .unwrap();
         store
-            .join(&Connection::new(id(c), side.clone()))
+            .join(&Membership::new(id(c), side.clone()))
             .await
             .unwrap();
     }
@@ -140,19 +140,19 @@ async fn records_naming_an_endpoint_are_delivered_through_it() {
     let store = Arc::new(InMemoryStore::new());
     let room = RoomId::new("global").unwrap();
     store
-        .join(&Connection::new(id("old="), room.clone()))
+        .join(&Membership::new(id("old="), room.clone()))
         .await
         .unwrap(); // no endpoint: default
     store
-        .join(&Connection::new(id("home="), room.clone()).with_endpoint(home.endpoint()))
+        .join(&Membership::new(id("home="), room.clone()).with_endpoint(home.endpoint()))
         .await
         .unwrap();
     store
-        .join(&Connection::new(id("eu-1="), room.clone()).with_endpoint(eu.endpoint()))
+        .join(&Membership::new(id("eu-1="), room.clone()).with_endpoint(eu.endpoint()))
         .await
         .unwrap();
     store
-        .join(&Connection::new(id("eu-2="), room.clone()).with_endpoint(eu.endpoint()))
+        .join(&Membership::new(id("eu-2="), room.clone()).with_endpoint(eu.endpoint()))
         .await
         .unwrap();
     let sender = Arc::new(sender_for(&home).await);
@@ -214,7 +214,7 @@ async fn broadcaster_over_dynamodb() {
     let alice = UserId::new("alice").unwrap();
     for (conn, room) in [("phone=", &a), ("phone=", &bb), ("laptop=", &a)] {
         store
-            .join(&Connection::new(id(conn), room.clone()).with_user(alice.clone()))
+            .join(&Membership::new(id(conn), room.clone()).with_user(alice.clone()))
             .await
             .unwrap();
     }
@@ -243,7 +243,7 @@ async fn broadcaster_over_dynamodb() {
     let big = RoomId::new("big").unwrap();
     for i in 0..60 {
         store
-            .join(&Connection::new(id(&format!("m{i}=")), big.clone()))
+            .join(&Membership::new(id(&format!("m{i}=")), big.clone()))
             .await
             .unwrap();
     }

@@ -8,7 +8,7 @@ use stateless_ws::broadcast::{
     BroadcastConfig, Broadcaster, InjectedFailure, Payload, RecordingSender, Target,
 };
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
-use stateless_ws::{Connection, ConnectionId, Error, RoomId, UserId};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId, UserId};
 
 fn id(s: &str) -> ConnectionId {
     ConnectionId::new(s).unwrap()
@@ -34,13 +34,13 @@ async fn a_user_in_two_rooms_is_notified_once_per_connection() {
         ("laptop=", "a"),
     ] {
         store
-            .join(&Connection::new(id(conn), RoomId::new(room).unwrap()).with_user(alice.clone()))
+            .join(&Membership::new(id(conn), RoomId::new(room).unwrap()).with_user(alice.clone()))
             .await
             .unwrap();
     }
     store
         .join(
-            &Connection::new(id("bob="), RoomId::new("a").unwrap())
+            &Membership::new(id("bob="), RoomId::new("a").unwrap())
                 .with_user(UserId::new("bob").unwrap()),
         )
         .await
@@ -61,7 +61,7 @@ async fn broadcast_can_exclude_the_sender_and_send_to_collapses_duplicates() {
     let room = RoomId::new("lobby").unwrap();
     for c in ["me=", "you=", "them="] {
         store
-            .join(&Connection::new(id(c), room.clone()))
+            .join(&Membership::new(id(c), room.clone()))
             .await
             .unwrap();
     }
@@ -97,7 +97,7 @@ async fn single_send_reports_and_cleans_a_gone_connection() {
     let c = id("vanished=");
     for r in ["a", "b"] {
         store
-            .join(&Connection::new(c.clone(), RoomId::new(r).unwrap()))
+            .join(&Membership::new(c.clone(), RoomId::new(r).unwrap()))
             .await
             .unwrap();
     }
@@ -114,7 +114,7 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
     let room = RoomId::new("r").unwrap();
     for i in 0..100 {
         store
-            .join(&Connection::new(id(&format!("c{i}=")), room.clone()))
+            .join(&Membership::new(id(&format!("c{i}=")), room.clone()))
             .await
             .unwrap();
     }
@@ -143,7 +143,7 @@ async fn throttled_connections_are_retried_and_concurrency_adapts() {
     for i in 0..50 {
         let c = id(&format!("c{i}="));
         store
-            .join(&Connection::new(c.clone(), room.clone()))
+            .join(&Membership::new(c.clone(), room.clone()))
             .await
             .unwrap();
         if i % 5 == 0 {
@@ -174,7 +174,7 @@ async fn injected_failures_land_in_the_right_buckets() {
     let room = RoomId::new("r").unwrap();
     for c in ["ok=", "flaky=", "down=", "big="] {
         store
-            .join(&Connection::new(id(c), room.clone()))
+            .join(&Membership::new(id(c), room.clone()))
             .await
             .unwrap();
     }
@@ -215,13 +215,13 @@ async fn targets_carry_the_record_endpoint() {
     let room = RoomId::new("r").unwrap();
     store
         .join(
-            &Connection::new(id("far="), room.clone())
+            &Membership::new(id("far="), room.clone())
                 .with_endpoint("https://x.execute-api.eu-west-1.amazonaws.com/prod"),
         )
         .await
         .unwrap();
     store
-        .join(&Connection::new(id("near="), room.clone()))
+        .join(&Membership::new(id("near="), room.clone()))
         .await
         .unwrap();
     b.broadcast(&room, &Payload::text("x").unwrap(), None)
@@ -246,7 +246,7 @@ async fn targets_carry_the_record_endpoint() {
         sender.last_endpoint(&id("far=")).unwrap().as_deref(),
         Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
     );
-    let t: Target = Connection::new(id("x="), room)
+    let t: Target = Membership::new(id("x="), room)
         .with_endpoint("https://e/s")
         .into();
     assert_eq!(t.endpoint.as_deref(), Some("https://e/s"));

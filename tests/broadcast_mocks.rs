@@ -27,7 +27,7 @@ use stateless_ws::broadcast::{
     ApiGatewaySender, BroadcastConfig, Broadcaster, ConnectionSender, Payload, Target,
 };
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
-use stateless_ws::{Connection, ConnectionId, Error, RoomId};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId};
 
 const ENDPOINT: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/prod";
 
@@ -106,7 +106,7 @@ fn fast_config() -> BroadcastConfig {
 async fn room_with(store: &InMemoryStore, room: &RoomId, ids: &[&str]) {
     for id in ids {
         store
-            .join(&Connection::new(
+            .join(&Membership::new(
                 ConnectionId::new(*id).unwrap(),
                 room.clone(),
             ))
@@ -328,7 +328,7 @@ async fn forbidden_stops_the_broadcast_early() {
     let ids: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
     for i in &ids {
         store
-            .join(&Connection::new(id(i), room.clone()))
+            .join(&Membership::new(id(i), room.clone()))
             .await
             .unwrap();
     }
@@ -389,12 +389,12 @@ async fn a_mixture_across_1000_connections_is_fully_accounted_for() {
     let ids: Vec<ConnectionId> = (0..1000).map(|i| id(&format!("conn-{i}="))).collect();
     for (i, c) in ids.iter().enumerate() {
         store
-            .join(&Connection::new(c.clone(), room.clone()))
+            .join(&Membership::new(c.clone(), room.clone()))
             .await
             .unwrap();
         if i % 2 == 0 {
             store
-                .join(&Connection::new(c.clone(), other.clone()))
+                .join(&Membership::new(c.clone(), other.clone()))
                 .await
                 .unwrap();
         }
@@ -483,7 +483,7 @@ async fn deadline_reports_the_rest_as_not_attempted() {
     let room = RoomId::new("r").unwrap();
     for i in 0..200 {
         store
-            .join(&Connection::new(id(&format!("c{i}")), room.clone()))
+            .join(&Membership::new(id(&format!("c{i}")), room.clone()))
             .await
             .unwrap();
     }

@@ -8,8 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{Payload, RecordingSender};
-use stateless_ws::chat::{Chat, ChatConfig, RouteResponse};
+use stateless_ws::chat::{Chat, ChatConfig};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 use stateless_ws::{ConnectionId, RoomId, UserId, WebSocketEvent};
 

@@ -12,7 +12,12 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, DynamoDbStore};
-use stateless_ws::{Connection, ConnectionId, Error, RoomId, UserId, conformance};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId, UserId, conformance};
+
+fn unix_seconds_for_test(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 async fn store(endpoint: &str, tag: &str, page_size: u32) -> DynamoDbStore {
     let store = DynamoDbStore::builder()
@@ -182,7 +187,7 @@ async fn shares_the_table_layout_with_the_python_version() {
     };
     let store = store(&endpoint, "layout", 100).await;
     let client = store.client();
-    let now = stateless_ws::ids::unix_seconds(SystemTime::now());
+    let now = unix_seconds_for_test(SystemTime::now());
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let n = |v: u64| AttributeValue::N(v.to_string());
 
@@ -214,7 +219,7 @@ async fn shares_the_table_layout_with_the_python_version() {
     let conn = ConnectionId::new("RsConn2XyZ0=").unwrap();
     store
         .join(
-            &Connection::new(conn.clone(), general.clone())
+            &Membership::new(conn.clone(), general.clone())
                 .with_user(user.clone())
                 .with_connected_at(now)
                 .with_endpoint("https://abc123.execute-api.us-east-1.amazonaws.com/prod"),
@@ -285,10 +290,10 @@ async fn expiry_is_filtered_on_read_and_missing_ttl_never_expires() {
         .send()
         .await
         .unwrap();
-    let past = stateless_ws::ids::unix_seconds(SystemTime::now() - Duration::from_secs(60));
+    let past = unix_seconds_for_test(SystemTime::now() - Duration::from_secs(60));
     store
         .join(
-            &Connection::new(ConnectionId::new("Expired=").unwrap(), room.clone())
+            &Membership::new(ConnectionId::new("Expired=").unwrap(), room.clone())
                 .with_expires_at(past),
         )
         .await

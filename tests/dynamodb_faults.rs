@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::error::{
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore};
-use stateless_ws::{Connection, ConnectionId, Error, RoomId};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId};
 
 const TABLE: &str = "ws-connections";
 
@@ -200,7 +200,7 @@ async fn resource_not_found_maps_to_not_found() {
         )
     });
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
-    let c = Connection::new(ConnectionId::new("c").unwrap(), RoomId::new("r").unwrap());
+    let c = Membership::new(ConnectionId::new("c").unwrap(), RoomId::new("r").unwrap());
     let err = store(client, 8).join(&c).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     assert!(!err.is_retryable());

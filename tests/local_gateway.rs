@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, Payload, Target};
-use stateless_ws::chat::{Chat, ChatConfig, IdentitySource, RouteResponse};
+use stateless_ws::chat::{Chat, ChatConfig, IdentitySource};
 use stateless_ws::local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use stateless_ws::store::InMemoryStore;
 use stateless_ws::{ConnectionId, Error, UserId, WebSocketEvent};

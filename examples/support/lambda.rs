@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use stateless_ws::chat::{Chat, DEADLINE_MARGIN, RouteResponse};
+use stateless_ws::RouteResponse;
+use stateless_ws::chat::{Chat, DEADLINE_MARGIN};
 
 /// The instant by which a fan-out must stop starting posts: the invocation's deadline minus a
 /// margin for the cleanup. `None` when the context carries no deadline (tests).

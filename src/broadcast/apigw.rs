@@ -14,12 +14,9 @@ use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime};
 
 use super::{ConnectionInfo, ConnectionSender, Payload, Target};
+use crate::env;
 use crate::error::{BoxError, Error, Result};
 use crate::event::RequestContext;
-
-/// The environment variable [`ApiGatewaySender::from_env`] reads the default management endpoint
-/// from (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
-pub const ENDPOINT_ENV: &str = "APIGW_MANAGEMENT_URL";
 
 /// How long one management API call may take before it counts as a (retryable) failure.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,18 +102,19 @@ impl ApiGatewaySender {
     }
 
     /// A sender configured from the environment: `aws_config`'s default chain for region and
-    /// credentials, [`ENDPOINT_ENV`] (`APIGW_MANAGEMENT_URL`) for the default endpoint.
+    /// credentials, [`env::APIGW_MANAGEMENT_URL`](crate::env::APIGW_MANAGEMENT_URL) (`APIGW_MANAGEMENT_URL`) for the default endpoint.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the variable is missing or not a valid endpoint. Never panics.
     pub async fn from_env() -> Result<Self> {
-        let endpoint = match std::env::var(ENDPOINT_ENV) {
-            Ok(v) if !v.trim().is_empty() => v,
-            _ => {
+        let endpoint = match env::var(env::APIGW_MANAGEMENT_URL)? {
+            Some(v) => v,
+            None => {
                 return Err(Error::config(format!(
-                    "environment variable {ENDPOINT_ENV} is not set: it must be the management \
-                     endpoint https://{{api-id}}.execute-api.{{region}}.amazonaws.com/{{stage}}"
+                    "environment variable {} is not set: it must be the management \
+                     endpoint https://{{api-id}}.execute-api.{{region}}.amazonaws.com/{{stage}}",
+                    env::APIGW_MANAGEMENT_URL
                 )));
             }
         };
@@ -151,8 +149,9 @@ impl ApiGatewaySender {
             .ok_or_else(|| {
                 Error::config(format!(
                     "no management endpoint for connection {}: the record names none and the \
-                     sender has no default (use with_default_endpoint or {ENDPOINT_ENV})",
-                    target.connection_id
+                     sender has no default (use with_default_endpoint or {})",
+                    target.connection_id,
+                    env::APIGW_MANAGEMENT_URL
                 ))
             })
     }

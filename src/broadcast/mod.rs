@@ -20,14 +20,14 @@
 //! use std::sync::Arc;
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
 //! use stateless_ws::store::{ConnectionStore, InMemoryStore};
-//! use stateless_ws::{Connection, ConnectionId, RoomId};
+//! use stateless_ws::{Membership, ConnectionId, RoomId};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let store = Arc::new(InMemoryStore::new());
 //! let sender = RecordingSender::new(); // ApiGatewaySender in production
 //! let room = RoomId::new("general")?;
 //! for id in ["a=", "b=", "c="] {
-//!     store.join(&Connection::new(ConnectionId::new(id)?, room.clone())).await?;
+//!     store.join(&Membership::new(ConnectionId::new(id)?, room.clone())).await?;
 //! }
 //! sender.set_gone(&ConnectionId::new("c=")?); // a client that vanished
 //!
@@ -57,8 +57,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::ids::{Connection, ConnectionId, RoomId, UserId};
+use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
+use crate::store::Membership;
 
 #[cfg(feature = "apigw")]
 mod apigw;
@@ -67,7 +68,7 @@ mod recording;
 mod sender;
 
 #[cfg(feature = "apigw")]
-pub use apigw::{ApiGatewaySender, DEFAULT_CALL_TIMEOUT, ENDPOINT_ENV};
+pub use apigw::{ApiGatewaySender, DEFAULT_CALL_TIMEOUT};
 pub use payload::Payload;
 pub use recording::{InjectedFailure, RecordingSender};
 pub use sender::{ConnectionInfo, ConnectionSender, Target};
@@ -387,7 +388,7 @@ impl Broadcaster {
     /// Sends to the connections of `records` (e.g. a listing you filtered yourself).
     pub async fn send_to_records(
         &self,
-        records: &[Connection],
+        records: &[Membership],
         payload: &Payload,
     ) -> BroadcastReport {
         self.send_to(records.iter().map(Target::from), payload)

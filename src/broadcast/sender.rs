@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::Payload;
 use crate::error::Result;
-use crate::ids::{Connection, ConnectionId};
+use crate::ids::ConnectionId;
+use crate::store::Membership;
 
 /// Where to deliver: a connection, and the management endpoint of the API that holds it when
 /// the record names one (tables shared by several APIs or regions). `None` means the sender's
@@ -44,8 +45,8 @@ impl From<ConnectionId> for Target {
     }
 }
 
-impl From<&Connection> for Target {
-    fn from(record: &Connection) -> Self {
+impl From<&Membership> for Target {
+    fn from(record: &Membership) -> Self {
         Self {
             connection_id: record.connection_id.clone(),
             endpoint: record.endpoint.as_deref().map(Arc::from),
@@ -53,8 +54,8 @@ impl From<&Connection> for Target {
     }
 }
 
-impl From<Connection> for Target {
-    fn from(record: Connection) -> Self {
+impl From<Membership> for Target {
+    fn from(record: Membership) -> Self {
         Self {
             connection_id: record.connection_id,
             endpoint: record.endpoint.map(Arc::from),

@@ -64,8 +64,8 @@ use axum::routing::{any, get};
 use base64::Engine as _;
 use tokio::sync::{mpsc, watch};
 
-use crate::chat::RouteResponse;
 use crate::error::{Error, Result};
+use crate::event::RouteResponse;
 use crate::event::{
     ConnectEvent, DisconnectEvent, EventType, Headers, MessageEvent, RequestContext, WebSocketEvent,
 };

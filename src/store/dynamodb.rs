@@ -18,7 +18,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Clock, ConnectionStore, DEFAULT_TTL, SystemClock};
 use crate::error::{BoxError, Error, Result};
-use crate::ids::{Connection, ConnectionId, RoomId, UserId, unix_seconds};
+use crate::ids::{ConnectionId, RoomId, UserId};
+use crate::store::Membership;
+use crate::store::membership::unix_seconds;
 
 /// Attribute names of the table layout (shared with the Python version).
 mod attr {
@@ -109,13 +111,13 @@ const LIVE_FILTER: &str = "attribute_not_exists(#ttl) OR #ttl > :now";
 ///
 /// ```no_run
 /// use stateless_ws::store::{ConnectionStore, DynamoDbStore};
-/// use stateless_ws::{Connection, ConnectionId, RoomId};
+/// use stateless_ws::{Membership, ConnectionId, RoomId};
 ///
 /// # async fn run() -> stateless_ws::Result<()> {
 /// // CONNECTIONS_TABLE names the table; credentials and region come from the environment.
 /// let store = DynamoDbStore::from_env().await?;
 /// let conn = ConnectionId::new("L0SM9cOFvHcCIhw=")?;
-/// store.join(&Connection::new(conn, RoomId::new("general")?)).await?;
+/// store.join(&Membership::new(conn, RoomId::new("general")?)).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -144,56 +146,34 @@ pub struct DynamoDbStoreBuilder {
     clock: Option<Arc<dyn Clock>>,
 }
 
-/// Environment variables read by [`DynamoDbStore::from_env`] and
-/// [`DynamoDbStoreBuilder::from_env`].
-pub mod env {
-    /// The table name (required).
-    pub const TABLE: &str = "CONNECTIONS_TABLE";
-    /// The room index name (default `roomId-index`).
-    pub const ROOM_INDEX: &str = "CONNECTIONS_ROOM_INDEX";
-    /// The user index name (default `userId-index`).
-    pub const USER_INDEX: &str = "CONNECTIONS_USER_INDEX";
-    /// The record TTL in seconds (default 7200).
-    pub const TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
-}
-
-fn env_var(name: &str) -> Result<Option<String>> {
-    match std::env::var(name) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(Error::config(format!(
-            "environment variable {name} is not valid UTF-8"
-        ))),
-    }
-}
+use crate::env;
 
 impl DynamoDbStoreBuilder {
-    /// A builder with the settings found in the environment: [`env::TABLE`] (required),
-    /// [`env::ROOM_INDEX`], [`env::USER_INDEX`], [`env::TTL_SECONDS`]. Add a client and build.
+    /// A builder with the settings found in the environment: [`env::CONNECTIONS_TABLE`] (required),
+    /// [`env::CONNECTIONS_ROOM_INDEX`], [`env::CONNECTIONS_USER_INDEX`], [`env::CONNECTION_TTL_SECONDS`]. Add a client and build.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable that is missing or unparsable. Never panics.
     pub fn from_env() -> Result<Self> {
-        let table = env_var(env::TABLE)?.ok_or_else(|| {
+        let table = env::var(env::CONNECTIONS_TABLE)?.ok_or_else(|| {
             Error::config(format!(
                 "environment variable {} is not set: it must name the connections table",
-                env::TABLE
+                env::CONNECTIONS_TABLE
             ))
         })?;
         let mut builder = Self::default().table_name(table);
-        if let Some(index) = env_var(env::ROOM_INDEX)? {
+        if let Some(index) = env::var(env::CONNECTIONS_ROOM_INDEX)? {
             builder = builder.room_index(index);
         }
-        if let Some(index) = env_var(env::USER_INDEX)? {
+        if let Some(index) = env::var(env::CONNECTIONS_USER_INDEX)? {
             builder = builder.user_index(index);
         }
-        if let Some(ttl) = env_var(env::TTL_SECONDS)? {
+        if let Some(ttl) = env::var(env::CONNECTION_TTL_SECONDS)? {
             let secs: u64 = ttl.trim().parse().map_err(|_| {
                 Error::config(format!(
                     "environment variable {} must be a whole number of seconds, got {ttl:?}",
-                    env::TTL_SECONDS
+                    env::CONNECTION_TTL_SECONDS
                 ))
             })?;
             builder = builder.ttl(Duration::from_secs(secs));
@@ -559,7 +539,7 @@ impl DynamoDbStore {
         key: &str,
         value: &str,
         live_only: bool,
-    ) -> Result<Vec<Connection>> {
+    ) -> Result<Vec<Membership>> {
         Ok(self
             .query_all(index, key, value, live_only)
             .await?
@@ -570,7 +550,7 @@ impl DynamoDbStore {
 
     /// Parses an item; items that do not fit the layout are skipped with a warning rather than
     /// failing a whole listing (the table is shared with other code).
-    fn record_from_item(&self, item: &HashMap<String, AttributeValue>) -> Option<Connection> {
+    fn record_from_item(&self, item: &HashMap<String, AttributeValue>) -> Option<Membership> {
         let parsed = parse_item(item);
         if let Err(reason) = &parsed {
             tracing::warn!(store = %self, %reason, "skipping a record that does not fit the table layout");
@@ -578,7 +558,7 @@ impl DynamoDbStore {
         parsed.ok()
     }
 
-    fn item(&self, c: &Connection) -> HashMap<String, AttributeValue> {
+    fn item(&self, c: &Membership) -> HashMap<String, AttributeValue> {
         let now = self.now_secs();
         let mut item = HashMap::with_capacity(6);
         item.insert(
@@ -613,8 +593,8 @@ impl DynamoDbStore {
     }
 
     /// Deletes `records` with `BatchWriteItem`, 25 per call, retrying `UnprocessedItems`.
-    async fn batch_delete(&self, records: &[Connection]) -> Result<()> {
-        // Indices rather than `&[Connection]` items: a closure taking a reference trips the
+    async fn batch_delete(&self, records: &[Membership]) -> Result<()> {
+        // Indices rather than `&[Membership]` items: a closure taking a reference trips the
         // higher-ranked `Send` check of `async_trait` futures.
         stream::iter((0..records.len()).step_by(BATCH_WRITE_LIMIT))
             .map(|start| {
@@ -627,7 +607,7 @@ impl DynamoDbStore {
         Ok(())
     }
 
-    async fn batch_delete_chunk(&self, chunk: &[Connection]) -> Result<()> {
+    async fn batch_delete_chunk(&self, chunk: &[Membership]) -> Result<()> {
         let mut pending = chunk
             .iter()
             .map(|c| {
@@ -685,7 +665,7 @@ fn delete_key(w: &WriteRequest) -> Option<(String, String)> {
     Some((s(attr::CONNECTION_ID)?, s(attr::ROOM_ID)?))
 }
 
-fn parse_item(item: &HashMap<String, AttributeValue>) -> std::result::Result<Connection, String> {
+fn parse_item(item: &HashMap<String, AttributeValue>) -> std::result::Result<Membership, String> {
     let s = |name: &str| -> std::result::Result<Option<&String>, String> {
         match item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
@@ -716,7 +696,7 @@ fn parse_item(item: &HashMap<String, AttributeValue>) -> std::result::Result<Con
         .map(|u| UserId::new(u.as_str()))
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok(Connection {
+    Ok(Membership {
         connection_id,
         room,
         user_id,
@@ -746,7 +726,7 @@ impl fmt::Display for DynamoDbStore {
 
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
-    async fn join(&self, connection: &Connection) -> Result<()> {
+    async fn join(&self, connection: &Membership) -> Result<()> {
         self.client
             .put_item()
             .table_name(&*self.table)
@@ -772,7 +752,7 @@ impl ConnectionStore for DynamoDbStore {
         Ok(())
     }
 
-    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>> {
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>> {
         let mut seen = HashSet::with_capacity(connections.len());
         let unique: Vec<ConnectionId> = connections
             .iter()
@@ -780,7 +760,7 @@ impl ConnectionStore for DynamoDbStore {
             .cloned()
             .collect();
         // Expired records are removed too: the connection is gone either way.
-        let records: Vec<Connection> = stream::iter(unique)
+        let records: Vec<Membership> = stream::iter(unique)
             .map(|c| async move {
                 self.query_records(None, attr::CONNECTION_ID, c.as_str(), false)
                     .await
@@ -792,7 +772,7 @@ impl ConnectionStore for DynamoDbStore {
         Ok(records)
     }
 
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>> {
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
         self.query_records(
             Some(&self.room_index),
             attr::ROOM_ID,
@@ -802,7 +782,7 @@ impl ConnectionStore for DynamoDbStore {
         .await
     }
 
-    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>> {
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>> {
         let records = self
             .query_records(Some(&self.user_index), attr::USER_ID, user.as_str(), true)
             .await?;
@@ -813,7 +793,7 @@ impl ConnectionStore for DynamoDbStore {
             .collect())
     }
 
-    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         self.query_records(None, attr::CONNECTION_ID, connection.as_str(), true)
             .await
     }

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 
 use super::{Clock, ConnectionStore, DEFAULT_TTL, SystemClock};
 use crate::error::Result;
-use crate::ids::{Connection, ConnectionId, RoomId, UserId, unix_seconds};
+use crate::ids::{ConnectionId, RoomId, UserId};
+use crate::store::Membership;
+use crate::store::membership::unix_seconds;
 
 /// A [`ConnectionStore`] in memory: for tests, local development and the local gateway.
 ///
@@ -23,7 +25,7 @@ use crate::ids::{Connection, ConnectionId, RoomId, UserId, unix_seconds};
 /// from listings at once and dropped when their connection is next written or removed.
 ///
 /// ```
-/// use stateless_ws::{Connection, ConnectionId, RoomId, UserId};
+/// use stateless_ws::{Membership, ConnectionId, RoomId, UserId};
 /// use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 ///
 /// # tokio_test_block_on(async {
@@ -31,7 +33,7 @@ use crate::ids::{Connection, ConnectionId, RoomId, UserId, unix_seconds};
 /// let alice = ConnectionId::new("alice-conn=")?;
 /// let lobby = RoomId::new("lobby")?;
 /// store
-///     .join(&Connection::new(alice.clone(), lobby.clone()).with_user(UserId::new("alice")?))
+///     .join(&Membership::new(alice.clone(), lobby.clone()).with_user(UserId::new("alice")?))
 ///     .await?;
 /// assert_eq!(store.room_connections(&lobby).await?.len(), 1);
 /// store.disconnect(&alice).await?;
@@ -53,7 +55,7 @@ pub struct InMemoryStore {
 #[derive(Default)]
 struct Table {
     /// connection -> room -> record (the table's primary key).
-    by_connection: HashMap<ConnectionId, HashMap<RoomId, Connection>>,
+    by_connection: HashMap<ConnectionId, HashMap<RoomId, Membership>>,
     /// room -> connections (the `roomId-index`).
     by_room: HashMap<RoomId, HashSet<ConnectionId>>,
     /// user -> connections (the `userId-index`).
@@ -61,7 +63,7 @@ struct Table {
 }
 
 impl Table {
-    fn unindex(&mut self, record: &Connection) {
+    fn unindex(&mut self, record: &Membership) {
         if let Some(set) = self.by_room.get_mut(&record.room) {
             set.remove(&record.connection_id);
             if set.is_empty() {
@@ -83,7 +85,7 @@ impl Table {
         }
     }
 
-    fn index(&mut self, record: &Connection) {
+    fn index(&mut self, record: &Membership) {
         self.by_room
             .entry(record.room.clone())
             .or_default()
@@ -96,7 +98,7 @@ impl Table {
         }
     }
 
-    fn remove(&mut self, connection: &ConnectionId, room: &RoomId) -> Option<Connection> {
+    fn remove(&mut self, connection: &ConnectionId, room: &RoomId) -> Option<Membership> {
         let rooms = self.by_connection.get_mut(connection)?;
         let removed = rooms.remove(room)?;
         if rooms.is_empty() {
@@ -106,11 +108,11 @@ impl Table {
         Some(removed)
     }
 
-    fn remove_connection(&mut self, connection: &ConnectionId) -> Vec<Connection> {
+    fn remove_connection(&mut self, connection: &ConnectionId) -> Vec<Membership> {
         let Some(rooms) = self.by_connection.remove(connection) else {
             return Vec::new();
         };
-        let removed: Vec<Connection> = rooms.into_values().collect();
+        let removed: Vec<Membership> = rooms.into_values().collect();
         for record in &removed {
             self.unindex(record);
         }
@@ -171,8 +173,8 @@ impl InMemoryStore {
         table: &'a Table,
         ids: impl IntoIterator<Item = &'a ConnectionId>,
         now: SystemTime,
-        pick: impl Fn(&'a HashMap<RoomId, Connection>) -> Vec<&'a Connection>,
-    ) -> Vec<Connection> {
+        pick: impl Fn(&'a HashMap<RoomId, Membership>) -> Vec<&'a Membership>,
+    ) -> Vec<Membership> {
         ids.into_iter()
             .filter_map(|id| table.by_connection.get(id))
             .flat_map(pick)
@@ -206,7 +208,7 @@ impl fmt::Display for InMemoryStore {
 
 #[async_trait]
 impl ConnectionStore for InMemoryStore {
-    async fn join(&self, connection: &Connection) -> Result<()> {
+    async fn join(&self, connection: &Membership) -> Result<()> {
         let mut record = connection.clone();
         if record.expires_at.is_none() {
             record.expires_at = Some(unix_seconds(self.now()).saturating_add(self.ttl.as_secs()));
@@ -227,7 +229,7 @@ impl ConnectionStore for InMemoryStore {
         Ok(())
     }
 
-    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>> {
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>> {
         let mut table = self.write();
         Ok(connections
             .iter()
@@ -235,7 +237,7 @@ impl ConnectionStore for InMemoryStore {
             .collect())
     }
 
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>> {
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
         let now = self.now();
         let table = self.read();
         let Some(ids) = table.by_room.get(room) else {
@@ -246,7 +248,7 @@ impl ConnectionStore for InMemoryStore {
         }))
     }
 
-    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>> {
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>> {
         let now = self.now();
         let table = self.read();
         let Some(ids) = table.by_user.get(user) else {
@@ -262,7 +264,7 @@ impl ConnectionStore for InMemoryStore {
         }))
     }
 
-    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         let now = self.now();
         let table = self.read();
         Ok(Self::live(&table, [connection], now, |rooms| {
@@ -319,7 +321,7 @@ mod tests {
         let c = ConnectionId::new("c").unwrap();
         let room = RoomId::new("r").unwrap();
         store
-            .join(&Connection::new(c.clone(), room.clone()))
+            .join(&Membership::new(c.clone(), room.clone()))
             .await
             .unwrap();
         assert_eq!(
@@ -358,15 +360,15 @@ mod tests {
         let r1 = RoomId::new("r1").unwrap();
         let r2 = RoomId::new("r2").unwrap();
         store
-            .join(&Connection::new(c.clone(), r1.clone()).with_user(a.clone()))
+            .join(&Membership::new(c.clone(), r1.clone()).with_user(a.clone()))
             .await
             .unwrap();
         store
-            .join(&Connection::new(c.clone(), r2.clone()).with_user(a.clone()))
+            .join(&Membership::new(c.clone(), r2.clone()).with_user(a.clone()))
             .await
             .unwrap();
         store
-            .join(&Connection::new(c.clone(), r1.clone()).with_user(b.clone()))
+            .join(&Membership::new(c.clone(), r1.clone()).with_user(b.clone()))
             .await
             .unwrap();
         assert_eq!(

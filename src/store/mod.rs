@@ -17,9 +17,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::ids::{Connection, ConnectionId, RoomId, UserId};
+use crate::ids::{ConnectionId, RoomId, UserId};
 
+pub(crate) mod membership;
 mod memory;
+pub use membership::Membership;
 pub use memory::InMemoryStore;
 
 #[cfg(feature = "dynamodb")]
@@ -33,7 +35,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The routing table of a stateless WebSocket application.
 ///
-/// Each record ([`Connection`]) says "connection C is in room R (and belongs to user U)". A
+/// Each record ([`Membership`]) says "connection C is in room R (and belongs to user U)". A
 /// connection in several rooms has one record per room. The first [`join`](Self::join) of a
 /// connection is its connect; [`remove_connections`](Self::remove_connections) (or
 /// [`ConnectionStoreExt::disconnect`]) is its disconnect.
@@ -70,7 +72,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub trait ConnectionStore: Send + Sync + Debug + 'static {
     /// Adds `connection` to its room, or overwrites its record there. When
     /// `connection.expires_at` is `None` the store sets it to its TTL from now.
-    async fn join(&self, connection: &Connection) -> Result<()>;
+    async fn join(&self, connection: &Membership) -> Result<()>;
 
     /// Removes `connection` from `room`. Succeeds when it was not there.
     async fn leave(&self, connection: &ConnectionId, room: &RoomId) -> Result<()>;
@@ -78,17 +80,17 @@ pub trait ConnectionStore: Send + Sync + Debug + 'static {
     /// Removes every record of every connection in `connections` (all their rooms, expired
     /// records included) and returns the records removed. Succeeds for unknown connections.
     /// Used for `$disconnect` and for cleaning connections the management API reported gone.
-    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>>;
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>>;
 
     /// The connections in `room`, one record each.
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>>;
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>>;
 
     /// The connections of `user`, one record per connection even when a connection is in several
     /// rooms (which of its records is returned is unspecified).
-    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>>;
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>>;
 
     /// The records of `connection`: one per room it is in.
-    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>>;
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>>;
 
     /// Extends the expiry of every record of `connection` to the store's TTL from now and
     /// returns how many records were refreshed (0 for an unknown connection; expired records
@@ -102,7 +104,7 @@ pub trait ConnectionStore: Send + Sync + Debug + 'static {
 pub trait ConnectionStoreExt: ConnectionStore {
     /// Removes `connection` from every room (the `$disconnect` handler) and returns the records
     /// removed. Idempotent.
-    async fn disconnect(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+    async fn disconnect(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         self.remove_connections(std::slice::from_ref(connection))
             .await
     }
@@ -131,22 +133,22 @@ impl<T: ConnectionStore + ?Sized> ConnectionStoreExt for T {}
 
 #[async_trait]
 impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
-    async fn join(&self, connection: &Connection) -> Result<()> {
+    async fn join(&self, connection: &Membership) -> Result<()> {
         (**self).join(connection).await
     }
     async fn leave(&self, connection: &ConnectionId, room: &RoomId) -> Result<()> {
         (**self).leave(connection, room).await
     }
-    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Connection>> {
+    async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>> {
         (**self).remove_connections(connections).await
     }
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Connection>> {
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
         (**self).room_connections(room).await
     }
-    async fn user_connections(&self, user: &UserId) -> Result<Vec<Connection>> {
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>> {
         (**self).user_connections(user).await
     }
-    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Connection>> {
+    async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         (**self).connection_rooms(connection).await
     }
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {

@@ -59,6 +59,9 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::ids::ConnectionId;
 
+mod response;
+pub use response::RouteResponse;
+
 // ---------------------------------------------------------------------------------------------
 // EventType
 // ---------------------------------------------------------------------------------------------

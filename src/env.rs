@@ -1,0 +1,46 @@
+//! Every environment variable this crate reads, each name defined once.
+//!
+//! Only constructors named `from_env` read them; nothing else in the crate looks at the
+//! environment. An empty or all-whitespace value counts as unset; a value that is not valid
+//! UTF-8, or does not parse, is an [`Error::Config`](crate::Error::Config) naming the variable.
+//!
+//! | variable | read by | meaning | default |
+//! |---|---|---|---|
+//! | `CONNECTIONS_TABLE` | `DynamoDbStore::from_env` | the routing table's name | required |
+//! | `CONNECTIONS_ROOM_INDEX` | `DynamoDbStore::from_env` | the room GSI's name | `roomId-index` |
+//! | `CONNECTIONS_USER_INDEX` | `DynamoDbStore::from_env` | the user GSI's name | `userId-index` |
+//! | `CONNECTION_TTL_SECONDS` | `DynamoDbStore::from_env` | how long a record lives | `7200` (2 h) |
+//! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
+//!
+//! Region and credentials come from the AWS SDK's own chain (`AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, ..., `AWS_ENDPOINT_URL` for a local endpoint), read by `aws_config`.
+
+use crate::error::{Error, Result};
+
+/// The routing table's name (required by `DynamoDbStore::from_env`).
+pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
+/// The room GSI's name (default `roomId-index`).
+pub const CONNECTIONS_ROOM_INDEX: &str = "CONNECTIONS_ROOM_INDEX";
+/// The user GSI's name (default `userId-index`).
+pub const CONNECTIONS_USER_INDEX: &str = "CONNECTIONS_USER_INDEX";
+/// How long a record lives, in seconds (default 7200).
+pub const CONNECTION_TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
+/// The default management endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
+pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
+
+/// The value of variable `name`: `None` when unset, empty or all whitespace.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the value is not valid UTF-8.
+#[cfg_attr(not(any(feature = "dynamodb", feature = "apigw")), allow(dead_code))]
+pub(crate) fn var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::config(format!(
+            "environment variable {name} is not valid UTF-8"
+        ))),
+    }
+}
