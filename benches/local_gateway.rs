@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use futures_util::StreamExt;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::chat::{Chat, ChatConfig};
 use stateless_ws::local::{LocalGateway, LocalGatewayConfig, RunningGateway, handler};
-use stateless_ws::store::InMemoryStore;
-use stateless_ws::{RoomId, WebSocketEvent};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::{Membership, RoomId, RouteResponse, WebSocketEvent};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -36,20 +35,30 @@ async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// A gateway running the chat handlers on an in-memory store, and a broadcaster on it.
+/// A gateway whose `$connect` joins the room named in the query string (`?room=`), on an
+/// in-memory store, and a broadcaster on that store.
 async fn start() -> (RunningGateway, Broadcaster) {
     let store = Arc::new(InMemoryStore::new());
     let sender = Arc::new(ApiGatewaySender::new(&sdk_config().await));
-    let chat = Arc::new(Chat::new(
-        store.clone(),
-        sender.clone(),
-        ChatConfig::default(),
-    ));
+    let on_connect = Arc::clone(&store);
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
-        .default_handler(handler(move |event: WebSocketEvent| {
-            let chat = Arc::clone(&chat);
-            async move { chat.handle(&event, None).await }
-        }))
+        .route(
+            "$connect",
+            handler(move |event: WebSocketEvent| {
+                let store = Arc::clone(&on_connect);
+                async move {
+                    let WebSocketEvent::Connect(connect) = event else {
+                        return RouteResponse::ok();
+                    };
+                    let room = RoomId::new(connect.query("room").unwrap_or("general")).unwrap();
+                    let endpoint = connect.context.management_endpoint().unwrap();
+                    let record = Membership::new(connect.context.connection_id, room)
+                        .with_endpoint(endpoint);
+                    store.join(&record).await.unwrap();
+                    RouteResponse::ok()
+                }
+            }),
+        )
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -5,9 +5,10 @@
 #   scripts/test.sh              # everything
 #   scripts/test.sh dynamodb     # extra args go to `cargo test --all-targets` (e.g. a filter)
 #
-# Steps, stopping at the first failure: rustfmt check, cargo test (all targets, then
-# doctests), clippy with warnings denied, rustdoc with warnings denied. Everything
-# uses --all-features so dependencies are compiled once.
+# Steps, stopping at the first failure: rustfmt check, cargo test of the whole workspace (the
+# library and the chat example; all targets, then doctests), clippy and rustdoc with warnings
+# denied, each feature of the library compiled on its own, and the chat page in headless
+# Chromium. Tests and lints use --workspace --all-features so dependencies are compiled once.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,26 +86,34 @@ cargo fmt --all -- --check --color "$fmt_color"
 # Not under `set -e` here (a failing pipeline is caught so the total still prints);
 # pipefail makes each pipeline's status cargo's, not tee's.
 test_status=0
-banner "cargo test --all-features --all-targets --no-fail-fast $*"
-cargo test --all-features --all-targets --no-fail-fast "$@" 2>&1 | tee -a "$TEST_LOG" || test_status=$?
+banner "cargo test --workspace --all-features --all-targets --no-fail-fast $*"
+cargo test --workspace --all-features --all-targets --no-fail-fast "$@" 2>&1 | tee -a "$TEST_LOG" || test_status=$?
 if ((test_status == 0)); then
-    banner "cargo test --all-features --doc"
-    cargo test --all-features --doc 2>&1 | tee -a "$TEST_LOG" || test_status=$?
+    banner "cargo test --workspace --all-features --doc"
+    cargo test --workspace --all-features --doc 2>&1 | tee -a "$TEST_LOG" || test_status=$?
 fi
 summary_status=$test_status
 ((test_status == 0)) || exit "$test_status"
 
-banner "cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+banner "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-banner "cargo doc --all-features --no-deps (RUSTDOCFLAGS=-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
+banner "cargo doc --workspace --all-features --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
-# The in-memory store, events and the broadcaster must build without any AWS SDK crate.
-banner "cargo check --no-default-features (the crate without the AWS SDK)"
-cargo check --no-default-features --lib
+# Each feature alone, none, and the defaults: what `cargo hack check --each-feature
+# --no-dev-deps` does, without installing it (`--lib` builds no dev-dependency). The in-memory
+# store, events and the broadcaster must build without any AWS SDK crate.
+for features in "" dynamodb apigw lambda conformance local; do
+    banner "cargo check -p stateless-ws --lib --no-default-features --features '$features'"
+    cargo check -p stateless-ws --lib --no-default-features --features "$features"
+done
+banner "cargo check -p stateless-ws --lib (default features)"
+cargo check -p stateless-ws --lib
+banner "RUSTDOCFLAGS=-D warnings cargo doc -p stateless-ws --no-deps (default features)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p stateless-ws --no-deps
 
-banner "scripts/browser-test.sh (headless Chromium against examples/local_chat)"
-"$REPO/scripts/browser-test.sh"
+banner "examples/chat/tests/browser-test.sh (headless Chromium against the chat example)"
+"$REPO/examples/chat/tests/browser-test.sh"
 
 banner "all checks passed"

@@ -17,8 +17,6 @@
 //!   management API (feature `apigw`) or the in-memory
 //!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
 //!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]);
-//! - [`Chat`](chat::Chat) is a complete chat application on those pieces — the handlers behind
-//!   the Lambda examples and the local demo ([`chat`]);
 //! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
 //!   WebSocket endpoint with the management API, for development and tests (`local`).
 //!
@@ -81,7 +79,6 @@
 
 mod backoff;
 pub mod broadcast;
-pub mod chat;
 pub mod env;
 pub mod error;
 pub mod event;

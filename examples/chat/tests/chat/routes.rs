@@ -3,14 +3,14 @@
 //! DynamoDB (MiniStack).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
+use chat::{Chat, ChatConfig};
 use serde_json::{Value, json};
 use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{Payload, RecordingSender};
-use stateless_ws::chat::{Chat, ChatConfig};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 use stateless_ws::{ConnectionId, RoomId, UserId, WebSocketEvent};
 
@@ -485,7 +485,6 @@ async fn echo_to_sender_when_the_app_chooses_it() {
     assert_eq!(app.inbox("alice")[0]["message"], "me too");
 }
 
-#[cfg(feature = "dynamodb")]
 async fn dynamodb_store(tag: &str) -> Option<Arc<dyn ConnectionStore>> {
     let endpoint = common::dynamodb_endpoint(tag)?;
     let store = stateless_ws::store::DynamoDbStore::builder()
@@ -498,7 +497,6 @@ async fn dynamodb_store(tag: &str) -> Option<Arc<dyn ConnectionStore>> {
     Some(Arc::new(store))
 }
 
-#[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn routes_on_dynamodb() {
     if let Some(store) = dynamodb_store("routes_on_dynamodb").await {

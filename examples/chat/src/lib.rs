@@ -33,16 +33,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use crate::broadcast::{BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload};
-use crate::error::{Error, Result};
-use crate::event::{
+pub mod lambda;
+
+use stateless_ws::broadcast::{
+    BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload,
+};
+use stateless_ws::error::{Error, Result};
+use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
-use crate::ids::{ConnectionId, RoomId, UserId};
-use crate::store::Membership;
-use crate::store::{ConnectionStore, ConnectionStoreExt};
+use stateless_ws::ids::{ConnectionId, RoomId, UserId};
+use stateless_ws::store::Membership;
+use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
 
 /// Environment variables read by [`ChatConfig::from_env`].
 pub mod env {
@@ -124,9 +129,9 @@ fn env_bool(name: &str) -> Result<Option<bool>> {
             "" => Ok(None),
             "1" | "true" | "yes" | "on" => Ok(Some(true)),
             "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(Error::config(format!(
-                "environment variable {name} must be true or false, got {v:?}"
-            ))),
+            _ => Err(Error::Config {
+                message: format!("environment variable {name} must be true or false, got {v:?}"),
+            }),
         },
     }
 }
@@ -159,13 +164,95 @@ impl ChatConfig {
             config.echo_to_sender = v;
         }
         if let Some(room) = env_string(env::DEFAULT_ROOM) {
-            config.default_room = RoomId::new(room).map_err(|e| {
-                Error::config(format!("environment variable {}: {e}", env::DEFAULT_ROOM))
+            config.default_room = RoomId::new(room).map_err(|e| Error::Config {
+                message: format!("environment variable {}: {e}", env::DEFAULT_ROOM),
             })?;
         }
-        config.management_endpoint = env_string(crate::env::APIGW_MANAGEMENT_URL);
+        config.management_endpoint = env_string(stateless_ws::env::APIGW_MANAGEMENT_URL);
         Ok(config)
     }
+}
+
+/// A client's message, chosen by its `action` as the API's route selection
+/// (`$request.body.action`) chooses the route.
+///
+/// Other keys are ignored, except the identity keys (`userId`, `user_id`, `sender`, `from`),
+/// which [`Chat::on_message`] refuses before parsing: the sender is the connection's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ChatAction {
+    /// `{"action":"join","room":"r"}`: join `r` and tell its members.
+    Join {
+        /// The room to join.
+        #[serde(deserialize_with = "room")]
+        room: RoomId,
+    },
+    /// `{"action":"leave","room":"r"}`: leave `r` (not the connection's last room).
+    Leave {
+        /// The room to leave.
+        #[serde(deserialize_with = "room")]
+        room: RoomId,
+    },
+    /// `{"action":"send","room":"r","message":"hi"}`: post to a room the sender has joined.
+    Send {
+        /// The room to post to.
+        #[serde(deserialize_with = "room")]
+        room: RoomId,
+        /// The text.
+        #[serde(deserialize_with = "message")]
+        message: String,
+    },
+    /// `{"action":"members","room":"r"}`: the users in a room the caller has joined.
+    Members {
+        /// The room.
+        #[serde(deserialize_with = "room")]
+        room: RoomId,
+    },
+    /// `{"action":"ping"}`: refresh the connection's TTL.
+    Ping,
+}
+
+impl ChatAction {
+    /// The `action` values, as clients spell them.
+    pub const NAMES: [&str; 5] = ["join", "leave", "send", "members", "ping"];
+}
+
+// The tagged enum buffers its content before choosing a variant, so a deserializer error can't
+// say which key it came from; each field's own deserializer names it instead.
+fn room<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<RoomId, D::Error> {
+    string_field("room", d)
+}
+
+fn message<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    string_field("message", d)
+}
+
+fn string_field<'de, T, D>(name: &str, d: D) -> std::result::Result<T, D::Error>
+where
+    T: serde::de::DeserializeOwned,
+    D: Deserializer<'de>,
+{
+    let value = Value::deserialize(d)?;
+    if !value.is_string() {
+        return Err(serde::de::Error::custom(format!(
+            "`{name}` must be a string"
+        )));
+    }
+    T::deserialize(value).map_err(|e| serde::de::Error::custom(format!("`{name}`: {e}")))
+}
+
+/// A client-facing description of why a message does not fit [`ChatAction`].
+fn describe(action: &str, e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    // serde's wording is "missing field `room`"; the chat's is "missing `room` for action `join`".
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("missing `{field}` for action `{action}`");
+    }
+    text
 }
 
 /// The chat application; see the [module docs](self).
@@ -204,18 +291,17 @@ impl Chat {
     /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain, and
     /// [`ChatConfig::from_env`].
     ///
-    /// [`DynamoDbStore::from_env`]: crate::store::DynamoDbStore::from_env
-    /// [`ApiGatewaySender`]: crate::broadcast::ApiGatewaySender
+    /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
+    /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the missing or invalid variable. Never panics.
-    #[cfg(all(feature = "dynamodb", feature = "apigw"))]
     pub async fn from_env() -> Result<Self> {
         let config = ChatConfig::from_env()?;
-        let store = crate::store::DynamoDbStore::from_env().await?;
+        let store = stateless_ws::store::DynamoDbStore::from_env().await?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let mut sender = crate::broadcast::ApiGatewaySender::new(&sdk);
+        let mut sender = stateless_ws::broadcast::ApiGatewaySender::new(&sdk);
         if let Some(endpoint) = &config.management_endpoint {
             sender = sender.with_default_endpoint(endpoint)?;
         }
@@ -397,10 +483,22 @@ impl Chat {
                 ),
             ));
         }
-        let action = match object.get("action") {
-            Some(Value::String(a)) => a.as_str(),
+        let action_name = match object.get("action") {
+            Some(Value::String(a)) => a.clone(),
             Some(_) => return Ok(chat_error(400, "`action` must be a string")),
             None => return Ok(chat_error(400, "missing `action`")),
+        };
+        if !ChatAction::NAMES.contains(&action_name.as_str()) {
+            return Ok(chat_error(
+                400,
+                format!(
+                    "unknown action `{action_name}`: expected join, leave, send, members or ping"
+                ),
+            ));
+        }
+        let action: ChatAction = match serde_json::from_value(body) {
+            Ok(action) => action,
+            Err(e) => return Ok(chat_error(400, describe(&action_name, &e))),
         };
         let ctx = &event.context;
         let me = &ctx.connection_id;
@@ -409,31 +507,14 @@ impl Chat {
             .iter()
             .find_map(|c| c.user_id.clone())
             .or_else(|| self.user_from_authorizer(ctx).ok().flatten());
-
-        // Every action but `ping` names a room; parse it once.
-        let room = match (action, object.get("room")) {
-            ("ping", _) => None,
-            (_, Some(Value::String(name))) => match RoomId::new(name.as_str()) {
-                Ok(room) => Some(room),
-                Err(e) => return Ok(chat_error(400, format!("`room`: {e}"))),
-            },
-            (_, Some(_)) => return Ok(chat_error(400, "`room` must be a string")),
-            ("join" | "leave" | "send" | "members", None) => {
-                return Ok(chat_error(
-                    400,
-                    format!("missing `room` for action `{action}`"),
-                ));
-            }
-            (_, None) => None,
-        };
         let member_of = |room: &RoomId| memberships.iter().any(|c| &c.room == room);
 
-        match (action, room) {
-            ("ping", _) => {
+        match action {
+            ChatAction::Ping => {
                 self.store.refresh(me).await?;
                 Ok(RouteResponse::json(200, &json!({"type": "pong"})))
             }
-            ("join", Some(room)) => {
+            ChatAction::Join { room } => {
                 let mut record = Membership::new(me.clone(), room.clone());
                 if let Some(user) = &user {
                     record = record.with_user(user.clone());
@@ -454,7 +535,7 @@ impl Chat {
                     .await?;
                 Ok(RouteResponse::json(200, &notice))
             }
-            ("leave", Some(room)) => {
+            ChatAction::Leave { room } => {
                 if !member_of(&room) {
                     return Ok(chat_error(400, format!("not in room `{room}`")));
                 }
@@ -474,27 +555,20 @@ impl Chat {
                     .await?;
                 Ok(RouteResponse::json(200, &notice))
             }
-            ("send", Some(room)) => {
-                let message = match object.get("message") {
-                    Some(Value::String(m)) if m.is_empty() => {
-                        return Ok(chat_error(400, "`message` is empty"));
-                    }
-                    Some(Value::String(m)) if m.len() > self.config.max_message_len => {
-                        return Ok(chat_error(
-                            400,
-                            format!(
-                                "`message` is {} bytes; the limit is {}",
-                                m.len(),
-                                self.config.max_message_len
-                            ),
-                        ));
-                    }
-                    Some(Value::String(m)) => m,
-                    Some(_) => return Ok(chat_error(400, "`message` must be a string")),
-                    None => {
-                        return Ok(chat_error(400, "missing `message` for action `send`"));
-                    }
-                };
+            ChatAction::Send { room, message } => {
+                if message.is_empty() {
+                    return Ok(chat_error(400, "`message` is empty"));
+                }
+                if message.len() > self.config.max_message_len {
+                    return Ok(chat_error(
+                        400,
+                        format!(
+                            "`message` is {} bytes; the limit is {}",
+                            message.len(),
+                            self.config.max_message_len
+                        ),
+                    ));
+                }
                 if !member_of(&room) {
                     return Ok(chat_error(
                         403,
@@ -517,7 +591,7 @@ impl Chat {
                     }),
                 ))
             }
-            ("members", Some(room)) => {
+            ChatAction::Members { room } => {
                 if !member_of(&room) {
                     return Ok(chat_error(403, format!("not in room `{room}`")));
                 }
@@ -533,10 +607,6 @@ impl Chat {
                     &json!({"type": "members", "room": room, "users": users, "connections": members.len()}),
                 ))
             }
-            (other, _) => Ok(chat_error(
-                400,
-                format!("unknown action `{other}`: expected join, leave, send, members or ping"),
-            )),
         }
     }
 

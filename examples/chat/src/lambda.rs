@@ -1,21 +1,20 @@
 //! What the Lambda examples share: start-up (configuration read once, a clear error instead of a
 //! panic at the first request) and the invocation deadline.
 //!
-//! Included by each `examples/lambda_*.rs` with `#[path = "support/lambda.rs"] mod support;`.
-#![allow(dead_code)]
+//! Used by each `src/bin/lambda_*.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::{Chat, DEADLINE_MARGIN};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use stateless_ws::RouteResponse;
-use stateless_ws::chat::{Chat, DEADLINE_MARGIN};
 
 /// The instant by which a fan-out must stop starting posts: the invocation's deadline minus a
 /// margin for the cleanup. `None` when the context carries no deadline (tests).
-pub(crate) fn fan_out_deadline(context: &lambda_runtime::Context) -> Option<Instant> {
+pub fn fan_out_deadline(context: &lambda_runtime::Context) -> Option<Instant> {
     if context.deadline == 0 {
         return None;
     }
@@ -28,7 +27,7 @@ pub(crate) fn fan_out_deadline(context: &lambda_runtime::Context) -> Option<Inst
 
 /// Reads the configuration from the environment once, then serves invocations with `handler`.
 /// A missing or invalid variable stops the function at start-up with a message naming it.
-pub(crate) async fn run<F, Fut>(handler: F) -> Result<(), Error>
+pub async fn run<F, Fut>(handler: F) -> Result<(), Error>
 where
     F: Fn(Arc<Chat>, LambdaEvent<Value>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<RouteResponse, Error>> + Send,

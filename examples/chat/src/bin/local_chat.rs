@@ -2,7 +2,7 @@
 //! running the same chat handlers as the Lambda examples, a chat page, and a "billing service"
 //! that notifies users from outside any WebSocket event.
 //!
-//! Run with: `cargo run --example local_chat` and open the printed address in two browser tabs.
+//! Run with: `cargo run -p chat` (from the repository root) and open the printed address in two browser tabs.
 //!
 //! Options:
 //! - `--port N` (default 8080; 0 picks a free port; if 8080 is taken a free port is used);
@@ -28,14 +28,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
-use stateless_ws::chat::{Chat, ChatConfig, IdentitySource};
 use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId};
 
-const PAGE: &str = include_str!("index.html");
+const PAGE: &str = include_str!("../../static/index.html");
 
 #[derive(Debug)]
 struct Options {
@@ -159,7 +159,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let mut gateway_config = LocalGatewayConfig::default();
     gateway_config.idle_timeout = options.idle_timeout;
     let mut gateway = LocalGateway::new(gateway_config).default_handler(Arc::clone(&on_event));
-    // The same routes as examples/template.yaml; selection by `$request.body.action`.
+    // The same routes as examples/chat/template.yaml; selection by `$request.body.action`.
     for route in ["join", "leave", "send", "members", "ping"] {
         gateway = gateway.route(route, Arc::clone(&on_event));
     }

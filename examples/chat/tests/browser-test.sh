@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The browser test of the local chat page: starts `cargo run --example local_chat` on a free
-# port, runs tests/browser/ (headless Debian Chromium driven by playwright-core, on Node's
+# The browser test of the chat example's page: starts the `local_chat` binary on a free
+# port, runs examples/chat/tests/browser/ (headless Debian Chromium driven by playwright-core, on Node's
 # built-in test runner) against it, and stops the server on exit.
 #
-#   scripts/browser-test.sh
+#   examples/chat/tests/browser-test.sh      (from anywhere; scripts/test.sh runs it)
 #
 # Needs node/npm and Debian's Chromium (apt-get install -y chromium; or set CHROMIUM to
 # another Chromium binary). Playwright's own browser download (`npx playwright install`) is
@@ -11,9 +11,9 @@
 # .cache/local_chat.log. The output ends with node's test summary.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$REPO"
-BROWSER_DIR="$REPO/tests/browser"
+BROWSER_DIR="$REPO/examples/chat/tests/browser"
 SERVER_LOG="$REPO/.cache/local_chat.log"
 TEST_OUT="$REPO/.cache/browser-test.out"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
@@ -58,7 +58,7 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 
 if [[ ! -d "$BROWSER_DIR/node_modules" ]]; then
-    step "installing the browser test's npm packages (tests/browser)"
+    step "installing the browser test's npm packages (examples/chat/tests/browser)"
     if [[ -f "$BROWSER_DIR/package-lock.json" ]]; then
         npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund
     else
@@ -66,14 +66,16 @@ if [[ ! -d "$BROWSER_DIR/node_modules" ]]; then
     fi
 fi
 
-step "cargo build --all-features --example local_chat"
-cargo build --all-features --example local_chat
+# The same command line (workspace, all features, all targets) as scripts/test.sh, so that the
+# binary is the one its `cargo test` already built: another feature set would rebuild the AWS SDK.
+step "cargo build --workspace --all-features --all-targets"
+cargo build --workspace --all-features --all-targets
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 
 step "starting the local chat server (log: ${SERVER_LOG#"$REPO"/})"
 mkdir -p "$(dirname "$SERVER_LOG")"
 : >"$SERVER_LOG"
-# `cargo run` execs the example in its own process, so $! is the server once it starts.
-cargo run --quiet --all-features --example local_chat -- --port 0 >"$SERVER_LOG" 2>&1 &
+"$target_dir/debug/local_chat" --port 0 >"$SERVER_LOG" 2>&1 &
 server_pid=$!
 
 chat_url=
@@ -96,9 +98,9 @@ export CHAT_URL="$chat_url"
 export CHROMIUM
 echo "CHAT_URL=$CHAT_URL"
 
-step "node --test tests/browser/ (Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM"))"
+step "node --test examples/chat/tests/browser/ (Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM"))"
 test_status=0
-node --test --test-reporter=spec tests/browser/ 2>&1 | tee "$TEST_OUT" || test_status=$?
+node --test --test-reporter=spec "$BROWSER_DIR/" 2>&1 | tee "$TEST_OUT" || test_status=$?
 stop_server
 
 if ((test_status != 0)); then

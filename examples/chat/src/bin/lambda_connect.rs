@@ -2,21 +2,20 @@
 //! (query string `room`, default `general`) with a TTL; refuses (non-2xx) an invalid room name,
 //! or — with `CHAT_REQUIRE_AUTH=true` — a connection without an authorized principal.
 //!
-//! Build and deploy: `cargo lambda build --release --arm64 --examples`, then
-//! `sam deploy --template-file examples/template.yaml` (see the README's "Deploy to AWS").
+//! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
+//! `sam deploy --template-file examples/chat/template.yaml` (see the README's "Deploy to AWS").
 //! Locally, the same logic runs behind the local gateway. Environment: `CONNECTIONS_TABLE`
-//! (required) and the optional `CHAT_*` variables of `stateless_ws::chat::env`.
+//! (required) and the optional `CHAT_*` variables of `chat::env`.
 
-#[path = "support/lambda.rs"]
-mod support;
+use chat::lambda as support;
 
 use std::sync::Arc;
 
+use chat::Chat;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::ConnectEvent;
 use stateless_ws::RouteResponse;
-use stateless_ws::chat::Chat;
 
 /// The handler: plain async code over its dependencies, tested without Lambda below.
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
@@ -34,10 +33,10 @@ async fn main() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::{ChatConfig, IdentitySource};
     use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::chat::{ChatConfig, IdentitySource};
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
     use stateless_ws::{ConnectionId, RoomId, UserId};
 

@@ -2,19 +2,18 @@
 //! Idempotent: clients that vanish make records disappear by TTL or by a broadcaster's stale
 //! cleanup first, and that is fine.
 //!
-//! Build and deploy: `cargo lambda build --release --arm64 --examples`, then
-//! `sam deploy --template-file examples/template.yaml`. Environment: `CONNECTIONS_TABLE`.
+//! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
+//! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`.
 
-#[path = "support/lambda.rs"]
-mod support;
+use chat::lambda as support;
 
 use std::sync::Arc;
 
+use chat::Chat;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::DisconnectEvent;
 use stateless_ws::RouteResponse;
-use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
     match DisconnectEvent::from_value(event.payload) {
@@ -31,10 +30,10 @@ async fn main() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::ChatConfig;
     use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::chat::ChatConfig;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
     use stateless_ws::{ConnectionId, Membership, RoomId};
 

@@ -1,4 +1,4 @@
-//! Checks `examples/template.yaml`, the SAM template that deploys the Lambda examples: the
+//! Checks `examples/chat/template.yaml`, the SAM template that deploys the Lambda examples: the
 //! WebSocket API and its routes, the routing table's layout (it must match `DynamoDbStore`'s),
 //! the functions' runtime, least-privilege IAM and the outputs. No AWS needed.
 //!
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-const TEMPLATE: &str = include_str!("../examples/template.yaml");
+const TEMPLATE: &str = include_str!("../../template.yaml");
 
 /// The route keys and the cargo-lambda binary (example) behind each.
 const ROUTES: [(&str, &str); 8] = [
@@ -140,14 +140,14 @@ fn integration_function(t: &Value, integration: &Value) -> String {
     function.to_owned()
 }
 
-/// The cargo-lambda binary a function deploys: `../target/lambda/NAME/` → `NAME`.
+/// The cargo-lambda binary a function deploys: `../../target/lambda/NAME/` → `NAME`.
 fn binary_of(function: &Value) -> &str {
     let uri = function["Properties"]["CodeUri"]
         .as_str()
         .expect("CodeUri is a path");
-    uri.strip_prefix("../target/lambda/")
+    uri.strip_prefix("../../target/lambda/")
         .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("CodeUri {uri} is not ../target/lambda/NAME/"))
+        .unwrap_or_else(|| panic!("CodeUri {uri} is not ../../target/lambda/NAME/"))
 }
 
 /// The logical id of the WebSocket API (there is exactly one).
@@ -498,7 +498,7 @@ fn every_function_is_a_cargo_lambda_binary_on_al2023_arm64() {
         assert!((128..=1024).contains(&memory), "{id}: MemorySize {memory}");
         // Each CodeUri is the output of an example that exists.
         let source = format!(
-            "{}/examples/{}.rs",
+            "{}/src/bin/{}.rs",
             env!("CARGO_MANIFEST_DIR"),
             binary_of(function)
         );

@@ -1,18 +1,17 @@
 //! The local API Gateway emulator with real WebSocket clients (tokio-tungstenite) on loopback,
 //! the AWS SDK's management client, and the chat handlers.
-#![cfg(all(feature = "local", feature = "apigw", feature = "dynamodb"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat::{Chat, ChatConfig, IdentitySource};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, Payload, Target};
-use stateless_ws::chat::{Chat, ChatConfig, IdentitySource};
 use stateless_ws::local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use stateless_ws::store::InMemoryStore;
 use stateless_ws::{ConnectionId, Error, UserId, WebSocketEvent};
@@ -447,7 +446,7 @@ async fn events_parse_with_this_crate_and_aws_lambda_events() {
         }
         assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
         assert!(WebSocketEvent::from_value(event.clone()).is_ok());
-        #[cfg(feature = "lambda")]
+
         {
             let aws: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
                 serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{e}: {event}"));

@@ -3,20 +3,19 @@
 //! `$request.body.action`). Each answers the caller through the route response, and `send`
 //! fans out to the room through the API Gateway Management API, cleaning up gone connections.
 //!
-//! Build and deploy: `cargo lambda build --release --arm64 --examples`, then
-//! `sam deploy --template-file examples/template.yaml`. Environment: `CONNECTIONS_TABLE`, and
-//! optionally `APIGW_MANAGEMENT_URL` and the `CHAT_*` variables of `stateless_ws::chat::env`.
+//! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
+//! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`, and
+//! optionally `APIGW_MANAGEMENT_URL` and the `CHAT_*` variables of `chat::env`.
 
-#[path = "support/lambda.rs"]
-mod support;
+use chat::lambda as support;
 
 use std::sync::Arc;
 
+use chat::Chat;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use stateless_ws::MessageEvent;
 use stateless_ws::RouteResponse;
-use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
     let deadline = support::fan_out_deadline(&event.context);
@@ -34,10 +33,10 @@ async fn main() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::ChatConfig;
     use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::chat::ChatConfig;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
     use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 

@@ -1,0 +1,11 @@
+//! The chat example's tests, in one binary: its routes (in memory and on DynamoDB), the chat
+//! behind the library's local gateway with real WebSocket clients, and the SAM template.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// The library's own test helpers (MiniStack endpoint, local SDK config), shared rather than copied.
+#[path = "../../../../tests/common/mod.rs"]
+mod common;
+
+mod gateway;
+mod routes;
+mod template;
