@@ -83,6 +83,8 @@ pub mod env;
 pub mod error;
 pub mod event;
 pub mod ids;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod store;
