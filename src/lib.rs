@@ -99,3 +99,8 @@ pub use event::{
 };
 pub use ids::{ConnectionId, RoomId, UserId};
 pub use store::Membership;
+
+/// The AWS SDK's configuration loader, re-exported so that one `SdkConfig` can be built for every
+/// client (`DynamoDbStore`, `ApiGatewaySender`) without adding `aws-config` yourself.
+#[cfg(any(feature = "dynamodb", feature = "apigw"))]
+pub use aws_config;

@@ -69,6 +69,49 @@ impl Membership {
         }
     }
 
+    /// The record a `$connect` handler stores for `event`'s connection in `room`:
+    ///
+    /// - `connectedAt` from the event's `requestContext.connectedAt` (now when absent);
+    /// - the user from the REQUEST authorizer's `principalId` — identity comes from the
+    ///   authorizer only, never from the query string or headers a client controls (an
+    ///   application that wants otherwise sets [`user_id`](Self::user_id) itself);
+    /// - the management endpoint `https://{domainName}/{stage}` from the event
+    ///   ([`RequestContext::management_endpoint`](crate::RequestContext::management_endpoint)),
+    ///   so that any later sender — another handler, a backend service — posts to the API that
+    ///   holds this socket. Left empty when the event lacks `domainName` or `stage`; senders
+    ///   then use their default endpoint.
+    ///
+    /// ```
+    /// use stateless_ws::{Authorizer, ConnectEvent, ConnectionId, Membership, RoomId};
+    ///
+    /// let mut connect = ConnectEvent::new(ConnectionId::new("L0SM9cOFvHcCIhw=")?);
+    /// connect.context.domain_name = Some("abc123.execute-api.eu-west-1.amazonaws.com".into());
+    /// connect.context.stage = Some("prod".into());
+    /// connect.context.authorizer = Some(Authorizer::new().with_principal_id("alice"));
+    ///
+    /// let record = Membership::for_connect(&connect, RoomId::new("lobby")?)?;
+    /// assert_eq!(record.user_id.as_ref().map(|u| u.as_str()), Some("alice"));
+    /// assert_eq!(record.endpoint.as_deref(), Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod"));
+    /// # Ok::<(), stateless_ws::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`](crate::Error::InvalidId) when the authorizer's `principalId` is not a
+    /// valid [`UserId`].
+    pub fn for_connect(event: &crate::ConnectEvent, room: RoomId) -> crate::Result<Self> {
+        let context = &event.context;
+        let mut record = Self::new(context.connection_id.clone(), room);
+        if let Some(ms) = context.connected_at.and_then(|ms| u64::try_from(ms).ok()) {
+            record.connected_at = Some(ms / 1_000);
+        }
+        if let Some(principal) = context.authorizer.as_ref().and_then(|a| a.principal_id()) {
+            record.user_id = Some(UserId::new(principal)?);
+        }
+        record.endpoint = context.management_endpoint().ok();
+        Ok(record)
+    }
+
     /// Sets the user.
     #[must_use]
     pub fn with_user(mut self, user_id: UserId) -> Self {
