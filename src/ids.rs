@@ -18,9 +18,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
-/// The prefix of the table's sort key: a room named `lobby` is stored as `room#lobby`.
-pub const ROOM_KEY_PREFIX: &str = "room#";
-
 fn check_common(kind: &'static str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid_id(kind, "is empty"));
@@ -195,14 +192,13 @@ id_type!(
 );
 
 id_type!(
-    /// The name of a room (a channel, a topic, a document): stored in the table as
-    /// `room#<name>`.
+    /// The name of a room (a channel, a topic, a document). The DynamoDB store keys it as
+    /// `room#<name>`, which is why `#` is refused.
     ///
     /// ```
     /// use stateless_ws::RoomId;
     /// let room = RoomId::new("general")?;
-    /// assert_eq!(room.storage_key(), "room#general");
-    /// assert_eq!(RoomId::from_storage_key("room#general")?, room);
+    /// assert_eq!(room.as_str(), "general");
     /// assert!(RoomId::new("a#b").is_err());
     /// # Ok::<(), stateless_ws::Error>(())
     /// ```
@@ -227,26 +223,6 @@ impl ConnectionId {
 impl RoomId {
     /// Longest accepted room name, in bytes.
     pub const MAX_LEN: usize = 128;
-
-    /// The value of the table's `roomId` attribute for this room: `room#<name>`.
-    pub fn storage_key(&self) -> String {
-        format!("{ROOM_KEY_PREFIX}{}", self.0)
-    }
-
-    /// Parses a `roomId` attribute (`room#<name>`) back into a room.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidId`] when the prefix is missing or the name is invalid.
-    pub fn from_storage_key(key: &str) -> Result<Self> {
-        let name = key.strip_prefix(ROOM_KEY_PREFIX).ok_or_else(|| {
-            Error::invalid_id(
-                "room id",
-                format!("storage key does not start with {ROOM_KEY_PREFIX:?}"),
-            )
-        })?;
-        Self::new(name)
-    }
 }
 
 impl UserId {
@@ -277,15 +253,6 @@ mod tests {
         assert!(ConnectionId::new("L0SM9cOFvHcCIhw=").is_ok());
         assert!(UserId::new("u".repeat(257)).is_err());
         assert!(UserId::new("auth0|1234 x").is_ok());
-    }
-
-    #[test]
-    fn storage_key_round_trip_and_rejects_foreign_keys() {
-        let room = RoomId::new("lobby").unwrap();
-        assert_eq!(room.storage_key(), "room#lobby");
-        assert_eq!(RoomId::from_storage_key("room#lobby").unwrap(), room);
-        assert!(RoomId::from_storage_key("lobby").is_err());
-        assert!(RoomId::from_storage_key("room#").is_err());
     }
 
     #[test]

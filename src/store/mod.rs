@@ -25,7 +25,7 @@ pub use membership::Membership;
 pub use memory::InMemoryStore;
 
 #[cfg(feature = "dynamodb")]
-pub mod dynamodb;
+mod dynamodb;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
