@@ -11,6 +11,10 @@
 //! # }
 //! ```
 //!
+//! **Not covered by semver**: scenarios are added as the contract is sharpened, so a backend
+//! that passed may fail a later minor release's suite (as object_store does with its
+//! integration tests). Pin the crate's version in the backend's dev-dependencies.
+//!
 //! Scenarios panic with a message naming the broken rule, like any test assertion. Each uses
 //! fresh, unique ids, so they can share one table with each other and with earlier runs. They
 //! assume the store's clock is within a few minutes of the system clock, a TTL of at least one

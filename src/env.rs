@@ -2,7 +2,7 @@
 //!
 //! Only constructors named `from_env` read them; nothing else in the crate looks at the
 //! environment. An empty or all-whitespace value counts as unset; a value that is not valid
-//! UTF-8, or does not parse, is an [`Error::Config`](crate::Error::Config) naming the variable.
+//! UTF-8, or does not parse, is an [`Error::Config`] naming the variable.
 //!
 //! | variable | read by | meaning | default |
 //! |---|---|---|---|

@@ -17,18 +17,23 @@
 //!   management API (feature `apigw`) or the in-memory
 //!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
 //!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]);
+//! - [`lambda`] (feature `lambda`) is the glue to `lambda_runtime`: write
+//!   `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`, get parsing, error-to-status
+//!   mapping, tracing spans and the deadline;
 //! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
 //!   WebSocket endpoint with the management API, for development and tests (`local`).
+//!
+//! The README's "Your own Lambda" is the complete handler; `examples/chat` a complete application.
 //!
 //! ## Quickstart
 //!
 //! ```
 //! use std::sync::Arc;
 //! use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
-//! use stateless_ws::{Membership, ConnectionId, RoomId, UserId, WebSocketEvent};
+//! use stateless_ws::{Membership, RoomId, UserId, WebSocketEvent};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! // Chosen once at start-up; `DynamoDbStore::from_env().await?` in a Lambda.
+//! // Chosen once at start-up: `DynamoDbStore::from_env_with(&sdk_config)?` in a Lambda.
 //! let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
 //!
 //! // $connect: register the connection in its room, with the user from the authorizer.
@@ -39,18 +44,13 @@
 //!     "queryStringParameters": {"room": "general"}}"#.parse()?;
 //! let WebSocketEvent::Connect(connect) = event else { unreachable!() };
 //! let room = RoomId::new(connect.query("room").unwrap_or("general"))?;
-//! let user = connect.context.authorizer.as_ref().and_then(|a| a.principal_id());
-//! let mut record = Membership::new(connect.context.connection_id.clone(), room.clone());
-//! if let Some(user) = user {
-//!     record = record.with_user(UserId::new(user)?);
-//! }
-//! store.join(&record).await?;
+//! store.join(&Membership::for_connect(&connect, room.clone())?).await?;
 //!
 //! assert_eq!(store.room_connections(&room).await?.len(), 1);
 //! assert_eq!(store.user_connections(&UserId::new("alice")?).await?.len(), 1);
 //!
 //! // $disconnect: every room of the connection, idempotent.
-//! store.disconnect(&connect.context.connection_id).await?;
+//! store.disconnect(connect.connection_id()).await?;
 //! assert!(store.room_connections(&room).await?.is_empty());
 //! # Ok::<(), stateless_ws::Error>(())
 //! # }).unwrap();
@@ -62,13 +62,13 @@
 //! |---|---|---|
 //! | `dynamodb` | yes | `store::DynamoDbStore` (aws-sdk-dynamodb) |
 //! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
-//! | `lambda` | no | `TryFrom<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>` for [`WebSocketEvent`] |
-//! | `conformance` | no | [`conformance`]: the store scenarios, to check your own backend |
+//! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
+//! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
 //! | `local` | no | `local::LocalGateway`, the local API Gateway WebSocket emulator (axum) |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
-//! always compiled:
-//! `--no-default-features` builds without any AWS SDK crate.
+//! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment
+//! variable the crate reads is listed in [`env`].
 //!
 //! ## Errors
 //!
@@ -77,6 +77,8 @@
 //! [`Error::Unprocessed`] lists what was not written); the lower-level cause stays reachable
 //! through [`std::error::Error::source`]. Nothing in this crate panics on input.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod backoff;
 pub mod broadcast;
 pub mod env;
@@ -84,12 +86,15 @@ pub mod error;
 pub mod event;
 pub mod ids;
 #[cfg(feature = "lambda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod lambda;
 #[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
 pub mod store;
 
 #[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
 pub use error::{BoxError, Error, Result};
@@ -103,4 +108,10 @@ pub use store::Membership;
 /// The AWS SDK's configuration loader, re-exported so that one `SdkConfig` can be built for every
 /// client (`DynamoDbStore`, `ApiGatewaySender`) without adding `aws-config` yourself.
 #[cfg(any(feature = "dynamodb", feature = "apigw"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "dynamodb", feature = "apigw"))))]
 pub use aws_config;
+
+// The README's Rust blocks compile and run as doctests (`cargo test --doc`), so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

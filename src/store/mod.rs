@@ -1,7 +1,8 @@
 //! The routing table: which connection is in which room, and whose it is.
 //!
 //! [`ConnectionStore`] is the seam between the handlers/broadcaster and the storage backend. Two
-//! backends ship with the crate and pass the same [conformance suite](crate::conformance):
+//! backends ship with the crate and pass the same conformance suite (`stateless_ws::conformance`,
+//! feature `conformance`):
 //!
 //! | backend | feature | for |
 //! |---|---|---|
@@ -42,7 +43,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 ///
 /// # Contract
 ///
-/// Every backend upholds these rules; each has a scenario in [`crate::conformance`].
+/// Every backend upholds these rules; each has a scenario in `stateless_ws::conformance`
+/// (feature `conformance`).
 ///
 /// 1. **Results are unordered.** Listings return records in no particular order.
 /// 2. **Expired records are never returned.** A record whose `expires_at` is at or before the

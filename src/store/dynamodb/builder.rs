@@ -42,9 +42,46 @@ impl DynamoDbStore {
     ///
     /// [`Error::Config`] naming the missing or invalid variable. Never panics.
     pub async fn from_env() -> Result<Self> {
-        let builder = DynamoDbStoreBuilder::from_env()?;
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        builder.client(Client::new(&config)).build()
+        Self::from_env_with(&config)
+    }
+
+    /// A store on `table` with a client made from `config` — the one `SdkConfig` the process
+    /// shares between all its AWS clients — and the default indexes and TTL.
+    ///
+    /// ```no_run
+    /// # async fn f() -> stateless_ws::Result<()> {
+    /// use stateless_ws::aws_config::{self, BehaviorVersion};
+    /// use stateless_ws::broadcast::ApiGatewaySender;
+    /// use stateless_ws::store::DynamoDbStore;
+    ///
+    /// let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    /// let store = DynamoDbStore::new(&aws, "ws-connections")?;
+    /// let sender = ApiGatewaySender::new(&aws);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the table name is invalid.
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Result<Self> {
+        Self::builder()
+            .client(Client::new(config))
+            .table_name(table)
+            .build()
+    }
+
+    /// A store configured from the environment as [`from_env`](Self::from_env) does, with a
+    /// client made from `config` (shared with the process's other AWS clients, so it is loaded
+    /// once). Needs no `.await`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the missing or invalid variable. Never panics.
+    pub fn from_env_with(config: &aws_config::SdkConfig) -> Result<Self> {
+        DynamoDbStoreBuilder::from_env()?
+            .client(Client::new(config))
+            .build()
     }
 }
 
