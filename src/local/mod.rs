@@ -45,7 +45,7 @@
 //! | `DELETE @connections` closes the socket and runs `$disconnect` | same |
 //!
 //! Not emulated: authorizers (set the identity on the events yourself with a `$connect`
-//! wrapper, or use the chat's insecure demo mode), IAM signature checks (requests must be
+//! wrapper, as the chat example's insecure demo mode does), IAM signature checks (requests must be
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
 //!
 //! # Layout

@@ -1,5 +1,5 @@
 //! A complete chat application on this crate's pieces: the route logic behind the Lambda
-//! examples (`examples/lambda_*.rs`) and the local demo, written once.
+//! binaries (`src/bin/lambda_*.rs`) and the local demo (`src/bin/local_chat.rs`), written once.
 //!
 //! [`Chat`] takes its dependencies (a [`ConnectionStore`], a [`ConnectionSender`]) and an event,
 //! and answers what API Gateway expects from a Lambda proxy integration ([`RouteResponse`]). It
@@ -14,7 +14,7 @@
 //! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
 //! | `join` | `{"action":"join","room":"r"}`: joins `r`, tells its members | `{"type":"joined","room":"r","userId":…}` |
 //! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room) | `{"type":"left","room":"r","userId":…}` |
-//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N}` |
+//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}` |
 //! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
 //! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |

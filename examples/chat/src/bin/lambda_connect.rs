@@ -3,7 +3,7 @@
 //! or — with `CHAT_REQUIRE_AUTH=true` — a connection without an authorized principal.
 //!
 //! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
-//! `sam deploy --template-file examples/chat/template.yaml` (see the README's "Deploy to AWS").
+//! `sam deploy --template-file examples/chat/template.yaml` (see `examples/chat/README.md`, "Deploy to AWS").
 //! Locally, the same logic runs behind the local gateway. Environment: `CONNECTIONS_TABLE`
 //! (required) and the optional `CHAT_*` variables of `chat::env`.
 

@@ -1,8 +1,8 @@
-// Headless Chromium test of the local chat page (examples/local_chat/index.html) against the
-// real local gateway. It starts no server: scripts/browser-test.sh does, and passes its page
+// Headless Chromium test of the local chat page (examples/chat/static/index.html) against the
+// real local gateway. It starts no server: examples/chat/tests/browser-test.sh does, and passes its page
 // address in CHAT_URL.
 //
-//   CHAT_URL=http://127.0.0.1:PORT/ node --test tests/browser/
+//   CHAT_URL=http://127.0.0.1:PORT/ node --test examples/chat/tests/browser/
 //
 // Chromium is Debian's (/usr/bin/chromium; override with CHROMIUM), driven by playwright-core:
 // Playwright's own browser download cannot work on the CI machines.
@@ -69,7 +69,7 @@ async function join(page, room) {
 }
 
 test('two users chat, change rooms, survive a dropped connection and get a notification', { timeout: 50_000 }, async (t) => {
-  assert.ok(CHAT_URL, 'set CHAT_URL to the local chat page (scripts/browser-test.sh starts the server and sets it)');
+  assert.ok(CHAT_URL, 'set CHAT_URL to the local chat page (examples/chat/tests/browser-test.sh starts the server and sets it)');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM)`);
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
