@@ -17,9 +17,10 @@ fn id(s: &str) -> ConnectionId {
 fn setup() -> (Arc<InMemoryStore>, RecordingSender, Broadcaster) {
     let store = Arc::new(InMemoryStore::new());
     let sender = RecordingSender::new();
-    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(
-        BroadcastConfig::default().backoff(Duration::from_millis(1), Duration::from_millis(4)),
-    );
+    let mut config = BroadcastConfig::default();
+    config.initial_backoff = Duration::from_millis(1);
+    config.max_backoff = Duration::from_millis(4);
+    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(config);
     (store, sender, b)
 }
 
@@ -119,8 +120,10 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
             .unwrap();
     }
     sender.set_latency(Duration::from_millis(10));
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 10;
     let b = b
-        .with_config(BroadcastConfig::default().concurrency(10))
+        .with_config(config)
         .with_time_budget(Duration::from_millis(35));
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
@@ -150,11 +153,11 @@ async fn throttled_connections_are_retried_and_concurrency_adapts() {
             sender.fail(&c, InjectedFailure::Throttled, Some(2));
         }
     }
-    let b = b.with_config(
-        BroadcastConfig::default()
-            .concurrency(16)
-            .backoff(Duration::from_millis(20), Duration::from_millis(40)),
-    );
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 16;
+    config.initial_backoff = Duration::from_millis(20);
+    config.max_backoff = Duration::from_millis(40);
+    let b = b.with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await

@@ -184,7 +184,7 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
         let wait = crate::backoff::delay(
             attempt,
             shared.config.initial_backoff,
-            shared.config.max_backoff,
+            shared.config.backoff_cap(),
         );
         if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return Outcome::Failed(error, attempt);
