@@ -77,6 +77,12 @@ pub use sender::{ConnectionInfo, ConnectionSender, Target};
 /// Fans messages out to connections; see the [module docs](self).
 ///
 /// Cheap to clone (the store and sender are shared); build one at start-up and keep it.
+///
+/// The `with_*` methods ([`with_config`](Self::with_config),
+/// [`with_deadline`](Self::with_deadline), [`with_time_budget`](Self::with_time_budget),
+/// [`with_default_endpoint`](Self::with_default_endpoint)) all take `&self` and return a
+/// configured copy, leaving the original as it was: a broadcaster kept for the process lives on,
+/// and each invocation derives its own, e.g. `self.broadcaster.with_deadline(deadline)`.
 #[derive(Clone)]
 pub struct Broadcaster {
     store: Arc<dyn ConnectionStore>,
@@ -110,11 +116,13 @@ impl Broadcaster {
         }
     }
 
-    /// Replaces the tuning.
+    /// A copy with the tuning `config`.
     #[must_use]
-    pub fn with_config(mut self, config: BroadcastConfig) -> Self {
-        self.config = config;
-        self
+    pub fn with_config(&self, config: BroadcastConfig) -> Self {
+        Self {
+            config,
+            ..self.clone()
+        }
     }
 
     /// A copy that stops starting posts at `deadline`: targets not yet tried then are reported as
