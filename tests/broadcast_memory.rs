@@ -249,6 +249,19 @@ async fn targets_carry_the_record_endpoint() {
         sender.last_endpoint(&id("far=")).unwrap().as_deref(),
         Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
     );
+
+    // A listing filtered by hand goes to send_to as records, each keeping its endpoint.
+    let mut far = store.room_connections(&room).await.unwrap();
+    far.retain(|m| m.connection_id == "far=");
+    sender.clear();
+    let report = b.send_to(&far, &Payload::text("z").unwrap()).await;
+    assert_eq!(report.delivered, [id("far=")]);
+    assert_eq!(sender.messages(&id("far=")), ["z"]);
+    assert_eq!(
+        sender.last_endpoint(&id("far=")).unwrap().as_deref(),
+        Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
+    );
+
     let t: Target = Membership::new(id("x="), room)
         .with_endpoint("https://e/s")
         .into();

@@ -54,7 +54,6 @@ use tracing::Instrument;
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
-use crate::store::Membership;
 
 #[cfg(feature = "apigw")]
 mod apigw;
@@ -218,8 +217,9 @@ impl Broadcaster {
         .await
     }
 
-    /// Sends `payload` to an explicit list of targets (connection ids, records or [`Target`]s).
-    /// Duplicates are sent once.
+    /// Sends `payload` to an explicit list of targets: [`ConnectionId`]s, [`Target`]s, or
+    /// [`Membership`](crate::Membership) records, owned or borrowed (e.g. a listing you filtered
+    /// yourself; each record's management endpoint is kept). Duplicates are sent once.
     pub async fn send_to<T: Into<Target>>(
         &self,
         targets: impl IntoIterator<Item = T>,
@@ -228,16 +228,6 @@ impl Broadcaster {
         let targets: Vec<Target> = targets.into_iter().map(Into::into).collect();
         let span = tracing::info_span!("send_to", targets = targets.len());
         self.fan_out(targets, payload).instrument(span).await
-    }
-
-    /// Sends to the connections of `records` (e.g. a listing you filtered yourself).
-    pub async fn send_to_records(
-        &self,
-        records: &[Membership],
-        payload: &Payload,
-    ) -> BroadcastReport {
-        self.send_to(records.iter().map(Target::from), payload)
-            .await
     }
 
     async fn fan_out(&self, targets: Vec<Target>, payload: &Payload) -> BroadcastReport {
