@@ -17,9 +17,10 @@ fn id(s: &str) -> ConnectionId {
 fn setup() -> (Arc<InMemoryStore>, RecordingSender, Broadcaster) {
     let store = Arc::new(InMemoryStore::new());
     let sender = RecordingSender::new();
-    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(
-        BroadcastConfig::default().backoff(Duration::from_millis(1), Duration::from_millis(4)),
-    );
+    let mut config = BroadcastConfig::default();
+    config.initial_backoff = Duration::from_millis(1);
+    config.max_backoff = Duration::from_millis(4);
+    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(config);
     (store, sender, b)
 }
 
@@ -119,8 +120,10 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
             .unwrap();
     }
     sender.set_latency(Duration::from_millis(10));
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 10;
     let b = b
-        .with_config(BroadcastConfig::default().concurrency(10))
+        .with_config(config)
         .with_time_budget(Duration::from_millis(35));
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
@@ -150,11 +153,11 @@ async fn throttled_connections_are_retried_and_concurrency_adapts() {
             sender.fail(&c, InjectedFailure::Throttled, Some(2));
         }
     }
-    let b = b.with_config(
-        BroadcastConfig::default()
-            .concurrency(16)
-            .backoff(Duration::from_millis(20), Duration::from_millis(40)),
-    );
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 16;
+    config.initial_backoff = Duration::from_millis(20);
+    config.max_backoff = Duration::from_millis(40);
+    let b = b.with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
@@ -246,6 +249,19 @@ async fn targets_carry_the_record_endpoint() {
         sender.last_endpoint(&id("far=")).unwrap().as_deref(),
         Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
     );
+
+    // A listing filtered by hand goes to send_to as records, each keeping its endpoint.
+    let mut far = store.room_connections(&room).await.unwrap();
+    far.retain(|m| m.connection_id == "far=");
+    sender.clear();
+    let report = b.send_to(&far, &Payload::text("z").unwrap()).await;
+    assert_eq!(report.delivered, [id("far=")]);
+    assert_eq!(sender.messages(&id("far=")), ["z"]);
+    assert_eq!(
+        sender.last_endpoint(&id("far=")).unwrap().as_deref(),
+        Some("https://x.execute-api.eu-west-1.amazonaws.com/prod")
+    );
+
     let t: Target = Membership::new(id("x="), room)
         .with_endpoint("https://e/s")
         .into();

@@ -99,8 +99,12 @@ fn for_id(id: &'static str) -> impl Fn(&PostToConnectionInput) -> bool + Send + 
     move |r| r.connection_id() == Some(id)
 }
 
+/// Short backoffs, so retries do not slow the suite down.
 fn fast_config() -> BroadcastConfig {
-    BroadcastConfig::default().backoff(Duration::from_millis(1), Duration::from_millis(5))
+    let mut config = BroadcastConfig::default();
+    config.initial_backoff = Duration::from_millis(1);
+    config.max_backoff = Duration::from_millis(5);
+    config
 }
 
 async fn room_with(store: &InMemoryStore, room: &RoomId, ids: &[&str]) {
@@ -233,8 +237,9 @@ async fn throttling_then_success_is_retried_and_lowers_concurrency() {
         .error(throttled)
         .output(ok)
         .build();
-    let b = Broadcaster::new(store, Arc::new(sender(&[&rule])))
-        .with_config(fast_config().concurrency(8));
+    let mut config = fast_config();
+    config.concurrency = 8;
+    let b = Broadcaster::new(store, Arc::new(sender(&[&rule]))).with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
@@ -282,8 +287,10 @@ async fn server_errors_until_attempts_are_exhausted_fail_with_the_last_error() {
         .match_requests(for_id("a"))
         .then_http_response(|| http(500));
     let fine = mock!(Client::post_to_connection).then_output(ok);
-    let b = Broadcaster::new(store.clone(), Arc::new(sender(&[&failing, &fine])))
-        .with_config(fast_config().retries(2));
+    let mut config = fast_config();
+    config.retries = 2;
+    let b =
+        Broadcaster::new(store.clone(), Arc::new(sender(&[&failing, &fine]))).with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
@@ -311,8 +318,10 @@ async fn server_errors_until_attempts_are_exhausted_fail_with_the_last_error() {
         "failed is not gone: kept"
     );
 
-    // retries(0) disables retries.
-    let b = b.with_config(fast_config().retries(0));
+    // retries = 0 disables retries.
+    let mut config = fast_config();
+    config.retries = 0;
+    let b = b.with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
@@ -333,8 +342,9 @@ async fn forbidden_stops_the_broadcast_early() {
             .unwrap();
     }
     let rule = mock!(Client::post_to_connection).then_error(forbidden);
-    let b = Broadcaster::new(store, Arc::new(sender(&[&rule])))
-        .with_config(fast_config().concurrency(4));
+    let mut config = fast_config();
+    config.concurrency = 4;
+    let b = Broadcaster::new(store, Arc::new(sender(&[&rule]))).with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
@@ -425,8 +435,10 @@ async fn a_mixture_across_1000_connections_is_fully_accounted_for() {
             _ => MockResponse::Output(ok()),
         }
     });
-    let b = Broadcaster::new(store.clone(), Arc::new(sender(&[&rule])))
-        .with_config(fast_config().retries(3).concurrency(32));
+    let mut config = fast_config();
+    config.retries = 3;
+    config.concurrency = 32;
+    let b = Broadcaster::new(store.clone(), Arc::new(sender(&[&rule]))).with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("mixed").unwrap(), None)
         .await

@@ -1,0 +1,115 @@
+//! [`BroadcastConfig`]: the tuning of a [`Broadcaster`](super::Broadcaster).
+
+use std::time::Duration;
+
+/// Tuning of a [`Broadcaster`](super::Broadcaster): public fields, each with its default
+/// documented. Out-of-range values are not rejected; they are clamped where they are used, as
+/// each field says.
+///
+/// The struct is `#[non_exhaustive]` so fields can be added: start from the default and set what
+/// you need.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, RecordingSender};
+/// use stateless_ws::store::InMemoryStore;
+///
+/// let mut config = BroadcastConfig::default();
+/// config.concurrency = 16;
+/// config.initial_backoff = Duration::from_millis(20);
+/// let store = Arc::new(InMemoryStore::new());
+/// let broadcaster = Broadcaster::new(store, Arc::new(RecordingSender::new())).with_config(config);
+/// assert_eq!(broadcaster.config().concurrency, 16);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastConfig {
+    /// Posts in flight at once (default 64). With API Gateway's ~10–30 ms per post that is
+    /// roughly 2,000–6,000 posts/s, well inside the account's 10,000 requests/s. 0 is used as 1.
+    pub concurrency: usize,
+    /// The floor adaptive throttling never goes below (default 1). Used as at least 1 and at
+    /// most [`concurrency`](Self::concurrency).
+    pub min_concurrency: usize,
+    /// Lower the concurrency on 429s and raise it back on successes (default `true`).
+    pub adaptive: bool,
+    /// Retries of one post after a retryable failure — 429, 5xx, timeout (default 3, so at most
+    /// 4 attempts; 0 disables retries).
+    pub retries: u32,
+    /// Backoff before the first retry; it doubles per retry, with jitter (default 50 ms). It is
+    /// also the interval within which further 429s do not lower the concurrency again (at least
+    /// 10 ms).
+    pub initial_backoff: Duration,
+    /// Longest backoff (default 2 s). A value below
+    /// [`initial_backoff`](Self::initial_backoff) is used as `initial_backoff`.
+    pub max_backoff: Duration,
+    /// Remove connections that answered 410 Gone from all their rooms after the fan-out
+    /// (default `true`).
+    pub cleanup_gone: bool,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            min_concurrency: 1,
+            adaptive: true,
+            retries: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            cleanup_gone: true,
+        }
+    }
+}
+
+// The clamping the field docs promise, in one place: the fields are public, so any value can
+// arrive here.
+impl BroadcastConfig {
+    /// [`concurrency`](Self::concurrency), at least 1.
+    pub(super) fn max_in_flight(&self) -> usize {
+        self.concurrency.max(1)
+    }
+
+    /// [`min_concurrency`](Self::min_concurrency), between 1 and
+    /// [`max_in_flight`](Self::max_in_flight).
+    pub(super) fn min_in_flight(&self) -> usize {
+        self.min_concurrency.clamp(1, self.max_in_flight())
+    }
+
+    /// [`max_backoff`](Self::max_backoff), at least [`initial_backoff`](Self::initial_backoff).
+    pub(super) fn backoff_cap(&self) -> Duration {
+        self.max_backoff.max(self.initial_backoff)
+    }
+
+    /// How long after lowering the concurrency further 429s are ignored: the posts in flight
+    /// at the time of a cut all see the same burst, and one cut is enough for it.
+    pub(super) fn throttle_cooldown(&self) -> Duration {
+        self.initial_backoff.max(Duration::from_millis(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_values_are_clamped_where_used() {
+        let mut config = BroadcastConfig {
+            concurrency: 0,
+            min_concurrency: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(10),
+            ..BroadcastConfig::default()
+        };
+        assert_eq!(config.max_in_flight(), 1);
+        assert_eq!(config.min_in_flight(), 1);
+        assert_eq!(config.backoff_cap(), Duration::from_millis(100));
+
+        config.concurrency = 8;
+        config.min_concurrency = 0;
+        config.initial_backoff = Duration::ZERO;
+        assert_eq!(config.max_in_flight(), 8);
+        assert_eq!(config.min_in_flight(), 1);
+        assert_eq!(config.throttle_cooldown(), Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,200 @@
+//! The worker pool of one fan-out: workers pull targets off a shared index, post through the
+//! sender under the [`Limiter`]'s slots, retry what is retryable, and put every target in
+//! exactly one bucket of the [`BroadcastReport`].
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use futures_util::FutureExt;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::config::BroadcastConfig;
+use super::limiter::{Limiter, Slot};
+use super::payload::Payload;
+use super::report::{BroadcastReport, FailedDelivery};
+use super::sender::{ConnectionSender, Target};
+use crate::error::Error;
+
+/// Posts `payload` to every target (already deduplicated) and reports the outcome of each.
+///
+/// Fills the delivery buckets, `retries`, `stopped_early` and `final_concurrency`; the cleanup
+/// of gone connections and the timing are the caller's.
+pub(super) async fn run(
+    sender: Arc<dyn ConnectionSender>,
+    payload: Payload,
+    config: BroadcastConfig,
+    deadline: Option<Instant>,
+    targets: Vec<Target>,
+) -> BroadcastReport {
+    let limiter = Limiter::new(&config);
+    let shared = Arc::new(Shared {
+        sender,
+        payload,
+        config,
+        deadline,
+        stop: AtomicBool::new(false),
+        retries: AtomicU64::new(0),
+        next: AtomicUsize::new(0),
+        targets: targets.into(),
+    });
+    // A pool of workers pulling targets off a shared index — no task, lock or map entry per
+    // target. The limiter's slots, not the number of workers, bound the posts in flight.
+    let workers = limiter.max().min(shared.targets.len());
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers {
+        tasks.spawn(worker(Arc::clone(&shared), Arc::clone(&limiter)));
+    }
+    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+    outcomes.resize_with(shared.targets.len(), || None);
+    while let Some(done) = tasks.join_next().await {
+        // Workers catch their senders' panics, so a join error means the runtime is
+        // shutting down: whatever it held stays unaccounted below and is reported as not
+        // attempted.
+        if let Ok(results) = done {
+            for (index, outcome) in results {
+                outcomes[index] = Some(outcome);
+            }
+        }
+    }
+    let mut report = BroadcastReport::default();
+    for (target, outcome) in shared.targets.iter().zip(outcomes) {
+        let id = target.connection_id.clone();
+        match outcome.unwrap_or(Outcome::NotAttempted) {
+            Outcome::Delivered => report.delivered.push(id),
+            Outcome::Gone => report.gone.push(id),
+            Outcome::Failed(error, attempts) => report.failed.push(FailedDelivery {
+                connection_id: id,
+                error,
+                attempts,
+            }),
+            Outcome::NotAttempted => report.not_attempted.push(id),
+        }
+    }
+    report.retries = shared.retries.load(Ordering::Relaxed);
+    report.stopped_early = shared.stopped();
+    report.final_concurrency = limiter.limit();
+    report
+}
+
+/// State shared by the delivery tasks of one fan-out.
+struct Shared {
+    sender: Arc<dyn ConnectionSender>,
+    payload: Payload,
+    config: BroadcastConfig,
+    deadline: Option<Instant>,
+    /// Set by a 403: configuration errors fail every post the same way.
+    stop: AtomicBool,
+    retries: AtomicU64,
+    /// Index of the next target to take.
+    next: AtomicUsize,
+    targets: Arc<[Target]>,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Where one target ended up; maps onto the report's buckets.
+enum Outcome {
+    Delivered,
+    Gone,
+    /// The last error and the number of posts tried.
+    Failed(Error, u32),
+    NotAttempted,
+}
+
+/// One worker: takes targets until none is left, the deadline passes or a 403 stops the run,
+/// and returns `(target index, outcome)` for each target it took.
+async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outcome)> {
+    let mut results = Vec::new();
+    loop {
+        if shared.stopped() {
+            break;
+        }
+        let Some(slot) = limiter.acquire_until(shared.deadline).await else {
+            break;
+        };
+        if shared.stopped() {
+            break;
+        }
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(target) = shared.targets.get(index) else {
+            break;
+        };
+        let delivery = deliver(&shared, &limiter, target, slot);
+        let outcome = match AssertUnwindSafe(delivery).catch_unwind().await {
+            Ok(outcome) => outcome,
+            // A sender that panicked: the target still gets its bucket.
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Outcome::Failed(
+                    Error::Delivery {
+                        connection_id: target.connection_id.clone(),
+                        status: None,
+                        retryable: false,
+                        source: format!("the sender panicked: {what}").into(),
+                    },
+                    1,
+                )
+            }
+        };
+        results.push((index, outcome));
+    }
+    results
+}
+
+/// Posts to one target, retrying retryable failures; holds a concurrency slot while posting and
+/// gives it back while backing off.
+async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot: Slot) -> Outcome {
+    let mut slot = Some(slot);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let error = match shared.sender.post(target, &shared.payload).await {
+            Ok(()) => {
+                limiter.on_success();
+                return Outcome::Delivered;
+            }
+            Err(Error::Gone { .. }) => return Outcome::Gone,
+            Err(e) => e,
+        };
+        let retryable = match &error {
+            Error::Forbidden { .. } => {
+                shared.stop.store(true, Ordering::Relaxed);
+                false
+            }
+            Error::Throttled { .. } => {
+                limiter.on_throttle();
+                true
+            }
+            Error::Delivery { retryable, .. } => *retryable,
+            _ => false,
+        };
+        if !retryable || attempt > shared.config.retries || shared.stopped() {
+            return Outcome::Failed(error, attempt);
+        }
+        let wait = crate::backoff::delay(
+            attempt,
+            shared.config.initial_backoff,
+            shared.config.backoff_cap(),
+        );
+        if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return Outcome::Failed(error, attempt);
+        }
+        drop(slot.take());
+        tokio::time::sleep(wait).await;
+        match limiter.acquire_until(shared.deadline).await {
+            Some(s) => slot = Some(s),
+            None => return Outcome::Failed(error, attempt),
+        }
+        shared.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
