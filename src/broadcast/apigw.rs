@@ -122,7 +122,10 @@ impl ApiGatewaySender {
         Self::with_endpoint(&config, endpoint.trim())
     }
 
-    /// The same sender (sharing its cached clients) with `endpoint` as default.
+    /// The same sender (sharing its cached clients) with `endpoint` as its process-wide default:
+    /// the last fallback for targets whose record names no endpoint and that no
+    /// [`Broadcaster::with_default_endpoint`](crate::broadcast::Broadcaster::with_default_endpoint)
+    /// covered.
     ///
     /// # Errors
     ///

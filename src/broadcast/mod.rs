@@ -138,6 +138,10 @@ impl Broadcaster {
     /// written by older code) through `endpoint` — typically the current event's
     /// [`management_endpoint`](crate::RequestContext::management_endpoint). Targets that name
     /// one keep it.
+    ///
+    /// The order, once: the record's `managementEndpoint`, then this per-invocation default,
+    /// then the sender's process-wide default (`ApiGatewaySender::with_default_endpoint`, or
+    /// `APIGW_MANAGEMENT_URL` read by `ApiGatewaySender::from_env`).
     #[must_use]
     pub fn with_default_endpoint(&self, endpoint: impl Into<Arc<str>>) -> Self {
         let mut copy = self.clone();

@@ -31,7 +31,6 @@
 //! query string.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -636,8 +635,6 @@ impl Chat {
     }
 }
 
-/// A margin kept free before a Lambda's deadline for the cleanup after a fan-out.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 /// `status` with the chat protocol's error shape `{"type":"error","message":…}`.
 fn chat_error(status: u16, message: impl Into<String>) -> RouteResponse {

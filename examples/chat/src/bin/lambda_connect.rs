@@ -7,34 +7,44 @@
 //! Locally, the same logic runs behind the local gateway. Environment: `CONNECTIONS_TABLE`
 //! (required) and the optional `CHAT_*` variables of `chat::env`.
 
-use chat::lambda as support;
-
 use std::sync::Arc;
 
 use chat::Chat;
-use lambda_runtime::{Error, LambdaEvent};
-use serde_json::Value;
-use stateless_ws::ConnectEvent;
-use stateless_ws::RouteResponse;
+use chat::lambda as support;
+use stateless_ws::event::EventType;
+use stateless_ws::lambda::{Context, LambdaError};
+use stateless_ws::{Result, RouteResponse, WebSocketEvent};
 
 /// The handler: plain async code over its dependencies, tested without Lambda below.
-async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
-    match ConnectEvent::from_value(event.payload) {
-        Ok(connect) => Ok(chat.on_connect(&connect).await?),
-        Err(e) => Ok(RouteResponse::error(400, e.to_string())),
+async fn handle(
+    chat: Arc<Chat>,
+    event: WebSocketEvent,
+    _context: Context,
+) -> Result<RouteResponse> {
+    match event {
+        WebSocketEvent::Connect(connect) => chat.on_connect(&connect).await,
+        other => Ok(support::wrong_route(&other, EventType::Connect)),
     }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> std::result::Result<(), LambdaError> {
     support::run(handle).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_runtime::LambdaEvent;
+    use serde_json::Value;
+
+    /// One invocation as Lambda makes it: JSON through the library's adapter.
+    async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
+        support::adapter(chat, handle)
+            .call(event.payload, event.context)
+            .await
+    }
     use chat::{ChatConfig, IdentitySource};
-    use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
@@ -64,12 +74,11 @@ mod tests {
     #[tokio::test]
     async fn registers_the_connection_with_the_authorized_user() {
         let (store, chat) = new_chat(ChatConfig::default());
-        let resp = handle(
+        let resp = invoke(
             chat,
             event(json!({"room": "lobby"}), json!({"principalId": "alice"})),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(resp.status_code, 200);
         let members = store
             .room_connections(&RoomId::new("lobby").unwrap())
@@ -88,9 +97,7 @@ mod tests {
     #[tokio::test]
     async fn defaults_to_general_and_refuses_bad_rooms() {
         let (store, chat) = new_chat(ChatConfig::default());
-        let ok = handle(chat.clone(), event(Value::Null, Value::Null))
-            .await
-            .unwrap();
+        let ok = invoke(chat.clone(), event(Value::Null, Value::Null)).await;
         assert_eq!(ok.status_code, 200);
         assert_eq!(
             store
@@ -101,9 +108,7 @@ mod tests {
             1
         );
         for bad in ["a#b", "", &"x".repeat(200)] {
-            let resp = handle(chat.clone(), event(json!({"room": bad}), Value::Null))
-                .await
-                .unwrap();
+            let resp = invoke(chat.clone(), event(json!({"room": bad}), Value::Null)).await;
             assert_eq!(resp.status_code, 400, "room {bad:?}");
             assert!(resp.body.unwrap().contains("room"));
         }
@@ -114,26 +119,21 @@ mod tests {
         let mut config = ChatConfig::default();
         config.require_auth = true;
         let (store, chat) = new_chat(config);
-        let resp = handle(
+        let resp = invoke(
             chat.clone(),
             event(json!({"userId": "mallory"}), Value::Null),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(resp.status_code, 401, "the query string is no identity");
         assert!(store.is_empty());
-        let resp = handle(chat, event(Value::Null, json!({"principalId": "alice"})))
-            .await
-            .unwrap();
+        let resp = invoke(chat, event(Value::Null, json!({"principalId": "alice"}))).await;
         assert_eq!(resp.status_code, 200);
     }
 
     #[tokio::test]
     async fn query_string_identity_only_in_explicit_demo_mode() {
         let (store, chat) = new_chat(ChatConfig::default());
-        handle(chat, event(json!({"userId": "mallory"}), Value::Null))
-            .await
-            .unwrap();
+        invoke(chat, event(json!({"userId": "mallory"}), Value::Null)).await;
         let c = ConnectionId::new("Conn1=").unwrap();
         assert_eq!(
             store.connection_rooms(&c).await.unwrap()[0].user_id,
@@ -146,9 +146,7 @@ mod tests {
             param: "userId".into(),
         };
         let (store, chat) = new_chat(config);
-        handle(chat, event(json!({"userId": "demo-user"}), Value::Null))
-            .await
-            .unwrap();
+        invoke(chat, event(json!({"userId": "demo-user"}), Value::Null)).await;
         let alice = UserId::new("demo-user").unwrap();
         assert_eq!(store.user_connections(&alice).await.unwrap().len(), 1);
     }
@@ -158,7 +156,7 @@ mod tests {
         let (_, chat) = new_chat(ChatConfig::default());
         let mut e = event(Value::Null, Value::Null);
         e.payload["requestContext"]["eventType"] = json!("MESSAGE");
-        let resp = handle(chat, e).await.unwrap();
+        let resp = invoke(chat, e).await;
         assert_eq!(resp.status_code, 400);
         assert!(resp.body.unwrap().contains("requestContext.eventType"));
     }

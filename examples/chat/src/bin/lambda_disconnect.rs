@@ -5,33 +5,43 @@
 //! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
 //! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`.
 
-use chat::lambda as support;
-
 use std::sync::Arc;
 
 use chat::Chat;
-use lambda_runtime::{Error, LambdaEvent};
-use serde_json::Value;
-use stateless_ws::DisconnectEvent;
-use stateless_ws::RouteResponse;
+use chat::lambda as support;
+use stateless_ws::event::EventType;
+use stateless_ws::lambda::{Context, LambdaError};
+use stateless_ws::{Result, RouteResponse, WebSocketEvent};
 
-async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
-    match DisconnectEvent::from_value(event.payload) {
-        Ok(disconnect) => Ok(chat.on_disconnect(&disconnect).await?),
-        Err(e) => Ok(RouteResponse::error(400, e.to_string())),
+async fn handle(
+    chat: Arc<Chat>,
+    event: WebSocketEvent,
+    _context: Context,
+) -> Result<RouteResponse> {
+    match event {
+        WebSocketEvent::Disconnect(disconnect) => chat.on_disconnect(&disconnect).await,
+        other => Ok(support::wrong_route(&other, EventType::Disconnect)),
     }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> std::result::Result<(), LambdaError> {
     support::run(handle).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_runtime::LambdaEvent;
+    use serde_json::Value;
+
+    /// One invocation as Lambda makes it: JSON through the library's adapter.
+    async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
+        support::adapter(chat, handle)
+            .call(event.payload, event.context)
+            .await
+    }
     use chat::ChatConfig;
-    use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
@@ -72,14 +82,11 @@ mod tests {
             ChatConfig::default(),
         ));
 
-        assert_eq!(
-            handle(chat.clone(), event()).await.unwrap().status_code,
-            200
-        );
+        assert_eq!(invoke(chat.clone(), event()).await.status_code, 200);
         assert!(store.connection_rooms(&c).await.unwrap().is_empty());
         assert_eq!(store.len(), 1, "other connections untouched");
         assert_eq!(
-            handle(chat, event()).await.unwrap().status_code,
+            invoke(chat, event()).await.status_code,
             200,
             "already gone is fine"
         );
@@ -97,7 +104,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("connectionId");
-        let resp = handle(chat, e).await.unwrap();
+        let resp = invoke(chat, e).await;
         assert_eq!(resp.status_code, 400);
         assert!(resp.body.unwrap().contains("requestContext.connectionId"));
     }

@@ -7,34 +7,42 @@
 //! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`, and
 //! optionally `APIGW_MANAGEMENT_URL` and the `CHAT_*` variables of `chat::env`.
 
-use chat::lambda as support;
-
 use std::sync::Arc;
 
 use chat::Chat;
-use lambda_runtime::{Error, LambdaEvent};
-use serde_json::Value;
-use stateless_ws::MessageEvent;
-use stateless_ws::RouteResponse;
+use chat::lambda as support;
+use stateless_ws::event::EventType;
+use stateless_ws::lambda::{Context, LambdaError};
+use stateless_ws::{Result, RouteResponse, WebSocketEvent};
 
-async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
-    let deadline = support::fan_out_deadline(&event.context);
-    match MessageEvent::from_value(event.payload) {
-        Ok(message) => Ok(chat.on_message(&message, deadline).await?),
-        Err(e) => Ok(RouteResponse::error(400, e.to_string())),
+async fn handle(chat: Arc<Chat>, event: WebSocketEvent, context: Context) -> Result<RouteResponse> {
+    match event {
+        WebSocketEvent::Message(message) => {
+            chat.on_message(&message, support::fan_out_deadline(&context))
+                .await
+        }
+        other => Ok(support::wrong_route(&other, EventType::Message)),
     }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> std::result::Result<(), LambdaError> {
     support::run(handle).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_runtime::LambdaEvent;
+    use serde_json::Value;
+
+    /// One invocation as Lambda makes it: JSON through the library's adapter.
+    async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
+        support::adapter(chat, handle)
+            .call(event.payload, event.context)
+            .await
+    }
     use chat::ChatConfig;
-    use lambda_runtime::Context;
     use serde_json::json;
     use stateless_ws::broadcast::RecordingSender;
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
@@ -73,12 +81,11 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let resp = handle(
+        let resp = invoke(
             chat.clone(),
             event("A=", r#"{"action":"send","room":"lobby","message":"hi"}"#),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(resp.body_json()["delivered"], 1);
         let got: Value =
             serde_json::from_str(&sender.messages(&ConnectionId::new("B=").unwrap())[0]).unwrap();
@@ -86,11 +93,9 @@ mod tests {
             got,
             json!({"type": "message", "room": "lobby", "userId": "alice", "message": "hi"})
         );
-        let resp = handle(chat.clone(), event("A=", r#"{"action":"ping"}"#))
-            .await
-            .unwrap();
+        let resp = invoke(chat.clone(), event("A=", r#"{"action":"ping"}"#)).await;
         assert_eq!(resp.body_json(), json!({"type": "pong"}));
-        let resp = handle(chat, event("A=", "not json")).await.unwrap();
+        let resp = invoke(chat, event("A=", "not json")).await;
         assert_eq!(resp.status_code, 400);
     }
 }
