@@ -635,7 +635,6 @@ impl Chat {
     }
 }
 
-
 /// `status` with the chat protocol's error shape `{"type":"error","message":…}`.
 fn chat_error(status: u16, message: impl Into<String>) -> RouteResponse {
     RouteResponse::json(status, &json!({"type": "error", "message": message.into()}))

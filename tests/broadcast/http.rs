@@ -3,7 +3,7 @@
 #![cfg(all(feature = "apigw", feature = "dynamodb"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};

@@ -1,0 +1,11 @@
+//! The broadcaster, in one test binary: over the in-memory store and sender (`memory`), over the
+//! real SDK client with faults injected at the SDK boundary (`mocks`), and over HTTP against a
+//! loopback management API that checks signatures and encoding (`http`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod http;
+mod memory;
+mod mocks;
