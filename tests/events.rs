@@ -374,14 +374,35 @@ fn invalid_event(err: Error, field: &str) -> String {
     }
 }
 
+/// The error of every entry point for `json`, checked to be the same: `from_slice`, `FromStr`
+/// and `TryFrom<Value>` agree exactly, and serde's `Deserialize` (from text and from a tree)
+/// carries the same message.
 fn parse_err(json: &Value) -> Error {
-    let from_value = WebSocketEvent::from_value(json.clone()).unwrap_err();
-    let from_slice = WebSocketEvent::from_slice(&serde_json::to_vec(json).unwrap()).unwrap_err();
+    let text = serde_json::to_string(json).unwrap();
+    let from_slice = WebSocketEvent::from_slice(text.as_bytes()).unwrap_err();
+    let shown = from_slice.to_string();
+    let from_str = text.parse::<WebSocketEvent>().unwrap_err();
     assert_eq!(
-        from_value.to_string(),
-        from_slice.to_string(),
-        "from_value and from_slice disagree"
+        from_str.to_string(),
+        shown,
+        "FromStr and from_slice disagree"
     );
+    let try_from = WebSocketEvent::try_from(json.clone()).unwrap_err();
+    assert_eq!(
+        try_from.to_string(),
+        shown,
+        "TryFrom<Value> and from_slice disagree"
+    );
+    for via_serde in [
+        serde_json::from_str::<WebSocketEvent>(&text).unwrap_err(),
+        serde_json::from_value::<WebSocketEvent>(json.clone()).unwrap_err(),
+    ] {
+        let via_serde = via_serde.to_string();
+        assert!(
+            via_serde.contains(&shown),
+            "Deserialize says {via_serde}; from_slice says {shown}"
+        );
+    }
     from_slice
 }
 
@@ -595,6 +616,87 @@ fn wrong_typed_fields_are_named() {
         assert!(shown.contains(field), "{shown}");
         let reason = invalid_event(err, field);
         assert!(reason.starts_with("expected "), "{field}: {reason}");
+    }
+}
+
+/// A field added to an event is named in errors without being listed anywhere else: for every
+/// key of every object in every fixture, a value of the wrong kind there gives an error naming
+/// exactly that key's path, whichever entry point reads it. The keys come from the fixtures'
+/// JSON, not from a list here.
+///
+/// Exempt are keys whose value may be any JSON at all. Which those are is found by behaviour
+/// (the event parses with every kind of value there), and checked to be only the authorizer's
+/// keys: they hold whatever the authorizer returned.
+#[test]
+fn every_key_of_the_fixtures_is_named_when_wrong() {
+    fn keys(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if let Value::Object(map) = value {
+            for (key, child) in map {
+                path.push(key.clone());
+                out.push(path.clone());
+                keys(child, path, out);
+                path.pop();
+            }
+        }
+    }
+    fn at<'a>(json: &'a mut Value, path: &[String]) -> &'a mut Value {
+        path.iter().fold(json, |v, key| &mut v[key.as_str()])
+    }
+    let any_json = [
+        json!(null),
+        json!(true),
+        json!(1),
+        json!(1.5),
+        json!("x"),
+        json!([]),
+        json!({}),
+    ];
+
+    let mut checked = 0;
+    let mut exempt = Vec::new();
+    for (name, fixture) in FIXTURES {
+        let mut paths = Vec::new();
+        keys(&tree(fixture), &mut Vec::new(), &mut paths);
+        for path in paths {
+            let field = path.join(".");
+            let accepts = |value: &Value| {
+                let json = with(fixture, |j| *at(j, &path) = value.clone());
+                WebSocketEvent::try_from(json).is_ok()
+            };
+            if any_json.iter().all(accepts) {
+                exempt.push(field);
+                continue;
+            }
+            // Another kind of value: a string for an object, an object for anything else.
+            let json = with(fixture, |j| {
+                let slot = at(j, &path);
+                *slot = if slot.is_object() {
+                    json!("x")
+                } else {
+                    json!({})
+                };
+            });
+            let err = parse_err(&json);
+            let reason = invalid_event(err, &field);
+            assert!(reason.starts_with("expected "), "{name}: {field}: {reason}");
+            // The parser of the fixture's own type names it too.
+            let bytes = serde_json::to_vec(&json).unwrap();
+            let typed = match name {
+                "connect" => ConnectEvent::from_slice(&bytes).map(drop),
+                "disconnect" => DisconnectEvent::from_slice(&bytes).map(drop),
+                _ => MessageEvent::from_slice(&bytes).map(drop),
+            };
+            invalid_event(typed.unwrap_err(), &field);
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} keys checked");
+    assert!(!exempt.is_empty());
+    for field in &exempt {
+        assert!(
+            field.starts_with("requestContext.authorizer."),
+            "{field} accepts any JSON"
+        );
     }
 }
 

@@ -116,7 +116,7 @@ pub(super) fn deserialize_authorizer<'de, D: Deserializer<'de>>(
         type Value = Option<Authorizer>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an authorizer object or null")
+            f.write_str("an object")
         }
 
         fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
@@ -138,7 +138,7 @@ pub(super) fn deserialize_authorizer<'de, D: Deserializer<'de>>(
             if s.is_empty() {
                 Ok(None)
             } else {
-                Err(E::invalid_value(Unexpected::Str(s), &self))
+                Err(E::invalid_type(Unexpected::Str(s), &self))
             }
         }
 

@@ -2,10 +2,10 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::authorizer::deserialize_authorizer;
-use super::{Authorizer, EventType, Identity, null_as_default};
+use super::{Authorizer, EventType, Identity, null_as_default, null_is_missing};
 use crate::error::{Error, Result};
 use crate::ids::ConnectionId;
 
@@ -18,8 +18,10 @@ use crate::ids::ConnectionId;
 #[non_exhaustive]
 pub struct RequestContext {
     /// `eventType`: `CONNECT`, `MESSAGE` or `DISCONNECT`.
+    #[serde(deserialize_with = "null_is_missing")]
     pub event_type: EventType,
     /// `connectionId`: the id to send to this client through the management API.
+    #[serde(deserialize_with = "deserialize_connection_id")]
     pub connection_id: ConnectionId,
     /// `routeKey`: the route selected, e.g. `$connect`, `$default`, `sendmessage`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +189,19 @@ impl RequestContext {
             "https://{api_id}.execute-api.{region}.{suffix}/{stage}"
         ))
     }
+}
+
+/// Reads `connectionId`, with why an invalid one is refused worded to follow the field's name.
+fn deserialize_connection_id<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<ConnectionId, D::Error> {
+    let id: String = null_is_missing(d)?;
+    ConnectionId::new(id).map_err(|e| match e {
+        Error::InvalidId { reason, .. } => {
+            serde::de::Error::custom(format_args!("is not a valid connection id: {reason}"))
+        }
+        other => serde::de::Error::custom(other),
+    })
 }
 
 fn required<'a>(value: Option<&'a str>, field: &'static str, why: &str) -> Result<&'a str> {

@@ -194,7 +194,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Headers<V> {
             type Value = Headers<V>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of headers")
+                f.write_str("an object")
             }
 
             fn visit_map<A: MapAccess<'de>>(

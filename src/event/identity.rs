@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for Identity {
             type Value = Identity;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an identity object")
+                f.write_str("an object")
             }
 
             fn visit_map<A: MapAccess<'de>>(

@@ -311,9 +311,10 @@ fn header<'a>(single: &'a Headers, multi: &'a MultiValueHeaders, name: &str) -> 
 /// # Ok::<(), stateless_ws::Error>(())
 /// ```
 ///
-/// It also implements [`Deserialize`], so it can be a `lambda_runtime` handler's event type
-/// directly; errors then come as serde's messages, without the JSON path that
-/// [`from_slice`](Self::from_slice) gives.
+/// It also implements [`Deserialize`](serde::Deserialize), so it can be a `lambda_runtime`
+/// handler's event type directly; its errors carry the same message, naming the field, as
+/// [`from_slice`](Self::from_slice)'s (tracking the path as it reads makes it about half as
+/// fast).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebSocketEvent {
     /// `eventType` `CONNECT` (`$connect`).

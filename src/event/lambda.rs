@@ -11,7 +11,7 @@ impl TryFrom<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest> for WebS
     /// Converts `aws_lambda_events`' request by way of its JSON form.
     ///
     /// Header names come out in lower case (that crate keeps them in an `http::HeaderMap`);
-    /// [`Headers`] compares names case-insensitively, so the event still equals the one parsed
+    /// [`Headers`](super::Headers) compares names case-insensitively, so the event still equals the one parsed
     /// from the original JSON.
     fn try_from(
         request: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,

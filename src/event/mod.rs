@@ -20,10 +20,16 @@
 //!
 //! A bad event gives [`Error::InvalidEvent`] whose `field` is the JSON path of the problem:
 //! `$` (not JSON, or not an object), `requestContext.connectionId` (missing, not a string, or not
-//! a valid [`ConnectionId`]), `requestContext.eventType` (unknown, or not the type asked for),
-//! `requestContext.connectedAt` (not an integer), `headers.Host` (not a string), and so on.
-//! Parsing takes one derive-generated pass; only when it fails is the input looked at again, as a
-//! [`serde_json::Value`], to find the field to blame.
+//! a valid [`ConnectionId`](crate::ConnectionId)), `requestContext.eventType` (unknown, or not
+//! the type asked for), `requestContext.connectedAt` (not an integer), `headers.Host` (not a
+//! string), and so on; `field` names object keys only, and the index of a bad array element
+//! (in `multiValueHeaders`) is in the reason. `from_slice`, `FromStr` and `TryFrom<Value>`
+//! name the same field for the same input.
+//!
+//! Parsing takes one derive-generated pass; only when it fails is the input read again, as a
+//! [`serde_json::Value`] and through [`serde_path_to_error`], to find the field to blame. The
+//! [`Deserialize`] impls (for `lambda_runtime`, which deserializes the handler's event type
+//! itself) track the path as they go, which takes about twice as long.
 //!
 //! # Building events
 //!
@@ -47,12 +53,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
 mod authorizer;
 mod context;
+mod fault;
 mod headers;
 mod identity;
 mod kinds;
@@ -69,7 +77,7 @@ pub use kinds::{ConnectEvent, DisconnectEvent, MessageEvent, WebSocketEvent};
 pub use response::RouteResponse;
 
 /// The kind of a WebSocket event: `requestContext.eventType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventType {
     /// `CONNECT`: a client is opening a connection (the `$connect` route).
@@ -110,18 +118,41 @@ impl FromStr for EventType {
 
     /// Parses `CONNECT`, `MESSAGE` or `DISCONNECT` (exactly; API Gateway sends upper case).
     fn from_str(s: &str) -> Result<Self> {
-        EventType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| unknown_event_type(s))
+        EventType::from_name(s)
+            .ok_or_else(|| Error::invalid_event("requestContext.eventType", unknown_event_type(s)))
     }
 }
 
-fn unknown_event_type(found: &str) -> Error {
-    Error::invalid_event(
-        "requestContext.eventType",
-        format!("is {found:?}; expected one of CONNECT, MESSAGE, DISCONNECT"),
-    )
+impl EventType {
+    fn from_name(name: &str) -> Option<Self> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+fn unknown_event_type(found: &str) -> String {
+    format!("is {found:?}; expected one of CONNECT, MESSAGE, DISCONNECT")
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    /// Reads a string, as [`FromStr`] does. (A derived impl would read an enum, and serde_json
+    /// calls a number where an enum belongs a syntax error, hiding which field it was.)
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl Visitor<'_> for NameVisitor {
+            type Value = EventType;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of the strings CONNECT, MESSAGE, DISCONNECT")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<EventType, E> {
+                EventType::from_name(s).ok_or_else(|| E::custom(unknown_event_type(s)))
+            }
+        }
+
+        d.deserialize_str(NameVisitor)
+    }
 }
 
 /// `null` reads as the type's default (an empty map, `false`).
@@ -131,6 +162,16 @@ where
     T: Deserialize<'de> + Default,
 {
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// A required field: `null` counts as absent, as everywhere in these events, so it is refused
+/// the same way, with a reason that follows the field's name.
+fn null_is_missing<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)?.ok_or_else(|| de::Error::custom("is missing"))
 }
 
 #[cfg(test)]
