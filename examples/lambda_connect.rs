@@ -20,7 +20,7 @@ use stateless_ws::chat::Chat;
 
 /// The handler: plain async code over its dependencies, tested without Lambda below.
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
-    match ConnectEvent::from_value(event.payload) {
+    match ConnectEvent::try_from(event.payload) {
         Ok(connect) => Ok(chat.on_connect(&connect).await?),
         Err(e) => Ok(RouteResponse::error(400, e.to_string())),
     }

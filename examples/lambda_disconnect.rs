@@ -17,7 +17,7 @@ use stateless_ws::RouteResponse;
 use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
-    match DisconnectEvent::from_value(event.payload) {
+    match DisconnectEvent::try_from(event.payload) {
         Ok(disconnect) => Ok(chat.on_disconnect(&disconnect).await?),
         Err(e) => Ok(RouteResponse::error(400, e.to_string())),
     }

@@ -20,7 +20,7 @@ use stateless_ws::chat::Chat;
 
 async fn handle(chat: Arc<Chat>, event: LambdaEvent<Value>) -> Result<RouteResponse, Error> {
     let deadline = support::fan_out_deadline(&event.context);
-    match MessageEvent::from_value(event.payload) {
+    match MessageEvent::try_from(event.payload) {
         Ok(message) => Ok(chat.on_message(&message, deadline).await?),
         Err(e) => Ok(RouteResponse::error(400, e.to_string())),
     }

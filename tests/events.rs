@@ -98,7 +98,7 @@ fn assert_round_trip(event: &WebSocketEvent, fixture: &str) {
         tree(fixture),
         "serialized event differs from the fixture"
     );
-    let again = WebSocketEvent::from_value(written).unwrap();
+    let again = WebSocketEvent::try_from(written).unwrap();
     assert_eq!(&again, event);
     let again = WebSocketEvent::from_slice(&serde_json::to_vec(event).unwrap()).unwrap();
     assert_eq!(&again, event);
@@ -247,28 +247,33 @@ fn message_base64_fixture() {
     assert_round_trip(&event, MESSAGE_BASE64);
 }
 
-/// `from_slice`, `from_json_str`, `FromStr`, `from_value`, `TryFrom<Value>` and serde's
-/// `Deserialize` agree.
+/// `from_slice`, `FromStr`, `TryFrom<Value>` and serde's `Deserialize` (from text and from a
+/// tree) agree.
 #[test]
 fn every_constructor_agrees() {
     for (name, fixture) in FIXTURES {
         let a = WebSocketEvent::from_slice(fixture.as_bytes()).unwrap();
-        let b = WebSocketEvent::from_json_str(fixture).unwrap();
-        let c: WebSocketEvent = fixture.parse().unwrap();
-        let d = WebSocketEvent::from_value(tree(fixture)).unwrap();
-        let e = WebSocketEvent::try_from(tree(fixture)).unwrap();
-        let f: WebSocketEvent = serde_json::from_str(fixture).unwrap();
-        for other in [&b, &c, &d, &e, &f] {
+        let b: WebSocketEvent = fixture.parse().unwrap();
+        let c = WebSocketEvent::try_from(tree(fixture)).unwrap();
+        let d: WebSocketEvent = serde_json::from_str(fixture).unwrap();
+        let e: WebSocketEvent = serde_json::from_value(tree(fixture)).unwrap();
+        for other in [&b, &c, &d, &e] {
             assert_eq!(&a, other, "{name}");
         }
     }
-    let c1 = ConnectEvent::from_json_str(CONNECT).unwrap();
+    let c1 = ConnectEvent::from_slice(CONNECT.as_bytes()).unwrap();
     assert_eq!(c1, CONNECT.parse::<ConnectEvent>().unwrap());
-    assert_eq!(c1, ConnectEvent::from_value(tree(CONNECT)).unwrap());
     assert_eq!(c1, ConnectEvent::try_from(tree(CONNECT)).unwrap());
-    let d1 = DisconnectEvent::from_json_str(DISCONNECT).unwrap();
+    assert_eq!(c1, serde_json::from_str::<ConnectEvent>(CONNECT).unwrap());
+    let d1 = DisconnectEvent::from_slice(DISCONNECT.as_bytes()).unwrap();
+    assert_eq!(d1, DISCONNECT.parse::<DisconnectEvent>().unwrap());
     assert_eq!(d1, DisconnectEvent::try_from(tree(DISCONNECT)).unwrap());
-    let m1 = MessageEvent::from_json_str(MESSAGE).unwrap();
+    assert_eq!(
+        d1,
+        serde_json::from_str::<DisconnectEvent>(DISCONNECT).unwrap()
+    );
+    let m1 = MessageEvent::from_slice(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(m1, MESSAGE.parse::<MessageEvent>().unwrap());
     assert_eq!(m1, MessageEvent::try_from(tree(MESSAGE)).unwrap());
     assert_eq!(m1, serde_json::from_str::<MessageEvent>(MESSAGE).unwrap());
 }
@@ -281,13 +286,13 @@ fn dispatch_follows_event_type_not_shape() {
     json["headers"] = json!({"Host": "h"});
     json["queryStringParameters"] = json!({"room": "x"});
     assert_eq!(
-        WebSocketEvent::from_value(json).unwrap().event_type(),
+        WebSocketEvent::try_from(json).unwrap().event_type(),
         EventType::Message
     );
     let mut json = tree(CONNECT);
     json["body"] = json!("ignored");
     assert_eq!(
-        WebSocketEvent::from_value(json).unwrap().event_type(),
+        WebSocketEvent::try_from(json).unwrap().event_type(),
         EventType::Connect
     );
     for (fixture, expected) in [
@@ -296,7 +301,7 @@ fn dispatch_follows_event_type_not_shape() {
         (MESSAGE, EventType::Message),
         (MESSAGE_BASE64, EventType::Message),
     ] {
-        let event = WebSocketEvent::from_json_str(fixture).unwrap();
+        let event = fixture.parse::<WebSocketEvent>().unwrap();
         assert_eq!(event.event_type(), expected);
         assert_eq!(event.context().event_type, expected);
     }
@@ -304,10 +309,10 @@ fn dispatch_follows_event_type_not_shape() {
 
 #[test]
 fn minimal_event_and_nulls_parse() {
-    let event = WebSocketEvent::from_json_str(
-        r#"{"requestContext":{"eventType":"CONNECT","connectionId":"abc="}}"#,
-    )
-    .unwrap();
+    let event: WebSocketEvent =
+        r#"{"requestContext":{"eventType":"CONNECT","connectionId":"abc="}}"#
+            .parse()
+            .unwrap();
     let WebSocketEvent::Connect(connect) = event else {
         panic!()
     };
@@ -318,7 +323,7 @@ fn minimal_event_and_nulls_parse() {
     assert_eq!(connect.context.authorizer, None);
 
     // What API Gateway sent in 2020: nulls for everything not set.
-    let connect = ConnectEvent::from_value(json!({
+    let connect = ConnectEvent::try_from(json!({
         "headers": null,
         "multiValueHeaders": null,
         "queryStringParameters": null,
@@ -421,7 +426,7 @@ fn not_json() {
         r#"{"requestContext": }"#,
         "{} trailing",
     ] {
-        let err = WebSocketEvent::from_json_str(bad).unwrap_err();
+        let err = bad.parse::<WebSocketEvent>().unwrap_err();
         assert!(err.source().is_some(), "the JSON error is kept as source");
         let reason = invalid_event(err, "$");
         assert!(reason.contains("not valid JSON"), "{reason}");
@@ -439,12 +444,12 @@ fn not_an_object() {
         ("null", "null"),
         ("true", "a boolean"),
     ] {
-        let reason = invalid_event(WebSocketEvent::from_json_str(bad).unwrap_err(), "$");
+        let reason = invalid_event(bad.parse::<WebSocketEvent>().unwrap_err(), "$");
         assert!(
             reason.contains("JSON object") && reason.contains(kind),
             "{reason}"
         );
-        let reason = invalid_event(MessageEvent::from_json_str(bad).unwrap_err(), "$");
+        let reason = invalid_event(bad.parse::<MessageEvent>().unwrap_err(), "$");
         assert!(reason.contains("JSON object"), "{reason}");
     }
 }
@@ -721,7 +726,7 @@ fn wrong_type_errors_keep_the_serde_error_as_source() {
 #[test]
 fn wrong_event_type_for_a_specific_parser() {
     let reason = invalid_event(
-        ConnectEvent::from_json_str(MESSAGE).unwrap_err(),
+        MESSAGE.parse::<ConnectEvent>().unwrap_err(),
         "requestContext.eventType",
     );
     assert!(
@@ -733,17 +738,17 @@ fn wrong_event_type_for_a_specific_parser() {
         "requestContext.eventType",
     );
     invalid_event(
-        DisconnectEvent::from_value(tree(CONNECT)).unwrap_err(),
+        DisconnectEvent::try_from(tree(CONNECT)).unwrap_err(),
         "requestContext.eventType",
     );
     invalid_event(
-        MessageEvent::from_json_str(CONNECT).unwrap_err(),
+        CONNECT.parse::<MessageEvent>().unwrap_err(),
         "requestContext.eventType",
     );
     // A broken event is reported as broken, whichever parser reads it.
     let json = with(MESSAGE, |j| j["requestContext"]["connectionId"] = json!(""));
     invalid_event(
-        ConnectEvent::from_value(json).unwrap_err(),
+        ConnectEvent::try_from(json).unwrap_err(),
         "requestContext.connectionId",
     );
 }
@@ -753,7 +758,7 @@ fn wrong_event_type_for_a_specific_parser() {
 // ---------------------------------------------------------------------------------------------
 
 fn message_with(body: Option<&str>, base64: bool) -> MessageEvent {
-    let mut m = MessageEvent::from_json_str(MESSAGE).unwrap();
+    let mut m = MESSAGE.parse::<MessageEvent>().unwrap();
     m.body = body.map(str::to_owned);
     m.is_base64_encoded = base64;
     m
@@ -831,7 +836,7 @@ fn missing_body() {
     assert!(m.body_bytes().unwrap().is_empty());
     // Parsed from JSON without a body, or with `"body": null`.
     let json = with(MESSAGE, |j| j["body"] = Value::Null);
-    let m = MessageEvent::from_value(json).unwrap();
+    let m = MessageEvent::try_from(json).unwrap();
     assert_eq!(m.body, None);
     invalid_body(m.json::<Value>().unwrap_err());
 }
@@ -850,11 +855,35 @@ mod lambda {
     #[test]
     fn converts_like_parsing_the_fixture() {
         for (name, fixture) in FIXTURES {
-            let direct = WebSocketEvent::from_json_str(fixture).unwrap();
+            let direct = fixture.parse::<WebSocketEvent>().unwrap();
             let request: ApiGatewayWebsocketProxyRequest = serde_json::from_str(fixture).unwrap();
             let converted = WebSocketEvent::try_from(request).unwrap();
             assert_eq!(converted, direct, "{name}");
         }
+    }
+
+    /// Each event type converts the request of its own kind, and refuses another kind.
+    #[test]
+    fn each_event_type_converts_its_own_kind() {
+        let request = |fixture: &str| -> ApiGatewayWebsocketProxyRequest {
+            serde_json::from_str(fixture).unwrap()
+        };
+        assert_eq!(
+            ConnectEvent::try_from(request(CONNECT)).unwrap(),
+            ConnectEvent::from_slice(CONNECT.as_bytes()).unwrap()
+        );
+        assert_eq!(
+            DisconnectEvent::try_from(request(DISCONNECT)).unwrap(),
+            DisconnectEvent::from_slice(DISCONNECT.as_bytes()).unwrap()
+        );
+        assert_eq!(
+            MessageEvent::try_from(request(MESSAGE)).unwrap(),
+            MessageEvent::from_slice(MESSAGE.as_bytes()).unwrap()
+        );
+        invalid_event(
+            MessageEvent::try_from(request(CONNECT)).unwrap_err(),
+            "requestContext.eventType",
+        );
     }
 
     /// The other way: what this crate writes, aws_lambda_events reads, and converting back
@@ -862,7 +891,7 @@ mod lambda {
     #[test]
     fn our_json_reads_in_aws_lambda_events() {
         for (name, fixture) in FIXTURES {
-            let ours = WebSocketEvent::from_json_str(fixture).unwrap();
+            let ours = fixture.parse::<WebSocketEvent>().unwrap();
             let json = serde_json::to_string(&ours).unwrap();
             let request: ApiGatewayWebsocketProxyRequest = serde_json::from_str(&json).unwrap();
             let ctx = &request.request_context;
@@ -887,7 +916,7 @@ mod lambda {
             j["queryStringParameters"]["tags"] = json!("a,b,,c");
             j["multiValueQueryStringParameters"]["tags"] = json!(["a,b,,c"]);
         });
-        let direct = WebSocketEvent::from_value(json.clone()).unwrap();
+        let direct = WebSocketEvent::try_from(json.clone()).unwrap();
         let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
         let converted = WebSocketEvent::try_from(request).unwrap();
         assert_eq!(converted, direct);
@@ -898,14 +927,14 @@ mod lambda {
     }
 }
 
-/// Shorthand that also checks `from_json_str` and `from_slice` agree.
+/// Shorthand that also checks `FromStr` and `from_slice` agree.
 trait FromStrChecked {
     fn from_str_checked(json: &str) -> WebSocketEvent;
 }
 
 impl FromStrChecked for WebSocketEvent {
     fn from_str_checked(json: &str) -> WebSocketEvent {
-        let a = WebSocketEvent::from_json_str(json).unwrap();
+        let a: WebSocketEvent = json.parse().unwrap();
         assert_eq!(a, WebSocketEvent::from_slice(json.as_bytes()).unwrap());
         a
     }

@@ -171,7 +171,7 @@ mod tests {
             let json = format!(
                 r#"{{"requestContext":{{"eventType":"CONNECT","connectionId":"c=","authorizer":{authorizer}}}}}"#
             );
-            ConnectEvent::from_json_str(&json).map(|e| e.context.authorizer)
+            json.parse::<ConnectEvent>().map(|e| e.context.authorizer)
         };
         assert_eq!(read("null").unwrap(), None);
         assert_eq!(read(r#""""#).unwrap(), None);

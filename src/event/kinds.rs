@@ -303,7 +303,7 @@ fn header<'a>(single: &'a Headers, multi: &'a MultiValueHeaders, name: &str) -> 
 /// }
 ///
 /// // Errors name the field at fault.
-/// let err = WebSocketEvent::from_json_str(r#"{"requestContext":{"eventType":"MESSAGE"}}"#).unwrap_err();
+/// let err = r#"{"requestContext":{"eventType":"MESSAGE"}}"#.parse::<WebSocketEvent>().unwrap_err();
 /// assert!(matches!(
 ///     err,
 ///     stateless_ws::Error::InvalidEvent { ref field, .. } if field == "requestContext.connectionId"

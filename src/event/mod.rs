@@ -45,7 +45,7 @@
 //! message.context.stage = Some("prod".into());
 //!
 //! let json = serde_json::to_string(&message)?;
-//! let parsed = WebSocketEvent::from_json_str(&json)?;
+//! let parsed: WebSocketEvent = json.parse()?;
 //! assert_eq!(parsed, WebSocketEvent::Message(message));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

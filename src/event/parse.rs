@@ -221,39 +221,25 @@ macro_rules! parsers {
             pub fn from_slice(bytes: &[u8]) -> Result<Self> {
                 parse_slice(bytes)
             }
-
-            #[doc = concat!("Parses ", $what, " from a JSON string.")]
-            ///
-            /// # Errors
-            ///
-            /// As [`from_slice`](Self::from_slice).
-            pub fn from_json_str(json: &str) -> Result<Self> {
-                parse_str(json)
-            }
-
-            #[doc = concat!("Parses ", $what, " from a JSON value.")]
-            ///
-            /// # Errors
-            ///
-            /// As [`from_slice`](Self::from_slice).
-            pub fn from_value(value: Value) -> Result<Self> {
-                parse_value(&value)
-            }
         }
 
         impl FromStr for $ty {
             type Err = Error;
 
+            /// Parses the event from a JSON string; errors as
+            /// [`from_slice`](Self::from_slice)'s.
             fn from_str(json: &str) -> Result<Self> {
-                Self::from_json_str(json)
+                parse_str(json)
             }
         }
 
         impl TryFrom<Value> for $ty {
             type Error = Error;
 
+            /// Parses the event from a JSON value (a `lambda_runtime` handler's
+            /// `LambdaEvent<Value>` payload); errors as [`from_slice`](Self::from_slice)'s.
             fn try_from(value: Value) -> Result<Self> {
-                Self::from_value(value)
+                parse_value(&value)
             }
         }
 
