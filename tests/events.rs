@@ -452,6 +452,31 @@ fn not_an_object() {
         let reason = invalid_event(bad.parse::<MessageEvent>().unwrap_err(), "$");
         assert!(reason.contains("JSON object"), "{reason}");
     }
+    // serde's derive would read an array of the fields in order as the event: not an event.
+    let fields_in_order =
+        json!([null, null, null, null, {"eventType": "CONNECT", "connectionId": "c="}]);
+    invalid_event(parse_err(&fields_in_order), "$");
+}
+
+#[test]
+fn a_key_given_twice_is_named() {
+    // Only text can say it; a `Value` keeps one of the two.
+    let json =
+        r#"{"requestContext":{"eventType":"MESSAGE","connectionId":"c=","stage":"a","stage":"b"}}"#;
+    let reason = invalid_event(
+        WebSocketEvent::from_slice(json.as_bytes()).unwrap_err(),
+        "requestContext.stage",
+    );
+    assert!(reason.contains("more than once"), "{reason}");
+    invalid_event(
+        json.parse::<MessageEvent>().unwrap_err(),
+        "requestContext.stage",
+    );
+    let via_serde = serde_json::from_str::<WebSocketEvent>(json).unwrap_err();
+    assert!(
+        via_serde.to_string().contains("`requestContext.stage`"),
+        "{via_serde}"
+    );
 }
 
 #[test]

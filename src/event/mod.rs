@@ -105,6 +105,10 @@ impl EventType {
             EventType::Message => "MESSAGE",
         }
     }
+
+    fn from_name(name: &str) -> Option<Self> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
 }
 
 impl fmt::Display for EventType {
@@ -120,12 +124,6 @@ impl FromStr for EventType {
     fn from_str(s: &str) -> Result<Self> {
         EventType::from_name(s)
             .ok_or_else(|| Error::invalid_event("requestContext.eventType", unknown_event_type(s)))
-    }
-}
-
-impl EventType {
-    fn from_name(name: &str) -> Option<Self> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 
