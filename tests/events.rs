@@ -98,7 +98,7 @@ fn assert_round_trip(event: &WebSocketEvent, fixture: &str) {
         tree(fixture),
         "serialized event differs from the fixture"
     );
-    let again = WebSocketEvent::from_value(written).unwrap();
+    let again = WebSocketEvent::try_from(written).unwrap();
     assert_eq!(&again, event);
     let again = WebSocketEvent::from_slice(&serde_json::to_vec(event).unwrap()).unwrap();
     assert_eq!(&again, event);
@@ -247,28 +247,33 @@ fn message_base64_fixture() {
     assert_round_trip(&event, MESSAGE_BASE64);
 }
 
-/// `from_slice`, `from_json_str`, `FromStr`, `from_value`, `TryFrom<Value>` and serde's
-/// `Deserialize` agree.
+/// `from_slice`, `FromStr`, `TryFrom<Value>` and serde's `Deserialize` (from text and from a
+/// tree) agree.
 #[test]
 fn every_constructor_agrees() {
     for (name, fixture) in FIXTURES {
         let a = WebSocketEvent::from_slice(fixture.as_bytes()).unwrap();
-        let b = WebSocketEvent::from_json_str(fixture).unwrap();
-        let c: WebSocketEvent = fixture.parse().unwrap();
-        let d = WebSocketEvent::from_value(tree(fixture)).unwrap();
-        let e = WebSocketEvent::try_from(tree(fixture)).unwrap();
-        let f: WebSocketEvent = serde_json::from_str(fixture).unwrap();
-        for other in [&b, &c, &d, &e, &f] {
+        let b: WebSocketEvent = fixture.parse().unwrap();
+        let c = WebSocketEvent::try_from(tree(fixture)).unwrap();
+        let d: WebSocketEvent = serde_json::from_str(fixture).unwrap();
+        let e: WebSocketEvent = serde_json::from_value(tree(fixture)).unwrap();
+        for other in [&b, &c, &d, &e] {
             assert_eq!(&a, other, "{name}");
         }
     }
-    let c1 = ConnectEvent::from_json_str(CONNECT).unwrap();
+    let c1 = ConnectEvent::from_slice(CONNECT.as_bytes()).unwrap();
     assert_eq!(c1, CONNECT.parse::<ConnectEvent>().unwrap());
-    assert_eq!(c1, ConnectEvent::from_value(tree(CONNECT)).unwrap());
     assert_eq!(c1, ConnectEvent::try_from(tree(CONNECT)).unwrap());
-    let d1 = DisconnectEvent::from_json_str(DISCONNECT).unwrap();
+    assert_eq!(c1, serde_json::from_str::<ConnectEvent>(CONNECT).unwrap());
+    let d1 = DisconnectEvent::from_slice(DISCONNECT.as_bytes()).unwrap();
+    assert_eq!(d1, DISCONNECT.parse::<DisconnectEvent>().unwrap());
     assert_eq!(d1, DisconnectEvent::try_from(tree(DISCONNECT)).unwrap());
-    let m1 = MessageEvent::from_json_str(MESSAGE).unwrap();
+    assert_eq!(
+        d1,
+        serde_json::from_str::<DisconnectEvent>(DISCONNECT).unwrap()
+    );
+    let m1 = MessageEvent::from_slice(MESSAGE.as_bytes()).unwrap();
+    assert_eq!(m1, MESSAGE.parse::<MessageEvent>().unwrap());
     assert_eq!(m1, MessageEvent::try_from(tree(MESSAGE)).unwrap());
     assert_eq!(m1, serde_json::from_str::<MessageEvent>(MESSAGE).unwrap());
 }
@@ -281,13 +286,13 @@ fn dispatch_follows_event_type_not_shape() {
     json["headers"] = json!({"Host": "h"});
     json["queryStringParameters"] = json!({"room": "x"});
     assert_eq!(
-        WebSocketEvent::from_value(json).unwrap().event_type(),
+        WebSocketEvent::try_from(json).unwrap().event_type(),
         EventType::Message
     );
     let mut json = tree(CONNECT);
     json["body"] = json!("ignored");
     assert_eq!(
-        WebSocketEvent::from_value(json).unwrap().event_type(),
+        WebSocketEvent::try_from(json).unwrap().event_type(),
         EventType::Connect
     );
     for (fixture, expected) in [
@@ -296,7 +301,7 @@ fn dispatch_follows_event_type_not_shape() {
         (MESSAGE, EventType::Message),
         (MESSAGE_BASE64, EventType::Message),
     ] {
-        let event = WebSocketEvent::from_json_str(fixture).unwrap();
+        let event = fixture.parse::<WebSocketEvent>().unwrap();
         assert_eq!(event.event_type(), expected);
         assert_eq!(event.context().event_type, expected);
     }
@@ -304,10 +309,10 @@ fn dispatch_follows_event_type_not_shape() {
 
 #[test]
 fn minimal_event_and_nulls_parse() {
-    let event = WebSocketEvent::from_json_str(
-        r#"{"requestContext":{"eventType":"CONNECT","connectionId":"abc="}}"#,
-    )
-    .unwrap();
+    let event: WebSocketEvent =
+        r#"{"requestContext":{"eventType":"CONNECT","connectionId":"abc="}}"#
+            .parse()
+            .unwrap();
     let WebSocketEvent::Connect(connect) = event else {
         panic!()
     };
@@ -318,7 +323,7 @@ fn minimal_event_and_nulls_parse() {
     assert_eq!(connect.context.authorizer, None);
 
     // What API Gateway sent in 2020: nulls for everything not set.
-    let connect = ConnectEvent::from_value(json!({
+    let connect = ConnectEvent::try_from(json!({
         "headers": null,
         "multiValueHeaders": null,
         "queryStringParameters": null,
@@ -374,14 +379,35 @@ fn invalid_event(err: Error, field: &str) -> String {
     }
 }
 
+/// The error of every entry point for `json`, checked to be the same: `from_slice`, `FromStr`
+/// and `TryFrom<Value>` agree exactly, and serde's `Deserialize` (from text and from a tree)
+/// carries the same message.
 fn parse_err(json: &Value) -> Error {
-    let from_value = WebSocketEvent::from_value(json.clone()).unwrap_err();
-    let from_slice = WebSocketEvent::from_slice(&serde_json::to_vec(json).unwrap()).unwrap_err();
+    let text = serde_json::to_string(json).unwrap();
+    let from_slice = WebSocketEvent::from_slice(text.as_bytes()).unwrap_err();
+    let shown = from_slice.to_string();
+    let from_str = text.parse::<WebSocketEvent>().unwrap_err();
     assert_eq!(
-        from_value.to_string(),
-        from_slice.to_string(),
-        "from_value and from_slice disagree"
+        from_str.to_string(),
+        shown,
+        "FromStr and from_slice disagree"
     );
+    let try_from = WebSocketEvent::try_from(json.clone()).unwrap_err();
+    assert_eq!(
+        try_from.to_string(),
+        shown,
+        "TryFrom<Value> and from_slice disagree"
+    );
+    for via_serde in [
+        serde_json::from_str::<WebSocketEvent>(&text).unwrap_err(),
+        serde_json::from_value::<WebSocketEvent>(json.clone()).unwrap_err(),
+    ] {
+        let via_serde = via_serde.to_string();
+        assert!(
+            via_serde.contains(&shown),
+            "Deserialize says {via_serde}; from_slice says {shown}"
+        );
+    }
     from_slice
 }
 
@@ -400,7 +426,7 @@ fn not_json() {
         r#"{"requestContext": }"#,
         "{} trailing",
     ] {
-        let err = WebSocketEvent::from_json_str(bad).unwrap_err();
+        let err = bad.parse::<WebSocketEvent>().unwrap_err();
         assert!(err.source().is_some(), "the JSON error is kept as source");
         let reason = invalid_event(err, "$");
         assert!(reason.contains("not valid JSON"), "{reason}");
@@ -418,14 +444,39 @@ fn not_an_object() {
         ("null", "null"),
         ("true", "a boolean"),
     ] {
-        let reason = invalid_event(WebSocketEvent::from_json_str(bad).unwrap_err(), "$");
+        let reason = invalid_event(bad.parse::<WebSocketEvent>().unwrap_err(), "$");
         assert!(
             reason.contains("JSON object") && reason.contains(kind),
             "{reason}"
         );
-        let reason = invalid_event(MessageEvent::from_json_str(bad).unwrap_err(), "$");
+        let reason = invalid_event(bad.parse::<MessageEvent>().unwrap_err(), "$");
         assert!(reason.contains("JSON object"), "{reason}");
     }
+    // serde's derive would read an array of the fields in order as the event: not an event.
+    let fields_in_order =
+        json!([null, null, null, null, {"eventType": "CONNECT", "connectionId": "c="}]);
+    invalid_event(parse_err(&fields_in_order), "$");
+}
+
+#[test]
+fn a_key_given_twice_is_named() {
+    // Only text can say it; a `Value` keeps one of the two.
+    let json =
+        r#"{"requestContext":{"eventType":"MESSAGE","connectionId":"c=","stage":"a","stage":"b"}}"#;
+    let reason = invalid_event(
+        WebSocketEvent::from_slice(json.as_bytes()).unwrap_err(),
+        "requestContext.stage",
+    );
+    assert!(reason.contains("more than once"), "{reason}");
+    invalid_event(
+        json.parse::<MessageEvent>().unwrap_err(),
+        "requestContext.stage",
+    );
+    let via_serde = serde_json::from_str::<WebSocketEvent>(json).unwrap_err();
+    assert!(
+        via_serde.to_string().contains("`requestContext.stage`"),
+        "{via_serde}"
+    );
 }
 
 #[test]
@@ -598,6 +649,87 @@ fn wrong_typed_fields_are_named() {
     }
 }
 
+/// A field added to an event is named in errors without being listed anywhere else: for every
+/// key of every object in every fixture, a value of the wrong kind there gives an error naming
+/// exactly that key's path, whichever entry point reads it. The keys come from the fixtures'
+/// JSON, not from a list here.
+///
+/// Exempt are keys whose value may be any JSON at all. Which those are is found by behaviour
+/// (the event parses with every kind of value there), and checked to be only the authorizer's
+/// keys: they hold whatever the authorizer returned.
+#[test]
+fn every_key_of_the_fixtures_is_named_when_wrong() {
+    fn keys(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if let Value::Object(map) = value {
+            for (key, child) in map {
+                path.push(key.clone());
+                out.push(path.clone());
+                keys(child, path, out);
+                path.pop();
+            }
+        }
+    }
+    fn at<'a>(json: &'a mut Value, path: &[String]) -> &'a mut Value {
+        path.iter().fold(json, |v, key| &mut v[key.as_str()])
+    }
+    let any_json = [
+        json!(null),
+        json!(true),
+        json!(1),
+        json!(1.5),
+        json!("x"),
+        json!([]),
+        json!({}),
+    ];
+
+    let mut checked = 0;
+    let mut exempt = Vec::new();
+    for (name, fixture) in FIXTURES {
+        let mut paths = Vec::new();
+        keys(&tree(fixture), &mut Vec::new(), &mut paths);
+        for path in paths {
+            let field = path.join(".");
+            let accepts = |value: &Value| {
+                let json = with(fixture, |j| *at(j, &path) = value.clone());
+                WebSocketEvent::try_from(json).is_ok()
+            };
+            if any_json.iter().all(accepts) {
+                exempt.push(field);
+                continue;
+            }
+            // Another kind of value: a string for an object, an object for anything else.
+            let json = with(fixture, |j| {
+                let slot = at(j, &path);
+                *slot = if slot.is_object() {
+                    json!("x")
+                } else {
+                    json!({})
+                };
+            });
+            let err = parse_err(&json);
+            let reason = invalid_event(err, &field);
+            assert!(reason.starts_with("expected "), "{name}: {field}: {reason}");
+            // The parser of the fixture's own type names it too.
+            let bytes = serde_json::to_vec(&json).unwrap();
+            let typed = match name {
+                "connect" => ConnectEvent::from_slice(&bytes).map(drop),
+                "disconnect" => DisconnectEvent::from_slice(&bytes).map(drop),
+                _ => MessageEvent::from_slice(&bytes).map(drop),
+            };
+            invalid_event(typed.unwrap_err(), &field);
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} keys checked");
+    assert!(!exempt.is_empty());
+    for field in &exempt {
+        assert!(
+            field.starts_with("requestContext.authorizer."),
+            "{field} accepts any JSON"
+        );
+    }
+}
+
 #[test]
 fn wrong_type_errors_keep_the_serde_error_as_source() {
     let json = with(CONNECT, |j| {
@@ -619,7 +751,7 @@ fn wrong_type_errors_keep_the_serde_error_as_source() {
 #[test]
 fn wrong_event_type_for_a_specific_parser() {
     let reason = invalid_event(
-        ConnectEvent::from_json_str(MESSAGE).unwrap_err(),
+        MESSAGE.parse::<ConnectEvent>().unwrap_err(),
         "requestContext.eventType",
     );
     assert!(
@@ -631,17 +763,17 @@ fn wrong_event_type_for_a_specific_parser() {
         "requestContext.eventType",
     );
     invalid_event(
-        DisconnectEvent::from_value(tree(CONNECT)).unwrap_err(),
+        DisconnectEvent::try_from(tree(CONNECT)).unwrap_err(),
         "requestContext.eventType",
     );
     invalid_event(
-        MessageEvent::from_json_str(CONNECT).unwrap_err(),
+        CONNECT.parse::<MessageEvent>().unwrap_err(),
         "requestContext.eventType",
     );
     // A broken event is reported as broken, whichever parser reads it.
     let json = with(MESSAGE, |j| j["requestContext"]["connectionId"] = json!(""));
     invalid_event(
-        ConnectEvent::from_value(json).unwrap_err(),
+        ConnectEvent::try_from(json).unwrap_err(),
         "requestContext.connectionId",
     );
 }
@@ -651,7 +783,7 @@ fn wrong_event_type_for_a_specific_parser() {
 // ---------------------------------------------------------------------------------------------
 
 fn message_with(body: Option<&str>, base64: bool) -> MessageEvent {
-    let mut m = MessageEvent::from_json_str(MESSAGE).unwrap();
+    let mut m = MESSAGE.parse::<MessageEvent>().unwrap();
     m.body = body.map(str::to_owned);
     m.is_base64_encoded = base64;
     m
@@ -729,7 +861,7 @@ fn missing_body() {
     assert!(m.body_bytes().unwrap().is_empty());
     // Parsed from JSON without a body, or with `"body": null`.
     let json = with(MESSAGE, |j| j["body"] = Value::Null);
-    let m = MessageEvent::from_value(json).unwrap();
+    let m = MessageEvent::try_from(json).unwrap();
     assert_eq!(m.body, None);
     invalid_body(m.json::<Value>().unwrap_err());
 }
@@ -748,11 +880,35 @@ mod lambda {
     #[test]
     fn converts_like_parsing_the_fixture() {
         for (name, fixture) in FIXTURES {
-            let direct = WebSocketEvent::from_json_str(fixture).unwrap();
+            let direct = fixture.parse::<WebSocketEvent>().unwrap();
             let request: ApiGatewayWebsocketProxyRequest = serde_json::from_str(fixture).unwrap();
             let converted = WebSocketEvent::try_from(request).unwrap();
             assert_eq!(converted, direct, "{name}");
         }
+    }
+
+    /// Each event type converts the request of its own kind, and refuses another kind.
+    #[test]
+    fn each_event_type_converts_its_own_kind() {
+        let request = |fixture: &str| -> ApiGatewayWebsocketProxyRequest {
+            serde_json::from_str(fixture).unwrap()
+        };
+        assert_eq!(
+            ConnectEvent::try_from(request(CONNECT)).unwrap(),
+            ConnectEvent::from_slice(CONNECT.as_bytes()).unwrap()
+        );
+        assert_eq!(
+            DisconnectEvent::try_from(request(DISCONNECT)).unwrap(),
+            DisconnectEvent::from_slice(DISCONNECT.as_bytes()).unwrap()
+        );
+        assert_eq!(
+            MessageEvent::try_from(request(MESSAGE)).unwrap(),
+            MessageEvent::from_slice(MESSAGE.as_bytes()).unwrap()
+        );
+        invalid_event(
+            MessageEvent::try_from(request(CONNECT)).unwrap_err(),
+            "requestContext.eventType",
+        );
     }
 
     /// The other way: what this crate writes, aws_lambda_events reads, and converting back
@@ -760,7 +916,7 @@ mod lambda {
     #[test]
     fn our_json_reads_in_aws_lambda_events() {
         for (name, fixture) in FIXTURES {
-            let ours = WebSocketEvent::from_json_str(fixture).unwrap();
+            let ours = fixture.parse::<WebSocketEvent>().unwrap();
             let json = serde_json::to_string(&ours).unwrap();
             let request: ApiGatewayWebsocketProxyRequest = serde_json::from_str(&json).unwrap();
             let ctx = &request.request_context;
@@ -785,7 +941,7 @@ mod lambda {
             j["queryStringParameters"]["tags"] = json!("a,b,,c");
             j["multiValueQueryStringParameters"]["tags"] = json!(["a,b,,c"]);
         });
-        let direct = WebSocketEvent::from_value(json.clone()).unwrap();
+        let direct = WebSocketEvent::try_from(json.clone()).unwrap();
         let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
         let converted = WebSocketEvent::try_from(request).unwrap();
         assert_eq!(converted, direct);
@@ -796,14 +952,14 @@ mod lambda {
     }
 }
 
-/// Shorthand that also checks `from_json_str` and `from_slice` agree.
+/// Shorthand that also checks `FromStr` and `from_slice` agree.
 trait FromStrChecked {
     fn from_str_checked(json: &str) -> WebSocketEvent;
 }
 
 impl FromStrChecked for WebSocketEvent {
     fn from_str_checked(json: &str) -> WebSocketEvent {
-        let a = WebSocketEvent::from_json_str(json).unwrap();
+        let a: WebSocketEvent = json.parse().unwrap();
         assert_eq!(a, WebSocketEvent::from_slice(json.as_bytes()).unwrap());
         a
     }

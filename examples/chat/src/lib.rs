@@ -345,7 +345,7 @@ impl Chat {
         payload: Value,
         deadline: Option<std::time::Instant>,
     ) -> RouteResponse {
-        match WebSocketEvent::from_value(payload) {
+        match WebSocketEvent::try_from(payload) {
             Ok(event) => self.handle(&event, deadline).await,
             Err(error) => {
                 tracing::warn!(%error, "not an API Gateway WebSocket event");

@@ -445,8 +445,7 @@ async fn events_parse_with_this_crate_and_aws_lambda_events() {
             assert!(!ctx[key].is_null(), "{key} missing in {event}");
         }
         assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
-        assert!(WebSocketEvent::from_value(event.clone()).is_ok());
-
+        assert!(WebSocketEvent::try_from(event.clone()).is_ok());
         {
             let aws: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
                 serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{e}: {event}"));

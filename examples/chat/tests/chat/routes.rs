@@ -27,14 +27,14 @@ fn connect_event(conn: &str, room: Option<&str>, principal: Option<&str>) -> Web
         ctx["authorizer"] = json!({"principalId": p, "integrationLatency": 12});
     }
     let query = room.map_or(Value::Null, |r| json!({"room": r, "userId": "mallory"}));
-    WebSocketEvent::from_value(
+    WebSocketEvent::try_from(
         json!({"requestContext": ctx, "queryStringParameters": query, "isBase64Encoded": false}),
     )
     .unwrap()
 }
 
 fn message_event(conn: &str, body: &str) -> WebSocketEvent {
-    WebSocketEvent::from_value(json!({
+    WebSocketEvent::try_from(json!({
         "requestContext": {
             "routeKey": "$default", "eventType": "MESSAGE", "connectionId": conn, "messageId": "m1",
             "domainName": DOMAIN, "stage": "prod", "messageDirection": "IN",
@@ -47,7 +47,7 @@ fn message_event(conn: &str, body: &str) -> WebSocketEvent {
 }
 
 fn disconnect_event(conn: &str) -> WebSocketEvent {
-    WebSocketEvent::from_value(json!({
+    WebSocketEvent::try_from(json!({
         "requestContext": {
             "routeKey": "$disconnect", "eventType": "DISCONNECT", "connectionId": conn,
             "disconnectStatusCode": 1005, "disconnectReason": "Client-side close frame status not set",
