@@ -164,12 +164,16 @@ impl<F> Adapter<F> {
 
     /// Handles one invocation: what the service does, callable directly in tests with
     /// `Context::default()`.
-    pub async fn call<Fut>(&self, payload: Value, context: Context) -> RouteResponse
+    pub fn call<Fut>(
+        &self,
+        payload: Value,
+        context: Context,
+    ) -> impl Future<Output = RouteResponse> + Send + 'static
     where
         F: Fn(WebSocketEvent, Context) -> Fut,
         Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
     {
-        invoke(&self.handler, &self.on_error, payload, context).await
+        invoke(&self.handler, &self.on_error, payload, context)
     }
 }
 

@@ -17,7 +17,7 @@
 //!   management API (feature `apigw`) or the in-memory
 //!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
 //!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]);
-//! - [`lambda`] (feature `lambda`) is the glue to `lambda_runtime`: write
+//! - `lambda` (feature `lambda`) is the glue to `lambda_runtime`: write
 //!   `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`, get parsing, error-to-status
 //!   mapping, tracing spans and the deadline;
 //! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
@@ -68,7 +68,7 @@
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment
-//! variable the crate reads is listed in [`env`].
+//! variable the crate reads is listed in [`env`](mod@env).
 //!
 //! ## Errors
 //!
