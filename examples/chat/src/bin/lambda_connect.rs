@@ -35,8 +35,13 @@ async fn main() -> std::result::Result<(), LambdaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::{ChatConfig, IdentitySource};
     use lambda_runtime::LambdaEvent;
     use serde_json::Value;
+    use serde_json::json;
+    use stateless_ws::broadcast::RecordingSender;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{ConnectionId, RoomId, UserId};
 
     /// One invocation as Lambda makes it: JSON through the library's adapter.
     async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
@@ -44,11 +49,6 @@ mod tests {
             .call(event.payload, event.context)
             .await
     }
-    use chat::{ChatConfig, IdentitySource};
-    use serde_json::json;
-    use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{ConnectionId, RoomId, UserId};
 
     fn event(query: Value, authorizer: Value) -> LambdaEvent<Value> {
         let payload = json!({

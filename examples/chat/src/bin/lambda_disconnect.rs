@@ -32,8 +32,13 @@ async fn main() -> std::result::Result<(), LambdaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::ChatConfig;
     use lambda_runtime::LambdaEvent;
     use serde_json::Value;
+    use serde_json::json;
+    use stateless_ws::broadcast::RecordingSender;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{ConnectionId, Membership, RoomId};
 
     /// One invocation as Lambda makes it: JSON through the library's adapter.
     async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
@@ -41,11 +46,6 @@ mod tests {
             .call(event.payload, event.context)
             .await
     }
-    use chat::ChatConfig;
-    use serde_json::json;
-    use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{ConnectionId, Membership, RoomId};
 
     fn event() -> LambdaEvent<Value> {
         let payload = json!({

@@ -33,8 +33,13 @@ async fn main() -> std::result::Result<(), LambdaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat::ChatConfig;
     use lambda_runtime::LambdaEvent;
     use serde_json::Value;
+    use serde_json::json;
+    use stateless_ws::broadcast::RecordingSender;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
     /// One invocation as Lambda makes it: JSON through the library's adapter.
     async fn invoke(chat: Arc<Chat>, event: LambdaEvent<Value>) -> RouteResponse {
@@ -42,11 +47,6 @@ mod tests {
             .call(event.payload, event.context)
             .await
     }
-    use chat::ChatConfig;
-    use serde_json::json;
-    use stateless_ws::broadcast::RecordingSender;
-    use stateless_ws::store::{ConnectionStore, InMemoryStore};
-    use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
     fn event(from: &str, body: &str) -> LambdaEvent<Value> {
         let payload = json!({
