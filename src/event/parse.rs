@@ -215,9 +215,8 @@ fn out_of_range(json: &str) -> Option<Error> {
     let mut de = serde_json::Deserializer::from_str(json);
     let e = read_raw(serde_path_to_error::Deserializer::new(&mut de, &mut track)).err()?;
     let path = track.path();
-    if path.iter().next().is_none() {
-        return None;
-    }
+    // An empty path is the document itself: no field to name.
+    path.iter().next()?;
     Some(fault(&path, e))
 }
 
