@@ -47,6 +47,7 @@ pub async fn run_all(store: &dyn ConnectionStore) {
     large_room_is_listed_whole(store).await;
     batch_removal_of_more_than_25(store).await;
     concurrent_joins_are_all_kept(store).await;
+    membership_reads_one_record(store).await;
 }
 
 /// A prefix no other scenario run (in this process or an earlier one) has used.
@@ -562,4 +563,62 @@ pub async fn concurrent_joins_are_all_kept(store: &dyn ConnectionStore) {
     let mut all = many;
     all.push(one);
     assert_eq!(store.remove_connections(&all).await.unwrap().len(), 2 * N);
+}
+
+/// `membership` returns the (connection, room) record when present and live, and `None` when
+/// absent (another room, another connection, after leaving) or expired; `is_member` agrees.
+pub async fn membership_reads_one_record(store: &dyn ConnectionStore) {
+    let p = unique("membership");
+    let now = unix_seconds(SystemTime::now());
+    let user = UserId::new(format!("{p}-u")).unwrap();
+    let (c, other_conn) = (conn(&p, 1), conn(&p, 2));
+    let (r, expired, absent) = (room(&p, "r"), room(&p, "expired"), room(&p, "absent"));
+    let record = Membership::new(c.clone(), r.clone())
+        .with_user(user.clone())
+        .with_connected_at(now)
+        .with_expires_at(now + 3_600)
+        .with_endpoint("https://abcd1234.execute-api.us-east-1.amazonaws.com/prod");
+    store.join(&record).await.unwrap();
+    store
+        .join(
+            &Membership::new(c.clone(), expired.clone())
+                .with_user(user.clone())
+                .with_expires_at(now - 3_600),
+        )
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let more = room(&p, &format!("more{i}"));
+        store.join(&Membership::new(c.clone(), more)).await.unwrap();
+    }
+
+    assert_eq!(
+        store.membership(&c, &r).await.unwrap(),
+        Some(record.clone()),
+        "membership returns the record as joined"
+    );
+    assert!(store.is_member(&c, &r).await.unwrap());
+    assert_eq!(
+        store.membership(&c, &expired).await.unwrap(),
+        None,
+        "membership hides an expired record"
+    );
+    assert!(!store.is_member(&c, &expired).await.unwrap());
+    assert_eq!(
+        store.membership(&c, &absent).await.unwrap(),
+        None,
+        "membership of a room the connection is not in"
+    );
+    assert_eq!(
+        store.membership(&other_conn, &r).await.unwrap(),
+        None,
+        "membership of an unknown connection"
+    );
+    store.leave(&c, &r).await.unwrap();
+    assert_eq!(
+        store.membership(&c, &r).await.unwrap(),
+        None,
+        "membership after leaving"
+    );
+    store.disconnect(&c).await.unwrap();
 }

@@ -964,3 +964,270 @@ impl FromStrChecked for WebSocketEvent {
         a
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Edge cases: headers spelled twice, keys given twice, exact floats, out-of-range numbers
+// ---------------------------------------------------------------------------------------------
+
+fn connect_with_headers(headers_json: &str) -> String {
+    format!(
+        r#"{{"headers":{headers_json},"requestContext":{{"eventType":"CONNECT","connectionId":"c="}}}}"#
+    )
+}
+
+fn headers_of(event: &WebSocketEvent) -> &stateless_ws::event::Headers {
+    match event {
+        WebSocketEvent::Connect(c) => &c.headers,
+        other => panic!("not a CONNECT: {other:?}"),
+    }
+}
+
+#[test]
+fn a_header_spelled_twice_is_one_header_last_wins() {
+    let text = connect_with_headers(r#"{"Host":"a.example","X-Other":"x","host":"b.example"}"#);
+    let event = WebSocketEvent::from_slice(text.as_bytes()).unwrap();
+    assert_eq!(event, event.clone(), "an event equals its clone");
+    let headers = headers_of(&event);
+    assert_eq!(headers.len(), 2);
+    assert_eq!(headers.get("HOST").map(String::as_str), Some("b.example"));
+    let json = serde_json::to_string(&event).unwrap();
+    assert_eq!(WebSocketEvent::from_slice(json.as_bytes()).unwrap(), event);
+    assert_eq!(
+        WebSocketEvent::try_from(tree(&text)).unwrap(),
+        event,
+        "a Value of the same text gives the same event"
+    );
+}
+
+#[test]
+fn generated_header_sets_agree_on_equality_lookups_and_round_trips() {
+    const NAMES: [&str; 6] = [
+        "host",
+        "x-forwarded-for",
+        "cookie",
+        "origin",
+        "x-a",
+        "sec-websocket-key",
+    ];
+    let mut rng = fastrand::Rng::with_seed(9);
+    for case in 0..2_000 {
+        // Names from a small pool, each spelled in a random case, so repeats are common.
+        let mut given: Vec<(String, String)> = Vec::new();
+        for i in 0..rng.usize(0..12) {
+            let base = NAMES[rng.usize(..NAMES.len())];
+            let name: String = base
+                .chars()
+                .map(|c| {
+                    if rng.bool() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            given.push((name, format!("v{case}-{i}")));
+        }
+        let headers_json = format!(
+            "{{{}}}",
+            given
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{v:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let text = connect_with_headers(&headers_json);
+        let event = WebSocketEvent::from_slice(text.as_bytes()).unwrap();
+        assert_eq!(event, event.clone(), "case {case}: {headers_json}");
+        let again = WebSocketEvent::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
+        assert_eq!(again, event, "case {case}: round trip of {headers_json}");
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&event).unwrap(),
+            "case {case}: the round trip serializes the same"
+        );
+        // A `Value` keeps the last of exact duplicates but sorts its keys, so which of two
+        // spellings came last is the `Value`'s order: `TryFrom<Value>` agrees with parsing
+        // the `Value`'s own text.
+        let value = tree(&text);
+        assert_eq!(
+            WebSocketEvent::try_from(value.clone()).unwrap(),
+            WebSocketEvent::from_slice(&serde_json::to_vec(&value).unwrap()).unwrap(),
+            "case {case}: TryFrom<Value> of {headers_json}"
+        );
+        let headers = headers_of(&event);
+        let mut distinct: Vec<String> = given.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(headers.len(), distinct.len(), "case {case}: {headers_json}");
+        for name in NAMES {
+            let last = given
+                .iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+            assert_eq!(
+                headers.get(name),
+                last,
+                "case {case}: {name} in {headers_json}"
+            );
+            assert_eq!(again.clone(), event);
+        }
+    }
+}
+
+#[test]
+fn a_named_key_given_twice_is_named_by_every_text_entry_point() {
+    let rc = |inner: &str| format!(r#"{{"requestContext":{{{inner}}}}}"#);
+    let cases = [
+        (
+            rc(r#""eventType":"MESSAGE","connectionId":"a=","connectionId":"b=""#),
+            "requestContext.connectionId",
+        ),
+        (
+            rc(r#""eventType":"MESSAGE","eventType":"CONNECT","connectionId":"a=""#),
+            "requestContext.eventType",
+        ),
+        (
+            rc(
+                r#""eventType":"MESSAGE","connectionId":"a=","identity":{"sourceIp":"198.51.100.1","sourceIp":"203.0.113.5"}"#,
+            ),
+            "requestContext.identity.sourceIp",
+        ),
+        (
+            rc(
+                r#""eventType":"MESSAGE","connectionId":"a=","identity":{"userAgent":"a","userAgent":"b"}"#,
+            ),
+            "requestContext.identity.userAgent",
+        ),
+        (
+            r#"{"body":"a","requestContext":{"eventType":"MESSAGE","connectionId":"a="},"body":"b"}"#
+                .to_owned(),
+            "body",
+        ),
+        (
+            r#"{"requestContext":{"eventType":"MESSAGE","connectionId":"a="},"requestContext":{"eventType":"MESSAGE","connectionId":"b="}}"#
+                .to_owned(),
+            "requestContext",
+        ),
+    ];
+    for (text, field) in cases {
+        let reason = invalid_event(
+            WebSocketEvent::from_slice(text.as_bytes()).unwrap_err(),
+            field,
+        );
+        assert!(reason.contains("more than once"), "{field}: {reason}");
+        let from_str = text.parse::<WebSocketEvent>().unwrap_err();
+        assert_eq!(
+            from_str.to_string(),
+            WebSocketEvent::from_slice(text.as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "{field}: FromStr and from_slice agree"
+        );
+        let via_serde = serde_json::from_str::<WebSocketEvent>(&text).unwrap_err();
+        assert!(
+            via_serde.to_string().contains(&format!("`{field}`")),
+            "{via_serde}"
+        );
+        // A `Value` cannot hold both: serde_json kept the last when it was built, and that is
+        // what `TryFrom<Value>` reads (documented in `stateless_ws::event`).
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let event = WebSocketEvent::try_from(value.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&event).unwrap()["requestContext"]["connectionId"],
+            value["requestContext"]["connectionId"]
+        );
+    }
+}
+
+fn authorizer_number(text: &str) -> Value {
+    let event = WebSocketEvent::from_slice(text.as_bytes()).unwrap();
+    event
+        .context()
+        .authorizer
+        .as_ref()
+        .unwrap()
+        .get("n")
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn authorizer_floats_round_trip_exactly() {
+    let with_n = |n: &str| {
+        format!(
+            r#"{{"requestContext":{{"eventType":"CONNECT","connectionId":"c=","authorizer":{{"n":{n}}}}}}}"#
+        )
+    };
+    let mut texts: Vec<String> = [
+        "0.1",
+        "123456789.12345679",
+        "2.2250738585072014e-308",
+        "5e-324",
+        "1.7976931348623157e308",
+        "0.30000000000000004",
+        "9007199254740993",
+        "-4.35195e-5",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut rng = fastrand::Rng::with_seed(10);
+    while texts.len() < 20_000 {
+        let f = f64::from_bits(rng.u64(..));
+        if f.is_finite() {
+            // `{:?}` is Rust's shortest text that reads back as the same f64.
+            texts.push(format!("{f:?}"));
+        }
+    }
+    let mut inexact = Vec::new();
+    for text in &texts {
+        let expected: f64 = text.parse().unwrap();
+        let read = authorizer_number(&with_n(text));
+        if read.as_f64().map(f64::to_bits) != Some(expected.to_bits()) && !read.is_u64() {
+            inexact.push(format!("{text} read as {read}"));
+            continue;
+        }
+        // And the text we write reads back as the same number.
+        let written = read.to_string();
+        let again = authorizer_number(&with_n(&written));
+        assert_eq!(again, read, "{text} → {written}");
+    }
+    assert!(
+        inexact.is_empty(),
+        "{} of {} floats read inexactly, e.g. {:?}",
+        inexact.len(),
+        texts.len(),
+        &inexact[..inexact.len().min(3)]
+    );
+}
+
+#[test]
+fn out_of_range_numbers_name_their_field() {
+    let connect = |inner: &str| {
+        format!(r#"{{"requestContext":{{"eventType":"CONNECT","connectionId":"c="{inner}}}}}"#)
+    };
+    let cases = [
+        (connect(r#","authorizer":{"n":1e999}"#), "requestContext.authorizer.n"),
+        (connect(r#","authorizer":{"o":{"deep":-1e999}}"#), "requestContext.authorizer.o.deep"),
+        (connect(r#","connectedAt":1e999"#), "requestContext.connectedAt"),
+        (connect(r#","identity":{"apiKey":2e400}"#), "requestContext.identity.apiKey"),
+        (
+            r#"{"headers":{"X-N":1e999},"requestContext":{"eventType":"CONNECT","connectionId":"c="}}"#
+                .to_owned(),
+            "headers.X-N",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = WebSocketEvent::from_slice(text.as_bytes()).unwrap_err();
+        assert!(err.source().is_some(), "serde_json's error is the source");
+        let reason = invalid_event(err, field);
+        assert!(reason.contains("out of range"), "{field}: {reason}");
+        invalid_event(text.parse::<WebSocketEvent>().unwrap_err(), field);
+        invalid_event(text.parse::<ConnectEvent>().unwrap_err(), field);
+        let via_serde = serde_json::from_str::<WebSocketEvent>(&text).unwrap_err();
+        assert!(
+            via_serde.to_string().contains(field),
+            "{field}: {via_serde}"
+        );
+    }
+}

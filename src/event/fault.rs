@@ -61,6 +61,15 @@ fn describe(path: &Path, message: &str, source: Option<serde_json::Error>) -> Er
         return Error::invalid_event(child(field, key), "is given more than once");
     }
 
+    // serde_json's word for `1e999`: well-formed JSON, but no 64-bit float holds it.
+    if message == "number out of range" && !field.is_empty() {
+        let reason = "is a number out of range (beyond the ±1.8e308 of a 64-bit float)";
+        return match source {
+            Some(source) => Error::invalid_event_caused_by(field, reason, source),
+            None => Error::invalid_event(field, reason),
+        };
+    }
+
     let at_root = field.is_empty();
     let field = if at_root { "$".to_owned() } else { field };
     let Some((found, expected)) = mismatch(message) else {

@@ -12,7 +12,24 @@ use serde::{Deserialize, Serialize};
 ///
 /// Names keep the case they arrived in (API Gateway passes the client's, e.g. `Host`,
 /// `Sec-WebSocket-Key`), so serializing gives back the same JSON; lookups and equality ignore
-/// ASCII case, as HTTP does. When one name appears twice, the last one wins, as with JSON objects.
+/// ASCII case, as HTTP does.
+///
+/// # One value per name: the last wins
+///
+/// HTTP header names are case-insensitive, so `Host` and `host` are one header. A `Headers`
+/// holds at most one entry per name (ignoring ASCII case): when a name comes again — twice in
+/// the JSON, in another case, or through [`insert`](Self::insert) — the later value replaces
+/// the earlier one, at the earlier one's position and under the later spelling. This is the
+/// rule of JSON objects (`serde_json::Value` keeps the last of duplicate keys) and of API
+/// Gateway's own `headers`, which hold one value per name while the developer guide says
+/// "API Gateway supports multiple headers and query string parameters that have the same
+/// name" through `multiValueHeaders` — read every value there. Because each name is held
+/// once, equality, lookups and a serialize → parse round trip all see the same headers.
+///
+/// "Last" is the order of the input. A `serde_json::Value` (without serde_json's
+/// `preserve_order` feature) sorts its keys, so an event read from a `Value` takes the spelling
+/// that sorts last: the same headers as the `Value`'s own text gives, not always those of the
+/// text the `Value` was made from.
 ///
 /// ```
 /// use stateless_ws::event::Headers;
@@ -42,7 +59,6 @@ impl<V> Headers<V> {
     pub fn get(&self, name: &str) -> Option<&V> {
         self.entries
             .iter()
-            .rev()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
@@ -59,7 +75,6 @@ impl<V> Headers<V> {
         match self
             .entries
             .iter_mut()
-            .rev()
             .find(|(k, _)| k.eq_ignore_ascii_case(&name))
         {
             Some(slot) => {
@@ -201,11 +216,38 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Headers<V> {
                 self,
                 mut map: A,
             ) -> std::result::Result<Self::Value, A::Error> {
-                // Pushed as they come (no case-insensitive de-duplication, which would be
-                // quadratic); `get` looks from the end, so the last of duplicates wins.
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                // Same rule as `insert`: one entry per name, the last value wins (see the
+                // type's docs). A map from the lowercased name to its slot keeps it linear
+                // for a hostile event with thousands of headers; it is built only past a
+                // handful, where a scan of the few entries is cheaper.
+                const SCAN_UP_TO: usize = 16;
+                let mut entries: Vec<(Cow<'static, str>, V)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
+                let mut slots: Option<std::collections::HashMap<String, usize>> = None;
                 while let Some((HeaderName(name), value)) = map.next_entry::<HeaderName, V>()? {
-                    entries.push((name, value));
+                    let slot = match &mut slots {
+                        Some(slots) => {
+                            let next = entries.len();
+                            let slot = *slots.entry(name.to_ascii_lowercase()).or_insert(next);
+                            (slot < next).then_some(slot)
+                        }
+                        None => entries
+                            .iter()
+                            .position(|(k, _)| k.eq_ignore_ascii_case(&name)),
+                    };
+                    match slot.and_then(|i| entries.get_mut(i)) {
+                        Some(entry) => *entry = (name, value),
+                        None => entries.push((name, value)),
+                    }
+                    if slots.is_none() && entries.len() > SCAN_UP_TO {
+                        slots = Some(
+                            entries
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.to_ascii_lowercase(), i))
+                                .collect(),
+                        );
+                    }
                 }
                 Ok(Headers { entries })
             }
@@ -253,7 +295,33 @@ mod tests {
 
     #[test]
     fn duplicate_header_names_last_wins() {
-        let h: Headers = serde_json::from_str(r#"{"Host":"a","host":"b"}"#).unwrap();
+        let h: Headers = serde_json::from_str(r#"{"Host":"a","X":"x","host":"b"}"#).unwrap();
         assert_eq!(h.get("HOST").map(String::as_str), Some("b"));
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"host":"b","X":"x"}"#
+        );
+    }
+
+    #[test]
+    fn many_duplicate_header_names_last_wins() {
+        // Past the scan threshold, where slots are found through the map.
+        let mut json = String::from("{");
+        for round in 0..3 {
+            for i in 0..40 {
+                let name = if round == 1 {
+                    format!("H{i}")
+                } else {
+                    format!("h{i}")
+                };
+                json.push_str(&format!("\"{name}\":\"{round}\","));
+            }
+        }
+        json.push_str("\"Z\":\"z\"}");
+        let h: Headers = serde_json::from_str(&json).unwrap();
+        assert_eq!(h.len(), 41);
+        assert_eq!(h.get("H7").map(String::as_str), Some("2"));
+        assert_eq!(h.iter().next(), Some(("h0", &"2".to_owned())));
     }
 }

@@ -64,10 +64,25 @@ impl<'de> Deserialize<'de> for Identity {
                 mut map: A,
             ) -> std::result::Result<Identity, A::Error> {
                 let mut identity = Identity::default();
+                let (mut source_ip_seen, mut user_agent_seen) = (false, false);
                 while let Some(key) = map.next_key::<IdentityKey>()? {
                     match key {
-                        IdentityKey::SourceIp => identity.source_ip = map.next_value()?,
-                        IdentityKey::UserAgent => identity.user_agent = map.next_value()?,
+                        // Named fields given twice are refused, as the derived structs of
+                        // the rest of the event refuse theirs (see `crate::event`).
+                        IdentityKey::SourceIp if source_ip_seen => {
+                            return Err(de::Error::duplicate_field("sourceIp"));
+                        }
+                        IdentityKey::UserAgent if user_agent_seen => {
+                            return Err(de::Error::duplicate_field("userAgent"));
+                        }
+                        IdentityKey::SourceIp => {
+                            source_ip_seen = true;
+                            identity.source_ip = map.next_value()?;
+                        }
+                        IdentityKey::UserAgent => {
+                            user_agent_seen = true;
+                            identity.user_agent = map.next_value()?;
+                        }
                         IdentityKey::Other(key) => {
                             let value: Value = map.next_value()?;
                             if !value.is_null() {

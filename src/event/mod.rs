@@ -24,7 +24,37 @@
 //! the type asked for), `requestContext.connectedAt` (not an integer), `headers.Host` (not a
 //! string), and so on; `field` names object keys only, and the index of a bad array element
 //! (in `multiValueHeaders`) is in the reason. `from_slice`, `FromStr` and `TryFrom<Value>`
-//! name the same field for the same input.
+//! name the same field for the same input. A number beyond the range of a 64-bit float
+//! (`1e999`) is named by its field too (`requestContext.authorizer.score`), not blamed on `$`.
+//!
+//! # A key given twice
+//!
+//! JSON text may repeat a key; a [`serde_json::Value`] cannot (it keeps the last). The rule:
+//!
+//! - a field this crate reads by name (`requestContext`, `requestContext.connectionId`,
+//!   `requestContext.identity.sourceIp`, `body`, ...) given twice in the text is an error
+//!   naming it (`requestContext.connectionId`: "is given more than once"), from `from_slice`,
+//!   `FromStr` and the [`Deserialize`] impls alike: two connection ids are an ambiguity for
+//!   whoever reads the event after us, not something to resolve silently;
+//! - in the open-ended objects — `headers` (names compared without regard to case, see
+//!   [`Headers`]), `multiValueHeaders`, the query string maps, `authorizer` and the other keys
+//!   of `identity` — the last of duplicates wins, which is what a `Value` holds;
+//! - `TryFrom<Value>` reads the `Value` it is given. The duplicates were resolved (last wins)
+//!   when that `Value` was parsed, before this crate saw it, so text with a repeated named field
+//!   is refused by `from_slice` and accepted by `serde_json::from_str::<Value>` followed by
+//!   `try_from`, with the last value. To have duplicates refused, give this crate the bytes
+//!   (`from_slice`, or `LambdaEvent<WebSocketEvent>` in `lambda_runtime`, which goes through
+//!   the `Deserialize` impl), not a `Value`.
+//!
+//! # Numbers
+//!
+//! Numbers are parsed with serde_json's `float_roundtrip` feature: without it, serde_json
+//! reads some floats one unit in the last place off (`123456789.12345679` became
+//! `123456789.1234568`), so an authorizer's number would change on its way through the event.
+//! With it, every number reads as the nearest 64-bit float and prints back (shortest form) to
+//! text that reads as the same float. Integers stay exact up to `u64::MAX`. Keeping each
+//! number's text instead (`arbitrary_precision`) would change how every `serde_json::Value` in
+//! the program behaves, a feature no library should switch on for its users.
 //!
 //! Parsing takes one derive-generated pass; only when it fails is the input read again, as a
 //! [`serde_json::Value`] and through [`serde_path_to_error`], to find the field to blame. The

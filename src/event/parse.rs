@@ -186,6 +186,7 @@ fn parse_value<T: FromRaw>(value: &Value) -> Result<T> {
 fn diagnose_str(json: &str) -> Error {
     let tree = match serde_json::from_str::<Value>(json) {
         Ok(tree) => tree,
+        Err(e) if is_out_of_range(&e) => return out_of_range(json).unwrap_or_else(|| not_json(e)),
         Err(e) => return not_json(e),
     };
     if let Some(error) = diagnose(&tree) {
@@ -199,6 +200,24 @@ fn diagnose_str(json: &str) -> Error {
         Err(e) => fault(&track.path(), e),
         Ok(_) => Error::invalid_event("$", "is not an API Gateway WebSocket event"),
     }
+}
+
+/// Whether serde_json refused a number it could not hold (`1e999`): valid JSON grammar, so the
+/// fault belongs to a field, not to the document.
+fn is_out_of_range(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}
+
+/// The error naming the field of an out-of-range number: the text read again with its path
+/// tracked, which stops at that number. `None` if it reads fine (not reached).
+fn out_of_range(json: &str) -> Option<Error> {
+    let mut track = Track::new();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let e = read_raw(serde_path_to_error::Deserializer::new(&mut de, &mut track)).err()?;
+    let path = track.path();
+    // An empty path is the document itself: no field to name.
+    path.iter().next()?;
+    Some(fault(&path, e))
 }
 
 /// Why `tree` is not an event: it is read again through `serde_path_to_error`, whose path

@@ -272,6 +272,21 @@ impl ConnectionStore for InMemoryStore {
         }))
     }
 
+    async fn membership(
+        &self,
+        connection: &ConnectionId,
+        room: &RoomId,
+    ) -> Result<Option<Membership>> {
+        let now = self.now();
+        Ok(self
+            .read()
+            .by_connection
+            .get(connection)
+            .and_then(|rooms| rooms.get(room))
+            .filter(|c| !c.is_expired_at(now))
+            .cloned())
+    }
+
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {
         let now = self.now();
         let horizon = unix_seconds(now).saturating_add(self.ttl.as_secs());

@@ -61,6 +61,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 ///    to that same horizon.
 /// 8. **Concurrent joins are all kept**: joins of different connections, or of one connection to
 ///    different rooms, racing each other, all end up in the table.
+/// 9. **A membership check reads one record.** [`membership`](Self::membership) returns the
+///    (connection, room) record — `None` when there is none or it has expired (rule 2) — and
+///    reads that one record only (a `GetItem` in DynamoDB), whatever the number of rooms the
+///    connection is in: it is the check a handler makes on every message.
 ///
 /// Writes are per record, not transactional across records: a `remove_connections` racing a
 /// `join` of the same connection can leave the joined record behind (its TTL still expires it).
@@ -94,6 +98,15 @@ pub trait ConnectionStore: Send + Sync + Debug + 'static {
     /// The records of `connection`: one per room it is in.
     async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>>;
 
+    /// The record of `connection` in `room`, or `None` when it is not there or the record has
+    /// expired. Reads that one record (a strongly consistent `GetItem` in DynamoDB), so its
+    /// cost does not grow with the number of rooms the connection is in.
+    async fn membership(
+        &self,
+        connection: &ConnectionId,
+        room: &RoomId,
+    ) -> Result<Option<Membership>>;
+
     /// Extends the expiry of every record of `connection` to the store's TTL from now and
     /// returns how many records were refreshed (0 for an unknown connection; expired records
     /// are not revived).
@@ -121,13 +134,10 @@ pub trait ConnectionStoreExt: ConnectionStore {
             .collect())
     }
 
-    /// Whether `connection` is in `room` (and the record has not expired).
+    /// Whether `connection` is in `room` (and the record has not expired): one record read,
+    /// through [`membership`](ConnectionStore::membership).
     async fn is_member(&self, connection: &ConnectionId, room: &RoomId) -> Result<bool> {
-        Ok(self
-            .connection_rooms(connection)
-            .await?
-            .iter()
-            .any(|c| &c.room == room))
+        Ok(self.membership(connection, room).await?.is_some())
     }
 }
 
@@ -152,6 +162,13 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
     }
     async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         (**self).connection_rooms(connection).await
+    }
+    async fn membership(
+        &self,
+        connection: &ConnectionId,
+        room: &RoomId,
+    ) -> Result<Option<Membership>> {
+        (**self).membership(connection, room).await
     }
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {
         (**self).refresh(connection).await

@@ -12,12 +12,21 @@
 //! |---|---|---|
 //! | `$connect` | records the connection in its first room (query string `room`, default `general`) | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
 //! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
-//! | `join` | `{"action":"join","room":"r"}`: joins `r`, tells its members | `{"type":"joined","room":"r","userId":…}` |
+//! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), tells its members | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
 //! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room) | `{"type":"left","room":"r","userId":…}` |
 //! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}` |
 //! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
 //! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |
+//!
+//! # Cost per message
+//!
+//! `send` and `members` read one record of the sender — its membership of the room it names
+//! ([`ConnectionStore::membership`], a `GetItem` in DynamoDB), which also carries its user id —
+//! so their cost does not grow with the number of rooms the connection is in. `join`, `leave`
+//! and `ping` read or write every record of the connection (the room count for the cap, the
+//! "last room" check, the TTL of each record): at most
+//! [`max_rooms_per_connection`](ChatConfig::max_rooms_per_connection) of them.
 //!
 //! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`
 //! (and `"joined"` / `"left"` presence notices of the same shape without `message`).
@@ -61,6 +70,8 @@ pub mod env {
     /// `true` to take the user id from the query string `userId` — an insecure demo mode
     /// (default `false`).
     pub const INSECURE_QUERY_STRING_IDENTITY: &str = "CHAT_INSECURE_QUERY_STRING_IDENTITY";
+    /// The most rooms one connection may be in (default 50; at least 1).
+    pub const MAX_ROOMS: &str = "CHAT_MAX_ROOMS";
 }
 
 /// Where the user id of a connection comes from.
@@ -106,7 +117,16 @@ pub struct ChatConfig {
     pub management_endpoint: Option<String>,
     /// Longest accepted chat message, in bytes (default 16 KiB).
     pub max_message_len: usize,
+    /// The most rooms one connection may be in, its `$connect` room included (default
+    /// [`DEFAULT_MAX_ROOMS_PER_CONNECTION`], 50). A `join` beyond it is refused with a 400
+    /// naming the limit. It bounds what one client can make the table hold, and the records
+    /// `join`, `leave` and `ping` read (see [Cost per message](self#cost-per-message)).
+    pub max_rooms_per_connection: usize,
 }
+
+/// The default of [`ChatConfig::max_rooms_per_connection`]: 50 rooms, far more than a chat
+/// client shows at once, few enough that a `ping` refreshing each record stays cheap.
+pub const DEFAULT_MAX_ROOMS_PER_CONNECTION: usize = 50;
 
 impl Default for ChatConfig {
     fn default() -> Self {
@@ -117,6 +137,7 @@ impl Default for ChatConfig {
             echo_to_sender: false,
             management_endpoint: None,
             max_message_len: 16 * 1024,
+            max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
         }
     }
 }
@@ -166,6 +187,19 @@ impl ChatConfig {
             config.default_room = RoomId::new(room).map_err(|e| Error::Config {
                 message: format!("environment variable {}: {e}", env::DEFAULT_ROOM),
             })?;
+        }
+        if let Some(v) = env_string(env::MAX_ROOMS) {
+            config.max_rooms_per_connection = match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(Error::Config {
+                        message: format!(
+                            "environment variable {} must be a whole number of rooms, at least 1, got {v:?}",
+                            env::MAX_ROOMS
+                        ),
+                    });
+                }
+            };
         }
         config.management_endpoint = env_string(stateless_ws::env::APIGW_MANAGEMENT_URL);
         Ok(config)
@@ -501,12 +535,13 @@ impl Chat {
         };
         let ctx = &event.context;
         let me = &ctx.connection_id;
-        let memberships = self.store.connection_rooms(me).await?;
-        let user = memberships
-            .iter()
-            .find_map(|c| c.user_id.clone())
-            .or_else(|| self.user_from_authorizer(ctx).ok().flatten());
-        let member_of = |room: &RoomId| memberships.iter().any(|c| &c.room == room);
+        // The user id is the one stored with the connection (from its `$connect`); the
+        // authorizer's, repeated on every event, only when the record has none.
+        let user_of = |record: Option<&Membership>| {
+            record
+                .and_then(|c| c.user_id.clone())
+                .or_else(|| self.user_from_authorizer(ctx).ok().flatten())
+        };
 
         match action {
             ChatAction::Ping => {
@@ -514,6 +549,22 @@ impl Chat {
                 Ok(RouteResponse::json(200, &json!({"type": "pong"})))
             }
             ChatAction::Join { room } => {
+                // Every record of the connection: the cap counts them, and the new record
+                // copies the user, `connectedAt` and endpoint. The cap bounds this read.
+                let memberships = self.store.connection_rooms(me).await?;
+                let already_in = memberships.iter().any(|c| c.room == room);
+                let limit = self.config.max_rooms_per_connection;
+                if !already_in && memberships.len() >= limit {
+                    return Ok(chat_error(
+                        400,
+                        format!(
+                            "cannot join `{room}`: a connection may be in at most {limit} rooms \
+                             (max_rooms_per_connection) and this one is in {}; leave one first",
+                            memberships.len()
+                        ),
+                    ));
+                }
+                let user = user_of(memberships.iter().find(|c| c.user_id.is_some()));
                 let mut record = Membership::new(me.clone(), room.clone());
                 if let Some(user) = &user {
                     record = record.with_user(user.clone());
@@ -535,12 +586,13 @@ impl Chat {
                 Ok(RouteResponse::json(200, &notice))
             }
             ChatAction::Leave { room } => {
-                if !member_of(&room) {
+                let Some(membership) = self.store.membership(me, &room).await? else {
                     return Ok(chat_error(400, format!("not in room `{room}`")));
-                }
+                };
                 // The records are the connection's presence in the table (and, without an
                 // authorizer, its only identity): a connection keeps at least one room.
-                if memberships.len() == 1 {
+                let rooms = self.store.connection_rooms(me).await?;
+                if rooms.iter().all(|c| c.room == room) {
                     return Ok(chat_error(
                         400,
                         format!(
@@ -548,6 +600,7 @@ impl Chat {
                         ),
                     ));
                 }
+                let user = user_of(Some(&membership));
                 self.store.leave(me, &room).await?;
                 let notice = json!({"type": "left", "room": room, "userId": user});
                 self.fan_out_to_room(&room, &notice, Some(me), ctx, deadline)
@@ -568,12 +621,14 @@ impl Chat {
                         ),
                     ));
                 }
-                if !member_of(&room) {
+                // One record read, whatever the number of rooms the sender is in.
+                let Some(membership) = self.store.membership(me, &room).await? else {
                     return Ok(chat_error(
                         403,
                         format!("not in room `{room}`: join it before sending"),
                     ));
-                }
+                };
+                let user = user_of(Some(&membership));
                 let outgoing =
                     json!({"type": "message", "room": room, "userId": user, "message": message});
                 let exclude = (!self.config.echo_to_sender).then_some(me);
@@ -591,7 +646,7 @@ impl Chat {
                 ))
             }
             ChatAction::Members { room } => {
-                if !member_of(&room) {
+                if self.store.membership(me, &room).await?.is_none() {
                     return Ok(chat_error(403, format!("not in room `{room}`")));
                 }
                 let members = self.store.room_connections(&room).await?;

@@ -77,8 +77,9 @@ const LIVE_FILTER: &str = "attribute_not_exists(#ttl) OR #ttl > :now";
 /// # IAM
 ///
 /// On `arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE` and `.../table/TABLE/index/*`:
-/// `dynamodb:PutItem` (join), `dynamodb:DeleteItem` (leave), `dynamodb:Query` (every listing),
-/// `dynamodb:BatchWriteItem` (removing connections), `dynamodb:UpdateItem` (refresh).
+/// `dynamodb:PutItem` (join), `dynamodb:DeleteItem` (leave), `dynamodb:GetItem` (the membership
+/// check, [`membership`](ConnectionStore::membership) and `is_member`), `dynamodb:Query` (every
+/// listing), `dynamodb:BatchWriteItem` (removing connections), `dynamodb:UpdateItem` (refresh).
 /// [`ensure_table`](DynamoDbStore::ensure_table) also needs `dynamodb:CreateTable`,
 /// `dynamodb:DescribeTable`, `dynamodb:DescribeTimeToLive` and `dynamodb:UpdateTimeToLive`;
 /// grant those to set-up tooling, not to handlers.
@@ -327,6 +328,34 @@ impl ConnectionStore for DynamoDbStore {
     async fn connection_rooms(&self, connection: &ConnectionId) -> Result<Vec<Membership>> {
         self.query_records(None, attr::CONNECTION_ID, connection.as_str(), true)
             .await
+    }
+
+    async fn membership(
+        &self,
+        connection: &ConnectionId,
+        room: &RoomId,
+    ) -> Result<Option<Membership>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .key(
+                attr::CONNECTION_ID,
+                AttributeValue::S(connection.as_str().to_owned()),
+            )
+            .key(attr::ROOM_ID, AttributeValue::S(room_key(room)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        // GetItem takes no filter expression: the expiry check the queries make in
+        // `LIVE_FILTER` is made here, on the store's clock, by the same rule.
+        let now = self.clock.now();
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|item| self.record_from_item(item))
+            .filter(|record| !record.is_expired_at(now)))
     }
 
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {

@@ -485,6 +485,207 @@ async fn echo_to_sender_when_the_app_chooses_it() {
     assert_eq!(app.inbox("alice")[0]["message"], "me too");
 }
 
+/// A store that counts the records each read returns: what a message costs in DynamoDB
+/// (read capacity is per item read), measured at the seam.
+#[derive(Debug)]
+struct CountingStore {
+    inner: InMemoryStore,
+    records_read: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn new() -> Self {
+        Self {
+            inner: InMemoryStore::new(),
+            records_read: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn count(&self, n: usize) {
+        self.records_read
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn take(&self) -> usize {
+        self.records_read
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for CountingStore {
+    async fn join(&self, c: &stateless_ws::Membership) -> stateless_ws::Result<()> {
+        self.inner.join(c).await
+    }
+    async fn leave(&self, c: &ConnectionId, r: &RoomId) -> stateless_ws::Result<()> {
+        self.inner.leave(c, r).await
+    }
+    async fn remove_connections(
+        &self,
+        c: &[ConnectionId],
+    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
+        let removed = self.inner.remove_connections(c).await?;
+        self.count(removed.len());
+        Ok(removed)
+    }
+    async fn room_connections(
+        &self,
+        r: &RoomId,
+    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
+        let records = self.inner.room_connections(r).await?;
+        self.count(records.len());
+        Ok(records)
+    }
+    async fn user_connections(
+        &self,
+        u: &UserId,
+    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
+        let records = self.inner.user_connections(u).await?;
+        self.count(records.len());
+        Ok(records)
+    }
+    async fn connection_rooms(
+        &self,
+        c: &ConnectionId,
+    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
+        let records = self.inner.connection_rooms(c).await?;
+        self.count(records.len());
+        Ok(records)
+    }
+    async fn membership(
+        &self,
+        c: &ConnectionId,
+        r: &RoomId,
+    ) -> stateless_ws::Result<Option<stateless_ws::Membership>> {
+        // A GetItem costs one read whether or not it finds the item.
+        self.count(1);
+        self.inner.membership(c, r).await
+    }
+    async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
+        let n = self.inner.refresh(c).await?;
+        self.count(n);
+        Ok(n)
+    }
+}
+
+/// Records read to handle one `send` and one `members` from a connection in `rooms` rooms,
+/// to a room of two.
+async fn records_read_per_message(rooms: usize) -> (usize, usize) {
+    let store = Arc::new(CountingStore::new());
+    let app = App::new(store.clone(), ChatConfig::default());
+    assert_eq!(
+        app.connect("alice", "lobby", "alice-id").await.status_code,
+        200
+    );
+    assert_eq!(app.connect("bob", "lobby", "bob-id").await.status_code, 200);
+    let alice = id(&app.c("alice"));
+    for i in 1..rooms {
+        // Straight into the table: more rooms than the chat's cap would let one join.
+        let room = RoomId::new(app.r(&format!("extra{i}"))).unwrap();
+        store
+            .join(
+                &stateless_ws::Membership::new(alice.clone(), room)
+                    .with_user(UserId::new("alice-id").unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.inner.connection_rooms(&alice).await.unwrap().len(),
+        rooms
+    );
+    store.take();
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": app.r("lobby"), "message": "hi"}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 200, "{:?}", resp.body_json());
+    assert_eq!(resp.body_json()["delivered"], 1);
+    assert_eq!(
+        app.inbox("bob")[0]["userId"],
+        "alice-id",
+        "the user id still comes from the store"
+    );
+    let send = store.take();
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "members", "room": app.r("lobby")}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(resp.body_json()["users"], json!(["alice-id", "bob-id"]));
+    let members = store.take();
+    (send, members)
+}
+
+#[tokio::test]
+async fn a_message_reads_the_same_records_in_one_room_or_three_thousand() {
+    let one = records_read_per_message(1).await;
+    let many = records_read_per_message(3_000).await;
+    assert_eq!(
+        many, one,
+        "records read per (send, members): {one:?} in 1 room, {many:?} in 3,000 rooms"
+    );
+    // The sender's membership of the room (1) + the room's two records for the fan-out.
+    assert_eq!(one, (3, 3));
+}
+
+async fn room_cap_scenario(store: Arc<dyn ConnectionStore>) {
+    let mut config = ChatConfig::default();
+    config.max_rooms_per_connection = 3;
+    let app = App::new(store, config);
+    assert_eq!(
+        app.connect("alice", "r0", "alice-id").await.status_code,
+        200
+    );
+    for room in ["r1", "r2"] {
+        let resp = app
+            .say("alice", json!({"action": "join", "room": app.r(room)}))
+            .await;
+        assert_eq!(resp.status_code, 200, "{:?}", resp.body_json());
+    }
+    let resp = app
+        .say("alice", json!({"action": "join", "room": app.r("r3")}))
+        .await;
+    assert_eq!(resp.status_code, 400);
+    let message = resp.body_json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("at most 3 rooms") && message.contains("max_rooms_per_connection"),
+        "{message}"
+    );
+    let alice = id(&app.c("alice"));
+    assert!(
+        !app.store
+            .is_member(&alice, &RoomId::new(app.r("r3")).unwrap())
+            .await
+            .unwrap()
+    );
+    // Joining a room it is already in is not a new room.
+    let resp = app
+        .say("alice", json!({"action": "join", "room": app.r("r1")}))
+        .await;
+    assert_eq!(resp.status_code, 200, "{:?}", resp.body_json());
+    let resp = app
+        .say("alice", json!({"action": "leave", "room": app.r("r1")}))
+        .await;
+    assert_eq!(resp.status_code, 200, "{:?}", resp.body_json());
+    let resp = app
+        .say("alice", json!({"action": "join", "room": app.r("r3")}))
+        .await;
+    assert_eq!(resp.status_code, 200, "{:?}", resp.body_json());
+    assert_eq!(app.store.rooms_of(&alice).await.unwrap().len(), 3);
+    app.store.disconnect(&alice).await.unwrap();
+}
+
+#[tokio::test]
+async fn rooms_per_connection_are_capped() {
+    assert_eq!(ChatConfig::default().max_rooms_per_connection, 50);
+    room_cap_scenario(Arc::new(InMemoryStore::new())).await;
+}
+
 async fn dynamodb_store(tag: &str) -> Option<Arc<dyn ConnectionStore>> {
     let endpoint = common::dynamodb_endpoint(tag)?;
     let store = stateless_ws::store::DynamoDbStore::builder()
@@ -502,6 +703,7 @@ async fn routes_on_dynamodb() {
     if let Some(store) = dynamodb_store("routes_on_dynamodb").await {
         routes_scenario(store.clone()).await;
         bad_input_scenario(store.clone()).await;
-        unauthorized_scenario(store).await;
+        unauthorized_scenario(store.clone()).await;
+        room_cap_scenario(store).await;
     }
 }

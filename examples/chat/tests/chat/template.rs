@@ -450,6 +450,11 @@ fn the_functions_read_the_table_and_index_names_the_template_creates() {
     );
     assert_eq!(env["CHAT_ECHO_TO_SENDER"], json!({"Ref": "EchoToSender"}));
     assert_eq!(
+        env["CHAT_MAX_ROOMS"].as_str().map(str::parse::<usize>),
+        Some(Ok(chat::DEFAULT_MAX_ROOMS_PER_CONNECTION)),
+        "the template states the chat's room cap"
+    );
+    assert_eq!(
         sub_string(&env["APIGW_MANAGEMENT_URL"]),
         Some("https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}")
     );
@@ -525,6 +530,7 @@ fn iam_is_least_privilege() {
             &[
                 "dynamodb:BatchWriteItem",
                 "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
