@@ -57,7 +57,7 @@ pub(super) async fn upgrade(
     Query(query): Query<BTreeMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let info = ConnectionInfo::from_upgrade(peer, &headers);
+    let info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
     let connect = info.connect_event(&shared.config, &headers, query);
     if let Some(response) = call(&shared, "$connect", WebSocketEvent::Connect(connect)).await
         && !response.is_success()

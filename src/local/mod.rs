@@ -114,6 +114,15 @@ pub struct LocalGatewayConfig {
     pub max_connection_duration: Duration,
     /// Largest message accepted from a client or posted to one (default 128 KB).
     pub max_message_size: usize,
+    /// The public domain name put in `requestContext.domainName` (e.g. `ws.example.test:8080`
+    /// behind a proxy). Default `None`: the bound address (`127.0.0.1:{port}`; an unspecified
+    /// address such as `0.0.0.0` becomes loopback).
+    ///
+    /// Never taken from a request: on AWS `domainName` is set by API Gateway, and a handler
+    /// derives the management endpoint it stores from it
+    /// ([`RequestContext::management_endpoint`](crate::event::RequestContext::management_endpoint)),
+    /// so a client's `Host` header must not decide where signed requests go.
+    pub domain_name: Option<String>,
 }
 
 impl Default for LocalGatewayConfig {
@@ -125,6 +134,7 @@ impl Default for LocalGatewayConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 60 * 60),
             max_message_size: MAX_MESSAGE_SIZE,
+            domain_name: None,
         }
     }
 }
@@ -132,6 +142,8 @@ impl Default for LocalGatewayConfig {
 /// What every request and connection task of one running gateway shares.
 struct Shared {
     config: LocalGatewayConfig,
+    /// `requestContext.domainName` of every event: from the configuration or the bound address.
+    domain_name: String,
     routes: HashMap<String, Handler>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
@@ -222,9 +234,26 @@ impl LocalGateway {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::config(format!("local gateway address: {e}")))?;
+        let domain_name = match &self.config.domain_name {
+            Some(name) => {
+                // One host[:port]: it becomes `http(s)://{domainName}/{stage}` in handlers.
+                if name.is_empty()
+                    || name
+                        .chars()
+                        .any(|c| !(c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+                {
+                    return Err(Error::config(format!(
+                        "local gateway domain name {name:?} must be a host name, optionally with :port"
+                    )));
+                }
+                name.clone()
+            }
+            None => public_addr(local_addr).to_string(),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             config: self.config,
+            domain_name,
             routes: self.routes,
             connections: Mutex::new(HashMap::new()),
             shutdown: stop_rx.clone(),
@@ -260,6 +289,19 @@ impl LocalGateway {
     }
 }
 
+/// The address clients reach: an unspecified bind address (`0.0.0.0`, `::`) is reachable on
+/// loopback.
+fn public_addr(bound: SocketAddr) -> SocketAddr {
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
 /// A running [`LocalGateway`]. Dropping it leaves the server running until the runtime ends;
 /// call [`shutdown`](Self::shutdown) to stop it cleanly.
 pub struct RunningGateway {
@@ -288,13 +330,13 @@ impl RunningGateway {
 
     /// Where WebSocket clients connect: `ws://{addr}/{stage}`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/{}", self.addr, self.stage)
+        format!("ws://{}/{}", public_addr(self.addr), self.stage)
     }
 
     /// The management API endpoint for [`ApiGatewaySender`](crate::broadcast::ApiGatewaySender):
     /// `http://{addr}/{stage}`.
     pub fn management_endpoint(&self) -> String {
-        format!("http://{}/{}", self.addr, self.stage)
+        format!("http://{}/{}", public_addr(self.addr), self.stage)
     }
 
     /// Open connections.
