@@ -141,3 +141,144 @@ async fn forged_host_header_does_not_redirect_management_calls() {
     assert_eq!(knocks.load(Ordering::SeqCst), 0, "{:?}", reports.lock().unwrap());
     gateway.shutdown().await;
 }
+
+type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A gateway whose `$connect` joins the lobby and `$disconnect` leaves it, with `config`.
+async fn lobby_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMemoryStore>) {
+    let store = Arc::new(InMemoryStore::new());
+    let (connect, disconnect) = lobby_routes(&store);
+    let gateway = LocalGateway::new(config)
+        .route("$connect", connect)
+        .route("$disconnect", disconnect)
+        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (gateway, store)
+}
+
+/// A WebSocket client and its connection id (from the lobby's records).
+async fn lobby_client(gateway: &RunningGateway, store: &InMemoryStore) -> (Client, stateless_ws::ConnectionId) {
+    let before: Vec<_> = store.room_connections(&lobby()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap();
+    let after = store.room_connections(&lobby()).await.unwrap();
+    let id = after
+        .into_iter()
+        .map(|m| m.connection_id)
+        .find(|id| !before.iter().any(|m| &m.connection_id == id))
+        .unwrap();
+    (ws, id)
+}
+
+async fn management_client(gateway: &RunningGateway) -> aws_sdk_apigatewaymanagement::Client {
+    let sdk = common::local_sdk_config().await;
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(gateway.management_endpoint())
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+/// The error code and HTTP status of an SDK error.
+fn code_and_status<E>(
+    err: &aws_sdk_apigatewaymanagement::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> (String, u16)
+where
+    E: aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata as _;
+    let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+    (err.code().unwrap_or("").to_owned(), status)
+}
+
+// 5. Malformed ids, large bodies, bytes that are not UTF-8, wrong methods: AWS-style answers.
+#[tokio::test]
+async fn management_api_answers_like_aws() {
+    let (gateway, store) = lobby_gateway(LocalGatewayConfig::default()).await;
+    let api = management_client(&gateway).await;
+    let (mut ws, id) = lobby_client(&gateway, &store).await;
+
+    // A malformed connection id is the caller's mistake: 400 BadRequestException, not 410.
+    let err = api
+        .post_to_connection()
+        .connection_id("not an id")
+        .data(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code_and_status(&err), ("BadRequestException".to_owned(), 400));
+    let err = api.get_connection().connection_id("a b").send().await.unwrap_err();
+    assert_eq!(code_and_status(&err), ("BadRequestException".to_owned(), 400));
+    // A well-formed id of no open connection is still 410 GoneException.
+    let err = api
+        .delete_connection()
+        .connection_id("AAAAAAAAAAA=")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.as_service_error().unwrap().is_gone_exception(), "{err:?}");
+
+    // Too large, just over the limit and far over axum's 2 MB default body limit: 413 with the
+    // error type the SDK maps.
+    for size in [131_073, 3 << 20] {
+        let err = api
+            .post_to_connection()
+            .connection_id(id.as_str())
+            .data(vec![b'a'; size].into())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_service_error().unwrap().is_payload_too_large_exception(),
+            "{size}: {err:?}"
+        );
+    }
+
+    // Bytes that are not UTF-8 arrive unchanged, in a binary frame; text stays text.
+    let bytes = vec![0xff, 0xfe, b'h', b'i', 0x80];
+    api.post_to_connection()
+        .connection_id(id.as_str())
+        .data(bytes.clone().into())
+        .send()
+        .await
+        .unwrap();
+    api.post_to_connection()
+        .connection_id(id.as_str())
+        .data(b"caf\xc3\xa9".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first, Message::binary(bytes));
+    let second = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(second, Message::text("café"));
+
+    // Raw HTTP: every error carries x-amzn-ErrorType and a JSON message.
+    let addr = gateway.local_addr();
+    let cases: [(&str, u16, &str); 5] = [
+        ("PUT /local/@connections/AAAAAAAAAAA= HTTP/1.1", 405, "methodnotallowedexception"),
+        ("GET /local/@connections/%FF%FE HTTP/1.1", 400, "badrequestexception"),
+        ("GET /local/@connections/a%20b HTTP/1.1", 400, "badrequestexception"),
+        ("GET /local/@connections/ HTTP/1.1", 403, "forbiddenexception"),
+        ("GET /local/nothing/here HTTP/1.1", 403, "forbiddenexception"),
+    ];
+    for (line, status, kind) in cases {
+        let request = format!("{line}\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let (got, head, body) = raw_http(addr, request.as_bytes()).await;
+        assert_eq!(got, status, "{line}: {head}");
+        assert!(head.contains(&format!("x-amzn-errortype: {kind}")), "{line}: {head}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(json["message"].is_string(), "{line}: {json}");
+    }
+    // A large body sent raw, with no content-length checks on the client side.
+    let mut request = format!(
+        "POST /local/@connections/{id} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        3 << 20
+    )
+    .into_bytes();
+    request.extend(std::iter::repeat_n(b'a', 3 << 20));
+    let (got, head, _) = raw_http(addr, &request).await;
+    assert_eq!(got, 413, "{head}");
+    assert!(head.contains("x-amzn-errortype: payloadtoolargeexception"), "{head}");
+    gateway.shutdown().await;
+}

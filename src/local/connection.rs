@@ -19,7 +19,7 @@ use crate::event::WebSocketEvent;
 
 /// What the gateway tells a connection's task.
 pub(super) enum Command {
-    Send(String),
+    Send(Message),
     Close(u16, &'static str),
 }
 
@@ -119,9 +119,9 @@ async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket:
                 }
             },
             command = rx.recv() => match command {
-                Some(Command::Send(text)) => {
+                Some(Command::Send(message)) => {
                     last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    match socket.send(Message::text(text)).await {
+                    match socket.send(message).await {
                         Ok(()) => None,
                         Err(_) => Some(Ending(1006, "Connection lost".to_owned())),
                     }

@@ -76,7 +76,7 @@ use crate::error::{Error, Result};
 use crate::event::{RouteResponse, WebSocketEvent};
 use crate::ids::ConnectionId;
 use connection::{Live, upgrade};
-use management::management;
+use management::{management, unknown_path};
 
 /// The largest message API Gateway accepts: 128 KB.
 pub const MAX_MESSAGE_SIZE: usize = 131_072;
@@ -262,7 +262,13 @@ impl LocalGateway {
         let gateway = Router::new()
             .route(&format!("/{stage}"), get(upgrade))
             .route(&format!("/{stage}/"), get(upgrade))
-            .route(&format!("/{stage}/@connections/{{id}}"), any(management))
+            // The management route reads its body itself, up to the message limit + 1, so a
+            // large POST gets a 413 PayloadTooLargeException rather than axum's plain 413.
+            .route(
+                &format!("/{stage}/@connections/{{id}}"),
+                any(management).layer(axum::extract::DefaultBodyLimit::disable()),
+            )
+            .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
         let app = gateway.merge(self.extra);
         let mut server_stop = stop_rx;
