@@ -282,3 +282,61 @@ async fn management_api_answers_like_aws() {
     assert!(head.contains("x-amzn-errortype: payloadtoolargeexception"), "{head}");
     gateway.shutdown().await;
 }
+
+/// A gateway whose `$disconnect` sleeps 0–1.8 s (by arrival order) before leaving the lobby.
+async fn slow_disconnect_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMemoryStore>) {
+    let store = Arc::new(InMemoryStore::new());
+    let (connect, _) = lobby_routes(&store);
+    let s = Arc::clone(&store);
+    let order = Arc::new(AtomicUsize::new(0));
+    let disconnect = handler(move |event: WebSocketEvent| {
+        let store = Arc::clone(&s);
+        let n = order.fetch_add(1, Ordering::SeqCst) as u64;
+        async move {
+            tokio::time::sleep(Duration::from_millis((n * 95) % 1_900)).await;
+            store.disconnect(event.connection_id()).await.unwrap();
+            RouteResponse::ok()
+        }
+    });
+    let gateway = LocalGateway::new(config)
+        .route("$connect", connect)
+        .route("$disconnect", disconnect)
+        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (gateway, store)
+}
+
+// 3. shutdown() waits for every $disconnect, within its grace period, and says what it left.
+#[tokio::test]
+async fn shutdown_waits_for_every_disconnect() {
+    let (gateway, store) = slow_disconnect_gateway(LocalGatewayConfig::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap().0);
+    }
+    assert_eq!(store.room_connections(&lobby()).await.unwrap().len(), 20);
+    let report = gateway.shutdown().await;
+    assert_eq!(report.open_connections, 20);
+    assert_eq!(report.unfinished, 0);
+    let left = store.room_connections(&lobby()).await.unwrap();
+    assert!(left.is_empty(), "{} records left after shutdown", left.len());
+}
+
+#[tokio::test]
+async fn shutdown_reports_disconnects_cut_by_the_grace_period() {
+    let mut config = LocalGatewayConfig::default();
+    config.shutdown_grace = Duration::from_millis(500);
+    let (gateway, store) = slow_disconnect_gateway(config).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap().0);
+    }
+    let started = std::time::Instant::now();
+    let report = gateway.shutdown().await;
+    // Generous: the grace is 0.5 s, the slowest handler 1.8 s.
+    assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
+    let left = store.room_connections(&lobby()).await.unwrap().len();
+    assert!(report.unfinished >= 1 && report.unfinished >= left, "{report:?}, {left} left");
+}

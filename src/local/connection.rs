@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, watch};
 
 use super::context::{ConnectionInfo, new_request_id, select_route};
-use super::{Shared, call, time};
+use super::{Shared, TaskGuard, call, time};
 use crate::event::WebSocketEvent;
 
 /// What the gateway tells a connection's task.
@@ -84,6 +84,7 @@ pub(super) async fn upgrade(
 struct Ending(u16, String);
 
 async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket: WebSocket) {
+    let _task = TaskGuard::new(&shared);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let last_active_ms = Arc::new(AtomicU64::new(now_ms()));
     shared.live().insert(
@@ -158,7 +159,6 @@ async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket:
         WebSocketEvent::Disconnect(disconnect),
     )
     .await;
-    shared.closed.notify_waiters();
 }
 
 async fn close(

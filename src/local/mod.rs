@@ -114,6 +114,11 @@ pub struct LocalGatewayConfig {
     pub max_connection_duration: Duration,
     /// Largest message accepted from a client or posted to one (default 128 KB).
     pub max_message_size: usize,
+    /// How long [`RunningGateway::shutdown`] waits for the connections to close and their
+    /// `$disconnect` handlers to finish (default 30 s, a little over API Gateway's 29 s
+    /// integration timeout). Handlers still running then are left to finish in the
+    /// background and counted in the [`ShutdownReport`].
+    pub shutdown_grace: Duration,
     /// The public domain name put in `requestContext.domainName` (e.g. `ws.example.test:8080`
     /// behind a proxy). Default `None`: the bound address (`127.0.0.1:{port}`; an unspecified
     /// address such as `0.0.0.0` becomes loopback).
@@ -134,6 +139,7 @@ impl Default for LocalGatewayConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 60 * 60),
             max_message_size: MAX_MESSAGE_SIZE,
+            shutdown_grace: Duration::from_secs(30),
             domain_name: None,
         }
     }
@@ -147,8 +153,26 @@ struct Shared {
     routes: HashMap<String, Handler>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
-    /// Fires when a connection task ends (shutdown waits for all of them).
-    closed: tokio::sync::Notify,
+    /// Connections whose task — socket loop and then `$disconnect` — has not finished:
+    /// shutdown waits until this is 0.
+    tasks: watch::Sender<usize>,
+}
+
+/// Counts one connection task in [`Shared::tasks`] until dropped (so a handler that panics
+/// still ends its count).
+pub(crate) struct TaskGuard(Arc<Shared>);
+
+impl TaskGuard {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.tasks.send_modify(|n| *n += 1);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.tasks.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Shared {
@@ -257,7 +281,7 @@ impl LocalGateway {
             routes: self.routes,
             connections: Mutex::new(HashMap::new()),
             shutdown: stop_rx.clone(),
-            closed: tokio::sync::Notify::new(),
+            tasks: watch::channel(0).0,
         });
         let gateway = Router::new()
             .route(&format!("/{stage}"), get(upgrade))
@@ -350,17 +374,39 @@ impl RunningGateway {
         self.shared.live().len()
     }
 
-    /// Closes every open connection (close code 1001, each with its `$disconnect`), then stops
-    /// the server.
-    pub async fn shutdown(self) {
+    /// Closes every open connection (close code 1001, each with its `$disconnect`), waits for
+    /// every `$disconnect` handler to finish, then stops the server — all within
+    /// [`LocalGatewayConfig::shutdown_grace`]. A connection whose client does not read is
+    /// dropped at the TCP level once its close frame cannot be written.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let grace = self.shared.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        let open = self.connection_count();
         let _ = self.stop.send(true);
-        loop {
-            let closed = self.shared.closed.notified();
-            if self.shared.live().is_empty() {
-                break;
-            }
-            closed.await;
+        let mut tasks = self.shared.tasks.subscribe();
+        let _ = tokio::time::timeout_at(deadline, tasks.wait_for(|n| *n == 0)).await;
+        let unfinished = *tasks.borrow();
+        let mut server = self.server;
+        if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+            server.abort();
         }
-        let _ = self.server.await;
+        if unfinished > 0 {
+            tracing::warn!(unfinished, ?grace, "local gateway shut down with $disconnect handlers still running");
+        }
+        ShutdownReport {
+            open_connections: open,
+            unfinished,
+        }
     }
+}
+
+/// What [`RunningGateway::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections open when shutdown began.
+    pub open_connections: usize,
+    /// Connections whose `$disconnect` handler (or `$connect`, for a handshake in progress) had
+    /// not finished when the grace period ended; they go on in the background.
+    pub unfinished: usize,
 }
