@@ -340,3 +340,63 @@ async fn shutdown_reports_disconnects_cut_by_the_grace_period() {
     let left = store.room_connections(&lobby()).await.unwrap().len();
     assert!(report.unfinished >= 1 && report.unfinished >= left, "{report:?}, {left} left");
 }
+
+// 4. Handshakes abandoned at random moments: every $connect runs to completion, and every
+// connection it accepted gets its $disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_handshakes_leave_no_records() {
+    let store = Arc::new(InMemoryStore::new());
+    let s = Arc::clone(&store);
+    // Writes its record first, then works a little longer (as a Lambda whose PutItem has
+    // landed while it prepares its answer).
+    let connect = handler(move |event: WebSocketEvent| {
+        let store = Arc::clone(&s);
+        async move {
+            let WebSocketEvent::Connect(connect) = event else {
+                return RouteResponse::error(400, "not a connect");
+            };
+            store
+                .join(&Membership::for_connect(&connect, lobby()).unwrap())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
+            RouteResponse::ok()
+        }
+    });
+    let (_, disconnect) = lobby_routes(&store);
+    let gateway = LocalGateway::new(LocalGatewayConfig::default())
+        .route("$connect", connect)
+        .route("$disconnect", disconnect)
+        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = gateway.local_addr();
+    let request = format!(
+        "GET /local HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    let mut clients = Vec::new();
+    for i in 0..100 {
+        let request = request.clone();
+        clients.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            if i % 2 == 0 {
+                // Reset rather than close (a zero linger does not block on drop).
+                #[allow(deprecated)]
+                stream.set_linger(Some(Duration::ZERO)).unwrap();
+            }
+            let mut stream = stream;
+            stream.write_all(request.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..40))).await;
+            drop(stream);
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let report = gateway.shutdown().await;
+    assert_eq!(report.unfinished, 0);
+    let left = store.room_connections(&lobby()).await.unwrap();
+    assert!(left.is_empty(), "{} of 100 records left", left.len());
+}

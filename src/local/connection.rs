@@ -11,7 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::context::{ConnectionInfo, new_request_id, select_route};
 use super::{Shared, TaskGuard, call, time};
@@ -49,7 +49,47 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
+/// A connection whose `$connect` accepted it. Until the socket loop takes it over, dropping it
+/// (the client went away before the upgrade completed, or the upgrade failed) runs its
+/// `$disconnect`: the handler may already have recorded the connection.
+pub(super) struct Accepted {
+    shared: Arc<Shared>,
+    parts: Option<(ConnectionInfo, TaskGuard)>,
+}
+
+impl Accepted {
+    fn into_parts(mut self) -> Option<(ConnectionInfo, TaskGuard)> {
+        self.parts.take()
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        let Some((info, guard)) = self.parts.take() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _guard = guard;
+                tracing::info!(connection = %info.connection_id, "upgrade abandoned after $connect accepted it");
+                disconnect(&shared, &info, 1006, "Connection lost".to_owned()).await;
+            });
+        }
+    }
+}
+
+/// What `$connect` decided.
+enum Decision {
+    Accept(Accepted),
+    Refuse(Option<String>),
+}
+
 /// `GET /{stage}`: runs `$connect`, then upgrades unless the handler refused.
+///
+/// `$connect` runs in its own task, to completion even when the client goes away mid-handshake
+/// (hyper then drops this future): Lambda does not cancel an invocation whose caller left, and a
+/// handler that already wrote its record must get its `$disconnect`.
 pub(super) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Peer(peer): Peer,
@@ -57,15 +97,35 @@ pub(super) async fn upgrade(
     Query(query): Query<BTreeMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let guard = TaskGuard::new(&shared);
     let info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
     let connect = info.connect_event(&shared.config, &headers, query);
-    if let Some(response) = call(&shared, "$connect", WebSocketEvent::Connect(connect)).await
-        && !response.is_success()
-    {
-        tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-        let body = response.body.unwrap_or_else(|| "Forbidden".to_owned());
-        return (StatusCode::FORBIDDEN, body).into_response();
-    }
+    let (decided, decision) = oneshot::channel();
+    let task_shared = Arc::clone(&shared);
+    tokio::spawn(async move {
+        let response = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
+        let outcome = match response {
+            Some(response) if !response.is_success() => {
+                tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
+                Decision::Refuse(response.body)
+            }
+            _ => Decision::Accept(Accepted {
+                shared: task_shared,
+                parts: Some((info, guard)),
+            }),
+        };
+        // When the upgrade request is gone, the decision is dropped here: an accepted
+        // connection then gets its $disconnect (see `Accepted`).
+        let _ = decided.send(outcome);
+    });
+    let accepted = match decision.await {
+        Ok(Decision::Accept(accepted)) => accepted,
+        Ok(Decision::Refuse(body)) => {
+            let body = body.unwrap_or_else(|| "Forbidden".to_owned());
+            return (StatusCode::FORBIDDEN, body).into_response();
+        }
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
     // Buffers sized for many idle connections; the limit itself is checked per message below so
     // that an oversize message closes with 1009 the way API Gateway does.
     ws.read_buffer_size(1024)
@@ -77,14 +137,18 @@ pub(super) async fn upgrade(
                 .saturating_mul(8)
                 .max(1 << 20),
         )
-        .on_upgrade(move |socket| serve_connection(shared, info, socket))
+        // A failed upgrade drops the callback, and with it `accepted`: $disconnect runs.
+        .on_upgrade(move |socket| serve_connection(accepted, socket))
 }
 
 /// Why a connection ended: the `$disconnect` status code and reason.
 struct Ending(u16, String);
 
-async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket: WebSocket) {
-    let _task = TaskGuard::new(&shared);
+async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
+    let shared = Arc::clone(&accepted.shared);
+    let Some((info, _task)) = accepted.into_parts() else {
+        return;
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let last_active_ms = Arc::new(AtomicU64::new(now_ms()));
     shared.live().insert(
@@ -152,13 +216,13 @@ async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket:
     };
     shared.live().remove(&info.connection_id);
     let Ending(code, reason) = ending;
-    let disconnect = info.disconnect_event(config, code, reason);
-    call(
-        &shared,
-        "$disconnect",
-        WebSocketEvent::Disconnect(disconnect),
-    )
-    .await;
+    disconnect(&shared, &info, code, reason).await;
+}
+
+/// Runs the `$disconnect` of a connection that ended with close `code` and `reason`.
+async fn disconnect(shared: &Shared, info: &ConnectionInfo, code: u16, reason: String) {
+    let event = info.disconnect_event(&shared.config, code, reason);
+    call(shared, "$disconnect", WebSocketEvent::Disconnect(event)).await;
 }
 
 async fn close(
