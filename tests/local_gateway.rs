@@ -400,3 +400,153 @@ async fn abandoned_handshakes_leave_no_records() {
     let left = store.room_connections(&lobby()).await.unwrap();
     assert!(left.is_empty(), "{} of 100 records left", left.len());
 }
+
+/// A client that completes the WebSocket handshake and then never reads (a small receive
+/// buffer, so that the server's sends block soon).
+async fn stuck_client(gateway: &RunningGateway) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4_096).unwrap();
+    let mut stream = socket.connect(gateway.local_addr()).await.unwrap();
+    let request = format!(
+        "GET /local HTTP/1.1\r\nhost: {}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        gateway.local_addr()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// Posts 100 KB messages to `id` until one is refused; (accepted, the refusal's code and status).
+async fn flood(
+    api: &aws_sdk_apigatewaymanagement::Client,
+    id: &stateless_ws::ConnectionId,
+    max: usize,
+) -> (usize, Option<(String, u16)>) {
+    let data = vec![b'x'; 100_000];
+    for accepted in 0..max {
+        let sent = api
+            .post_to_connection()
+            .connection_id(id.as_str())
+            .data(data.clone().into())
+            .send()
+            .await;
+        if let Err(err) = sent {
+            return (accepted, Some(code_and_status(&err)));
+        }
+    }
+    (max, None)
+}
+
+/// Waits until the lobby is empty (the $disconnect ran); how long that took.
+async fn until_disconnected(store: &InMemoryStore) -> Duration {
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WAIT, async {
+        while !store.room_connections(&lobby()).await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("$disconnect ran");
+    started.elapsed()
+}
+
+/// Reads until the server closes the TCP connection (EOF or reset) after draining what it sent.
+async fn until_closed(stream: &mut TcpStream) {
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server closed the TCP connection");
+}
+
+// 2. A client that stops reading: bounded buffer (429 LimitExceededException), and DELETE,
+// the idle and maximum-duration limits and shutdown still act while a send is stuck.
+#[tokio::test]
+async fn client_that_stops_reading_is_bounded_and_deletable() {
+    let mut config = LocalGatewayConfig::default();
+    config.send_timeout = Duration::from_secs(60);
+    let (gateway, store) = lobby_gateway(config).await;
+    let api = management_client(&gateway).await;
+    let mut stuck = stuck_client(&gateway).await;
+    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+
+    let (accepted, refused) = flood(&api, &id, 600).await;
+    // What the kernel's socket buffers absorb plus 1 MiB of queue, far from all 600 (60 MB).
+    assert!(accepted < 100, "{accepted} of 600 posts of 100 KB accepted");
+    assert_eq!(refused, Some(("LimitExceededException".to_owned(), 429)));
+
+    api.delete_connection().connection_id(id.as_str()).send().await.unwrap();
+    let took = until_disconnected(&store).await;
+    assert!(took < Duration::from_secs(5), "$disconnect after {took:?}");
+    until_closed(&mut stuck).await;
+    let err = api.delete_connection().connection_id(id.as_str()).send().await.unwrap_err();
+    assert!(err.as_service_error().unwrap().is_gone_exception(), "{err:?}");
+    let report = gateway.shutdown().await;
+    assert_eq!(report.unfinished, 0);
+}
+
+#[tokio::test]
+async fn idle_and_maximum_duration_close_a_client_that_stops_reading() {
+    for (idle, max) in [(1, 60), (60, 2)] {
+        let mut config = LocalGatewayConfig::default();
+        config.send_timeout = Duration::from_secs(60);
+        config.idle_timeout = Duration::from_secs(idle);
+        config.max_connection_duration = Duration::from_secs(max);
+        let (gateway, store) = lobby_gateway(config).await;
+        let api = management_client(&gateway).await;
+        let started = std::time::Instant::now();
+        let mut stuck = stuck_client(&gateway).await;
+        let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+        let (_, refused) = flood(&api, &id, 600).await;
+        assert!(refused.is_some());
+        until_disconnected(&store).await;
+        let took = started.elapsed();
+        // Generous bounds on a loaded machine: the limit fired, long before the send timeout.
+        assert!(took < Duration::from_secs(idle.min(max) + 4), "idle {idle} s, max {max} s: closed after {took:?}");
+        until_closed(&mut stuck).await;
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn send_timeout_and_shutdown_drop_a_client_that_stops_reading() {
+    // The send timeout alone.
+    let mut config = LocalGatewayConfig::default();
+    config.send_timeout = Duration::from_millis(500);
+    let (gateway, store) = lobby_gateway(config).await;
+    let api = management_client(&gateway).await;
+    let mut stuck = stuck_client(&gateway).await;
+    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+    flood(&api, &id, 600).await;
+    until_disconnected(&store).await;
+    until_closed(&mut stuck).await;
+    gateway.shutdown().await;
+
+    // Shutdown with a send stuck: returns within its grace period, $disconnect done.
+    let mut config = LocalGatewayConfig::default();
+    config.send_timeout = Duration::from_secs(60);
+    config.shutdown_grace = Duration::from_secs(3);
+    let (gateway, store) = lobby_gateway(config).await;
+    let api = management_client(&gateway).await;
+    let _stuck = stuck_client(&gateway).await;
+    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+    flood(&api, &id, 600).await;
+    let started = std::time::Instant::now();
+    let report = gateway.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(report.unfinished, 0);
+    assert!(store.room_connections(&lobby()).await.unwrap().is_empty());
+}

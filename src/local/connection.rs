@@ -4,32 +4,87 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::context::{ConnectionInfo, new_request_id, select_route};
 use super::{Shared, TaskGuard, call, time};
 use crate::event::WebSocketEvent;
 
-/// What the gateway tells a connection's task.
-pub(super) enum Command {
-    Send(Message),
-    Close(u16, &'static str),
-}
+/// How long a close frame may take to write before the TCP connection is dropped instead: a
+/// client that does not read cannot hold a closing connection open.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// An open connection as the gateway (and its management API) sees it.
 pub(super) struct Live {
-    pub(super) tx: mpsc::UnboundedSender<Command>,
+    /// Messages posted to the client, bounded in number by the channel and in bytes by
+    /// `queued_bytes`.
+    outbound: mpsc::Sender<Message>,
+    queued_bytes: Arc<AtomicUsize>,
+    /// A close requested by `DELETE @connections`; read by the socket loop even while a send
+    /// is stuck.
+    close: watch::Sender<Option<(u16, &'static str)>>,
     pub(super) connected_at: SystemTime,
     pub(super) last_active_ms: Arc<AtomicU64>,
     pub(super) source_ip: String,
     pub(super) user_agent: Option<String>,
+}
+
+/// What a `POST @connections` did with a message.
+pub(super) enum Posted {
+    Queued,
+    /// The connection's outbound buffer is full (the client is not reading fast enough).
+    Full,
+    Gone,
+}
+
+impl Live {
+    /// Queues `message` unless that would exceed the connection's outbound limits; never
+    /// waits.
+    pub(super) fn post(&self, message: Message, max_bytes: usize) -> Posted {
+        let len = frame_len(&message);
+        // One message always fits in an empty buffer, so a limit below the message size
+        // cannot make every post fail.
+        let reserved = self
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued.saturating_add(len) <= max_bytes)
+                    .then(|| queued.saturating_add(len))
+            });
+        if reserved.is_err() {
+            return Posted::Full;
+        }
+        match self.outbound.try_send(message) {
+            Ok(()) => Posted::Queued,
+            Err(e) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Posted::Full,
+                    mpsc::error::TrySendError::Closed(_) => Posted::Gone,
+                }
+            }
+        }
+    }
+
+    /// Asks the socket loop to close with `code` and `reason`; false when it has ended.
+    pub(super) fn close(&self, code: u16, reason: &'static str) -> bool {
+        self.close.send(Some((code, reason))).is_ok()
+    }
+}
+
+fn frame_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
 }
 
 /// The WebSocket client's peer address (loopback when the server runs without connect info).
@@ -149,65 +204,65 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
     let Some((info, _task)) = accepted.into_parts() else {
         return;
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let config = &shared.config;
+    let (outbound, mut outbound_rx) = mpsc::channel(config.max_queued_messages.max(1));
+    let (close, close_rx) = watch::channel(None);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let last_active_ms = Arc::new(AtomicU64::new(now_ms()));
     shared.live().insert(
         info.connection_id.clone(),
         Live {
-            tx,
+            outbound,
+            queued_bytes: Arc::clone(&queued_bytes),
+            close,
             connected_at: info.connected_at,
             last_active_ms: Arc::clone(&last_active_ms),
             source_ip: info.source_ip.clone(),
             user_agent: info.user_agent.clone(),
         },
     );
-    let config = &shared.config;
-    let hard_deadline = tokio::time::Instant::now() + config.max_connection_duration;
-    let mut shutdown = shared.shutdown.clone();
+    let mut limits = Limits {
+        close: close_rx,
+        shutdown: shared.shutdown.clone(),
+        hard_deadline: Instant::now() + config.max_connection_duration,
+        idle_timeout: config.idle_timeout,
+        last_activity: Instant::now(),
+        send_timeout: config.send_timeout,
+    };
     let ending = loop {
-        let idle_deadline = tokio::time::Instant::now() + config.idle_timeout;
         let ended = tokio::select! {
             incoming = socket.recv() => match incoming {
                 None => Some(Ending(1006, "Connection lost".to_owned())),
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
-                        let _ = close(&mut socket, 1009, "Message too big").await;
+                        close_within(&mut socket, 1009, "Message too big").await;
                         Some(Ending(1009, "Message too big".to_owned()))
                     } else {
                         Some(Ending(1006, "Connection lost".to_owned()))
                     }
                 }
                 Some(Ok(message)) => {
+                    limits.last_activity = Instant::now();
                     last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    on_client_message(&shared, &info, &mut socket, message).await
+                    on_client_message(&shared, &info, &mut socket, &mut limits, message).await
                 }
             },
-            command = rx.recv() => match command {
-                Some(Command::Send(message)) => {
-                    last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    match socket.send(message).await {
-                        Ok(()) => None,
-                        Err(_) => Some(Ending(1006, "Connection lost".to_owned())),
+            message = outbound_rx.recv() => match message {
+                Some(message) => {
+                    let len = frame_len(&message);
+                    let ended = send_within(&mut socket, &mut limits, message).await;
+                    queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                    if ended.is_none() {
+                        last_active_ms.store(now_ms(), Ordering::Relaxed);
                     }
-                }
-                Some(Command::Close(code, reason)) => {
-                    let _ = close(&mut socket, code, reason).await;
-                    Some(Ending(code, reason.to_owned()))
+                    ended
                 }
                 None => Some(Ending(1011, "Internal error".to_owned())),
             },
-            () = tokio::time::sleep_until(idle_deadline) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
-            }
-            () = tokio::time::sleep_until(hard_deadline) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
-            }
-            () = stopped(&mut shutdown) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
+            (code, reason) = limits.reached() => {
+                close_within(&mut socket, code, reason).await;
+                Some(Ending(code, reason.to_owned()))
             }
         };
         if let Some(ending) = ended {
@@ -215,8 +270,75 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
         }
     };
     shared.live().remove(&info.connection_id);
+    // The socket is dropped here, which closes the TCP connection even when the close frame
+    // could not be written.
+    drop(socket);
     let Ending(code, reason) = ending;
     disconnect(&shared, &info, code, reason).await;
+}
+
+/// What ends a connection besides the client: `DELETE @connections`, shutdown, the idle and
+/// maximum-duration limits. Checked while waiting for the client *and* while a send is in
+/// progress, so a client that stops reading cannot hold the connection open.
+struct Limits {
+    close: watch::Receiver<Option<(u16, &'static str)>>,
+    shutdown: watch::Receiver<bool>,
+    hard_deadline: Instant,
+    idle_timeout: Duration,
+    /// The last message received or sent completely.
+    last_activity: Instant,
+    send_timeout: Duration,
+}
+
+impl Limits {
+    /// The close code and reason of the first limit reached.
+    async fn reached(&mut self) -> (u16, &'static str) {
+        let idle_deadline = self.last_activity + self.idle_timeout;
+        tokio::select! {
+            requested = self.close.wait_for(Option::is_some) => match requested.as_deref() {
+                Ok(Some(close)) => *close,
+                // The gateway dropped its side: treat as shutdown.
+                _ => (1001, "Going away"),
+            },
+            _ = self.shutdown.wait_for(|stop| *stop) => (1001, "Going away"),
+            () = tokio::time::sleep_until(self.hard_deadline) => (1001, "Going away"),
+            () = tokio::time::sleep_until(idle_deadline) => (1001, "Going away"),
+        }
+    }
+}
+
+/// Sends `message` unless a limit is reached first or the client takes longer than the send
+/// timeout to accept it; `Some` ends the connection.
+async fn send_within(
+    socket: &mut WebSocket,
+    limits: &mut Limits,
+    message: Message,
+) -> Option<Ending> {
+    let send_timeout = limits.send_timeout;
+    tokio::select! {
+        sent = tokio::time::timeout(send_timeout, socket.send(message)) => match sent {
+            Ok(Ok(())) => {
+                limits.last_activity = Instant::now();
+                None
+            }
+            Ok(Err(_)) => Some(Ending(1006, "Connection lost".to_owned())),
+            Err(_) => {
+                tracing::info!(?send_timeout, "client not reading; dropping the connection");
+                Some(Ending(1006, "Connection lost".to_owned()))
+            }
+        },
+        (code, reason) = limits.reached() => {
+            // The interrupted frame stays in the socket's write buffer, ahead of the close
+            // frame; both usually fail to go out, and the TCP connection is dropped.
+            close_within(socket, code, reason).await;
+            Some(Ending(code, reason.to_owned()))
+        }
+    }
+}
+
+/// Writes a close frame, giving up after [`CLOSE_WRITE_TIMEOUT`].
+async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(socket, code, reason)).await;
 }
 
 /// Runs the `$disconnect` of a connection that ended with close `code` and `reason`.
@@ -238,11 +360,6 @@ async fn close(
         .await
 }
 
-/// Resolves once shutdown is requested (without holding the watch guard across an await).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 fn now_ms() -> u64 {
     u64::try_from(time::epoch_millis(SystemTime::now())).unwrap_or(0)
 }
@@ -251,12 +368,13 @@ async fn on_client_message(
     shared: &Shared,
     info: &ConnectionInfo,
     socket: &mut WebSocket,
+    limits: &mut Limits,
     message: Message,
 ) -> Option<Ending> {
     let text = match message {
         Message::Text(text) => text,
         Message::Binary(_) => {
-            let _ = close(socket, 1003, "Binary frames are not supported").await;
+            close_within(socket, 1003, "Binary frames are not supported").await;
             return Some(Ending(1003, "Binary frames are not supported".to_owned()));
         }
         Message::Close(frame) => {
@@ -268,17 +386,15 @@ async fn on_client_message(
         Message::Ping(_) | Message::Pong(_) => return None,
     };
     if text.len() > shared.config.max_message_size {
-        let _ = close(socket, 1009, "Message too big").await;
+        close_within(socket, 1009, "Message too big").await;
         return Some(Ending(1009, "Message too big".to_owned()));
     }
     let route_key = select_route(shared, text.as_str());
     let event = info.message_event(&shared.config, &route_key, text.as_str());
     match call(shared, &route_key, WebSocketEvent::Message(event)).await {
         Some(response) => {
-            if let Some(body) = response.body.filter(|b| !b.is_empty())
-                && socket.send(Message::text(body)).await.is_err()
-            {
-                return Some(Ending(1006, "Connection lost".to_owned()));
+            if let Some(body) = response.body.filter(|b| !b.is_empty()) {
+                return send_within(socket, limits, Message::text(body)).await;
             }
         }
         None => {
@@ -288,9 +404,7 @@ async fn on_client_message(
                 "connectionId": info.connection_id,
                 "requestId": new_request_id(),
             });
-            if socket.send(Message::text(body.to_string())).await.is_err() {
-                return Some(Ending(1006, "Connection lost".to_owned()));
-            }
+            return send_within(socket, limits, Message::text(body.to_string())).await;
         }
     }
     None

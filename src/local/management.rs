@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::connection::Command;
+use super::connection::Posted;
 use super::{Shared, time};
 use crate::ids::ConnectionId;
 
@@ -84,11 +84,22 @@ pub(super) async fn management(
             if body.len() > limit {
                 return too_large(limit);
             }
-            match shared.live().get(&id) {
-                Some(live) if live.tx.send(Command::Send(frame_of(body))).is_ok() => {
-                    StatusCode::OK.into_response()
-                }
-                _ => gone(),
+            let posted = match shared.live().get(&id) {
+                Some(live) => live.post(frame_of(body), shared.config.max_queued_bytes),
+                None => Posted::Gone,
+            };
+            match posted {
+                Posted::Queued => StatusCode::OK.into_response(),
+                // The management API's model: LimitExceededException, "The client is sending
+                // more than the allowed number of requests per unit of time or the WebSocket
+                // client side buffer is full." Never a 200 for a message that would be
+                // buffered without bound.
+                Posted::Full => aws_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "LimitExceededException",
+                    "The WebSocket client side buffer is full",
+                ),
+                Posted::Gone => gone(),
             }
         }
         Method::GET => {
@@ -111,20 +122,16 @@ pub(super) async fn management(
             )
                 .into_response()
         }
-        Method::DELETE => match shared.live().get(&id) {
-            Some(live)
-                if live
-                    .tx
-                    .send(Command::Close(
-                        1000,
-                        "Connection closed by the management API",
-                    ))
-                    .is_ok() =>
-            {
-                StatusCode::NO_CONTENT.into_response()
+        Method::DELETE => {
+            // Removed at once: from now on the connection is gone for POST, GET and DELETE,
+            // while its loop closes the socket (or drops it, if the client does not read).
+            match shared.live().remove(&id) {
+                Some(live) if live.close(1000, "Connection closed by the management API") => {
+                    StatusCode::NO_CONTENT.into_response()
+                }
+                _ => gone(),
             }
-            _ => gone(),
-        },
+        }
         _ => {
             let mut response = aws_error(
                 StatusCode::METHOD_NOT_ALLOWED,

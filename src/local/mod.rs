@@ -114,6 +114,16 @@ pub struct LocalGatewayConfig {
     pub max_connection_duration: Duration,
     /// Largest message accepted from a client or posted to one (default 128 KB).
     pub max_message_size: usize,
+    /// Most bytes of posted messages waiting for one client (default 1 MiB, eight 128 KB
+    /// messages). A `POST @connections` beyond it answers 429 `LimitExceededException`, as API
+    /// Gateway does when "the WebSocket client side buffer is full".
+    pub max_queued_bytes: usize,
+    /// Most posted messages waiting for one client (default 1,024); beyond it, 429 as above.
+    pub max_queued_messages: usize,
+    /// How long writing one message to a client may take (default 10 s). A client that does
+    /// not read for that long is disconnected (TCP connection dropped, `$disconnect` with 1006):
+    /// a stuck client must not hold memory or a task.
+    pub send_timeout: Duration,
     /// How long [`RunningGateway::shutdown`] waits for the connections to close and their
     /// `$disconnect` handlers to finish (default 30 s, a little over API Gateway's 29 s
     /// integration timeout). Handlers still running then are left to finish in the
@@ -139,6 +149,9 @@ impl Default for LocalGatewayConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 60 * 60),
             max_message_size: MAX_MESSAGE_SIZE,
+            max_queued_bytes: 1 << 20,
+            max_queued_messages: 1_024,
+            send_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             domain_name: None,
         }
