@@ -138,7 +138,12 @@ async fn forged_host_header_does_not_redirect_management_calls() {
         .unwrap()
         .unwrap();
     assert_eq!(got, Message::text("hello room"));
-    assert_eq!(knocks.load(Ordering::SeqCst), 0, "{:?}", reports.lock().unwrap());
+    assert_eq!(
+        knocks.load(Ordering::SeqCst),
+        0,
+        "{:?}",
+        reports.lock().unwrap()
+    );
     gateway.shutdown().await;
 }
 
@@ -159,9 +164,14 @@ async fn lobby_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMem
 }
 
 /// A WebSocket client and its connection id (from the lobby's records).
-async fn lobby_client(gateway: &RunningGateway, store: &InMemoryStore) -> (Client, stateless_ws::ConnectionId) {
+async fn lobby_client(
+    gateway: &RunningGateway,
+    store: &InMemoryStore,
+) -> (Client, stateless_ws::ConnectionId) {
     let before: Vec<_> = store.room_connections(&lobby()).await.unwrap();
-    let (ws, _) = tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(gateway.ws_url())
+        .await
+        .unwrap();
     let after = store.room_connections(&lobby()).await.unwrap();
     let id = after
         .into_iter()
@@ -206,9 +216,20 @@ async fn management_api_answers_like_aws() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code_and_status(&err), ("BadRequestException".to_owned(), 400));
-    let err = api.get_connection().connection_id("a b").send().await.unwrap_err();
-    assert_eq!(code_and_status(&err), ("BadRequestException".to_owned(), 400));
+    assert_eq!(
+        code_and_status(&err),
+        ("BadRequestException".to_owned(), 400)
+    );
+    let err = api
+        .get_connection()
+        .connection_id("a b")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_status(&err),
+        ("BadRequestException".to_owned(), 400)
+    );
     // A well-formed id of no open connection is still 410 GoneException.
     let err = api
         .delete_connection()
@@ -216,7 +237,10 @@ async fn management_api_answers_like_aws() {
         .send()
         .await
         .unwrap_err();
-    assert!(err.as_service_error().unwrap().is_gone_exception(), "{err:?}");
+    assert!(
+        err.as_service_error().unwrap().is_gone_exception(),
+        "{err:?}"
+    );
 
     // Too large, just over the limit and far over axum's 2 MB default body limit: 413 with the
     // error type the SDK maps.
@@ -229,7 +253,9 @@ async fn management_api_answers_like_aws() {
             .await
             .unwrap_err();
         assert!(
-            err.as_service_error().unwrap().is_payload_too_large_exception(),
+            err.as_service_error()
+                .unwrap()
+                .is_payload_too_large_exception(),
             "{size}: {err:?}"
         );
     }
@@ -248,25 +274,57 @@ async fn management_api_answers_like_aws() {
         .send()
         .await
         .unwrap();
-    let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first, Message::binary(bytes));
-    let second = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let second = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second, Message::text("café"));
 
     // Raw HTTP: every error carries x-amzn-ErrorType and a JSON message.
     let addr = gateway.local_addr();
     let cases: [(&str, u16, &str); 5] = [
-        ("PUT /local/@connections/AAAAAAAAAAA= HTTP/1.1", 405, "methodnotallowedexception"),
-        ("GET /local/@connections/%FF%FE HTTP/1.1", 400, "badrequestexception"),
-        ("GET /local/@connections/a%20b HTTP/1.1", 400, "badrequestexception"),
-        ("GET /local/@connections/ HTTP/1.1", 403, "forbiddenexception"),
-        ("GET /local/nothing/here HTTP/1.1", 403, "forbiddenexception"),
+        (
+            "PUT /local/@connections/AAAAAAAAAAA= HTTP/1.1",
+            405,
+            "methodnotallowedexception",
+        ),
+        (
+            "GET /local/@connections/%FF%FE HTTP/1.1",
+            400,
+            "badrequestexception",
+        ),
+        (
+            "GET /local/@connections/a%20b HTTP/1.1",
+            400,
+            "badrequestexception",
+        ),
+        (
+            "GET /local/@connections/ HTTP/1.1",
+            403,
+            "forbiddenexception",
+        ),
+        (
+            "GET /local/nothing/here HTTP/1.1",
+            403,
+            "forbiddenexception",
+        ),
     ];
     for (line, status, kind) in cases {
-        let request = format!("{line}\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let request =
+            format!("{line}\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         let (got, head, body) = raw_http(addr, request.as_bytes()).await;
         assert_eq!(got, status, "{line}: {head}");
-        assert!(head.contains(&format!("x-amzn-errortype: {kind}")), "{line}: {head}");
+        assert!(
+            head.contains(&format!("x-amzn-errortype: {kind}")),
+            "{line}: {head}"
+        );
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(json["message"].is_string(), "{line}: {json}");
     }
@@ -279,12 +337,17 @@ async fn management_api_answers_like_aws() {
     request.extend(std::iter::repeat_n(b'a', 3 << 20));
     let (got, head, _) = raw_http(addr, &request).await;
     assert_eq!(got, 413, "{head}");
-    assert!(head.contains("x-amzn-errortype: payloadtoolargeexception"), "{head}");
+    assert!(
+        head.contains("x-amzn-errortype: payloadtoolargeexception"),
+        "{head}"
+    );
     gateway.shutdown().await;
 }
 
 /// A gateway whose `$disconnect` sleeps 0–1.8 s (by arrival order) before leaving the lobby.
-async fn slow_disconnect_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMemoryStore>) {
+async fn slow_disconnect_gateway(
+    config: LocalGatewayConfig,
+) -> (RunningGateway, Arc<InMemoryStore>) {
     let store = Arc::new(InMemoryStore::new());
     let (connect, _) = lobby_routes(&store);
     let s = Arc::clone(&store);
@@ -314,14 +377,23 @@ async fn shutdown_waits_for_every_disconnect() {
     let (gateway, store) = slow_disconnect_gateway(LocalGatewayConfig::default()).await;
     let mut clients = Vec::new();
     for _ in 0..20 {
-        clients.push(tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap().0);
+        clients.push(
+            tokio_tungstenite::connect_async(gateway.ws_url())
+                .await
+                .unwrap()
+                .0,
+        );
     }
     assert_eq!(store.room_connections(&lobby()).await.unwrap().len(), 20);
     let report = gateway.shutdown().await;
     assert_eq!(report.open_connections, 20);
     assert_eq!(report.unfinished, 0);
     let left = store.room_connections(&lobby()).await.unwrap();
-    assert!(left.is_empty(), "{} records left after shutdown", left.len());
+    assert!(
+        left.is_empty(),
+        "{} records left after shutdown",
+        left.len()
+    );
 }
 
 #[tokio::test]
@@ -331,14 +403,26 @@ async fn shutdown_reports_disconnects_cut_by_the_grace_period() {
     let (gateway, store) = slow_disconnect_gateway(config).await;
     let mut clients = Vec::new();
     for _ in 0..20 {
-        clients.push(tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap().0);
+        clients.push(
+            tokio_tungstenite::connect_async(gateway.ws_url())
+                .await
+                .unwrap()
+                .0,
+        );
     }
     let started = std::time::Instant::now();
     let report = gateway.shutdown().await;
     // Generous: the grace is 0.5 s, the slowest handler 1.8 s.
-    assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
     let left = store.room_connections(&lobby()).await.unwrap().len();
-    assert!(report.unfinished >= 1 && report.unfinished >= left, "{report:?}, {left} left");
+    assert!(
+        report.unfinished >= 1 && report.unfinished >= left,
+        "{report:?}, {left} left"
+    );
 }
 
 // 4. Handshakes abandoned at random moments: every $connect runs to completion, and every
@@ -419,7 +503,11 @@ async fn stuck_client(gateway: &RunningGateway) -> TcpStream {
         stream.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     stream
 }
 
@@ -481,19 +569,33 @@ async fn client_that_stops_reading_is_bounded_and_deletable() {
     let (gateway, store) = lobby_gateway(config).await;
     let api = management_client(&gateway).await;
     let mut stuck = stuck_client(&gateway).await;
-    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+    let id = store.room_connections(&lobby()).await.unwrap()[0]
+        .connection_id
+        .clone();
 
     let (accepted, refused) = flood(&api, &id, 600).await;
     // What the kernel's socket buffers absorb plus 1 MiB of queue, far from all 600 (60 MB).
     assert!(accepted < 100, "{accepted} of 600 posts of 100 KB accepted");
     assert_eq!(refused, Some(("LimitExceededException".to_owned(), 429)));
 
-    api.delete_connection().connection_id(id.as_str()).send().await.unwrap();
+    api.delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .unwrap();
     let took = until_disconnected(&store).await;
     assert!(took < Duration::from_secs(5), "$disconnect after {took:?}");
     until_closed(&mut stuck).await;
-    let err = api.delete_connection().connection_id(id.as_str()).send().await.unwrap_err();
-    assert!(err.as_service_error().unwrap().is_gone_exception(), "{err:?}");
+    let err = api
+        .delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error().unwrap().is_gone_exception(),
+        "{err:?}"
+    );
     let report = gateway.shutdown().await;
     assert_eq!(report.unfinished, 0);
 }
@@ -509,13 +611,18 @@ async fn idle_and_maximum_duration_close_a_client_that_stops_reading() {
         let api = management_client(&gateway).await;
         let started = std::time::Instant::now();
         let mut stuck = stuck_client(&gateway).await;
-        let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+        let id = store.room_connections(&lobby()).await.unwrap()[0]
+            .connection_id
+            .clone();
         let (_, refused) = flood(&api, &id, 600).await;
         assert!(refused.is_some());
         until_disconnected(&store).await;
         let took = started.elapsed();
         // Generous bounds on a loaded machine: the limit fired, long before the send timeout.
-        assert!(took < Duration::from_secs(idle.min(max) + 4), "idle {idle} s, max {max} s: closed after {took:?}");
+        assert!(
+            took < Duration::from_secs(idle.min(max) + 4),
+            "idle {idle} s, max {max} s: closed after {took:?}"
+        );
         until_closed(&mut stuck).await;
         gateway.shutdown().await;
     }
@@ -529,7 +636,9 @@ async fn send_timeout_and_shutdown_drop_a_client_that_stops_reading() {
     let (gateway, store) = lobby_gateway(config).await;
     let api = management_client(&gateway).await;
     let mut stuck = stuck_client(&gateway).await;
-    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+    let id = store.room_connections(&lobby()).await.unwrap()[0]
+        .connection_id
+        .clone();
     flood(&api, &id, 600).await;
     until_disconnected(&store).await;
     until_closed(&mut stuck).await;
@@ -542,11 +651,17 @@ async fn send_timeout_and_shutdown_drop_a_client_that_stops_reading() {
     let (gateway, store) = lobby_gateway(config).await;
     let api = management_client(&gateway).await;
     let _stuck = stuck_client(&gateway).await;
-    let id = store.room_connections(&lobby()).await.unwrap()[0].connection_id.clone();
+    let id = store.room_connections(&lobby()).await.unwrap()[0]
+        .connection_id
+        .clone();
     flood(&api, &id, 600).await;
     let started = std::time::Instant::now();
     let report = gateway.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(report.unfinished, 0);
     assert!(store.room_connections(&lobby()).await.unwrap().is_empty());
 }

@@ -52,12 +52,12 @@ impl Live {
         let len = frame_len(&message);
         // One message always fits in an empty buffer, so a limit below the message size
         // cannot make every post fail.
-        let reserved = self
-            .queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued == 0 || queued.saturating_add(len) <= max_bytes)
-                    .then(|| queued.saturating_add(len))
-            });
+        let reserved =
+            self.queued_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                    (queued == 0 || queued.saturating_add(len) <= max_bytes)
+                        .then(|| queued.saturating_add(len))
+                });
         if reserved.is_err() {
             return Posted::Full;
         }

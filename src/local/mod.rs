@@ -26,7 +26,8 @@
 //!     .bind("127.0.0.1:0".parse().unwrap())
 //!     .await?;
 //! println!("clients: {}  management API: {}", gateway.ws_url(), gateway.management_endpoint());
-//! gateway.shutdown().await; // every open connection gets its $disconnect
+//! let report = gateway.shutdown().await; // every open connection gets its $disconnect
+//! assert_eq!(report.unfinished, 0);
 //! # Ok::<(), stateless_ws::Error>(())
 //! # }).unwrap();
 //! ```
@@ -40,13 +41,22 @@
 //! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
 //! | a message route's response body is sent to the caller | same |
-//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, with `x-amzn-ErrorType` |
-//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable |
-//! | `DELETE @connections` closes the socket and runs `$disconnect` | same |
+//! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
+//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
+//! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
+//! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
+//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable; they act even while a send to the client is stuck |
+//! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
+//! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //!
 //! Not emulated: authorizers (set the identity on the events yourself with a `$connect`
 //! wrapper, as the chat example's insecure demo mode does), IAM signature checks (requests must be
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
+//! Message routes run one at a time per connection, inside its socket loop.
+//! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
+//! still running then finish in the background and are counted in its [`ShutdownReport`].
+//! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive
+//! endpoints from `requestContext.domainName`, never from headers.
 //!
 //! # Layout
 //!
@@ -400,11 +410,18 @@ impl RunningGateway {
         let _ = tokio::time::timeout_at(deadline, tasks.wait_for(|n| *n == 0)).await;
         let unfinished = *tasks.borrow();
         let mut server = self.server;
-        if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         if unfinished > 0 {
-            tracing::warn!(unfinished, ?grace, "local gateway shut down with $disconnect handlers still running");
+            tracing::warn!(
+                unfinished,
+                ?grace,
+                "local gateway shut down with $disconnect handlers still running"
+            );
         }
         ShutdownReport {
             open_connections: open,
