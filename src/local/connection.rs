@@ -258,7 +258,13 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
                     }
                     ended
                 }
-                None => Some(Ending(1011, "Internal error".to_owned())),
+                // DELETE removed the connection (dropping the queue's sender) after asking
+                // for a close: that close, with its code.
+                None => {
+                    let (code, reason) = limits.reached().await;
+                    close_within(&mut socket, code, reason).await;
+                    Some(Ending(code, reason.to_owned()))
+                }
             },
             (code, reason) = limits.reached() => {
                 close_within(&mut socket, code, reason).await;
@@ -337,8 +343,20 @@ async fn send_within(
 }
 
 /// Writes a close frame, giving up after [`CLOSE_WRITE_TIMEOUT`].
+/// Then waits as long again for the client's close frame, so that the TCP connection is not
+/// reset under a client that is still answering the closing handshake.
 async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(socket, code, reason)).await;
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(socket, code, reason)).await
+    {
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Runs the `$disconnect` of a connection that ended with close `code` and `reason`.
