@@ -4,32 +4,87 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::context::{ConnectionInfo, new_request_id, select_route};
-use super::{Shared, call, time};
+use super::{Shared, TaskGuard, call, time};
 use crate::event::WebSocketEvent;
 
-/// What the gateway tells a connection's task.
-pub(super) enum Command {
-    Send(String),
-    Close(u16, &'static str),
-}
+/// How long a close frame may take to write before the TCP connection is dropped instead: a
+/// client that does not read cannot hold a closing connection open.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// An open connection as the gateway (and its management API) sees it.
 pub(super) struct Live {
-    pub(super) tx: mpsc::UnboundedSender<Command>,
+    /// Messages posted to the client, bounded in number by the channel and in bytes by
+    /// `queued_bytes`.
+    outbound: mpsc::Sender<Message>,
+    queued_bytes: Arc<AtomicUsize>,
+    /// A close requested by `DELETE @connections`; read by the socket loop even while a send
+    /// is stuck.
+    close: watch::Sender<Option<(u16, &'static str)>>,
     pub(super) connected_at: SystemTime,
     pub(super) last_active_ms: Arc<AtomicU64>,
     pub(super) source_ip: String,
     pub(super) user_agent: Option<String>,
+}
+
+/// What a `POST @connections` did with a message.
+pub(super) enum Posted {
+    Queued,
+    /// The connection's outbound buffer is full (the client is not reading fast enough).
+    Full,
+    Gone,
+}
+
+impl Live {
+    /// Queues `message` unless that would exceed the connection's outbound limits; never
+    /// waits.
+    pub(super) fn post(&self, message: Message, max_bytes: usize) -> Posted {
+        let len = frame_len(&message);
+        // One message always fits in an empty buffer, so a limit below the message size
+        // cannot make every post fail.
+        let reserved =
+            self.queued_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                    (queued == 0 || queued.saturating_add(len) <= max_bytes)
+                        .then(|| queued.saturating_add(len))
+                });
+        if reserved.is_err() {
+            return Posted::Full;
+        }
+        match self.outbound.try_send(message) {
+            Ok(()) => Posted::Queued,
+            Err(e) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Posted::Full,
+                    mpsc::error::TrySendError::Closed(_) => Posted::Gone,
+                }
+            }
+        }
+    }
+
+    /// Asks the socket loop to close with `code` and `reason`; false when it has ended.
+    pub(super) fn close(&self, code: u16, reason: &'static str) -> bool {
+        self.close.send(Some((code, reason))).is_ok()
+    }
+}
+
+fn frame_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
 }
 
 /// The WebSocket client's peer address (loopback when the server runs without connect info).
@@ -49,7 +104,47 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
+/// A connection whose `$connect` accepted it. Until the socket loop takes it over, dropping it
+/// (the client went away before the upgrade completed, or the upgrade failed) runs its
+/// `$disconnect`: the handler may already have recorded the connection.
+pub(super) struct Accepted {
+    shared: Arc<Shared>,
+    parts: Option<(ConnectionInfo, TaskGuard)>,
+}
+
+impl Accepted {
+    fn into_parts(mut self) -> Option<(ConnectionInfo, TaskGuard)> {
+        self.parts.take()
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        let Some((info, guard)) = self.parts.take() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _guard = guard;
+                tracing::info!(connection = %info.connection_id, "upgrade abandoned after $connect accepted it");
+                disconnect(&shared, &info, 1006, "Connection lost".to_owned()).await;
+            });
+        }
+    }
+}
+
+/// What `$connect` decided.
+enum Decision {
+    Accept(Accepted),
+    Refuse(Option<String>),
+}
+
 /// `GET /{stage}`: runs `$connect`, then upgrades unless the handler refused.
+///
+/// `$connect` runs in its own task, to completion even when the client goes away mid-handshake
+/// (hyper then drops this future): Lambda does not cancel an invocation whose caller left, and a
+/// handler that already wrote its record must get its `$disconnect`.
 pub(super) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Peer(peer): Peer,
@@ -57,15 +152,35 @@ pub(super) async fn upgrade(
     Query(query): Query<BTreeMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let info = ConnectionInfo::from_upgrade(peer, &headers);
+    let guard = TaskGuard::new(&shared);
+    let info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
     let connect = info.connect_event(&shared.config, &headers, query);
-    if let Some(response) = call(&shared, "$connect", WebSocketEvent::Connect(connect)).await
-        && !response.is_success()
-    {
-        tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-        let body = response.body.unwrap_or_else(|| "Forbidden".to_owned());
-        return (StatusCode::FORBIDDEN, body).into_response();
-    }
+    let (decided, decision) = oneshot::channel();
+    let task_shared = Arc::clone(&shared);
+    tokio::spawn(async move {
+        let response = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
+        let outcome = match response {
+            Some(response) if !response.is_success() => {
+                tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
+                Decision::Refuse(response.body)
+            }
+            _ => Decision::Accept(Accepted {
+                shared: task_shared,
+                parts: Some((info, guard)),
+            }),
+        };
+        // When the upgrade request is gone, the decision is dropped here: an accepted
+        // connection then gets its $disconnect (see `Accepted`).
+        let _ = decided.send(outcome);
+    });
+    let accepted = match decision.await {
+        Ok(Decision::Accept(accepted)) => accepted,
+        Ok(Decision::Refuse(body)) => {
+            let body = body.unwrap_or_else(|| "Forbidden".to_owned());
+            return (StatusCode::FORBIDDEN, body).into_response();
+        }
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
     // Buffers sized for many idle connections; the limit itself is checked per message below so
     // that an oversize message closes with 1009 the way API Gateway does.
     ws.read_buffer_size(1024)
@@ -77,72 +192,83 @@ pub(super) async fn upgrade(
                 .saturating_mul(8)
                 .max(1 << 20),
         )
-        .on_upgrade(move |socket| serve_connection(shared, info, socket))
+        // A failed upgrade drops the callback, and with it `accepted`: $disconnect runs.
+        .on_upgrade(move |socket| serve_connection(accepted, socket))
 }
 
 /// Why a connection ended: the `$disconnect` status code and reason.
 struct Ending(u16, String);
 
-async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket: WebSocket) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
+    let shared = Arc::clone(&accepted.shared);
+    let Some((info, _task)) = accepted.into_parts() else {
+        return;
+    };
+    let config = &shared.config;
+    let (outbound, mut outbound_rx) = mpsc::channel(config.max_queued_messages.max(1));
+    let (close, close_rx) = watch::channel(None);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let last_active_ms = Arc::new(AtomicU64::new(now_ms()));
     shared.live().insert(
         info.connection_id.clone(),
         Live {
-            tx,
+            outbound,
+            queued_bytes: Arc::clone(&queued_bytes),
+            close,
             connected_at: info.connected_at,
             last_active_ms: Arc::clone(&last_active_ms),
             source_ip: info.source_ip.clone(),
             user_agent: info.user_agent.clone(),
         },
     );
-    let config = &shared.config;
-    let hard_deadline = tokio::time::Instant::now() + config.max_connection_duration;
-    let mut shutdown = shared.shutdown.clone();
+    let mut limits = Limits {
+        close: close_rx,
+        shutdown: shared.shutdown.clone(),
+        hard_deadline: Instant::now() + config.max_connection_duration,
+        idle_timeout: config.idle_timeout,
+        last_activity: Instant::now(),
+        send_timeout: config.send_timeout,
+    };
     let ending = loop {
-        let idle_deadline = tokio::time::Instant::now() + config.idle_timeout;
         let ended = tokio::select! {
             incoming = socket.recv() => match incoming {
                 None => Some(Ending(1006, "Connection lost".to_owned())),
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
-                        let _ = close(&mut socket, 1009, "Message too big").await;
+                        close_within(&mut socket, 1009, "Message too big").await;
                         Some(Ending(1009, "Message too big".to_owned()))
                     } else {
                         Some(Ending(1006, "Connection lost".to_owned()))
                     }
                 }
                 Some(Ok(message)) => {
+                    limits.last_activity = Instant::now();
                     last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    on_client_message(&shared, &info, &mut socket, message).await
+                    on_client_message(&shared, &info, &mut socket, &mut limits, message).await
                 }
             },
-            command = rx.recv() => match command {
-                Some(Command::Send(text)) => {
-                    last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    match socket.send(Message::text(text)).await {
-                        Ok(()) => None,
-                        Err(_) => Some(Ending(1006, "Connection lost".to_owned())),
+            message = outbound_rx.recv() => match message {
+                Some(message) => {
+                    let len = frame_len(&message);
+                    let ended = send_within(&mut socket, &mut limits, message).await;
+                    queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                    if ended.is_none() {
+                        last_active_ms.store(now_ms(), Ordering::Relaxed);
                     }
+                    ended
                 }
-                Some(Command::Close(code, reason)) => {
-                    let _ = close(&mut socket, code, reason).await;
+                // DELETE removed the connection (dropping the queue's sender) after asking
+                // for a close: that close, with its code.
+                None => {
+                    let (code, reason) = limits.reached().await;
+                    close_within(&mut socket, code, reason).await;
                     Some(Ending(code, reason.to_owned()))
                 }
-                None => Some(Ending(1011, "Internal error".to_owned())),
             },
-            () = tokio::time::sleep_until(idle_deadline) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
-            }
-            () = tokio::time::sleep_until(hard_deadline) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
-            }
-            () = stopped(&mut shutdown) => {
-                let _ = close(&mut socket, 1001, "Going away").await;
-                Some(Ending(1001, "Going away".to_owned()))
+            (code, reason) = limits.reached() => {
+                close_within(&mut socket, code, reason).await;
+                Some(Ending(code, reason.to_owned()))
             }
         };
         if let Some(ending) = ended {
@@ -150,15 +276,93 @@ async fn serve_connection(shared: Arc<Shared>, info: ConnectionInfo, mut socket:
         }
     };
     shared.live().remove(&info.connection_id);
+    // The socket is dropped here, which closes the TCP connection even when the close frame
+    // could not be written.
+    drop(socket);
     let Ending(code, reason) = ending;
-    let disconnect = info.disconnect_event(config, code, reason);
-    call(
-        &shared,
-        "$disconnect",
-        WebSocketEvent::Disconnect(disconnect),
-    )
-    .await;
-    shared.closed.notify_waiters();
+    disconnect(&shared, &info, code, reason).await;
+}
+
+/// What ends a connection besides the client: `DELETE @connections`, shutdown, the idle and
+/// maximum-duration limits. Checked while waiting for the client *and* while a send is in
+/// progress, so a client that stops reading cannot hold the connection open.
+struct Limits {
+    close: watch::Receiver<Option<(u16, &'static str)>>,
+    shutdown: watch::Receiver<bool>,
+    hard_deadline: Instant,
+    idle_timeout: Duration,
+    /// The last message received or sent completely.
+    last_activity: Instant,
+    send_timeout: Duration,
+}
+
+impl Limits {
+    /// The close code and reason of the first limit reached.
+    async fn reached(&mut self) -> (u16, &'static str) {
+        let idle_deadline = self.last_activity + self.idle_timeout;
+        tokio::select! {
+            requested = self.close.wait_for(Option::is_some) => match requested.as_deref() {
+                Ok(Some(close)) => *close,
+                // The gateway dropped its side: treat as shutdown.
+                _ => (1001, "Going away"),
+            },
+            _ = self.shutdown.wait_for(|stop| *stop) => (1001, "Going away"),
+            () = tokio::time::sleep_until(self.hard_deadline) => (1001, "Going away"),
+            () = tokio::time::sleep_until(idle_deadline) => (1001, "Going away"),
+        }
+    }
+}
+
+/// Sends `message` unless a limit is reached first or the client takes longer than the send
+/// timeout to accept it; `Some` ends the connection.
+async fn send_within(
+    socket: &mut WebSocket,
+    limits: &mut Limits,
+    message: Message,
+) -> Option<Ending> {
+    let send_timeout = limits.send_timeout;
+    tokio::select! {
+        sent = tokio::time::timeout(send_timeout, socket.send(message)) => match sent {
+            Ok(Ok(())) => {
+                limits.last_activity = Instant::now();
+                None
+            }
+            Ok(Err(_)) => Some(Ending(1006, "Connection lost".to_owned())),
+            Err(_) => {
+                tracing::info!(?send_timeout, "client not reading; dropping the connection");
+                Some(Ending(1006, "Connection lost".to_owned()))
+            }
+        },
+        (code, reason) = limits.reached() => {
+            // The interrupted frame stays in the socket's write buffer, ahead of the close
+            // frame; both usually fail to go out, and the TCP connection is dropped.
+            close_within(socket, code, reason).await;
+            Some(Ending(code, reason.to_owned()))
+        }
+    }
+}
+
+/// Writes a close frame, giving up after [`CLOSE_WRITE_TIMEOUT`].
+/// Then waits as long again for the client's close frame, so that the TCP connection is not
+/// reset under a client that is still answering the closing handshake.
+async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(socket, code, reason)).await
+    {
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Runs the `$disconnect` of a connection that ended with close `code` and `reason`.
+async fn disconnect(shared: &Shared, info: &ConnectionInfo, code: u16, reason: String) {
+    let event = info.disconnect_event(&shared.config, code, reason);
+    call(shared, "$disconnect", WebSocketEvent::Disconnect(event)).await;
 }
 
 async fn close(
@@ -174,11 +378,6 @@ async fn close(
         .await
 }
 
-/// Resolves once shutdown is requested (without holding the watch guard across an await).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 fn now_ms() -> u64 {
     u64::try_from(time::epoch_millis(SystemTime::now())).unwrap_or(0)
 }
@@ -187,12 +386,13 @@ async fn on_client_message(
     shared: &Shared,
     info: &ConnectionInfo,
     socket: &mut WebSocket,
+    limits: &mut Limits,
     message: Message,
 ) -> Option<Ending> {
     let text = match message {
         Message::Text(text) => text,
         Message::Binary(_) => {
-            let _ = close(socket, 1003, "Binary frames are not supported").await;
+            close_within(socket, 1003, "Binary frames are not supported").await;
             return Some(Ending(1003, "Binary frames are not supported".to_owned()));
         }
         Message::Close(frame) => {
@@ -204,17 +404,15 @@ async fn on_client_message(
         Message::Ping(_) | Message::Pong(_) => return None,
     };
     if text.len() > shared.config.max_message_size {
-        let _ = close(socket, 1009, "Message too big").await;
+        close_within(socket, 1009, "Message too big").await;
         return Some(Ending(1009, "Message too big".to_owned()));
     }
     let route_key = select_route(shared, text.as_str());
     let event = info.message_event(&shared.config, &route_key, text.as_str());
     match call(shared, &route_key, WebSocketEvent::Message(event)).await {
         Some(response) => {
-            if let Some(body) = response.body.filter(|b| !b.is_empty())
-                && socket.send(Message::text(body)).await.is_err()
-            {
-                return Some(Ending(1006, "Connection lost".to_owned()));
+            if let Some(body) = response.body.filter(|b| !b.is_empty()) {
+                return send_within(socket, limits, Message::text(body)).await;
             }
         }
         None => {
@@ -224,9 +422,7 @@ async fn on_client_message(
                 "connectionId": info.connection_id,
                 "requestId": new_request_id(),
             });
-            if socket.send(Message::text(body.to_string())).await.is_err() {
-                return Some(Ending(1006, "Connection lost".to_owned()));
-            }
+            return send_within(socket, limits, Message::text(body.to_string())).await;
         }
     }
     None

@@ -55,15 +55,13 @@ pub(super) struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// A new connection, from the HTTP upgrade request of client `peer`.
-    pub(super) fn from_upgrade(peer: SocketAddr, headers: &HeaderMap) -> Self {
+    /// A new connection, from the HTTP upgrade request of client `peer`. `domain_name` is the
+    /// gateway's own (configured or bound), never the request's `Host`: handlers send signed
+    /// management requests to the endpoint derived from it.
+    pub(super) fn from_upgrade(peer: SocketAddr, headers: &HeaderMap, domain_name: &str) -> Self {
         Self {
             connection_id: new_connection_id(),
-            domain_name: headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost")
-                .to_owned(),
+            domain_name: domain_name.to_owned(),
             connected_at: SystemTime::now(),
             source_ip: peer.ip().to_string(),
             user_agent: headers

@@ -26,7 +26,8 @@
 //!     .bind("127.0.0.1:0".parse().unwrap())
 //!     .await?;
 //! println!("clients: {}  management API: {}", gateway.ws_url(), gateway.management_endpoint());
-//! gateway.shutdown().await; // every open connection gets its $disconnect
+//! let report = gateway.shutdown().await; // every open connection gets its $disconnect
+//! assert_eq!(report.unfinished, 0);
 //! # Ok::<(), stateless_ws::Error>(())
 //! # }).unwrap();
 //! ```
@@ -40,13 +41,22 @@
 //! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
 //! | a message route's response body is sent to the caller | same |
-//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, with `x-amzn-ErrorType` |
-//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable |
-//! | `DELETE @connections` closes the socket and runs `$disconnect` | same |
+//! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
+//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
+//! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
+//! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
+//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable; they act even while a send to the client is stuck |
+//! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
+//! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //!
 //! Not emulated: authorizers (set the identity on the events yourself with a `$connect`
 //! wrapper, as the chat example's insecure demo mode does), IAM signature checks (requests must be
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
+//! Message routes run one at a time per connection, inside its socket loop.
+//! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
+//! still running then finish in the background and are counted in its [`ShutdownReport`].
+//! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive
+//! endpoints from `requestContext.domainName`, never from headers.
 //!
 //! # Layout
 //!
@@ -76,7 +86,7 @@ use crate::error::{Error, Result};
 use crate::event::{RouteResponse, WebSocketEvent};
 use crate::ids::ConnectionId;
 use connection::{Live, upgrade};
-use management::management;
+use management::{management, unknown_path};
 
 /// The largest message API Gateway accepts: 128 KB.
 pub const MAX_MESSAGE_SIZE: usize = 131_072;
@@ -114,6 +124,30 @@ pub struct LocalGatewayConfig {
     pub max_connection_duration: Duration,
     /// Largest message accepted from a client or posted to one (default 128 KB).
     pub max_message_size: usize,
+    /// Most bytes of posted messages waiting for one client (default 1 MiB, eight 128 KB
+    /// messages). A `POST @connections` beyond it answers 429 `LimitExceededException`, as API
+    /// Gateway does when "the WebSocket client side buffer is full".
+    pub max_queued_bytes: usize,
+    /// Most posted messages waiting for one client (default 1,024); beyond it, 429 as above.
+    pub max_queued_messages: usize,
+    /// How long writing one message to a client may take (default 10 s). A client that does
+    /// not read for that long is disconnected (TCP connection dropped, `$disconnect` with 1006):
+    /// a stuck client must not hold memory or a task.
+    pub send_timeout: Duration,
+    /// How long [`RunningGateway::shutdown`] waits for the connections to close and their
+    /// `$disconnect` handlers to finish (default 30 s, a little over API Gateway's 29 s
+    /// integration timeout). Handlers still running then are left to finish in the
+    /// background and counted in the [`ShutdownReport`].
+    pub shutdown_grace: Duration,
+    /// The public domain name put in `requestContext.domainName` (e.g. `ws.example.test:8080`
+    /// behind a proxy). Default `None`: the bound address (`127.0.0.1:{port}`; an unspecified
+    /// address such as `0.0.0.0` becomes loopback).
+    ///
+    /// Never taken from a request: on AWS `domainName` is set by API Gateway, and a handler
+    /// derives the management endpoint it stores from it
+    /// ([`RequestContext::management_endpoint`](crate::event::RequestContext::management_endpoint)),
+    /// so a client's `Host` header must not decide where signed requests go.
+    pub domain_name: Option<String>,
 }
 
 impl Default for LocalGatewayConfig {
@@ -125,6 +159,11 @@ impl Default for LocalGatewayConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection_duration: Duration::from_secs(2 * 60 * 60),
             max_message_size: MAX_MESSAGE_SIZE,
+            max_queued_bytes: 1 << 20,
+            max_queued_messages: 1_024,
+            send_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            domain_name: None,
         }
     }
 }
@@ -132,11 +171,31 @@ impl Default for LocalGatewayConfig {
 /// What every request and connection task of one running gateway shares.
 struct Shared {
     config: LocalGatewayConfig,
+    /// `requestContext.domainName` of every event: from the configuration or the bound address.
+    domain_name: String,
     routes: HashMap<String, Handler>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
-    /// Fires when a connection task ends (shutdown waits for all of them).
-    closed: tokio::sync::Notify,
+    /// Connections whose task — socket loop and then `$disconnect` — has not finished:
+    /// shutdown waits until this is 0.
+    tasks: watch::Sender<usize>,
+}
+
+/// Counts one connection task in [`Shared::tasks`] until dropped (so a handler that panics
+/// still ends its count).
+pub(crate) struct TaskGuard(Arc<Shared>);
+
+impl TaskGuard {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.tasks.send_modify(|n| *n += 1);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.tasks.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Shared {
@@ -222,18 +281,41 @@ impl LocalGateway {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::config(format!("local gateway address: {e}")))?;
+        let domain_name = match &self.config.domain_name {
+            Some(name) => {
+                // One host[:port]: it becomes `http(s)://{domainName}/{stage}` in handlers.
+                if name.is_empty()
+                    || name
+                        .chars()
+                        .any(|c| !(c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+                {
+                    return Err(Error::config(format!(
+                        "local gateway domain name {name:?} must be a host name, optionally with :port"
+                    )));
+                }
+                name.clone()
+            }
+            None => public_addr(local_addr).to_string(),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             config: self.config,
+            domain_name,
             routes: self.routes,
             connections: Mutex::new(HashMap::new()),
             shutdown: stop_rx.clone(),
-            closed: tokio::sync::Notify::new(),
+            tasks: watch::channel(0).0,
         });
         let gateway = Router::new()
             .route(&format!("/{stage}"), get(upgrade))
             .route(&format!("/{stage}/"), get(upgrade))
-            .route(&format!("/{stage}/@connections/{{id}}"), any(management))
+            // The management route reads its body itself, up to the message limit + 1, so a
+            // large POST gets a 413 PayloadTooLargeException rather than axum's plain 413.
+            .route(
+                &format!("/{stage}/@connections/{{id}}"),
+                any(management).layer(axum::extract::DefaultBodyLimit::disable()),
+            )
+            .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
         let app = gateway.merge(self.extra);
         let mut server_stop = stop_rx;
@@ -258,6 +340,19 @@ impl LocalGateway {
             server,
         })
     }
+}
+
+/// The address clients reach: an unspecified bind address (`0.0.0.0`, `::`) is reachable on
+/// loopback.
+fn public_addr(bound: SocketAddr) -> SocketAddr {
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 /// A running [`LocalGateway`]. Dropping it leaves the server running until the runtime ends;
@@ -288,13 +383,13 @@ impl RunningGateway {
 
     /// Where WebSocket clients connect: `ws://{addr}/{stage}`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/{}", self.addr, self.stage)
+        format!("ws://{}/{}", public_addr(self.addr), self.stage)
     }
 
     /// The management API endpoint for [`ApiGatewaySender`](crate::broadcast::ApiGatewaySender):
     /// `http://{addr}/{stage}`.
     pub fn management_endpoint(&self) -> String {
-        format!("http://{}/{}", self.addr, self.stage)
+        format!("http://{}/{}", public_addr(self.addr), self.stage)
     }
 
     /// Open connections.
@@ -302,17 +397,46 @@ impl RunningGateway {
         self.shared.live().len()
     }
 
-    /// Closes every open connection (close code 1001, each with its `$disconnect`), then stops
-    /// the server.
-    pub async fn shutdown(self) {
+    /// Closes every open connection (close code 1001, each with its `$disconnect`), waits for
+    /// every `$disconnect` handler to finish, then stops the server — all within
+    /// [`LocalGatewayConfig::shutdown_grace`]. A connection whose client does not read is
+    /// dropped at the TCP level once its close frame cannot be written.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let grace = self.shared.config.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        let open = self.connection_count();
         let _ = self.stop.send(true);
-        loop {
-            let closed = self.shared.closed.notified();
-            if self.shared.live().is_empty() {
-                break;
-            }
-            closed.await;
+        let mut tasks = self.shared.tasks.subscribe();
+        let _ = tokio::time::timeout_at(deadline, tasks.wait_for(|n| *n == 0)).await;
+        let unfinished = *tasks.borrow();
+        let mut server = self.server;
+        if tokio::time::timeout_at(deadline, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
         }
-        let _ = self.server.await;
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                ?grace,
+                "local gateway shut down with $disconnect handlers still running"
+            );
+        }
+        ShutdownReport {
+            open_connections: open,
+            unfinished,
+        }
     }
+}
+
+/// What [`RunningGateway::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections open when shutdown began.
+    pub open_connections: usize,
+    /// Connections whose `$disconnect` handler (or `$connect`, for a handshake in progress) had
+    /// not finished when the grace period ended; they go on in the background.
+    pub unfinished: usize,
 }
