@@ -46,6 +46,18 @@ pub struct BroadcastConfig {
     /// Remove connections that answered 410 Gone from all their rooms after the fan-out
     /// (default `true`).
     pub cleanup_gone: bool,
+    /// Repeat a post whose outcome is unknown ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown):
+    /// a timeout after the request was sent, a connection dropped mid-request), within
+    /// [`retries`](Self::retries) (default `false`).
+    ///
+    /// `false` — **at most once**: such a post is reported failed after its one attempt; the
+    /// client may have received it or not, never twice. `true` — **at least once, within the
+    /// retries**: the post is repeated like any transient failure, so a client may receive
+    /// duplicates (make messages idempotent, e.g. carry an id the client deduplicates on).
+    /// Either way, failures whose request never left (connection refused) and answers that say
+    /// the message was not taken (429, 5xx) are retried. See
+    /// [`Broadcaster`](super::Broadcaster#delivery-semantics).
+    pub retry_unknown_outcome: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -58,6 +70,7 @@ impl Default for BroadcastConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
+            retry_unknown_outcome: false,
         }
     }
 }

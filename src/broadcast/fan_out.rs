@@ -176,6 +176,8 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
                 true
             }
             Error::Delivery { retryable, .. } => *retryable,
+            // May have been delivered: repeating it risks a second copy (see the config field).
+            Error::OutcomeUnknown { .. } => shared.config.retry_unknown_outcome,
             _ => false,
         };
         if !retryable || attempt > shared.config.retries || shared.stopped() {

@@ -9,12 +9,16 @@
 //! - **polite**: a 429 halves the concurrency (at most once per backoff interval) and successes
 //!   win it back one slot at a time — the account's 10,000 requests/s are shared by every API
 //!   Gateway API of the account and region;
-//! - **lossless**: retryable failures (429, 5xx, timeouts) are retried with exponential backoff
-//!   and jitter; every target ends in exactly one bucket of the [`BroadcastReport`] — delivered,
-//!   gone, failed (with the error) or not attempted (deadline, or a 403 that stopped the run);
+//! - **accounted for**: failures that are safe to repeat (429, 5xx, connection refused) are
+//!   retried with exponential backoff and jitter; every target ends in exactly one bucket of the
+//!   [`BroadcastReport`] — delivered, gone, failed (with the error) or not attempted (deadline,
+//!   or a 403 that stopped the run). What a post with no answer means is in
+//!   [delivery semantics](Broadcaster#delivery-semantics): at most once by default, never
+//!   "exactly once";
 //! - **self-cleaning**: connections that answer 410 Gone are removed from **all** their rooms
 //!   after the fan-out, in batches; a cleanup failure is in the report, not hidden;
-//! - **exactly once**: a user in two rooms gets one copy; duplicate targets are collapsed.
+//! - **one post per connection**: a user in two rooms is posted to once; duplicate targets are
+//!   collapsed.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -82,6 +86,27 @@ pub use sender::{ConnectionInfo, ConnectionSender, Target};
 /// [`with_default_endpoint`](Self::with_default_endpoint)) all take `&self` and return a
 /// configured copy, leaving the original as it was: a broadcaster kept for the process lives on,
 /// and each invocation derives its own, e.g. `self.broadcaster.with_deadline(deadline)`.
+///
+/// # Delivery semantics
+///
+/// A post to the management API has three kinds of outcome:
+///
+/// - **an answer**: 200 (delivered), 410 (gone), 429 / 5xx (not taken — retried), 403 / 413
+///   (refused — not retried);
+/// - **never sent**: the connection to the endpoint could not be made (refused, unreachable,
+///   DNS, TLS) — retried, since the message cannot have arrived;
+/// - **unknown**: the request may have been sent but no answer came — the call timed out, the
+///   connection dropped mid-request, or the deadline cut the post in flight
+///   ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown)). API Gateway may well have
+///   delivered it.
+///
+/// By default an unknown outcome is **not** repeated: each connection receives a message **at
+/// most once**, and the target is reported failed with `OutcomeUnknown` (it may have the message
+/// anyway). With [`BroadcastConfig::retry_unknown_outcome`] the post is repeated within
+/// [`retries`](BroadcastConfig::retries): **at least once** as long as one attempt gets through,
+/// at the price of possible duplicates — give messages an id clients deduplicate on. Neither
+/// setting is "exactly once", and none can be: API Gateway's `PostToConnection` has no
+/// idempotency key.
 #[derive(Clone)]
 pub struct Broadcaster {
     store: Arc<dyn ConnectionStore>,
