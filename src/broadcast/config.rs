@@ -46,6 +46,13 @@ pub struct BroadcastConfig {
     /// Remove connections that answered 410 Gone from all their rooms after the fan-out
     /// (default `true`).
     pub cleanup_gone: bool,
+    /// With a deadline ([`Broadcaster::with_deadline`](super::Broadcaster::with_deadline)),
+    /// the time kept at its end for the cleanup of gone connections (default 500 ms: a few
+    /// DynamoDB round trips per batch of gone connections). Posts stop — and posts in flight
+    /// are cut — this long before the deadline; the cleanup then runs until the deadline
+    /// itself. At most half of the time left when the fan-out starts is kept, so a short
+    /// budget still posts. Not used when [`cleanup_gone`](Self::cleanup_gone) is off.
+    pub cleanup_reserve: Duration,
     /// Repeat a post whose outcome is unknown ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown):
     /// a timeout after the request was sent, a connection dropped mid-request), within
     /// [`retries`](Self::retries) (default `false`).
@@ -70,6 +77,7 @@ impl Default for BroadcastConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
+            cleanup_reserve: Duration::from_millis(500),
             retry_unknown_outcome: false,
         }
     }

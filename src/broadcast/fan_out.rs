@@ -19,6 +19,8 @@ use crate::error::Error;
 
 /// Posts `payload` to every target (already deduplicated) and reports the outcome of each.
 ///
+/// `deadline` is when posting stops: no post starts, and none stays in flight, after it.
+///
 /// Fills the delivery buckets, `retries`, `stopped_early` and `final_concurrency`; the cleanup
 /// of gone connections and the timing are the caller's.
 pub(super) async fn run(
@@ -158,7 +160,23 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let error = match shared.sender.post(target, &shared.payload).await {
+        let post = shared.sender.post(target, &shared.payload);
+        let answer = match shared.deadline {
+            None => post.await,
+            // The deadline bounds the whole call: a post still in flight then is abandoned. It
+            // may have been delivered, so it is failed with an unknown outcome rather than
+            // reported "not attempted", and never repeated (there is no time left anyway).
+            Some(deadline) => tokio::time::timeout_at(deadline, post)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::OutcomeUnknown {
+                        connection_id: target.connection_id.clone(),
+                        reason: "cut in flight at the broadcast deadline".into(),
+                        source: None,
+                    })
+                }),
+        };
+        let error = match answer {
             Ok(()) => {
                 limiter.on_success();
                 return Outcome::Delivered;

@@ -55,7 +55,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
 
@@ -149,9 +149,20 @@ impl Broadcaster {
         }
     }
 
-    /// A copy that stops starting posts at `deadline`: targets not yet tried then are reported as
-    /// not attempted, and no retry is scheduled past it. In a Lambda, use the invocation deadline
-    /// minus a margin for the cleanup.
+    /// A copy whose calls end by `deadline`, whatever the endpoint does.
+    ///
+    /// Posting stops [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) before it (at most
+    /// half the time left), so that the cleanup of gone connections still runs:
+    ///
+    /// - targets not yet tried then are reported **not attempted** — nothing was sent;
+    /// - posts in flight then are abandoned and reported **failed** with
+    ///   [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown) — the request may have
+    ///   reached API Gateway, so "not attempted" would be untrue — and are not repeated;
+    /// - no retry is scheduled past it;
+    /// - the cleanup runs until `deadline`; if it cannot finish, the report's `cleanup_error`
+    ///   says so.
+    ///
+    /// In a Lambda, pass the invocation deadline minus a small margin for returning.
     #[must_use]
     pub fn with_deadline(&self, deadline: std::time::Instant) -> Self {
         let mut copy = self.clone();
@@ -274,16 +285,39 @@ impl Broadcaster {
             .collect();
         drop(seen);
 
+        // Posting stops early enough to leave the cleanup its reserved slice of the deadline.
+        let post_deadline = self.deadline.map(|deadline| {
+            if !self.config.cleanup_gone {
+                return deadline;
+            }
+            let left = deadline.saturating_duration_since(started);
+            deadline - self.config.cleanup_reserve.min(left / 2)
+        });
         let mut report = fan_out::run(
             Arc::clone(&self.sender),
             payload.clone(),
             self.config.clone(),
-            self.deadline,
+            post_deadline,
             targets,
         )
         .await;
         if self.config.cleanup_gone && !report.gone.is_empty() {
-            match self.store.remove_connections(&report.gone).await {
+            let cleanup = self.store.remove_connections(&report.gone);
+            let outcome = match self.deadline {
+                None => cleanup.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, cleanup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Store {
+                            // The trait has no Display, and Debug may list every record.
+                            backend: "connection store (broadcast cleanup)".to_owned(),
+                            source: "removing gone connections did not finish by the broadcast \
+                                     deadline"
+                                .into(),
+                        })
+                    }),
+            };
+            match outcome {
                 Ok(removed) => report.cleaned_records = removed.len(),
                 Err(e) => {
                     tracing::warn!(error = %e, gone = report.gone.len(), "removing gone connections failed");

@@ -12,8 +12,8 @@ use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
 use common::fake_management_api::FakeManagementApi;
 use stateless_ws::broadcast::{ApiGatewaySender, BroadcastConfig, Broadcaster, Payload};
-use stateless_ws::store::InMemoryStore;
-use stateless_ws::{ConnectionId, Error};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::{ConnectionId, Error, Membership, RoomId};
 
 fn id(s: &str) -> ConnectionId {
     ConnectionId::new(s).unwrap()
@@ -108,5 +108,70 @@ async fn a_refused_connection_is_retried_by_default() {
         ),
         "{:?}",
         failed.error
+    );
+}
+
+/// 200 targets behind an endpoint that never answers (10 gone, 190 hung), the sender's 10 s
+/// call timeout and a 1 s budget: the call returns within the budget plus a margin, every
+/// target is in a bucket, the posts in flight are failed with an unknown outcome, and the gone
+/// connections are cleaned up in the time kept for it.
+#[tokio::test]
+async fn the_time_budget_bounds_the_whole_call_even_when_the_endpoint_hangs() {
+    let fake = FakeManagementApi::start("prod").await;
+    fake.set_quiet();
+    let store = Arc::new(InMemoryStore::new());
+    let room = RoomId::new("hung").unwrap();
+    for i in 0..200 {
+        let conn = format!("c{i:03}=");
+        if i % 20 == 0 {
+            fake.set_gone(&conn);
+        } else {
+            fake.set_hung(&conn);
+        }
+        store
+            .join(&Membership::new(id(&conn), room.clone()))
+            .await
+            .unwrap();
+    }
+    let sender =
+        ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
+            .unwrap();
+    let mut config = BroadcastConfig::default();
+    // Every target in flight at once, so that each one's fate is known: 10 gone, 190 hung.
+    config.concurrency = 256;
+    config.cleanup_reserve = Duration::from_millis(200);
+    let budget = Duration::from_secs(1);
+    let b = Broadcaster::new(store.clone(), Arc::new(sender))
+        .with_config(config)
+        .with_time_budget(budget);
+    let started = std::time::Instant::now();
+    let report = b
+        .broadcast(&room, &Payload::text("anyone?").unwrap(), None)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < budget + Duration::from_millis(500),
+        "returned after {elapsed:?}: {report}"
+    );
+    // How many of the 200 posts got through the client's connection set-up in time depends on
+    // the machine's load; what is checked is that each target has its bucket and that every
+    // gone answer that came was cleaned up.
+    assert_eq!(report.targets(), 200, "{report}");
+    assert!(!report.gone.is_empty(), "{report}");
+    assert_eq!(report.cleaned_records, report.gone.len(), "{report}");
+    assert!(report.cleanup_error.is_none(), "{report}");
+    assert_eq!(
+        store.room_connections(&room).await.unwrap().len(),
+        200 - report.gone.len()
+    );
+    assert_eq!(report.failed.len(), 200 - report.gone.len(), "{report}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| matches!(f.error, Error::OutcomeUnknown { .. }) && f.attempts == 1),
+        "{:?}",
+        report.failed.first()
     );
 }

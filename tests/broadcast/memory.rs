@@ -122,6 +122,9 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
     sender.set_latency(Duration::from_millis(10));
     let mut config = BroadcastConfig::default();
     config.concurrency = 10;
+    // No gone connections to clean up: all the budget is for posting.
+    config.cleanup_reserve = Duration::ZERO;
+    let started = tokio::time::Instant::now();
     let b = b
         .with_config(config)
         .with_time_budget(Duration::from_millis(35));
@@ -129,14 +132,69 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
         .unwrap();
+    assert!(started.elapsed() <= Duration::from_millis(36), "{report}");
     assert_eq!(report.targets(), 100, "{report}");
     assert!(
-        (30..=40).contains(&report.delivered.len()),
-        "about 3.5 rounds of 10 fit in 35 ms: {report}"
+        (25..=35).contains(&report.delivered.len()),
+        "about 3 rounds of 10 finish in 35 ms: {report}"
+    );
+    assert!(
+        (1..=10).contains(&report.failed.len()),
+        "the round in flight at the deadline is cut: {report}"
+    );
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| matches!(f.error, Error::OutcomeUnknown { .. })),
+        "{report}"
     );
     assert_eq!(report.not_attempted.len(), 100 - report.attempted());
-    assert!(report.failed.is_empty());
     assert_eq!(sender.total_delivered(), report.delivered.len());
+}
+
+/// The cleanup keeps its reserved slice of the budget: posting stops `cleanup_reserve` before
+/// the deadline, and the gone connections are removed before it.
+#[tokio::test(start_paused = true)]
+async fn posting_stops_early_enough_for_the_cleanup() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..100 {
+        let conn = id(&format!("c{i}="));
+        store
+            .join(&Membership::new(conn.clone(), room.clone()))
+            .await
+            .unwrap();
+        if i < 10 {
+            sender.set_gone(&conn);
+        }
+    }
+    sender.set_latency(Duration::from_millis(10));
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 1;
+    config.cleanup_reserve = Duration::from_millis(300);
+    let started = tokio::time::Instant::now();
+    let report = b
+        .with_config(config)
+        .with_time_budget(Duration::from_secs(1))
+        .send_to(
+            (0..100).map(|i| id(&format!("c{i}="))),
+            &Payload::text("x").unwrap(),
+        )
+        .await;
+    assert!(started.elapsed() <= Duration::from_secs(1), "{report}");
+    assert_eq!(
+        report.delivered.len() + report.gone.len(),
+        70,
+        "posting stopped at 700 ms: {report}"
+    );
+    assert!(
+        report.failed.len() <= 1,
+        "at most the post in flight is cut"
+    );
+    assert_eq!(report.gone.len(), 10);
+    assert_eq!(report.cleaned_records, 10);
+    assert_eq!(store.room_connections(&room).await.unwrap().len(), 90);
 }
 
 #[tokio::test]
