@@ -31,8 +31,22 @@ pub struct BroadcastConfig {
     /// The floor adaptive throttling never goes below (default 1). Used as at least 1 and at
     /// most [`concurrency`](Self::concurrency).
     pub min_concurrency: usize,
-    /// Lower the concurrency on 429s and raise it back on successes (default `true`).
+    /// Lower the concurrency when the account is throttled and raise it back on successes
+    /// (default `true`). See [`throttle_window`](Self::throttle_window) for when 429s count as
+    /// throttling of the account rather than of a few connections.
     pub adaptive: bool,
+    /// The window over which answers are weighed to tell throttling of the account (API
+    /// Gateway's requests-per-second quota, shared by every API of the account and region)
+    /// from a few connections that answer 429 on their own (their client-side buffer is full)
+    /// (default 1 s). Only each target's first post counts, so one connection's retries weigh
+    /// once.
+    pub throttle_window: Duration,
+    /// The account counts as throttled when, within the window, at least this many distinct
+    /// connections answered 429 (default 5; 0 is used as 1) …
+    pub throttle_min_connections: usize,
+    /// … and they are at least this share, in percent, of the connections answered
+    /// (default 20; above 100 is used as 100). Then a 429 halves the concurrency.
+    pub throttle_share_percent: u8,
     /// Retries of one post after a retryable failure — 429, 5xx, timeout (default 3, so at most
     /// 4 attempts; 0 disables retries).
     pub retries: u32,
@@ -40,6 +54,12 @@ pub struct BroadcastConfig {
     /// also the interval within which further 429s do not lower the concurrency again (at least
     /// 10 ms).
     pub initial_backoff: Duration,
+    /// Backoff before the first retry of a connection whose 429 is its own — the account is
+    /// not throttled, so the connection's client-side buffer is full (default 10 ms); it
+    /// doubles per retry, with jitter, up to [`max_backoff`](Self::max_backoff). Short, so that
+    /// a client that does not read costs the broadcast little: after its
+    /// [`retries`](Self::retries) it is reported failed with [`Error::Throttled`](crate::Error::Throttled).
+    pub connection_throttle_backoff: Duration,
     /// Longest backoff (default 2 s). A value below
     /// [`initial_backoff`](Self::initial_backoff) is used as `initial_backoff`.
     pub max_backoff: Duration,
@@ -73,8 +93,12 @@ impl Default for BroadcastConfig {
             concurrency: 64,
             min_concurrency: 1,
             adaptive: true,
+            throttle_window: Duration::from_secs(1),
+            throttle_min_connections: 5,
+            throttle_share_percent: 20,
             retries: 3,
             initial_backoff: Duration::from_millis(50),
+            connection_throttle_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
             cleanup_reserve: Duration::from_millis(500),

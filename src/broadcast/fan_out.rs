@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::BroadcastConfig;
-use super::limiter::{Limiter, Slot};
+use super::limiter::{Answer, Limiter, Slot};
 use super::payload::Payload;
 use super::report::{BroadcastReport, FailedDelivery};
 use super::sender::{ConnectionSender, Target};
@@ -176,36 +176,54 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
                     })
                 }),
         };
+        let first_attempt = attempt == 1;
         let error = match answer {
             Ok(()) => {
+                limiter.on_answer(first_attempt, Answer::Other);
                 limiter.on_success();
                 return Outcome::Delivered;
             }
-            Err(Error::Gone { .. }) => return Outcome::Gone,
+            Err(Error::Gone { .. }) => {
+                limiter.on_answer(first_attempt, Answer::Other);
+                return Outcome::Gone;
+            }
             Err(e) => e,
         };
+        let mut backoff = shared.config.initial_backoff;
         let retryable = match &error {
             Error::Forbidden { .. } => {
                 shared.stop.store(true, Ordering::Relaxed);
                 false
             }
             Error::Throttled { .. } => {
-                limiter.on_throttle();
+                // The account's throttling slows everyone down (the limiter cuts); a
+                // connection's own 429 is retried soon, on its own, without slowing anyone.
+                if !limiter.on_answer(first_attempt, Answer::Throttled) {
+                    backoff = shared.config.connection_throttle_backoff;
+                }
                 true
             }
-            Error::Delivery { retryable, .. } => *retryable,
+            // No answer: nothing to learn about throttling.
             // May have been delivered: repeating it risks a second copy (see the config field).
             Error::OutcomeUnknown { .. } => shared.config.retry_unknown_outcome,
-            _ => false,
+            Error::Delivery {
+                retryable, status, ..
+            } => {
+                // Only an answer (a status) says something about the account.
+                if status.is_some() {
+                    limiter.on_answer(first_attempt, Answer::Other);
+                }
+                *retryable
+            }
+            _ => {
+                limiter.on_answer(first_attempt, Answer::Other);
+                false
+            }
         };
         if !retryable || attempt > shared.config.retries || shared.stopped() {
             return Outcome::Failed(error, attempt);
         }
-        let wait = crate::backoff::delay(
-            attempt,
-            shared.config.initial_backoff,
-            shared.config.backoff_cap(),
-        );
+        let wait = crate::backoff::delay(attempt, backoff, shared.config.backoff_cap());
         if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return Outcome::Failed(error, attempt);
         }

@@ -367,3 +367,46 @@ async fn a_panicking_sender_fails_only_its_target() {
     assert!(report.failed[0].error.to_string().contains("boom="));
     assert_eq!(recorder.total_delivered(), 2);
 }
+
+/// 500 connections answering after 300 ms and 20 that always answer 429 (a client that does not
+/// read): the 20 fail after their own retries, and nobody else is slowed down — the
+/// concurrency stays where it was.
+#[tokio::test(start_paused = true)]
+async fn a_few_always_throttled_connections_do_not_slow_everyone() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..520 {
+        let c = id(&format!("c{i:03}="));
+        store
+            .join(&Membership::new(c.clone(), room.clone()))
+            .await
+            .unwrap();
+        if i % 26 == 13 {
+            sender.fail(&c, InjectedFailure::Throttled, None);
+        }
+    }
+    sender.set_latency(Duration::from_millis(300));
+    let b = b.with_config(BroadcastConfig::default());
+    let started = tokio::time::Instant::now();
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(report.delivered.len(), 500, "{report}");
+    assert_eq!(report.failed.len(), 20, "{report}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.attempts == 4 && matches!(f.error, Error::Throttled { .. })),
+        "each fails after its own 3 retries"
+    );
+    assert_eq!(report.final_concurrency, 64, "{report}");
+    // 520 posts of 300 ms, 64 at a time, are 9 rounds (2.7 s); a throttled connection's four
+    // posts and short backoffs fit in a few more.
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}: {report}"
+    );
+}
