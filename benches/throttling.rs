@@ -75,7 +75,7 @@ async fn scenario(
     // Bad connections spread evenly, each in the middle of its stride; the hung ones spread
     // evenly among them.
     let bad = throttled + hung;
-    let hung_stride = if hung == 0 { usize::MAX } else { bad / hung };
+    let hung_stride = bad.checked_div(hung).unwrap_or(usize::MAX);
     let mut next_bad = 0;
     for i in 0..total {
         let id = format!("c{i:04}=");

@@ -6,9 +6,14 @@
 //!
 //! - **fast**: posts run concurrently, [`BroadcastConfig::concurrency`] at a time (64 by
 //!   default), on all the runtime's threads;
-//! - **polite**: a 429 halves the concurrency (at most once per backoff interval) and successes
-//!   win it back one slot at a time — the account's 10,000 requests/s are shared by every API
-//!   Gateway API of the account and region;
+//! - **polite**: when 429s show that the *account* is throttled (many distinct connections, a
+//!   rising share of the answers) the concurrency halves, at most once per backoff interval, and
+//!   successes win it back one slot at a time — the account's 10,000 requests/s are shared by
+//!   every API Gateway API of the account and region. A few connections answering 429 on their
+//!   own (a client that does not read fills its buffer) slow nobody else: they are retried on a
+//!   short backoff and fail after their own retries;
+//! - **bounded in time**: with a [deadline](Broadcaster::with_deadline) the call returns by it,
+//!   whatever the endpoint does — posts in flight are cut, and the cleanup keeps a reserved slice;
 //! - **accounted for**: failures that are safe to repeat (429, 5xx, connection refused) are
 //!   retried with exponential backoff and jitter; every target ends in exactly one bucket of the
 //!   [`BroadcastReport`] — delivered, gone, failed (with the error) or not attempted (deadline,
