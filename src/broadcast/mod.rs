@@ -102,7 +102,7 @@ pub use sender::{ConnectionInfo, ConnectionSender, Target};
 ///   DNS, TLS) — retried, since the message cannot have arrived;
 /// - **unknown**: the request may have been sent but no answer came — the call timed out, the
 ///   connection dropped mid-request, or the deadline cut the post in flight
-///   ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown)). API Gateway may well have
+///   ([`Error::OutcomeUnknown`]). API Gateway may well have
 ///   delivered it.
 ///
 /// By default an unknown outcome is **not** repeated: each connection receives a message **at
@@ -161,7 +161,7 @@ impl Broadcaster {
     ///
     /// - targets not yet tried then are reported **not attempted** — nothing was sent;
     /// - posts in flight then are abandoned and reported **failed** with
-    ///   [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown) — the request may have
+    ///   [`Error::OutcomeUnknown`] — the request may have
     ///   reached API Gateway, so "not attempted" would be untrue — and are not repeated;
     /// - no retry is scheduled past it;
     /// - the cleanup runs until `deadline`; if it cannot finish, the report's `cleanup_error`
