@@ -54,12 +54,17 @@ pub struct BroadcastConfig {
     /// also the interval within which further 429s do not lower the concurrency again (at least
     /// 10 ms).
     pub initial_backoff: Duration,
-    /// Backoff before the first retry of a connection whose 429 is its own — the account is
-    /// not throttled, so the connection's client-side buffer is full (default 10 ms); it
-    /// doubles per retry, with jitter, up to [`max_backoff`](Self::max_backoff). Short, so that
-    /// a client that does not read costs the broadcast little: after its
-    /// [`retries`](Self::retries) it is reported failed with [`Error::Throttled`](crate::Error::Throttled).
+    /// Backoff before retrying a post whose 429 is the connection's own — the account is not
+    /// throttled, so that client's buffer is full (default 10 ms); it doubles per retry, with
+    /// jitter, up to [`max_backoff`](Self::max_backoff). Short, so that a client that does not
+    /// read costs the broadcast little.
     pub connection_throttle_backoff: Duration,
+    /// Retries of a post whose 429 is the connection's own (default 1; also bounded by
+    /// [`retries`](Self::retries)); then it is reported failed with
+    /// [`Error::Throttled`](crate::Error::Throttled). Few, because each retry is a round trip
+    /// the whole broadcast waits for, and a client that does not read rarely drains its buffer
+    /// within milliseconds.
+    pub connection_throttle_retries: u32,
     /// Longest backoff (default 2 s). A value below
     /// [`initial_backoff`](Self::initial_backoff) is used as `initial_backoff`.
     pub max_backoff: Duration,
@@ -99,6 +104,7 @@ impl Default for BroadcastConfig {
             retries: 3,
             initial_backoff: Duration::from_millis(50),
             connection_throttle_backoff: Duration::from_millis(10),
+            connection_throttle_retries: 1,
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
             cleanup_reserve: Duration::from_millis(500),

@@ -158,6 +158,8 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outco
 async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot: Slot) -> Outcome {
     let mut slot = Some(slot);
     let mut attempt = 0u32;
+    // 429s that were this connection's own (the account was not throttled).
+    let mut own_throttles = 0u32;
     loop {
         attempt += 1;
         let post = shared.sender.post(target, &shared.payload);
@@ -198,10 +200,13 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
             Error::Throttled { .. } => {
                 // The account's throttling slows everyone down (the limiter cuts); a
                 // connection's own 429 is retried soon, on its own, without slowing anyone.
-                if !limiter.on_answer(first_attempt, Answer::Throttled) {
+                if limiter.on_answer(first_attempt, Answer::Throttled) {
+                    true
+                } else {
                     backoff = shared.config.connection_throttle_backoff;
+                    own_throttles += 1;
+                    own_throttles <= shared.config.connection_throttle_retries
                 }
-                true
             }
             // No answer: nothing to learn about throttling.
             // May have been delivered: repeating it risks a second copy (see the config field).

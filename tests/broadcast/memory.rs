@@ -215,6 +215,9 @@ async fn throttled_connections_are_retried_and_concurrency_adapts() {
     config.concurrency = 16;
     config.initial_backoff = Duration::from_millis(20);
     config.max_backoff = Duration::from_millis(40);
+    // The first few 429s come before the share shows the account throttled, and count as the
+    // connections' own: let those be retried as often as the others.
+    config.connection_throttle_retries = 3;
     let b = b.with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
@@ -399,12 +402,12 @@ async fn a_few_always_throttled_connections_do_not_slow_everyone() {
         report
             .failed
             .iter()
-            .all(|f| f.attempts == 4 && matches!(f.error, Error::Throttled { .. })),
-        "each fails after its own 3 retries"
+            .all(|f| f.attempts == 2 && matches!(f.error, Error::Throttled { .. })),
+        "each fails after its own retry"
     );
     assert_eq!(report.final_concurrency, 64, "{report}");
-    // 520 posts of 300 ms, 64 at a time, are 9 rounds (2.7 s); a throttled connection's four
-    // posts and short backoffs fit in a few more.
+    // 520 posts of 300 ms, 64 at a time, are 9 rounds (2.7 s); a throttled connection's two
+    // posts and short backoff fit in a few more.
     assert!(
         elapsed < Duration::from_secs(5),
         "took {elapsed:?}: {report}"

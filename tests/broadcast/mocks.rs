@@ -239,6 +239,7 @@ async fn one_connections_429s_are_retried_without_lowering_concurrency() {
         .build();
     let mut config = fast_config();
     config.concurrency = 8;
+    config.connection_throttle_retries = 2;
     let b = Broadcaster::new(store, Arc::new(sender(&[&rule]))).with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
