@@ -242,7 +242,7 @@ impl Broadcaster {
         .await
     }
 
-    /// Sends `payload` to every connection of `user`, each exactly once however many rooms it
+    /// Sends `payload` to every connection of `user`, posting to each once however many rooms it
     /// is in.
     ///
     /// # Errors
