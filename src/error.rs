@@ -163,6 +163,26 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A post may or may not have been delivered: the request may have reached the management
+    /// API, but no answer came that says what happened — the call timed out after the request
+    /// was sent, the connection dropped mid-request, the answer could not be read, or the
+    /// broadcast's deadline cut the post in flight.
+    ///
+    /// Not [retryable](Error::is_retryable) in the sense of "safe to repeat": repeating it may
+    /// deliver a second copy. The [`Broadcaster`](crate::broadcast::Broadcaster) repeats it only
+    /// when [`BroadcastConfig::retry_unknown_outcome`](crate::broadcast::BroadcastConfig::retry_unknown_outcome)
+    /// is set.
+    #[error("delivery to {connection_id}: outcome unknown ({reason})")]
+    OutcomeUnknown {
+        /// The connection.
+        connection_id: crate::ids::ConnectionId,
+        /// Why no answer counts, e.g. `no answer within the call timeout`.
+        reason: Cow<'static, str>,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
     #[error("{backend}: store request failed")]
     Store {
@@ -175,8 +195,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying the same operation later may succeed (throttling, transient backend
-    /// failures, unprocessed batch items, retryable deliveries).
+    /// Whether retrying the same operation later may succeed and is safe (throttling, transient
+    /// backend failures, unprocessed batch items, retryable deliveries). An
+    /// [`OutcomeUnknown`](Error::OutcomeUnknown) post is not: it may have been delivered.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Throttled { .. } | Error::Unprocessed { .. } | Error::Store { .. } => true,

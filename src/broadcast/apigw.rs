@@ -30,7 +30,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// The SDK's own retries are disabled on these clients: the [`Broadcaster`](super::Broadcaster)
 /// retries with its own backoff and must see each 429 to lower its concurrency. Each call has a
-/// [10 s operation timeout](DEFAULT_CALL_TIMEOUT) (a timeout is a retryable failure).
+/// [10 s operation timeout](DEFAULT_CALL_TIMEOUT). A timeout, a connection dropped mid-request
+/// or an unreadable answer is [`Error::OutcomeUnknown`] (the message may have been delivered);
+/// a failure to connect is a retryable [`Error::Delivery`] (the request never left).
 ///
 /// # Endpoints
 ///
@@ -73,7 +75,9 @@ impl ApiGatewaySender {
 
     /// A sender from a fully prepared SDK config builder (custom timeouts, HTTP client,
     /// interceptors — e.g. `aws-smithy-mocks` in tests). Its endpoint URL, if any, is replaced per
-    /// target; its retry settings are kept as given.
+    /// target; its retry settings are kept as given. Keep the SDK's retries disabled: an SDK
+    /// retry after a timeout repeats a post that may have been delivered, behind the
+    /// broadcaster's back (see [`Broadcaster`](super::Broadcaster#delivery-semantics)).
     pub fn from_builder(base: aws_sdk_apigatewaymanagement::config::Builder) -> Self {
         Self {
             base,
@@ -211,6 +215,12 @@ fn validate_endpoint(endpoint: &str) -> Result<String> {
 ///
 /// The SDK recognises modeled errors by the `x-amzn-ErrorType` header; a bare status without it
 /// is still classified here by status, so emulators that omit the header behave the same.
+///
+/// Failures without an answer are split by whether the request can have left: a failure to
+/// connect (refused, unreachable, DNS, TLS handshake) happened before any byte of the request
+/// was sent, so it is a plain retryable [`Error::Delivery`]; a timeout, a connection dropped
+/// mid-request or an unreadable answer may come after API Gateway delivered the message, so
+/// it is [`Error::OutcomeUnknown`] and the broadcaster does not repeat it by default.
 fn map_err<E>(endpoint: &str, target: &Target, err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -218,11 +228,23 @@ where
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
     let connection_id = target.connection_id.clone();
-    let transient = matches!(
-        err,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-    );
+    let unknown_outcome = match &err {
+        SdkError::TimeoutError(_) => Some("no answer within the call timeout"),
+        SdkError::DispatchFailure(_) if !failed_to_connect(&err) => {
+            Some("the connection failed while the request was in flight")
+        }
+        SdkError::ResponseError(_) => Some("the answer could not be read"),
+        _ => None,
+    };
+    let transient = matches!(err, SdkError::DispatchFailure(_));
     let source: BoxError = Box::new(err);
+    if let Some(reason) = unknown_outcome {
+        return Error::OutcomeUnknown {
+            connection_id,
+            reason: reason.into(),
+            source: Some(source),
+        };
+    }
     let backend = || format!("ApiGatewaySender({endpoint})");
     match (code.as_deref(), status) {
         (Some("GoneException"), _) | (None, Some(410)) => Error::Gone { connection_id },
@@ -244,6 +266,7 @@ where
                 source,
             }
         }
+        // A 5xx is an answer: API Gateway says the call failed, so it is retried like a 429.
         (_, status) => Error::Delivery {
             connection_id,
             retryable: transient || status.is_some_and(|s| s >= 500),
@@ -251,6 +274,35 @@ where
             source,
         },
     }
+}
+
+/// Whether a dispatch failure happened while connecting, before the request was written.
+///
+/// The SDK's HTTP client (hyper-util) reports every connect-phase failure — DNS, TCP, TLS — as
+/// `client error (Connect)`; a refused or unreachable address also shows as an I/O error of that
+/// kind. Anything else is treated as possibly sent, which is the safe side: at worst a post that
+/// never left is reported with an unknown outcome instead of being retried.
+fn failed_to_connect(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        if e.to_string().starts_with("client error (Connect)") {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn to_system_time(t: Option<&DateTime>) -> Option<SystemTime> {

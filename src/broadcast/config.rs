@@ -31,8 +31,22 @@ pub struct BroadcastConfig {
     /// The floor adaptive throttling never goes below (default 1). Used as at least 1 and at
     /// most [`concurrency`](Self::concurrency).
     pub min_concurrency: usize,
-    /// Lower the concurrency on 429s and raise it back on successes (default `true`).
+    /// Lower the concurrency when the account is throttled and raise it back on successes
+    /// (default `true`). See [`throttle_window`](Self::throttle_window) for when 429s count as
+    /// throttling of the account rather than of a few connections.
     pub adaptive: bool,
+    /// The window over which answers are weighed to tell throttling of the account (API
+    /// Gateway's requests-per-second quota, shared by every API of the account and region)
+    /// from a few connections that answer 429 on their own (their client-side buffer is full)
+    /// (default 1 s). Only each target's first post counts, so one connection's retries weigh
+    /// once.
+    pub throttle_window: Duration,
+    /// The account counts as throttled when, within the window, at least this many distinct
+    /// connections answered 429 (default 5; 0 is used as 1) …
+    pub throttle_min_connections: usize,
+    /// … and they are at least this share, in percent, of the connections answered
+    /// (default 20; above 100 is used as 100). Then a 429 halves the concurrency.
+    pub throttle_share_percent: u8,
     /// Retries of one post after a retryable failure — 429, 5xx, timeout (default 3, so at most
     /// 4 attempts; 0 disables retries).
     pub retries: u32,
@@ -40,12 +54,42 @@ pub struct BroadcastConfig {
     /// also the interval within which further 429s do not lower the concurrency again (at least
     /// 10 ms).
     pub initial_backoff: Duration,
+    /// Backoff before retrying a post whose 429 is the connection's own — the account is not
+    /// throttled, so that client's buffer is full (default 10 ms); it doubles per retry, with
+    /// jitter, up to [`max_backoff`](Self::max_backoff). Short, so that a client that does not
+    /// read costs the broadcast little.
+    pub connection_throttle_backoff: Duration,
+    /// Retries of a post whose 429 is the connection's own (default 1; also bounded by
+    /// [`retries`](Self::retries)); then it is reported failed with
+    /// [`Error::Throttled`](crate::Error::Throttled). Few, because each retry is a round trip
+    /// the whole broadcast waits for, and a client that does not read rarely drains its buffer
+    /// within milliseconds.
+    pub connection_throttle_retries: u32,
     /// Longest backoff (default 2 s). A value below
     /// [`initial_backoff`](Self::initial_backoff) is used as `initial_backoff`.
     pub max_backoff: Duration,
     /// Remove connections that answered 410 Gone from all their rooms after the fan-out
     /// (default `true`).
     pub cleanup_gone: bool,
+    /// With a deadline ([`Broadcaster::with_deadline`](super::Broadcaster::with_deadline)),
+    /// the time kept at its end for the cleanup of gone connections (default 500 ms: a few
+    /// DynamoDB round trips per batch of gone connections). Posts stop — and posts in flight
+    /// are cut — this long before the deadline; the cleanup then runs until the deadline
+    /// itself. At most half of the time left when the fan-out starts is kept, so a short
+    /// budget still posts. Not used when [`cleanup_gone`](Self::cleanup_gone) is off.
+    pub cleanup_reserve: Duration,
+    /// Repeat a post whose outcome is unknown ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown):
+    /// a timeout after the request was sent, a connection dropped mid-request), within
+    /// [`retries`](Self::retries) (default `false`).
+    ///
+    /// `false` — **at most once**: such a post is reported failed after its one attempt; the
+    /// client may have received it or not, never twice. `true` — **at least once, within the
+    /// retries**: the post is repeated like any transient failure, so a client may receive
+    /// duplicates (make messages idempotent, e.g. carry an id the client deduplicates on).
+    /// Either way, failures whose request never left (connection refused) and answers that say
+    /// the message was not taken (429, 5xx) are retried. See
+    /// [`Broadcaster`](super::Broadcaster#delivery-semantics).
+    pub retry_unknown_outcome: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -54,10 +98,17 @@ impl Default for BroadcastConfig {
             concurrency: 64,
             min_concurrency: 1,
             adaptive: true,
+            throttle_window: Duration::from_secs(1),
+            throttle_min_connections: 5,
+            throttle_share_percent: 20,
             retries: 3,
             initial_backoff: Duration::from_millis(50),
+            connection_throttle_backoff: Duration::from_millis(10),
+            connection_throttle_retries: 1,
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
+            cleanup_reserve: Duration::from_millis(500),
+            retry_unknown_outcome: false,
         }
     }
 }

@@ -11,13 +11,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::BroadcastConfig;
-use super::limiter::{Limiter, Slot};
+use super::limiter::{Answer, Limiter, Slot};
 use super::payload::Payload;
 use super::report::{BroadcastReport, FailedDelivery};
 use super::sender::{ConnectionSender, Target};
 use crate::error::Error;
 
 /// Posts `payload` to every target (already deduplicated) and reports the outcome of each.
+///
+/// `deadline` is when posting stops: no post starts, and none stays in flight, after it.
 ///
 /// Fills the delivery buckets, `retries`, `stopped_early` and `final_concurrency`; the cleanup
 /// of gone connections and the timing are the caller's.
@@ -156,36 +158,77 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outco
 async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot: Slot) -> Outcome {
     let mut slot = Some(slot);
     let mut attempt = 0u32;
+    // 429s that were this connection's own (the account was not throttled).
+    let mut own_throttles = 0u32;
     loop {
         attempt += 1;
-        let error = match shared.sender.post(target, &shared.payload).await {
+        let post = shared.sender.post(target, &shared.payload);
+        let answer = match shared.deadline {
+            None => post.await,
+            // The deadline bounds the whole call: a post still in flight then is abandoned. It
+            // may have been delivered, so it is failed with an unknown outcome rather than
+            // reported "not attempted", and never repeated (there is no time left anyway).
+            Some(deadline) => tokio::time::timeout_at(deadline, post)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::OutcomeUnknown {
+                        connection_id: target.connection_id.clone(),
+                        reason: "cut in flight at the broadcast deadline".into(),
+                        source: None,
+                    })
+                }),
+        };
+        let first_attempt = attempt == 1;
+        let error = match answer {
             Ok(()) => {
+                limiter.on_answer(first_attempt, Answer::Other);
                 limiter.on_success();
                 return Outcome::Delivered;
             }
-            Err(Error::Gone { .. }) => return Outcome::Gone,
+            Err(Error::Gone { .. }) => {
+                limiter.on_answer(first_attempt, Answer::Other);
+                return Outcome::Gone;
+            }
             Err(e) => e,
         };
+        let mut backoff = shared.config.initial_backoff;
         let retryable = match &error {
             Error::Forbidden { .. } => {
                 shared.stop.store(true, Ordering::Relaxed);
                 false
             }
             Error::Throttled { .. } => {
-                limiter.on_throttle();
-                true
+                // The account's throttling slows everyone down (the limiter cuts); a
+                // connection's own 429 is retried soon, on its own, without slowing anyone.
+                if limiter.on_answer(first_attempt, Answer::Throttled) {
+                    true
+                } else {
+                    backoff = shared.config.connection_throttle_backoff;
+                    own_throttles += 1;
+                    own_throttles <= shared.config.connection_throttle_retries
+                }
             }
-            Error::Delivery { retryable, .. } => *retryable,
-            _ => false,
+            // No answer: nothing to learn about throttling.
+            // May have been delivered: repeating it risks a second copy (see the config field).
+            Error::OutcomeUnknown { .. } => shared.config.retry_unknown_outcome,
+            Error::Delivery {
+                retryable, status, ..
+            } => {
+                // Only an answer (a status) says something about the account.
+                if status.is_some() {
+                    limiter.on_answer(first_attempt, Answer::Other);
+                }
+                *retryable
+            }
+            _ => {
+                limiter.on_answer(first_attempt, Answer::Other);
+                false
+            }
         };
         if !retryable || attempt > shared.config.retries || shared.stopped() {
             return Outcome::Failed(error, attempt);
         }
-        let wait = crate::backoff::delay(
-            attempt,
-            shared.config.initial_backoff,
-            shared.config.backoff_cap(),
-        );
+        let wait = crate::backoff::delay(attempt, backoff, shared.config.backoff_cap());
         if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return Outcome::Failed(error, attempt);
         }

@@ -1,13 +1,28 @@
 //! The adaptive concurrency limit of a fan-out: additive increase, multiplicative decrease
-//! (AIMD) over a semaphore.
+//! (AIMD) over a semaphore, answering throttling of the **account**, not of one connection.
 //!
-//! - a 429 halves the limit, at most once per cooldown (the posts in flight all see the same
-//!   burst of 429s, and one cut answers it), never below the floor;
+//! - the account counts as throttled when, among the first attempts answered within the
+//!   throttle window, at least `throttle_min_connections` were 429s and they are at least
+//!   `throttle_share_percent` of the answers. Only first attempts count: each is a distinct
+//!   connection, so one connection's repeated 429s (its retries) weigh once, and a few
+//!   connections that always answer 429 stay a small share;
+//! - a 429 while the account counts as throttled halves the limit, at most once per cooldown
+//!   (the posts in flight all see the same burst of 429s, and one cut answers it), never below
+//!   the floor;
 //! - each window of successes (as many as the current limit) adds one slot back, never above
 //!   the configured maximum;
 //! - shrinking takes effect as in-flight posts finish: idle permits are retired at once, the
 //!   rest when their [`Slot`]s are dropped.
+//!
+//! Why the distinction: API Gateway "examines the rate and a burst of request submissions
+//! against all APIs in your account, per Region" and answers 429 when they are exceeded
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>) —
+//! that is what lowering the concurrency helps. But the management API's 429
+//! (`LimitExceededException`) also means "the WebSocket client side buffer is full"
+//! (<https://docs.aws.amazon.com/botocore/latest/reference/services/apigatewaymanagementapi/client/exceptions/LimitExceededException.html>):
+//! one slow client, which posting more slowly to everyone else does not help.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +39,9 @@ pub(super) struct Limiter {
     min: usize,
     adaptive: bool,
     cooldown: Duration,
+    window: Duration,
+    min_throttled: usize,
+    share_percent: usize,
 }
 
 struct LimiterState {
@@ -32,6 +50,19 @@ struct LimiterState {
     debt: usize,
     successes: usize,
     last_cut: Option<Instant>,
+    /// First attempts answered within the throttle window: when, and whether it was a 429.
+    recent: VecDeque<(Instant, bool)>,
+    /// The 429s among `recent`.
+    recent_throttled: usize,
+}
+
+/// What a post's answer was, as the throttling rule sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// 429.
+    Throttled,
+    /// Any other answer: 200, 410, 5xx, ...
+    Other,
 }
 
 /// One concurrency slot; returning it honours a pending decrease.
@@ -65,11 +96,16 @@ impl Limiter {
                 debt: 0,
                 successes: 0,
                 last_cut: None,
+                recent: VecDeque::new(),
+                recent_throttled: 0,
             }),
             max,
             min: config.min_in_flight(),
             adaptive: config.adaptive,
             cooldown: config.throttle_cooldown(),
+            window: config.throttle_window,
+            min_throttled: config.throttle_min_connections.max(1),
+            share_percent: usize::from(config.throttle_share_percent.min(100)),
         })
     }
 
@@ -131,8 +167,37 @@ impl Limiter {
         }
     }
 
-    /// A post was throttled (429).
-    pub(super) fn on_throttle(&self) {
+    /// Records the answer to a post (`first_attempt`: the target's first post) and returns
+    /// whether the account counts as throttled now; a 429 then lowers the limit.
+    ///
+    /// Posts that got no answer (timeouts, cut at the deadline) are not recorded.
+    pub(super) fn on_answer(&self, first_attempt: bool, answer: Answer) -> bool {
+        let now = Instant::now();
+        let throttled = answer == Answer::Throttled;
+        let account_throttled = {
+            let mut state = self.lock();
+            while let Some(&(at, was_throttled)) = state.recent.front() {
+                if now.duration_since(at) < self.window {
+                    break;
+                }
+                state.recent.pop_front();
+                state.recent_throttled -= usize::from(was_throttled);
+            }
+            if first_attempt {
+                state.recent.push_back((now, throttled));
+                state.recent_throttled += usize::from(throttled);
+            }
+            state.recent_throttled >= self.min_throttled
+                && state.recent_throttled * 100 >= self.share_percent * state.recent.len()
+        };
+        if throttled && account_throttled {
+            self.decrease();
+        }
+        account_throttled
+    }
+
+    /// Halves the limit, unless it was cut within the cooldown.
+    fn decrease(&self) {
         if !self.adaptive {
             return;
         }
@@ -152,7 +217,7 @@ impl Limiter {
         state.limit = new_limit;
         state.successes = 0;
         state.last_cut = Some(now);
-        tracing::debug!(limit = new_limit, "throttled: lowering concurrency");
+        tracing::debug!(limit = new_limit, "account throttled: lowering concurrency");
     }
 }
 
@@ -185,7 +250,7 @@ mod tests {
     async fn a_throttle_halves_the_limit_and_retires_idle_permits_at_once() {
         let limiter = Limiter::new(&config(8, 1, 50));
         let held = take(&limiter, 2).await;
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 4);
         assert_eq!(
             available(&limiter),
@@ -200,7 +265,7 @@ mod tests {
     async fn busy_permits_are_retired_as_their_slots_are_dropped() {
         let limiter = Limiter::new(&config(8, 1, 50));
         let mut held = take(&limiter, 8).await;
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 4);
         assert_eq!(available(&limiter), 0);
         for returned in 1..=4 {
@@ -214,14 +279,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_throttles_cuts_once_per_cooldown() {
         let limiter = Limiter::new(&config(16, 1, 50));
-        limiter.on_throttle();
-        limiter.on_throttle();
+        limiter.decrease();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 8, "second 429 at the same instant");
         tokio::time::advance(Duration::from_millis(49)).await;
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 8, "still within the cooldown");
         tokio::time::advance(Duration::from_millis(1)).await;
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 4, "cooldown over");
         assert_eq!(available(&limiter), 4);
     }
@@ -229,7 +294,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn successes_win_back_one_slot_per_window() {
         let limiter = Limiter::new(&config(8, 1, 50));
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 4);
         for _ in 0..3 {
             limiter.on_success();
@@ -253,7 +318,7 @@ mod tests {
     async fn growth_pays_pending_debt_before_adding_permits() {
         let limiter = Limiter::new(&config(8, 1, 50));
         let held = take(&limiter, 8).await;
-        limiter.on_throttle();
+        limiter.decrease();
         for _ in 0..4 {
             limiter.on_success();
         }
@@ -276,7 +341,7 @@ mod tests {
         assert_eq!(limiter.limit(), 8, "never above the max");
         assert_eq!(available(&limiter), 8);
         for expected in [4, 3, 3] {
-            limiter.on_throttle();
+            limiter.decrease();
             assert_eq!(limiter.limit(), expected);
             tokio::time::advance(Duration::from_millis(50)).await;
         }
@@ -292,11 +357,11 @@ mod tests {
     async fn out_of_range_bounds_are_clamped() {
         let limiter = Limiter::new(&config(0, 0, 0));
         assert_eq!((limiter.limit(), limiter.max()), (1, 1));
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 1, "a floor of 0 is used as 1");
 
         let limiter = Limiter::new(&config(4, 10, 50));
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(
             limiter.limit(),
             4,
@@ -310,9 +375,94 @@ mod tests {
             adaptive: false,
             ..config(8, 1, 50)
         });
-        limiter.on_throttle();
+        limiter.decrease();
         assert_eq!(limiter.limit(), 8);
         assert_eq!(available(&limiter), 8);
+    }
+
+    /// Answers `n` first attempts, `throttled` of them 429s, spread evenly; returns whether
+    /// the last one judged the account throttled.
+    fn answer_first_attempts(limiter: &Limiter, n: usize, throttled: usize) -> bool {
+        let mut verdict = false;
+        for i in 0..n {
+            // Evenly spread: the i-th answer is a 429 when it crosses a multiple of n/throttled.
+            let is_throttled = throttled > 0 && (i + 1) * throttled / n > i * throttled / n;
+            let answer = if is_throttled {
+                Answer::Throttled
+            } else {
+                Answer::Other
+            };
+            verdict = limiter.on_answer(true, answer);
+        }
+        verdict
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_connection_answering_429_again_and_again_never_cuts() {
+        let limiter = Limiter::new(&config(64, 1, 50));
+        assert!(!limiter.on_answer(true, Answer::Throttled));
+        for _ in 0..50 {
+            assert!(!limiter.on_answer(false, Answer::Throttled), "its retries");
+            tokio::time::advance(Duration::from_millis(60)).await;
+        }
+        assert_eq!(limiter.limit(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_few_connections_always_answering_429_among_many_never_cut() {
+        let limiter = Limiter::new(&config(64, 1, 50));
+        // 20 of 520 connections throttled (4 %), each retried three times.
+        for _ in 0..26 {
+            answer_first_attempts(&limiter, 20, 1);
+            for _ in 0..3 {
+                limiter.on_answer(false, Answer::Throttled);
+            }
+            tokio::time::advance(Duration::from_millis(20)).await;
+        }
+        assert_eq!(limiter.limit(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_across_many_connections_cuts_the_limit() {
+        let limiter = Limiter::new(&config(64, 1, 50));
+        // Four distinct connections throttled: below the minimum of five, however large a share.
+        assert!(!answer_first_attempts(&limiter, 4, 4));
+        assert_eq!(limiter.limit(), 64);
+        assert!(limiter.on_answer(true, Answer::Throttled), "the fifth");
+        assert_eq!(limiter.limit(), 32);
+        // Still throttled a cooldown later: a 429 (even a retry's) cuts again.
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert!(limiter.on_answer(false, Answer::Throttled));
+        assert_eq!(limiter.limit(), 16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_share_of_throttled_answers_decides() {
+        let limiter = Limiter::new(&config(64, 1, 50));
+        // 10 of 100 (10 %): not the account.
+        assert!(!answer_first_attempts(&limiter, 100, 10));
+        assert_eq!(limiter.limit(), 64);
+        // 20 more 429s of 20 answers: 30 of 120 (25 %), over the 20 % share.
+        assert!(answer_first_attempts(&limiter, 20, 20));
+        assert_eq!(limiter.limit(), 32);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_older_than_the_window_are_forgotten() {
+        let limiter = Limiter::new(&config(64, 1, 50));
+        answer_first_attempts(&limiter, 4, 4);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            !limiter.on_answer(true, Answer::Throttled),
+            "the four earlier 429s left the 1 s window"
+        );
+        assert_eq!(limiter.limit(), 64);
+        answer_first_attempts(&limiter, 3, 3);
+        assert!(
+            limiter.on_answer(true, Answer::Throttled),
+            "five within the window"
+        );
+        assert_eq!(limiter.limit(), 32);
     }
 
     #[tokio::test(start_paused = true)]

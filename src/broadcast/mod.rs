@@ -6,15 +6,24 @@
 //!
 //! - **fast**: posts run concurrently, [`BroadcastConfig::concurrency`] at a time (64 by
 //!   default), on all the runtime's threads;
-//! - **polite**: a 429 halves the concurrency (at most once per backoff interval) and successes
-//!   win it back one slot at a time — the account's 10,000 requests/s are shared by every API
-//!   Gateway API of the account and region;
-//! - **lossless**: retryable failures (429, 5xx, timeouts) are retried with exponential backoff
-//!   and jitter; every target ends in exactly one bucket of the [`BroadcastReport`] — delivered,
-//!   gone, failed (with the error) or not attempted (deadline, or a 403 that stopped the run);
+//! - **polite**: when 429s show that the *account* is throttled (many distinct connections, a
+//!   rising share of the answers) the concurrency halves, at most once per backoff interval, and
+//!   successes win it back one slot at a time — the account's 10,000 requests/s are shared by
+//!   every API Gateway API of the account and region. A few connections answering 429 on their
+//!   own (a client that does not read fills its buffer) slow nobody else: they are retried on a
+//!   short backoff and fail after their own retries;
+//! - **bounded in time**: with a [deadline](Broadcaster::with_deadline) the call returns by it,
+//!   whatever the endpoint does — posts in flight are cut, and the cleanup keeps a reserved slice;
+//! - **accounted for**: failures that are safe to repeat (429, 5xx, connection refused) are
+//!   retried with exponential backoff and jitter; every target ends in exactly one bucket of the
+//!   [`BroadcastReport`] — delivered, gone, failed (with the error) or not attempted (deadline,
+//!   or a 403 that stopped the run). What a post with no answer means is in
+//!   [delivery semantics](Broadcaster#delivery-semantics): at most once by default, never
+//!   "exactly once";
 //! - **self-cleaning**: connections that answer 410 Gone are removed from **all** their rooms
 //!   after the fan-out, in batches; a cleanup failure is in the report, not hidden;
-//! - **exactly once**: a user in two rooms gets one copy; duplicate targets are collapsed.
+//! - **one post per connection**: a user in two rooms is posted to once; duplicate targets are
+//!   collapsed.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -51,7 +60,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
 
@@ -82,6 +91,27 @@ pub use sender::{ConnectionInfo, ConnectionSender, Target};
 /// [`with_default_endpoint`](Self::with_default_endpoint)) all take `&self` and return a
 /// configured copy, leaving the original as it was: a broadcaster kept for the process lives on,
 /// and each invocation derives its own, e.g. `self.broadcaster.with_deadline(deadline)`.
+///
+/// # Delivery semantics
+///
+/// A post to the management API has three kinds of outcome:
+///
+/// - **an answer**: 200 (delivered), 410 (gone), 429 / 5xx (not taken — retried), 403 / 413
+///   (refused — not retried);
+/// - **never sent**: the connection to the endpoint could not be made (refused, unreachable,
+///   DNS, TLS) — retried, since the message cannot have arrived;
+/// - **unknown**: the request may have been sent but no answer came — the call timed out, the
+///   connection dropped mid-request, or the deadline cut the post in flight
+///   ([`Error::OutcomeUnknown`]). API Gateway may well have
+///   delivered it.
+///
+/// By default an unknown outcome is **not** repeated: each connection receives a message **at
+/// most once**, and the target is reported failed with `OutcomeUnknown` (it may have the message
+/// anyway). With [`BroadcastConfig::retry_unknown_outcome`] the post is repeated within
+/// [`retries`](BroadcastConfig::retries): **at least once** as long as one attempt gets through,
+/// at the price of possible duplicates — give messages an id clients deduplicate on. Neither
+/// setting is "exactly once", and none can be: API Gateway's `PostToConnection` has no
+/// idempotency key.
 #[derive(Clone)]
 pub struct Broadcaster {
     store: Arc<dyn ConnectionStore>,
@@ -124,9 +154,20 @@ impl Broadcaster {
         }
     }
 
-    /// A copy that stops starting posts at `deadline`: targets not yet tried then are reported as
-    /// not attempted, and no retry is scheduled past it. In a Lambda, use the invocation deadline
-    /// minus a margin for the cleanup.
+    /// A copy whose calls end by `deadline`, whatever the endpoint does.
+    ///
+    /// Posting stops [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) before it (at most
+    /// half the time left), so that the cleanup of gone connections still runs:
+    ///
+    /// - targets not yet tried then are reported **not attempted** — nothing was sent;
+    /// - posts in flight then are abandoned and reported **failed** with
+    ///   [`Error::OutcomeUnknown`] — the request may have
+    ///   reached API Gateway, so "not attempted" would be untrue — and are not repeated;
+    /// - no retry is scheduled past it;
+    /// - the cleanup runs until `deadline`; if it cannot finish, the report's `cleanup_error`
+    ///   says so.
+    ///
+    /// In a Lambda, pass the invocation deadline minus a small margin for returning.
     #[must_use]
     pub fn with_deadline(&self, deadline: std::time::Instant) -> Self {
         let mut copy = self.clone();
@@ -201,7 +242,7 @@ impl Broadcaster {
         .await
     }
 
-    /// Sends `payload` to every connection of `user`, each exactly once however many rooms it
+    /// Sends `payload` to every connection of `user`, posting to each once however many rooms it
     /// is in.
     ///
     /// # Errors
@@ -249,16 +290,39 @@ impl Broadcaster {
             .collect();
         drop(seen);
 
+        // Posting stops early enough to leave the cleanup its reserved slice of the deadline.
+        let post_deadline = self.deadline.map(|deadline| {
+            if !self.config.cleanup_gone {
+                return deadline;
+            }
+            let left = deadline.saturating_duration_since(started);
+            deadline - self.config.cleanup_reserve.min(left / 2)
+        });
         let mut report = fan_out::run(
             Arc::clone(&self.sender),
             payload.clone(),
             self.config.clone(),
-            self.deadline,
+            post_deadline,
             targets,
         )
         .await;
         if self.config.cleanup_gone && !report.gone.is_empty() {
-            match self.store.remove_connections(&report.gone).await {
+            let cleanup = self.store.remove_connections(&report.gone);
+            let outcome = match self.deadline {
+                None => cleanup.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, cleanup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Store {
+                            // The trait has no Display, and Debug may list every record.
+                            backend: "connection store (broadcast cleanup)".to_owned(),
+                            source: "removing gone connections did not finish by the broadcast \
+                                     deadline"
+                                .into(),
+                        })
+                    }),
+            };
+            match outcome {
                 Ok(removed) => report.cleaned_records = removed.len(),
                 Err(e) => {
                     tracing::warn!(error = %e, gone = report.gone.len(), "removing gone connections failed");

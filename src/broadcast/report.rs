@@ -28,7 +28,10 @@ pub struct BroadcastReport {
     pub delivered: Vec<ConnectionId>,
     /// Connections the management API reported gone (410).
     pub gone: Vec<ConnectionId>,
-    /// Connections whose delivery failed for good.
+    /// Connections whose delivery failed for good. Those failed with
+    /// [`Error::OutcomeUnknown`] (a timeout after sending, or cut in flight at the deadline)
+    /// may have received the message anyway; see the
+    /// [delivery semantics](super::Broadcaster#delivery-semantics).
     pub failed: Vec<FailedDelivery>,
     /// Connections never tried: the deadline passed, or a 403 stopped the broadcast.
     pub not_attempted: Vec<ConnectionId>,

@@ -87,7 +87,8 @@ pub struct ConnectionInfo {
 /// |---|---|
 /// | the connection is gone (410) | [`Error::Gone`](crate::Error::Gone) |
 /// | throttled (429) | [`Error::Throttled`](crate::Error::Throttled) — retried, and concurrency drops |
-/// | transient: 5xx, timeout, connection failure | [`Error::Delivery`](crate::Error::Delivery) with `retryable: true` |
+/// | transient, the request was answered or never left: 5xx, connection refused | [`Error::Delivery`](crate::Error::Delivery) with `retryable: true` |
+/// | no answer after the request may have left: timeout, connection dropped mid-request | [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown) — retried only if configured |
 /// | body too large (413) | [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) |
 /// | wrong endpoint, stage or IAM (403) | [`Error::Forbidden`](crate::Error::Forbidden) — stops a broadcast |
 ///

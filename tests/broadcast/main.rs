@@ -1,11 +1,13 @@
 //! The broadcaster, in one test binary: over the in-memory store and sender (`memory`), over the
-//! real SDK client with faults injected at the SDK boundary (`mocks`), and over HTTP against a
-//! loopback management API that checks signatures and encoding (`http`).
+//! real SDK client with faults injected at the SDK boundary (`mocks`), over HTTP against a
+//! loopback management API that checks signatures and encoding (`http`), and what happens to
+//! posts whose answer comes late or never (`delivery`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod delivery;
 mod http;
 mod memory;
 mod mocks;

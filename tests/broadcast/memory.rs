@@ -122,6 +122,9 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
     sender.set_latency(Duration::from_millis(10));
     let mut config = BroadcastConfig::default();
     config.concurrency = 10;
+    // No gone connections to clean up: all the budget is for posting.
+    config.cleanup_reserve = Duration::ZERO;
+    let started = tokio::time::Instant::now();
     let b = b
         .with_config(config)
         .with_time_budget(Duration::from_millis(35));
@@ -129,14 +132,69 @@ async fn a_deadline_midway_leaves_the_rest_not_attempted() {
         .broadcast(&room, &Payload::text("x").unwrap(), None)
         .await
         .unwrap();
+    assert!(started.elapsed() <= Duration::from_millis(36), "{report}");
     assert_eq!(report.targets(), 100, "{report}");
     assert!(
-        (30..=40).contains(&report.delivered.len()),
-        "about 3.5 rounds of 10 fit in 35 ms: {report}"
+        (25..=35).contains(&report.delivered.len()),
+        "about 3 rounds of 10 finish in 35 ms: {report}"
+    );
+    assert!(
+        (1..=10).contains(&report.failed.len()),
+        "the round in flight at the deadline is cut: {report}"
+    );
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| matches!(f.error, Error::OutcomeUnknown { .. })),
+        "{report}"
     );
     assert_eq!(report.not_attempted.len(), 100 - report.attempted());
-    assert!(report.failed.is_empty());
     assert_eq!(sender.total_delivered(), report.delivered.len());
+}
+
+/// The cleanup keeps its reserved slice of the budget: posting stops `cleanup_reserve` before
+/// the deadline, and the gone connections are removed before it.
+#[tokio::test(start_paused = true)]
+async fn posting_stops_early_enough_for_the_cleanup() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..100 {
+        let conn = id(&format!("c{i}="));
+        store
+            .join(&Membership::new(conn.clone(), room.clone()))
+            .await
+            .unwrap();
+        if i < 10 {
+            sender.set_gone(&conn);
+        }
+    }
+    sender.set_latency(Duration::from_millis(10));
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 1;
+    config.cleanup_reserve = Duration::from_millis(300);
+    let started = tokio::time::Instant::now();
+    let report = b
+        .with_config(config)
+        .with_time_budget(Duration::from_secs(1))
+        .send_to(
+            (0..100).map(|i| id(&format!("c{i}="))),
+            &Payload::text("x").unwrap(),
+        )
+        .await;
+    assert!(started.elapsed() <= Duration::from_secs(1), "{report}");
+    assert_eq!(
+        report.delivered.len() + report.gone.len(),
+        70,
+        "posting stopped at 700 ms: {report}"
+    );
+    assert!(
+        report.failed.len() <= 1,
+        "at most the post in flight is cut"
+    );
+    assert_eq!(report.gone.len(), 10);
+    assert_eq!(report.cleaned_records, 10);
+    assert_eq!(store.room_connections(&room).await.unwrap().len(), 90);
 }
 
 #[tokio::test]
@@ -157,6 +215,9 @@ async fn throttled_connections_are_retried_and_concurrency_adapts() {
     config.concurrency = 16;
     config.initial_backoff = Duration::from_millis(20);
     config.max_backoff = Duration::from_millis(40);
+    // The first few 429s come before the share shows the account throttled, and count as the
+    // connections' own: let those be retried as often as the others.
+    config.connection_throttle_retries = 3;
     let b = b.with_config(config);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), None)
@@ -308,4 +369,47 @@ async fn a_panicking_sender_fails_only_its_target() {
     assert_eq!(report.failed[0].connection_id, "boom=");
     assert!(report.failed[0].error.to_string().contains("boom="));
     assert_eq!(recorder.total_delivered(), 2);
+}
+
+/// 500 connections answering after 300 ms and 20 that always answer 429 (a client that does not
+/// read): the 20 fail after their own retries, and nobody else is slowed down — the
+/// concurrency stays where it was.
+#[tokio::test(start_paused = true)]
+async fn a_few_always_throttled_connections_do_not_slow_everyone() {
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..520 {
+        let c = id(&format!("c{i:03}="));
+        store
+            .join(&Membership::new(c.clone(), room.clone()))
+            .await
+            .unwrap();
+        if i % 26 == 13 {
+            sender.fail(&c, InjectedFailure::Throttled, None);
+        }
+    }
+    sender.set_latency(Duration::from_millis(300));
+    let b = b.with_config(BroadcastConfig::default());
+    let started = tokio::time::Instant::now();
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(report.delivered.len(), 500, "{report}");
+    assert_eq!(report.failed.len(), 20, "{report}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.attempts == 2 && matches!(f.error, Error::Throttled { .. })),
+        "each fails after its own retry"
+    );
+    assert_eq!(report.final_concurrency, 64, "{report}");
+    // 520 posts of 300 ms, 64 at a time, are 9 rounds (2.7 s); a throttled connection's two
+    // posts and short backoff fit in a few more.
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}: {report}"
+    );
 }

@@ -1,9 +1,15 @@
 //! A loopback HTTP server posing as the API Gateway Management API
 //! (`POST|GET|DELETE /{stage}/@connections/{id}`), recording every request as received.
+//!
+//! Faults per connection id: 410 Gone, 429 `LimitExceededException` every time, an answer that
+//! never comes (hang), or an answer after a delay. Deliveries are counted per id at the moment a
+//! POST is accepted — before any delay or hang — so a post whose answer comes late (or never)
+//! still counts as delivered, as it would at API Gateway.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +36,13 @@ struct Inner {
     stage: String,
     requests: Mutex<Vec<Recorded>>,
     gone: Mutex<HashSet<String>>,
+    throttled: Mutex<HashSet<String>>,
+    hung: Mutex<HashSet<String>>,
     delay: Mutex<Duration>,
+    delay_for: Mutex<HashMap<String, Duration>>,
+    deliveries: Mutex<HashMap<String, usize>>,
+    /// Benchmarks turn the request log off: it would grow with every iteration.
+    quiet: AtomicBool,
 }
 
 /// The running fake; dropped servers keep running until the test's runtime ends.
@@ -69,6 +81,49 @@ impl FakeManagementApi {
     /// Answers every request after `delay`.
     pub(crate) fn set_delay(&self, delay: Duration) {
         *self.inner.delay.lock().unwrap() = delay;
+    }
+
+    /// Makes `id` answer every request with 429 `LimitExceededException`.
+    pub(crate) fn set_throttled(&self, id: &str) {
+        self.inner.throttled.lock().unwrap().insert(id.to_owned());
+    }
+
+    /// Makes `id` never answer (the POST is delivered, the response never comes).
+    pub(crate) fn set_hung(&self, id: &str) {
+        self.inner.hung.lock().unwrap().insert(id.to_owned());
+    }
+
+    /// Answers requests for `id` after `delay` (instead of the global delay); a POST is
+    /// delivered before the wait.
+    pub(crate) fn set_delay_for(&self, id: &str, delay: Duration) {
+        self.inner
+            .delay_for
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), delay);
+    }
+
+    /// Stops keeping the request log ([`requests`](Self::requests) stays empty); delivery counts
+    /// are still kept.
+    pub(crate) fn set_quiet(&self) {
+        self.inner.quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// POSTs to `id` that were accepted for delivery (not gone, not throttled), whatever
+    /// happened to their answers.
+    pub(crate) fn deliveries(&self, id: &str) -> usize {
+        self.inner
+            .deliveries
+            .lock()
+            .unwrap()
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Accepted POSTs over all ids.
+    pub(crate) fn total_deliveries(&self) -> usize {
+        self.inner.deliveries.lock().unwrap().values().sum()
     }
 
     pub(crate) fn requests(&self) -> Vec<Recorded> {
@@ -115,7 +170,6 @@ fn aws_error(status: StatusCode, kind: &str) -> Response {
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
-    let delay = *inner.delay.lock().unwrap();
     let method = request.method().clone();
     let raw_path = request.uri().path().to_owned();
     let headers = request.headers().clone();
@@ -127,16 +181,42 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         return aws_error(StatusCode::FORBIDDEN, "ForbiddenException");
     };
     let connection_id = percent_decode(encoded);
-    inner.requests.lock().unwrap().push(Recorded {
-        method: method.clone(),
-        raw_path: raw_path.clone(),
-        connection_id: connection_id.clone(),
-        headers,
-        body,
-    });
+    if !inner.quiet.load(Ordering::Relaxed) {
+        inner.requests.lock().unwrap().push(Recorded {
+            method: method.clone(),
+            raw_path: raw_path.clone(),
+            connection_id: connection_id.clone(),
+            headers,
+            body,
+        });
+    }
+    let gone = inner.gone.lock().unwrap().contains(&connection_id);
+    let throttled = inner.throttled.lock().unwrap().contains(&connection_id);
+    if method == Method::POST && !gone && !throttled {
+        *inner
+            .deliveries
+            .lock()
+            .unwrap()
+            .entry(connection_id.clone())
+            .or_default() += 1;
+    }
+    if inner.hung.lock().unwrap().contains(&connection_id) {
+        std::future::pending::<()>().await;
+    }
+    let delay = inner
+        .delay_for
+        .lock()
+        .unwrap()
+        .get(&connection_id)
+        .copied()
+        .unwrap_or_else(|| *inner.delay.lock().unwrap());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if throttled {
+        return aws_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException");
+    }
+    // Checked again after the wait: a DELETE may have closed the connection meanwhile.
     if inner.gone.lock().unwrap().contains(&connection_id) {
         return aws_error(StatusCode::GONE, "GoneException");
     }
