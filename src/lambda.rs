@@ -58,11 +58,13 @@ pub use lambda_runtime::{Context, Error as LambdaError, LambdaEvent};
 use crate::error::{Error, Result};
 use crate::event::{RouteResponse, WebSocketEvent};
 
-/// The time kept free before a Lambda's deadline by [`Broadcaster::with_lambda_deadline`]: 500 ms,
-/// for the Gone cleanup after the fan-out and the function's answer.
+/// The time kept free before a Lambda's deadline by [`Broadcaster::with_lambda_deadline`]: 250 ms,
+/// for the function's answer. The broadcaster keeps its own
+/// [`cleanup_reserve`](crate::broadcast::BroadcastConfig::cleanup_reserve) (500 ms) before that
+/// for the Gone cleanup, so posting stops about 750 ms before the invocation's deadline.
 ///
 /// [`Broadcaster::with_lambda_deadline`]: crate::broadcast::Broadcaster::with_lambda_deadline
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The invocation's deadline as an [`Instant`], from [`Context::deadline`] (epoch milliseconds).
 ///
@@ -327,8 +329,9 @@ impl TryFrom<aws_lambda_events::apigw::ApiGatewayProxyResponse> for RouteRespons
 }
 
 impl crate::broadcast::Broadcaster {
-    /// A copy that stops starting posts [`DEADLINE_MARGIN`] before this invocation's deadline,
-    /// leaving that time for the Gone cleanup and the answer. With no deadline in `context`
+    /// A copy whose deadline is [`DEADLINE_MARGIN`] before this invocation's: the fan-out and
+    /// its Gone cleanup finish by then (posting stops `cleanup_reserve` earlier), leaving time
+    /// for the answer. With no deadline in `context`
     /// (`Context::default()`, some local runners) the copy has none either: everything is sent.
     #[must_use]
     pub fn with_lambda_deadline(&self, context: &Context) -> Self {
