@@ -18,7 +18,8 @@ import { chromium } from 'playwright-core';
 const CHAT_URL = process.env.CHAT_URL;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT_MS = 15_000;
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// The repository root: screenshots go to its (ignored) target/ directory.
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const SHOTS = path.join(REPO, 'target', 'browser');
 
 // Without the background-networking flags, Chromium keeps trying Google's hosts, which this
