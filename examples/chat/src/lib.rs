@@ -373,21 +373,6 @@ impl Chat {
         })
     }
 
-    /// Handles a raw Lambda payload (any JSON value): invalid events get a 400 naming the field.
-    pub async fn handle_value(
-        &self,
-        payload: Value,
-        deadline: Option<std::time::Instant>,
-    ) -> RouteResponse {
-        match WebSocketEvent::try_from(payload) {
-            Ok(event) => self.handle(&event, deadline).await,
-            Err(error) => {
-                tracing::warn!(%error, "not an API Gateway WebSocket event");
-                chat_error(400, error.to_string())
-            }
-        }
-    }
-
     fn endpoint_for(&self, ctx: &RequestContext) -> Option<String> {
         self.config
             .management_endpoint

@@ -417,9 +417,15 @@ async fn bad_input_scenario(store: Arc<dyn ConnectionStore>) {
         )
         .await;
     assert_eq!(resp.status_code, 400);
-    let resp = app
-        .chat
-        .handle_value(json!({"requestContext": {"eventType": "CONNECT"}}), None)
+    // A payload that is not an event, as the Lambda binaries get it: through the library's adapter.
+    let handler = |chat: Arc<Chat>, event: WebSocketEvent, _| async move {
+        Ok(chat.handle(&event, None).await)
+    };
+    let resp = chat::lambda::adapter(Arc::new(app.chat.clone()), handler)
+        .call(
+            json!({"requestContext": {"eventType": "CONNECT"}}),
+            stateless_ws::lambda::Context::default(),
+        )
         .await;
     assert_eq!(resp.status_code, 400);
     assert!(resp.body.unwrap().contains("requestContext.connectionId"));
