@@ -17,6 +17,10 @@
 //! Targets: ≥ 30× faster than sequential at 10,000; ≤ 1.5× the bound; ≥ 10,000 deliveries/s.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+// The tests' helpers (the local SDK configuration), shared rather than copied.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,13 +120,7 @@ struct Setup {
 
 async fn setup(delay: Duration, n: usize) -> Setup {
     let endpoint = start_server(delay).await;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await;
+    let config = common::local_sdk_config().await;
     let sender = Arc::new(ApiGatewaySender::with_endpoint(&config, &endpoint).unwrap());
     let store = Arc::new(InMemoryStore::new());
     let room = RoomId::new(format!("room-{n}")).unwrap();

@@ -10,6 +10,10 @@
 //!   counted. Target: 10,000 idle connections ≤ 100 MB.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The tests' helpers (the local SDK configuration), shared rather than copied.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,21 +29,11 @@ use tokio_tungstenite::tungstenite::Message;
 const CHILD_ENV: &str = "LOCAL_GATEWAY_BENCH_CLIENTS";
 const IDLE_CONNECTIONS: usize = 10_000;
 
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "local", "local", None, None, "bench",
-        ))
-        .load()
-        .await
-}
-
 /// A gateway whose `$connect` joins the room named in the query string (`?room=`), on an
 /// in-memory store, and a broadcaster on that store.
 async fn start() -> (RunningGateway, Broadcaster) {
     let store = Arc::new(InMemoryStore::new());
-    let sender = Arc::new(ApiGatewaySender::new(&sdk_config().await));
+    let sender = Arc::new(ApiGatewaySender::new(&common::local_sdk_config().await));
     let on_connect = Arc::clone(&store);
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
         .route(

@@ -26,8 +26,9 @@
 //! and 36 s for `slow+429` when every 429 cut the concurrency (down to 1).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/common/fake_management_api.rs"]
-mod fake_management_api;
+// The tests' helpers: the loopback management API and the local SDK configuration.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +37,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_apigatewaymanagement::config::StalledStreamProtectionConfig;
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
+use common::fake_management_api::FakeManagementApi;
 use criterion::{Criterion, criterion_group};
-use fake_management_api::FakeManagementApi;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId};
@@ -101,13 +102,7 @@ async fn scenario(
             .await
             .unwrap();
     }
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await;
+    let sdk = common::local_sdk_config().await;
     let base = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
         .retry_config(RetryConfig::disabled())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
