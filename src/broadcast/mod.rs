@@ -191,9 +191,14 @@ impl Broadcaster {
     }
 
     /// A copy with a deadline `budget` from now.
+    ///
+    /// "Now" is Tokio's clock, so a budget follows a paused test clock
+    /// (`tokio::time::pause`) exactly.
     #[must_use]
     pub fn with_time_budget(&self, budget: Duration) -> Self {
-        self.with_deadline(std::time::Instant::now() + budget)
+        let mut copy = self.clone();
+        copy.deadline = Some(Instant::now() + budget);
+        copy
     }
 
     /// The store.
