@@ -38,6 +38,7 @@ use crate::store::{ConnectionStore, ConnectionStoreExt};
 mod expiry;
 mod listing;
 mod membership;
+mod paging;
 
 pub use expiry::{expired_records_are_never_returned, join_sets_expiry_and_refresh_extends_it};
 pub use listing::{
@@ -47,6 +48,10 @@ pub use listing::{
 pub use membership::{
     deletes_are_idempotent, join_leave_disconnect, membership_reads_one_record,
     repeated_join_overwrites, several_rooms_per_connection,
+};
+pub use paging::{
+    expired_records_inside_pages_are_skipped, join_and_leave_during_paging,
+    room_pages_cover_the_room_once,
 };
 
 /// Runs every scenario against `store`, one after another.
@@ -62,6 +67,9 @@ pub async fn run_all(store: &dyn ConnectionStore) {
     batch_removal_of_more_than_25(store).await;
     concurrent_joins_are_all_kept(store).await;
     membership_reads_one_record(store).await;
+    room_pages_cover_the_room_once(store).await;
+    expired_records_inside_pages_are_skipped(store).await;
+    join_and_leave_during_paging(store).await;
 }
 
 /// A prefix no other scenario run (in this process or an earlier one) has used.

@@ -1,13 +1,13 @@
 //! [`InMemoryStore`]: the routing table in a process's memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Clock, ConnectionStore, DEFAULT_TTL, SystemClock};
+use super::{Clock, ConnectionStore, DEFAULT_TTL, Page, PageCursor, SystemClock};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::Membership;
@@ -50,14 +50,20 @@ pub struct InMemoryStore {
     inner: Arc<RwLock<Table>>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
+    page_size: usize,
 }
+
+/// Records per [`room_page`](ConnectionStore::room_page) of an [`InMemoryStore`] unless
+/// [`with_page_size`](InMemoryStore::with_page_size) says otherwise: about what one 1 MB
+/// DynamoDB page holds with this layout's records.
+pub const DEFAULT_MEMORY_PAGE_SIZE: usize = 4_000;
 
 #[derive(Default)]
 struct Table {
     /// connection -> room -> record (the table's primary key).
     by_connection: HashMap<ConnectionId, HashMap<RoomId, Membership>>,
-    /// room -> connections (the `roomId-index`).
-    by_room: HashMap<RoomId, HashSet<ConnectionId>>,
+    /// room -> connections, ordered like the `roomId-index` (range key `connectionId`).
+    by_room: HashMap<RoomId, BTreeSet<ConnectionId>>,
     /// user -> connections (the `userId-index`).
     by_user: HashMap<UserId, HashSet<ConnectionId>>,
 }
@@ -127,7 +133,17 @@ impl InMemoryStore {
             inner: Arc::default(),
             clock: Arc::new(SystemClock),
             ttl: DEFAULT_TTL,
+            page_size: DEFAULT_MEMORY_PAGE_SIZE,
         }
+    }
+
+    /// Sets how many records a [`room_page`](ConnectionStore::room_page) evaluates (default
+    /// [`DEFAULT_MEMORY_PAGE_SIZE`]; at least 1). Like DynamoDB's `Limit`, expired records count
+    /// towards it, so a page may hold fewer.
+    #[must_use]
+    pub fn with_page_size(mut self, records: usize) -> Self {
+        self.page_size = records.max(1);
+        self
     }
 
     /// Uses `clock` for "now" (expiry checks, TTLs).
@@ -237,15 +253,32 @@ impl ConnectionStore for InMemoryStore {
             .collect())
     }
 
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
+    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
         let now = self.now();
         let table = self.read();
         let Some(ids) = table.by_room.get(room) else {
-            return Ok(Vec::new());
+            return Ok(Page::default());
         };
-        Ok(Self::live(&table, ids, now, |rooms| {
+        let range = match cursor {
+            None => ids.range::<ConnectionId, _>(..),
+            Some(c) => ids.range::<ConnectionId, _>((
+                std::ops::Bound::Excluded(c.last_evaluated()),
+                std::ops::Bound::Unbounded,
+            )),
+        };
+        let mut evaluated: Vec<&ConnectionId> = range.take(self.page_size + 1).collect();
+        let next = if evaluated.len() > self.page_size {
+            evaluated.truncate(self.page_size);
+            evaluated
+                .last()
+                .map(|last| PageCursor::after((*last).clone()))
+        } else {
+            None
+        };
+        let records = Self::live(&table, evaluated, now, |rooms| {
             rooms.get(room).into_iter().collect()
-        }))
+        });
+        Ok(Page::new(records, next))
     }
 
     async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>> {
@@ -319,6 +352,40 @@ mod tests {
         let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
         conformance::run_all(&store).await;
         conformance::run_all(store.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_with_small_pages() {
+        // 7 records per page: rooms cross many pages, some pages hold only expired records.
+        conformance::run_all(&InMemoryStore::new().with_page_size(7)).await;
+        conformance::run_all(&InMemoryStore::new().with_page_size(1)).await;
+    }
+
+    #[tokio::test]
+    async fn a_page_ends_where_its_cursor_says() {
+        let store = InMemoryStore::new().with_page_size(2);
+        let room = RoomId::new("r").unwrap();
+        for id in ["c=", "a=", "b="] {
+            store
+                .join(&Membership::new(
+                    ConnectionId::new(id).unwrap(),
+                    room.clone(),
+                ))
+                .await
+                .unwrap();
+        }
+        let first = store.room_page(&room, None).await.unwrap();
+        let names: Vec<&str> = first
+            .records
+            .iter()
+            .map(|m| m.connection_id.as_str())
+            .collect();
+        assert_eq!(names, ["a=", "b="]);
+        let next = first.next.expect("a third record follows");
+        assert_eq!(next.last_evaluated().as_str(), "b=");
+        let second = store.room_page(&room, Some(&next)).await.unwrap();
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.next, None, "nothing follows: no cursor");
     }
 
     #[tokio::test]

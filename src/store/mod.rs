@@ -22,8 +22,10 @@ use crate::ids::{ConnectionId, RoomId, UserId};
 
 pub(crate) mod membership;
 mod memory;
+mod page;
 pub use membership::Membership;
-pub use memory::InMemoryStore;
+pub use memory::{DEFAULT_MEMORY_PAGE_SIZE, InMemoryStore};
+pub use page::{Page, PageCursor};
 
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
@@ -65,6 +67,12 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 ///    (connection, room) record — `None` when there is none or it has expired (rule 2) — and
 ///    reads that one record only (a `GetItem` in DynamoDB), whatever the number of rooms the
 ///    connection is in: it is the check a handler makes on every message.
+/// 10. **Room pages follow connection ids.** [`room_page`](Self::room_page) returns records
+///     ordered by connection id, and the next page starts strictly after the cursor: reading
+///     every page lists each connection of the room once, expired records are skipped inside a
+///     page (which may leave a page empty with a `next`), and a connection that joins or leaves
+///     during the reading is listed once or not at all — never twice. Pages are bounded by the
+///     backend's page size, so a reader's memory does not grow with the room.
 ///
 /// Writes are per record, not transactional across records: a `remove_connections` racing a
 /// `join` of the same connection can leave the joined record behind (its TTL still expires it).
@@ -88,8 +96,27 @@ pub trait ConnectionStore: Send + Sync + Debug + 'static {
     /// Used for `$disconnect` and for cleaning connections the management API reported gone.
     async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>>;
 
-    /// The connections in `room`, one record each.
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>>;
+    /// One page of the connections in `room`, starting after `cursor` (from the start when
+    /// `None`). Follow [`Page::next`] until it is `None` to read the whole room; memory stays
+    /// bounded by the page size whatever the room's size. See contract rule 10.
+    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page>;
+
+    /// The connections in `room`, one record each: every [`room_page`](Self::room_page), read
+    /// one after another and collected. Use `room_page` (or
+    /// [`Broadcaster::broadcast`](crate::broadcast::Broadcaster::broadcast), which streams
+    /// it) when the room may be large.
+    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
+        let mut records = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.room_page(room, cursor.as_ref()).await?;
+            records.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(records),
+            }
+        }
+    }
 
     /// The connections of `user`, one record per connection even when a connection is in several
     /// rooms (which of its records is returned is unspecified).
@@ -153,6 +180,9 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
     }
     async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>> {
         (**self).remove_connections(connections).await
+    }
+    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
+        (**self).room_page(room, cursor).await
     }
     async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
         (**self).room_connections(room).await

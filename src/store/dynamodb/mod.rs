@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::{Clock, ConnectionStore};
+use super::{Clock, ConnectionStore, Page, PageCursor};
 use crate::error::{BoxError, Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::Membership;
@@ -29,6 +29,9 @@ mod table;
 
 pub use builder::DynamoDbStoreBuilder;
 use item::{attr, parse_item, room_key, to_item};
+
+/// One DynamoDB item (or key).
+type Item = HashMap<String, AttributeValue>;
 
 /// Connections whose records [`DynamoDbStore::remove_connections`] looks up at once.
 const LOOKUP_CONCURRENCY: usize = 16;
@@ -181,36 +184,54 @@ impl DynamoDbStore {
     ) -> Result<Vec<HashMap<String, AttributeValue>>> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
-        let now = self.now_secs();
         loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", key)
-                .expression_attribute_values(":k", AttributeValue::S(value.to_owned()))
-                .set_index_name(index.map(str::to_owned))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start.take());
-            if index.is_none() {
-                // The base table supports strongly consistent reads; GSIs do not.
-                q = q.consistent_read(true);
-            }
-            if live_only {
-                q = q
-                    .filter_expression(LIVE_FILTER)
-                    .expression_attribute_names("#ttl", attr::TTL)
-                    .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
-            }
-            let out = q.send().await.map_err(|e| self.map_err(e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+            let (page, last) = self
+                .query_page(index, key, value, live_only, start.take())
+                .await?;
+            items.extend(page);
+            match last {
+                Some(k) => start = Some(k),
+                None => break,
             }
         }
         Ok(items)
+    }
+
+    /// One `Query` page: its items and its `LastEvaluatedKey` (`None` on the last page).
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        key: &str,
+        value: &str,
+        live_only: bool,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":k", AttributeValue::S(value.to_owned()))
+            .set_index_name(index.map(str::to_owned))
+            .set_limit(self.page_size)
+            .set_exclusive_start_key(start);
+        if index.is_none() {
+            // The base table supports strongly consistent reads; GSIs do not.
+            q = q.consistent_read(true);
+        }
+        if live_only {
+            q = q
+                .filter_expression(LIVE_FILTER)
+                .expression_attribute_names("#ttl", attr::TTL)
+                .expression_attribute_values(
+                    ":now",
+                    AttributeValue::N(self.now_secs().to_string()),
+                );
+        }
+        let out = q.send().await.map_err(|e| self.map_err(e))?;
+        let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+        Ok((out.items.unwrap_or_default(), last))
     }
 
     async fn query_records(
@@ -236,6 +257,26 @@ impl DynamoDbStore {
             tracing::warn!(store = %self, %reason, "skipping a record that does not fit the table layout");
         }
         parsed.ok()
+    }
+
+    /// The connection id of a `LastEvaluatedKey`: where the next room page starts.
+    fn cursor_from(&self, key: &Item) -> Result<ConnectionId> {
+        let id = key
+            .get(attr::CONNECTION_ID)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| Error::Store {
+                backend: self.backend(),
+                source: format!(
+                    "the room index's LastEvaluatedKey has no string {}: is {} keyed (roomId, connectionId)?",
+                    attr::CONNECTION_ID,
+                    self.room_index
+                )
+                .into(),
+            })?;
+        ConnectionId::new(id.as_str()).map_err(|e| Error::Store {
+            backend: self.backend(),
+            source: Box::new(e),
+        })
     }
 
     fn item(&self, record: &Membership) -> HashMap<String, AttributeValue> {
@@ -309,9 +350,41 @@ impl ConnectionStore for DynamoDbStore {
         Ok(records)
     }
 
-    async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
-        self.query_records(Some(&self.room_index), attr::ROOM_ID, &room_key(room), true)
-            .await
+    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
+        let room_key = room_key(room);
+        // The index's key (roomId, connectionId) is also the table's: the cursor's connection id
+        // and this listing's own room make the whole ExclusiveStartKey, so a cursor cannot
+        // steer the query to another room.
+        let start = cursor.map(|c| {
+            HashMap::from([
+                (
+                    attr::ROOM_ID.to_owned(),
+                    AttributeValue::S(room_key.clone()),
+                ),
+                (
+                    attr::CONNECTION_ID.to_owned(),
+                    AttributeValue::S(c.last_evaluated().as_str().to_owned()),
+                ),
+            ])
+        });
+        let (items, last) = self
+            .query_page(
+                Some(&self.room_index),
+                attr::ROOM_ID,
+                &room_key,
+                true,
+                start,
+            )
+            .await?;
+        let next = match last {
+            None => None,
+            Some(key) => Some(PageCursor::after(self.cursor_from(&key)?)),
+        };
+        let records = items
+            .iter()
+            .filter_map(|item| self.record_from_item(item))
+            .collect();
+        Ok(Page::new(records, next))
     }
 
     async fn user_connections(&self, user: &UserId) -> Result<Vec<Membership>> {

@@ -534,13 +534,14 @@ impl ConnectionStore for CountingStore {
         self.count(removed.len());
         Ok(removed)
     }
-    async fn room_connections(
+    async fn room_page(
         &self,
         r: &RoomId,
-    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
-        let records = self.inner.room_connections(r).await?;
-        self.count(records.len());
-        Ok(records)
+        cursor: Option<&stateless_ws::store::PageCursor>,
+    ) -> stateless_ws::Result<stateless_ws::store::Page> {
+        let page = self.inner.room_page(r, cursor).await?;
+        self.count(page.records.len());
+        Ok(page)
     }
     async fn user_connections(
         &self,
