@@ -90,6 +90,11 @@ pub struct BroadcastConfig {
     /// the message was not taken (429, 5xx) are retried. See
     /// [`Broadcaster`](super::Broadcaster#delivery-semantics).
     pub retry_unknown_outcome: bool,
+    /// Whether the report lists every delivered connection in
+    /// [`delivered`](super::BroadcastReport::delivered) (default `true`). Off, only
+    /// [`delivered_count`](super::BroadcastReport::delivered_count) is kept, so a broadcast to
+    /// a 100,000-member room holds a page of the room and the exceptions, not 100,000 ids.
+    pub list_delivered: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -109,6 +114,7 @@ impl Default for BroadcastConfig {
             cleanup_gone: true,
             cleanup_reserve: Duration::from_millis(500),
             retry_unknown_outcome: false,
+            list_delivered: true,
         }
     }
 }

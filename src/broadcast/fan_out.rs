@@ -1,12 +1,14 @@
-//! The worker pool of one fan-out: workers pull targets off a shared index, post through the
-//! sender under the [`Limiter`]'s slots, retry what is retryable, and put every target in
-//! exactly one bucket of the [`BroadcastReport`].
+//! The worker pool of one fan-out: workers pull targets off a bounded channel fed by a
+//! [`source`](super::source) (a list, or a room read page by page), post through the sender
+//! under the [`Limiter`]'s slots, retry what is retryable, and put every target in exactly one
+//! bucket of the [`BroadcastReport`].
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures_util::FutureExt;
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -15,22 +17,34 @@ use super::limiter::{Answer, Limiter, Slot};
 use super::payload::Payload;
 use super::report::{BroadcastReport, FailedDelivery};
 use super::sender::{ConnectionSender, Target};
+use super::source::{Listed, Source};
 use crate::error::Error;
 
-/// Posts `payload` to every target (already deduplicated) and reports the outcome of each.
+/// Targets waiting for a worker, at most: with the page being read, this bounds a fan-out's
+/// memory whatever the room's size. Large enough that the next page is read while the workers
+/// post this one.
+fn queued_targets(config: &BroadcastConfig) -> usize {
+    config.concurrency.saturating_mul(4).max(1024)
+}
+
+/// Posts `payload` to every target `source` yields and reports the outcome of each.
 ///
-/// `deadline` is when posting stops: no post starts, and none stays in flight, after it.
+/// `deadline` is when posting stops: no post starts, and none stays in flight, after it; the
+/// source stops reading then too.
 ///
-/// Fills the delivery buckets, `retries`, `stopped_early` and `final_concurrency`; the cleanup
-/// of gone connections and the timing are the caller's.
+/// Fills the delivery buckets, `retries`, `stopped_early`, `final_concurrency` and what the
+/// source could not list (`unread_from`, `listing_error`); the cleanup of gone connections and
+/// the timing are the caller's.
 pub(super) async fn run(
     sender: Arc<dyn ConnectionSender>,
     payload: Payload,
     config: BroadcastConfig,
     deadline: Option<Instant>,
-    targets: Vec<Target>,
+    source: Source,
 ) -> BroadcastReport {
     let limiter = Limiter::new(&config);
+    let (tx, rx) = mpsc::channel::<Target>(queued_targets(&config));
+    let rx = Arc::new(Mutex::new(rx));
     let shared = Arc::new(Shared {
         sender,
         payload,
@@ -38,49 +52,51 @@ pub(super) async fn run(
         deadline,
         stop: AtomicBool::new(false),
         retries: AtomicU64::new(0),
-        next: AtomicUsize::new(0),
-        targets: targets.into(),
+        targets: Arc::clone(&rx),
     });
-    // A pool of workers pulling targets off a shared index — no task, lock or map entry per
-    // target. The limiter's slots, not the number of workers, bound the posts in flight.
-    let workers = limiter.max().min(shared.targets.len());
+    // A fixed pool of workers pulling off one channel — no task or map entry per target. The
+    // limiter's slots, not the number of workers, bound the posts in flight.
     let mut tasks = JoinSet::new();
-    for _ in 0..workers {
+    for _ in 0..limiter.max() {
         tasks.spawn(worker(Arc::clone(&shared), Arc::clone(&limiter)));
     }
-    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
-    outcomes.resize_with(shared.targets.len(), || None);
-    while let Some(done) = tasks.join_next().await {
-        // Workers catch their senders' panics, so a join error means the runtime is
-        // shutting down: whatever it held stays unaccounted below and is reported as not
-        // attempted.
-        if let Ok(results) = done {
-            for (index, outcome) in results {
-                outcomes[index] = Some(outcome);
+    let stop = Arc::clone(&shared);
+    let workers = async move {
+        let mut report = BroadcastReport::default();
+        while let Some(done) = tasks.join_next().await {
+            // Workers catch their senders' panics, so a join error means the runtime is
+            // shutting down; what that worker had posted is then missing from the counts.
+            if let Ok(part) = done {
+                report.merge(part);
             }
         }
+        // Every worker has stopped (done, deadline or 403): the source must stop too, and
+        // whatever it still holds is not attempted.
+        stop.targets.lock().await.close();
+        report
+    };
+    let (listed, mut report) =
+        tokio::join!(source.feed(tx, deadline, || shared.stopped()), workers);
+    let Listed {
+        unsent,
+        unread_from,
+        listing_error,
+    } = listed;
+    report.not_attempted.extend(unsent);
+    // Targets queued but never taken.
+    let mut rx = rx.lock().await;
+    while let Ok(target) = rx.try_recv() {
+        report.not_attempted.push(target.connection_id);
     }
-    let mut report = BroadcastReport::default();
-    for (target, outcome) in shared.targets.iter().zip(outcomes) {
-        let id = target.connection_id.clone();
-        match outcome.unwrap_or(Outcome::NotAttempted) {
-            Outcome::Delivered => report.delivered.push(id),
-            Outcome::Gone => report.gone.push(id),
-            Outcome::Failed(error, attempts) => report.failed.push(FailedDelivery {
-                connection_id: id,
-                error,
-                attempts,
-            }),
-            Outcome::NotAttempted => report.not_attempted.push(id),
-        }
-    }
+    report.unread_from = unread_from;
+    report.listing_error = listing_error;
     report.retries = shared.retries.load(Ordering::Relaxed);
     report.stopped_early = shared.stopped();
     report.final_concurrency = limiter.limit();
     report
 }
 
-/// State shared by the delivery tasks of one fan-out.
+/// State shared by the workers of one fan-out.
 struct Shared {
     sender: Arc<dyn ConnectionSender>,
     payload: Payload,
@@ -89,14 +105,22 @@ struct Shared {
     /// Set by a 403: configuration errors fail every post the same way.
     stop: AtomicBool,
     retries: AtomicU64,
-    /// Index of the next target to take.
-    next: AtomicUsize,
-    targets: Arc<[Target]>,
+    /// Where the workers take their targets from.
+    targets: Arc<Mutex<mpsc::Receiver<Target>>>,
 }
 
 impl Shared {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The next target, or `None` when there is none left or the deadline passed first.
+    async fn next_target(&self) -> Option<Target> {
+        let next = async { self.targets.lock().await.recv().await };
+        match self.deadline {
+            None => next.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, next).await.ok().flatten(),
+        }
     }
 }
 
@@ -106,13 +130,12 @@ enum Outcome {
     Gone,
     /// The last error and the number of posts tried.
     Failed(Error, u32),
-    NotAttempted,
 }
 
 /// One worker: takes targets until none is left, the deadline passes or a 403 stops the run,
-/// and returns `(target index, outcome)` for each target it took.
-async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outcome)> {
-    let mut results = Vec::new();
+/// and returns the buckets of the targets it took.
+async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> BroadcastReport {
+    let mut report = BroadcastReport::default();
     loop {
         if shared.stopped() {
             break;
@@ -123,11 +146,14 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outco
         if shared.stopped() {
             break;
         }
-        let index = shared.next.fetch_add(1, Ordering::Relaxed);
-        let Some(target) = shared.targets.get(index) else {
+        let Some(target) = shared.next_target().await else {
             break;
         };
-        let delivery = deliver(&shared, &limiter, target, slot);
+        if shared.stopped() {
+            report.not_attempted.push(target.connection_id);
+            break;
+        }
+        let delivery = deliver(&shared, &limiter, &target, slot);
         let outcome = match AssertUnwindSafe(delivery).catch_unwind().await {
             Ok(outcome) => outcome,
             // A sender that panicked: the target still gets its bucket.
@@ -148,9 +174,23 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> Vec<(usize, Outco
                 )
             }
         };
-        results.push((index, outcome));
+        let id = target.connection_id;
+        match outcome {
+            Outcome::Delivered => {
+                report.delivered_count += 1;
+                if shared.config.list_delivered {
+                    report.delivered.push(id);
+                }
+            }
+            Outcome::Gone => report.gone.push(id),
+            Outcome::Failed(error, attempts) => report.failed.push(FailedDelivery {
+                connection_id: id,
+                error,
+                attempts,
+            }),
+        }
     }
-    results
+    report
 }
 
 /// Posts to one target, retrying retryable failures; holds a concurrency slot while posting and

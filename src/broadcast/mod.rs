@@ -63,6 +63,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
+use source::{RoomSource, Source};
 
 #[cfg(feature = "apigw")]
 mod apigw;
@@ -73,6 +74,7 @@ mod payload;
 mod recording;
 mod report;
 mod sender;
+mod source;
 
 #[cfg(feature = "apigw")]
 pub use apigw::{ApiGatewaySender, DEFAULT_CALL_TIMEOUT};
@@ -234,14 +236,19 @@ impl Broadcaster {
     ) -> Result<BroadcastReport> {
         let span = tracing::info_span!("broadcast", room = %room, targets = tracing::field::Empty);
         async {
-            let members = self.store.room_connections(room).await?;
-            let targets: Vec<Target> = members
-                .iter()
-                .filter(|c| Some(&c.connection_id) != exclude)
-                .map(Target::from)
-                .collect();
-            tracing::Span::current().record("targets", targets.len());
-            Ok(self.fan_out(targets, payload).await)
+            // The first page is read before anything is sent: a room that cannot be listed is
+            // the call's error. The rest is read while the workers post.
+            let first = self.store.room_page(room, None).await?;
+            let source = Source::Room(RoomSource {
+                store: Arc::clone(&self.store),
+                room: room.clone(),
+                exclude: exclude.cloned(),
+                default_endpoint: self.default_endpoint.clone(),
+                first,
+            });
+            let report = self.fan_out(source, payload).await;
+            tracing::Span::current().record("targets", report.targets());
+            Ok(report)
         }
         .instrument(span)
         .await
@@ -260,7 +267,7 @@ impl Broadcaster {
             let connections = self.store.user_connections(user).await?;
             tracing::Span::current().record("targets", connections.len());
             Ok(self
-                .fan_out(connections.iter().map(Target::from).collect(), payload)
+                .fan_out(self.list(connections.iter().map(Target::from)), payload)
                 .await)
         }
         .instrument(span)
@@ -275,25 +282,35 @@ impl Broadcaster {
         targets: impl IntoIterator<Item = T>,
         payload: &Payload,
     ) -> BroadcastReport {
-        let targets: Vec<Target> = targets.into_iter().map(Into::into).collect();
-        let span = tracing::info_span!("send_to", targets = targets.len());
-        self.fan_out(targets, payload).instrument(span).await
+        let source = self.list(targets.into_iter().map(Into::into));
+        let span = tracing::info_span!(
+            "send_to",
+            targets = match &source {
+                Source::List(t) => t.len(),
+                Source::Room(_) => 0,
+            }
+        );
+        self.fan_out(source, payload).instrument(span).await
     }
 
-    async fn fan_out(&self, targets: Vec<Target>, payload: &Payload) -> BroadcastReport {
+    /// A list source: duplicates dropped, the default endpoint filled in.
+    fn list(&self, targets: impl Iterator<Item = Target>) -> Source {
+        let mut seen = HashSet::new();
+        Source::List(
+            targets
+                .filter(|t| seen.insert(t.connection_id.clone()))
+                .map(|mut t| {
+                    if t.endpoint.is_none() {
+                        t.endpoint.clone_from(&self.default_endpoint);
+                    }
+                    t
+                })
+                .collect(),
+        )
+    }
+
+    async fn fan_out(&self, source: Source, payload: &Payload) -> BroadcastReport {
         let started = Instant::now();
-        let mut seen = HashSet::with_capacity(targets.len());
-        let targets: Vec<Target> = targets
-            .into_iter()
-            .filter(|t| seen.insert(t.connection_id.clone()))
-            .map(|mut t| {
-                if t.endpoint.is_none() {
-                    t.endpoint.clone_from(&self.default_endpoint);
-                }
-                t
-            })
-            .collect();
-        drop(seen);
 
         // Posting stops early enough to leave the cleanup its reserved slice of the deadline.
         let post_deadline = self.deadline.map(|deadline| {
@@ -308,7 +325,7 @@ impl Broadcaster {
             payload.clone(),
             self.config.clone(),
             post_deadline,
-            targets,
+            source,
         )
         .await;
         if self.config.cleanup_gone && !report.gone.is_empty() {
@@ -338,7 +355,7 @@ impl Broadcaster {
         report.elapsed = started.elapsed();
         tracing::info!(
             targets = report.targets(),
-            delivered = report.delivered.len(),
+            delivered = report.delivered_count,
             gone = report.gone.len(),
             failed = report.failed.len(),
             not_attempted = report.not_attempted.len(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::ids::ConnectionId;
+use crate::store::PageCursor;
 
 /// A delivery that failed for good: the connection, the last error, and how many posts were
 /// tried.
@@ -20,12 +21,20 @@ pub struct FailedDelivery {
 }
 
 /// The outcome of one fan-out. Every target is in exactly one of `delivered`, `gone`, `failed`
-/// and `not_attempted`.
+/// and `not_attempted` — or, for a room whose listing stopped early, after `unread_from`.
+///
+/// For very large rooms, [`BroadcastConfig::list_delivered`](super::BroadcastConfig::list_delivered)
+/// `= false` keeps only the count of deliveries, so the report's memory is that of the
+/// exceptions (gone, failed, not attempted), not of the room.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct BroadcastReport {
-    /// Connections that received the message.
+    /// Connections that received the message (empty when
+    /// [`list_delivered`](super::BroadcastConfig::list_delivered) is off; see
+    /// `delivered_count`).
     pub delivered: Vec<ConnectionId>,
+    /// How many connections received the message, listed or not.
+    pub delivered_count: usize,
     /// Connections the management API reported gone (410).
     pub gone: Vec<ConnectionId>,
     /// Connections whose delivery failed for good. Those failed with
@@ -35,6 +44,14 @@ pub struct BroadcastReport {
     pub failed: Vec<FailedDelivery>,
     /// Connections never tried: the deadline passed, or a 403 stopped the broadcast.
     pub not_attempted: Vec<ConnectionId>,
+    /// When a room's listing stopped before its last page (the deadline, a 403, or a page that
+    /// could not be read): where the unread part starts. Its connections were not attempted and
+    /// are in no bucket; resume with
+    /// [`ConnectionStore::room_page`](crate::store::ConnectionStore::room_page) from here.
+    pub unread_from: Option<PageCursor>,
+    /// Why reading a page of the room failed after the broadcast had started (a room that
+    /// cannot be listed at all is an error of the call instead).
+    pub listing_error: Option<Error>,
     /// Retries made, over all connections.
     pub retries: u64,
     /// Records removed from the store for the gone connections (all their rooms).
@@ -57,12 +74,26 @@ impl BroadcastReport {
 
     /// Targets posted to at least once: delivered, gone or failed.
     pub fn attempted(&self) -> usize {
-        self.delivered.len() + self.gone.len() + self.failed.len()
+        self.delivered_count + self.gone.len() + self.failed.len()
     }
 
-    /// Whether every target was delivered or found gone, and the cleanup succeeded.
+    /// Whether every target was delivered or found gone, the whole room was read, and the
+    /// cleanup succeeded.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.not_attempted.is_empty() && self.cleanup_error.is_none()
+        self.failed.is_empty()
+            && self.not_attempted.is_empty()
+            && self.unread_from.is_none()
+            && self.listing_error.is_none()
+            && self.cleanup_error.is_none()
+    }
+
+    /// Adds the buckets of `other` (one worker's share) to these.
+    pub(super) fn merge(&mut self, other: Self) {
+        self.delivered.extend(other.delivered);
+        self.delivered_count += other.delivered_count;
+        self.gone.extend(other.gone);
+        self.failed.extend(other.failed);
+        self.not_attempted.extend(other.not_attempted);
     }
 
     /// The configuration error (403 Forbidden) that stopped the broadcast, if any.
@@ -80,7 +111,7 @@ impl fmt::Display for BroadcastReport {
             f,
             "{} target(s): {} delivered, {} gone ({} record(s) cleaned), {} failed, {} not attempted, {} retries in {:?}",
             self.targets(),
-            self.delivered.len(),
+            self.delivered_count,
             self.gone.len(),
             self.cleaned_records,
             self.failed.len(),
@@ -93,6 +124,9 @@ impl fmt::Display for BroadcastReport {
         }
         if self.cleanup_error.is_some() {
             f.write_str(" (cleanup failed)")?;
+        }
+        if let Some(cursor) = &self.unread_from {
+            write!(f, " (room not read past {cursor})")?;
         }
         Ok(())
     }

@@ -11,3 +11,4 @@ mod delivery;
 mod http;
 mod memory;
 mod mocks;
+mod streaming;

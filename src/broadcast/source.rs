@@ -1,0 +1,138 @@
+//! Where a fan-out's targets come from: a list the caller gave, or a room read page by page
+//! while the workers post — so the first post leaves before the second page is read, and memory
+//! stays bounded by a page plus the queue of targets, whatever the room's size.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::sender::Target;
+use crate::error::Error;
+use crate::ids::{ConnectionId, RoomId};
+use crate::store::{ConnectionStore, Page, PageCursor};
+
+/// The targets of one fan-out.
+pub(super) enum Source {
+    /// An explicit list, already deduplicated, endpoints filled in.
+    List(Vec<Target>),
+    /// A room: its first page (already read, so that a room that cannot be listed at all is an
+    /// error before anything is sent), then the rest read as the workers go.
+    Room(RoomSource),
+}
+
+pub(super) struct RoomSource {
+    pub(super) store: Arc<dyn ConnectionStore>,
+    pub(super) room: RoomId,
+    pub(super) exclude: Option<ConnectionId>,
+    pub(super) default_endpoint: Option<Arc<str>>,
+    pub(super) first: Page,
+}
+
+/// What a source could not hand to the workers.
+#[derive(Default)]
+pub(super) struct Listed {
+    /// Targets read but never queued (the workers had stopped): not attempted.
+    pub(super) unsent: Vec<ConnectionId>,
+    /// The first page not read, when the listing stopped early.
+    pub(super) unread_from: Option<PageCursor>,
+    /// Why reading the next page failed, if it did.
+    pub(super) listing_error: Option<Error>,
+}
+
+impl Source {
+    /// Queues every target on `tx` until the source is exhausted, the workers stop taking
+    /// targets (the channel closes), a 403 stops the run (`stopped`), or `deadline` passes.
+    pub(super) async fn feed(
+        self,
+        tx: mpsc::Sender<Target>,
+        deadline: Option<Instant>,
+        stopped: impl Fn() -> bool,
+    ) -> Listed {
+        match self {
+            Self::List(targets) => {
+                let mut listed = Listed::default();
+                queue(&tx, targets.into_iter(), &mut listed).await;
+                listed
+            }
+            Self::Room(room) => room.feed(&tx, deadline, stopped).await,
+        }
+    }
+}
+
+/// Queues `targets` in order; once the channel is closed, the rest go to `unsent`. Returns
+/// whether every target was queued.
+async fn queue(
+    tx: &mpsc::Sender<Target>,
+    mut targets: impl Iterator<Item = Target>,
+    listed: &mut Listed,
+) -> bool {
+    while let Some(target) = targets.next() {
+        if let Err(mpsc::error::SendError(target)) = tx.send(target).await {
+            listed.unsent.push(target.connection_id);
+            listed.unsent.extend(targets.map(|t| t.connection_id));
+            return false;
+        }
+    }
+    true
+}
+
+impl RoomSource {
+    async fn feed(
+        self,
+        tx: &mpsc::Sender<Target>,
+        deadline: Option<Instant>,
+        stopped: impl Fn() -> bool,
+    ) -> Listed {
+        let Self {
+            store,
+            room,
+            exclude,
+            default_endpoint,
+            first,
+        } = self;
+        let mut listed = Listed::default();
+        let mut page = first;
+        loop {
+            let targets = page
+                .records
+                .into_iter()
+                .filter(|m| Some(&m.connection_id) != exclude.as_ref())
+                .map(|m| {
+                    let mut target = Target::from(m);
+                    if target.endpoint.is_none() {
+                        target.endpoint.clone_from(&default_endpoint);
+                    }
+                    target
+                });
+            let all_queued = queue(tx, targets, &mut listed).await;
+            let Some(cursor) = page.next else {
+                return listed;
+            };
+            if !all_queued || stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
+                listed.unread_from = Some(cursor);
+                return listed;
+            }
+            let read = store.room_page(&room, Some(&cursor));
+            let result = match deadline {
+                None => read.await,
+                Some(d) => match tokio::time::timeout_at(d, read).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        listed.unread_from = Some(cursor);
+                        return listed;
+                    }
+                },
+            };
+            match result {
+                Ok(next) => page = next,
+                Err(error) => {
+                    tracing::warn!(%room, %error, "reading the next page of the room failed");
+                    listed.listing_error = Some(error);
+                    listed.unread_from = Some(cursor);
+                    return listed;
+                }
+            }
+        }
+    }
+}
