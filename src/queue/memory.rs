@@ -269,8 +269,8 @@ impl InMemoryQueue {
         }
     }
 
-    /// Starts `workers` tokio tasks, each receiving up to 10 jobs at a time and handing them to
-    /// `worker` one after another; a job is deleted when its outcome is
+    /// Starts `workers` tokio tasks, each receiving one job at a time and handing it to
+    /// `worker`; a job is deleted when its outcome is
     /// [acknowledged](super::JobOutcome::is_ack), otherwise left to come back after the
     /// visibility timeout. [`WorkerPool::shutdown`] stops them after the jobs in hand.
     pub fn spawn_workers(&self, worker: &FanoutWorker, workers: usize) -> WorkerPool {
@@ -284,7 +284,10 @@ impl InMemoryQueue {
                     loop {
                         let batch = tokio::select! {
                             _ = stopped.wait_for(|s| *s) => break,
-                            batch = queue.receive(MAX_BATCH_ENTRIES, Duration::from_secs(20)) => batch,
+                            // One job at a time: a job received with others would wait its
+                            // turn while its visibility timeout runs, and come back to another
+                            // worker as a duplicate.
+                            batch = queue.receive(1, Duration::from_secs(20)) => batch,
                         };
                         for message in batch {
                             let outcome = worker.process(&message.body).await;

@@ -42,7 +42,7 @@
 //! let pool = queue.spawn_workers(&worker, 2);
 //! queue.wait_until_empty().await;
 //! pool.shutdown().await;
-//! assert_eq!(sender.sent().len(), 1_200);
+//! assert_eq!(sender.total_delivered(), 1_200);
 //! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
 //! ```
 //!
