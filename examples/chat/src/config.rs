@@ -70,7 +70,7 @@ pub struct ChatConfig {
     /// The most rooms one connection may be in, its `$connect` room included (default
     /// [`DEFAULT_MAX_ROOMS_PER_CONNECTION`], 50). A `join` beyond it is refused with a 400
     /// naming the limit. It bounds what one client can make the table hold, and the records
-    /// `join`, `leave` and `ping` read (see [Cost per message](self#cost-per-message)).
+    /// `join`, `leave` and `ping` read (see [Cost per message](crate#cost-per-message)).
     pub max_rooms_per_connection: usize,
     /// Fan-outs to rooms with more members than this (the sender not counted) go through the
     /// queue set with [`Chat::with_queue`](crate::Chat::with_queue), and `send` answers
