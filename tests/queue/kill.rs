@@ -19,7 +19,10 @@ async fn a_killed_worker_loses_no_target_and_duplicates_at_most_one_job() {
     let fake = FakeManagementApi::start("prod").await;
     fake.set_delay(Duration::from_millis(10));
     let (store, room) = room_of(MEMBERS, 250).await;
-    let queue = Arc::new(InMemoryQueue::new().with_visibility_timeout(Duration::from_millis(500)));
+    // Well above a job's time (~125 ms here), even on a loaded machine, as SQS's visibility
+    // timeout must be above the worker's: a job still in progress when it ends comes back to
+    // another worker and is sent twice.
+    let queue = Arc::new(InMemoryQueue::new().with_visibility_timeout(Duration::from_secs(3)));
     let sender =
         ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
             .unwrap();
