@@ -11,6 +11,8 @@
 //! | `CONNECTIONS_USER_INDEX` | `DynamoDbStore::from_env` | the user GSI's name | `userId-index` |
 //! | `CONNECTION_TTL_SECONDS` | `DynamoDbStore::from_env` | how long a record lives | `7200` (2 h) |
 //! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
+//! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env` | the URL of the SQS queue of queued fan-out jobs | required by `from_env` |
+//! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env` | the queue's `MaximumMessageSize`: jobs are packed to fit it | `262144` (256 KiB) |
 //!
 //! Region and credentials come from the AWS SDK's own chain (`AWS_REGION`,
 //! `AWS_ACCESS_KEY_ID`, ..., `AWS_ENDPOINT_URL` for a local endpoint), read by `aws_config`.
@@ -28,12 +30,20 @@ pub const CONNECTION_TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
 /// The default management endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
 
+/// The URL of the SQS queue of queued fan-out jobs (required by `SqsQueue::from_env`).
+pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
+/// The fan-out queue's `MaximumMessageSize` in bytes (default 262,144): jobs are packed to fit it.
+pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES";
+
 /// The value of variable `name`: `None` when unset, empty or all whitespace.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] when the value is not valid UTF-8.
-#[cfg_attr(not(any(feature = "dynamodb", feature = "apigw")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "dynamodb", feature = "apigw", feature = "sqs")),
+    allow(dead_code)
+)]
 pub(crate) fn var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(None),

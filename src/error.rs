@@ -183,6 +183,39 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// A job queue refused or failed a call (for SQS: `SendMessageBatch` as a whole, or one of
+    /// its entries). `retryable` says whether sending again may succeed (throttling, a 5xx, a
+    /// network failure) or cannot (a message the queue rejects, a queue that does not exist,
+    /// access denied).
+    #[error("{queue}: queue request failed{}", if *retryable { " (retryable)" } else { "" })]
+    Queue {
+        /// The backend and queue, e.g. `SqsQueue(https://sqs.../fanout)`.
+        queue: String,
+        /// Whether sending again may succeed.
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A queued fan-out was only partly enqueued: listing the recipients or sending the jobs
+    /// failed part-way. The jobs already queued are not withdrawn — they will be delivered — so
+    /// calling again would send their targets a second copy; the counts say what is in the queue.
+    #[error(
+        "fan-out {fanout_id} enqueued only in part: {queued_jobs} job(s) with {queued_targets} target(s) are queued and will be delivered, the rest is not"
+    )]
+    Enqueue {
+        /// The fan-out's id (also in every queued job).
+        fanout_id: String,
+        /// Jobs the queue accepted.
+        queued_jobs: usize,
+        /// Targets in those jobs.
+        queued_targets: usize,
+        /// Why it stopped.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
     #[error("{backend}: store request failed")]
     Store {
@@ -201,7 +234,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Throttled { .. } | Error::Unprocessed { .. } | Error::Store { .. } => true,
-            Error::Delivery { retryable, .. } => *retryable,
+            Error::Delivery { retryable, .. } | Error::Queue { retryable, .. } => *retryable,
             _ => false,
         }
     }

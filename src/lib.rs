@@ -20,6 +20,10 @@
 //! - `lambda` (feature `lambda`) is the glue to `lambda_runtime`: write
 //!   `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`, get parsing, error-to-status
 //!   mapping, tracing spans and the deadline;
+//! - [`FanoutQueue`](queue::FanoutQueue) hands rooms that outgrow one invocation to queue
+//!   workers: jobs of at most 500 targets on an [`InMemoryQueue`](queue::InMemoryQueue) or
+//!   (feature `sqs`) an SQS queue, delivered by [`FanoutWorker`](queue::FanoutWorker)s at least
+//!   once per job ([`queue`]);
 //! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
 //!   WebSocket endpoint with the management API, for development and tests (`local`).
 //!
@@ -65,6 +69,7 @@
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
 //! | `local` | no | `local::LocalGateway`, the local API Gateway WebSocket emulator (axum) |
+//! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `queue::handle_sqs_event` for the SQS-triggered worker |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment
@@ -91,6 +96,7 @@ pub mod lambda;
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
+pub mod queue;
 pub mod store;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -107,8 +113,11 @@ pub use store::Membership;
 
 /// The AWS SDK's configuration loader, re-exported so that one `SdkConfig` can be built for every
 /// client (`DynamoDbStore`, `ApiGatewaySender`) without adding `aws-config` yourself.
-#[cfg(any(feature = "dynamodb", feature = "apigw"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "dynamodb", feature = "apigw"))))]
+#[cfg(any(feature = "dynamodb", feature = "apigw", feature = "sqs"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "dynamodb", feature = "apigw", feature = "sqs")))
+)]
 pub use aws_config;
 
 // The README's Rust blocks compile and run as doctests (`cargo test --doc`), so it cannot drift.

@@ -14,7 +14,7 @@
 //! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
 //! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), tells its members | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
 //! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room) | `{"type":"left","room":"r","userId":…}` |
-//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}` |
+//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}`, or for a room above [`ChatConfig::queue_above`] handed to the fan-out queue, `{"type":"queued","room":"r","targets":N,"jobs":M}` at once |
 //! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
 //! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |
@@ -44,167 +44,22 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+mod config;
+mod fanout;
 pub mod lambda;
 
-use stateless_ws::broadcast::{
-    BroadcastConfig, BroadcastReport, Broadcaster, ConnectionSender, Payload,
-};
+pub use config::{ChatConfig, DEFAULT_MAX_ROOMS_PER_CONNECTION, IdentitySource, env};
+use fanout::FanOut;
+
+use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, ConnectionSender};
 use stateless_ws::error::{Error, Result};
 use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
-use stateless_ws::ids::{ConnectionId, RoomId, UserId};
+use stateless_ws::ids::{RoomId, UserId};
+use stateless_ws::queue::FanoutQueue;
 use stateless_ws::store::Membership;
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
-
-/// Environment variables read by [`ChatConfig::from_env`].
-pub mod env {
-    /// `true` to refuse `$connect` without an identity (default `false`).
-    pub const REQUIRE_AUTH: &str = "CHAT_REQUIRE_AUTH";
-    /// The authorizer context key holding the user id (default `principalId`).
-    pub const USER_CLAIM: &str = "CHAT_USER_CLAIM";
-    /// `true` to deliver a sender's messages back to it too (default `false`).
-    pub const ECHO_TO_SENDER: &str = "CHAT_ECHO_TO_SENDER";
-    /// The room of a `$connect` without `room` (default `general`).
-    pub const DEFAULT_ROOM: &str = "CHAT_DEFAULT_ROOM";
-    /// `true` to take the user id from the query string `userId` — an insecure demo mode
-    /// (default `false`).
-    pub const INSECURE_QUERY_STRING_IDENTITY: &str = "CHAT_INSECURE_QUERY_STRING_IDENTITY";
-    /// The most rooms one connection may be in (default 50; at least 1).
-    pub const MAX_ROOMS: &str = "CHAT_MAX_ROOMS";
-}
-
-/// Where the user id of a connection comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IdentitySource {
-    /// The authorizer context of the `$connect` event: this key (`principalId` by default).
-    Authorizer {
-        /// The context key, e.g. `principalId`, `sub`, `email`.
-        claim: String,
-    },
-    /// **Insecure demo mode**: the `$connect` query string parameter `param` names the user,
-    /// so anyone can claim to be anyone. Falls back to the authorizer when absent.
-    InsecureQueryString {
-        /// The query string parameter (the seed used `userId`).
-        param: String,
-    },
-}
-
-impl Default for IdentitySource {
-    fn default() -> Self {
-        IdentitySource::Authorizer {
-            claim: "principalId".to_owned(),
-        }
-    }
-}
-
-/// The application's choices. Defaults are safe: identity from the authorizer only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ChatConfig {
-    /// Where user ids come from (default: the authorizer's `principalId`).
-    pub identity: IdentitySource,
-    /// Refuse `$connect` (401) when no user id can be found (default `false`: anonymous users
-    /// may connect, their messages carry `"userId": null`).
-    pub require_auth: bool,
-    /// The room of a `$connect` without `room` (default `general`).
-    pub default_room: RoomId,
-    /// Deliver a sender's messages back to it too (default `false`).
-    pub echo_to_sender: bool,
-    /// The management endpoint to record and post through, instead of the event's
-    /// `https://{domainName}/{stage}` (default `None`).
-    pub management_endpoint: Option<String>,
-    /// Longest accepted chat message, in bytes (default 16 KiB).
-    pub max_message_len: usize,
-    /// The most rooms one connection may be in, its `$connect` room included (default
-    /// [`DEFAULT_MAX_ROOMS_PER_CONNECTION`], 50). A `join` beyond it is refused with a 400
-    /// naming the limit. It bounds what one client can make the table hold, and the records
-    /// `join`, `leave` and `ping` read (see [Cost per message](self#cost-per-message)).
-    pub max_rooms_per_connection: usize,
-}
-
-/// The default of [`ChatConfig::max_rooms_per_connection`]: 50 rooms, far more than a chat
-/// client shows at once, few enough that a `ping` refreshing each record stays cheap.
-pub const DEFAULT_MAX_ROOMS_PER_CONNECTION: usize = 50;
-
-impl Default for ChatConfig {
-    fn default() -> Self {
-        Self {
-            identity: IdentitySource::default(),
-            require_auth: false,
-            default_room: RoomId::new("general").unwrap_or_else(|_| unreachable!("valid")),
-            echo_to_sender: false,
-            management_endpoint: None,
-            max_message_len: 16 * 1024,
-            max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
-        }
-    }
-}
-
-fn env_bool(name: &str) -> Result<Option<bool>> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" => Ok(None),
-            "1" | "true" | "yes" | "on" => Ok(Some(true)),
-            "0" | "false" | "no" | "off" => Ok(Some(false)),
-            _ => Err(Error::Config {
-                message: format!("environment variable {name} must be true or false, got {v:?}"),
-            }),
-        },
-    }
-}
-
-fn env_string(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-impl ChatConfig {
-    /// The configuration from the environment (see [`env`](mod@env)); unset variables keep the defaults.
-    /// Read it once at start-up.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming a variable whose value is not understood. Never panics.
-    pub fn from_env() -> Result<Self> {
-        let mut config = Self::default();
-        if let Some(claim) = env_string(env::USER_CLAIM) {
-            config.identity = IdentitySource::Authorizer { claim };
-        }
-        if env_bool(env::INSECURE_QUERY_STRING_IDENTITY)? == Some(true) {
-            config.identity = IdentitySource::InsecureQueryString {
-                param: "userId".to_owned(),
-            };
-        }
-        if let Some(v) = env_bool(env::REQUIRE_AUTH)? {
-            config.require_auth = v;
-        }
-        if let Some(v) = env_bool(env::ECHO_TO_SENDER)? {
-            config.echo_to_sender = v;
-        }
-        if let Some(room) = env_string(env::DEFAULT_ROOM) {
-            config.default_room = RoomId::new(room).map_err(|e| Error::Config {
-                message: format!("environment variable {}: {e}", env::DEFAULT_ROOM),
-            })?;
-        }
-        if let Some(v) = env_string(env::MAX_ROOMS) {
-            config.max_rooms_per_connection = match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    return Err(Error::Config {
-                        message: format!(
-                            "environment variable {} must be a whole number of rooms, at least 1, got {v:?}",
-                            env::MAX_ROOMS
-                        ),
-                    });
-                }
-            };
-        }
-        config.management_endpoint = env_string(stateless_ws::env::APIGW_MANAGEMENT_URL);
-        Ok(config)
-    }
-}
 
 /// A client's message, chosen by its `action` as the API's route selection
 /// (`$request.body.action`) chooses the route.
@@ -294,6 +149,7 @@ pub struct Chat {
     store: Arc<dyn ConnectionStore>,
     broadcaster: Broadcaster,
     config: ChatConfig,
+    queue: Option<FanoutQueue>,
 }
 
 /// Keys a client may not put in a message: the sender is the connection's identity.
@@ -310,7 +166,16 @@ impl Chat {
             broadcaster: Broadcaster::new(Arc::clone(&store), sender),
             store,
             config,
+            queue: None,
         }
+    }
+
+    /// Fans out through `queue` the rooms larger than [`ChatConfig::queue_above`]; workers
+    /// (`lambda_fanout_worker`, or `InMemoryQueue::spawn_workers` locally) deliver.
+    #[must_use]
+    pub fn with_queue(mut self, queue: FanoutQueue) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// Replaces the broadcaster's tuning.
@@ -321,15 +186,17 @@ impl Chat {
     }
 
     /// Everything from the environment, for a Lambda's start-up: [`DynamoDbStore::from_env`]
-    /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain, and
-    /// [`ChatConfig::from_env`].
+    /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain,
+    /// [`ChatConfig::from_env`], and — when `FANOUT_QUEUE_URL` is set — the SQS queue of queued
+    /// fan-out (`SqsQueue::from_env_with`).
     ///
     /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
     /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the missing or invalid variable. Never panics.
+    /// [`Error::Config`] naming the missing or invalid variable, or `CHAT_QUEUE_ABOVE` set
+    /// without `FANOUT_QUEUE_URL`. Never panics.
     pub async fn from_env() -> Result<Self> {
         let config = ChatConfig::from_env()?;
         let store = stateless_ws::store::DynamoDbStore::from_env().await?;
@@ -338,7 +205,26 @@ impl Chat {
         if let Some(endpoint) = &config.management_endpoint {
             sender = sender.with_default_endpoint(endpoint)?;
         }
-        Ok(Self::new(Arc::new(store), Arc::new(sender), config))
+        let store: Arc<dyn ConnectionStore> = Arc::new(store);
+        let queued = config.queue_above.is_some();
+        let mut chat = Self::new(Arc::clone(&store), Arc::new(sender), config);
+        match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
+            Ok(url) if !url.trim().is_empty() => {
+                let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
+                chat = chat.with_queue(FanoutQueue::new(store, Arc::new(queue)));
+            }
+            _ if queued => {
+                return Err(Error::Config {
+                    message: format!(
+                        "environment variable {} is set but {} is not: there is no queue to fan out through",
+                        env::QUEUE_ABOVE,
+                        stateless_ws::env::FANOUT_QUEUE_URL
+                    ),
+                });
+            }
+            _ => {}
+        }
+        Ok(chat)
     }
 
     /// The store.
@@ -617,18 +503,24 @@ impl Chat {
                 let outgoing =
                     json!({"type": "message", "room": room, "userId": user, "message": message});
                 let exclude = (!self.config.echo_to_sender).then_some(me);
-                let report = self
+                let answer = match self
                     .fan_out_to_room(&room, &outgoing, exclude, ctx, deadline)
-                    .await?;
-                Ok(RouteResponse::json(
-                    200,
-                    &json!({
+                    .await?
+                {
+                    FanOut::Inline(report) => json!({
                         "type": "sent",
                         "room": room,
                         "delivered": report.delivered.len(),
                         "failed": report.failed.len() + report.not_attempted.len(),
                     }),
-                ))
+                    FanOut::Queued(enqueued) => json!({
+                        "type": "queued",
+                        "room": room,
+                        "targets": enqueued.targets,
+                        "jobs": enqueued.jobs,
+                    }),
+                };
+                Ok(RouteResponse::json(200, &answer))
             }
             ChatAction::Members { room } => {
                 if self.store.membership(me, &room).await?.is_none() {
@@ -647,31 +539,6 @@ impl Chat {
                 ))
             }
         }
-    }
-
-    /// Sends `message` to the room (minus `exclude`), delivering through each record's endpoint,
-    /// or this event's when the record has none (records written by older code).
-    async fn fan_out_to_room(
-        &self,
-        room: &RoomId,
-        message: &Value,
-        exclude: Option<&ConnectionId>,
-        ctx: &RequestContext,
-        deadline: Option<std::time::Instant>,
-    ) -> Result<BroadcastReport> {
-        let payload = Payload::json(message)?;
-        let mut broadcaster = match deadline {
-            Some(d) => self.broadcaster.with_deadline(d),
-            None => self.broadcaster.clone(),
-        };
-        if let Some(endpoint) = self.endpoint_for(ctx) {
-            broadcaster = broadcaster.with_default_endpoint(endpoint);
-        }
-        let report = broadcaster.broadcast(room, &payload, exclude).await?;
-        if !report.is_success() {
-            tracing::warn!(%room, %report, "room fan-out incomplete");
-        }
-        Ok(report)
     }
 }
 

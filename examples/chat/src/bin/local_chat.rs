@@ -9,7 +9,11 @@
 //! - `--dynamodb-endpoint URL` to keep the routing table in a DynamoDB-compatible server (e.g.
 //!   MiniStack: `scripts/dynamodb-local.sh start` prints its URL) instead of in memory, with
 //!   `--table NAME` (default `ws-local-chat`, created if missing);
-//! - `--idle-timeout SECS` (default 600, API Gateway's).
+//! - `--idle-timeout SECS` (default 600, API Gateway's);
+//! - `--queue-above N` (or `CHAT_QUEUE_ABOVE=N`): rooms of more than N members (0: every room)
+//!   are fanned out through an in-memory queue drained by `--queue-workers W` (default 2)
+//!   in-process workers — the queued path of `lambda_fanout_worker`, without AWS. `send` then
+//!   answers `{"type":"queued",…}` and the page shows "queued for N in M jobs".
 //!
 //! The billing service: `curl -X POST 'http://127.0.0.1:8080/notify?user=alice' -d '{"type":"invoice.paid"}'`
 //! pushes the JSON to every connection of `alice` through the management API, exactly as
@@ -32,6 +36,7 @@ use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
 use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
+use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId};
 
@@ -43,6 +48,8 @@ struct Options {
     dynamodb_endpoint: Option<String>,
     table: String,
     idle_timeout: Duration,
+    queue_above: Option<usize>,
+    queue_workers: usize,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
@@ -51,7 +58,19 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         dynamodb_endpoint: None,
         table: "ws-local-chat".to_owned(),
         idle_timeout: Duration::from_secs(600),
+        queue_above: None,
+        queue_workers: 2,
     };
+    if let Some(v) = std::env::var(chat::env::QUEUE_ABOVE)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        options.queue_above = Some(
+            v.trim()
+                .parse()
+                .map_err(|e| format!("{}: {e}", chat::env::QUEUE_ABOVE))?,
+        );
+    }
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -65,8 +84,20 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     .map_err(|e| format!("--idle-timeout: {e}"))?;
                 options.idle_timeout = Duration::from_secs(secs);
             }
+            "--queue-above" => {
+                options.queue_above = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--queue-above: {e}"))?,
+                );
+            }
+            "--queue-workers" => {
+                options.queue_workers = value()?
+                    .parse()
+                    .map_err(|e| format!("--queue-workers: {e}"))?;
+            }
             "-h" | "--help" => {
-                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS]".to_owned());
+                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS] [--queue-above N] [--queue-workers W]".to_owned());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -147,7 +178,17 @@ async fn run(options: Options) -> Result<(), Error> {
     config.identity = IdentitySource::InsecureQueryString {
         param: "userId".to_owned(),
     };
-    let chat = Arc::new(Chat::new(store, Arc::new(sender), config));
+    config.queue_above = options.queue_above;
+    let mut chat = Chat::new(Arc::clone(&store), Arc::new(sender), config);
+    // Queued fan-out: an in-memory queue (SQS's semantics) and workers in this process.
+    let mut queued = None;
+    if options.queue_above.is_some() {
+        let queue = Arc::new(InMemoryQueue::new());
+        chat = chat.with_queue(FanoutQueue::new(store, queue.clone()));
+        let worker = FanoutWorker::new(chat.broadcaster().clone(), queue.clone());
+        queued = Some((queue, worker));
+    }
+    let chat = Arc::new(chat);
 
     let on_event = {
         let chat = Arc::clone(&chat);
@@ -179,6 +220,15 @@ async fn run(options: Options) -> Result<(), Error> {
         Err(e) => return Err(e),
     };
     let addr = running.local_addr();
+    // Started once the gateway is bound (a retry on another port must not start them twice).
+    let workers = queued.map(|(queue, worker)| {
+        let n = options.queue_workers.max(1);
+        println!(
+            "queued fan-out: rooms above {} member(s) go through an in-memory queue, {n} worker(s)",
+            options.queue_above.unwrap_or_default()
+        );
+        queue.spawn_workers(&worker, n)
+    });
     println!("local chat: open http://{addr}/");
     println!(
         "  WebSocket clients: {}?room=general&userId=NAME",
@@ -201,6 +251,10 @@ async fn run(options: Options) -> Result<(), Error> {
         "shutting down: closing {} connection(s)",
         running.connection_count()
     );
+    if let Some(workers) = workers {
+        // Jobs in hand finish before the connections close.
+        workers.shutdown().await;
+    }
     running.shutdown().await;
     Ok(())
 }

@@ -7,5 +7,7 @@
 mod common;
 
 mod gateway;
+mod queued;
 mod routes;
 mod template;
+mod template_queue;

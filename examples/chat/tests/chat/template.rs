@@ -38,7 +38,7 @@ const PSEUDO_PARAMETERS: [&str; 8] = [
 ];
 
 /// The template as JSON, with every short tag in its long form.
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let yaml: serde_norway::Value = serde_norway::from_str(TEMPLATE).expect("template.yaml parses");
     serde_json::to_value(long_form(yaml)).expect("template.yaml is JSON-compatible")
 }
@@ -72,12 +72,12 @@ fn long_form(value: serde_norway::Value) -> serde_norway::Value {
     }
 }
 
-fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+pub(crate) fn resources(t: &Value) -> &serde_json::Map<String, Value> {
     t["Resources"].as_object().expect("Resources is a mapping")
 }
 
 /// The logical ids of the resources of type `ty`.
-fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
+pub(crate) fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
     resources(t)
         .iter()
         .filter(|(_, r)| r["Type"] == ty)
@@ -85,14 +85,14 @@ fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
         .collect()
 }
 
-fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
     resources(t)
         .get(id)
         .unwrap_or_else(|| panic!("no resource {id}"))
 }
 
 /// The logical id in `{"Ref": id}`.
-fn ref_target(v: &Value) -> Option<&str> {
+pub(crate) fn ref_target(v: &Value) -> Option<&str> {
     v.get("Ref")?.as_str()
 }
 
@@ -113,7 +113,7 @@ fn sub_variables(s: &str) -> Vec<&str> {
 }
 
 /// The `Fn::Sub` string of `v` (either `"..."` or `["...", {vars}]`).
-fn sub_string(v: &Value) -> Option<&str> {
+pub(crate) fn sub_string(v: &Value) -> Option<&str> {
     match v.get("Fn::Sub")? {
         Value::String(s) => Some(s),
         Value::Array(parts) => parts.first()?.as_str(),
@@ -141,7 +141,7 @@ fn integration_function(t: &Value, integration: &Value) -> String {
 }
 
 /// The cargo-lambda binary a function deploys: `../../target/lambda/NAME/` → `NAME`.
-fn binary_of(function: &Value) -> &str {
+pub(crate) fn binary_of(function: &Value) -> &str {
     let uri = function["Properties"]["CodeUri"]
         .as_str()
         .expect("CodeUri is a path");
@@ -158,7 +158,7 @@ fn api_id(t: &Value) -> &str {
 }
 
 /// Every IAM statement of a function's inline policies; panics on anything but inline documents.
-fn statements(function: &Value) -> Vec<&Value> {
+pub(crate) fn statements(function: &Value) -> Vec<&Value> {
     let policies = function["Properties"]["Policies"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
@@ -173,7 +173,7 @@ fn statements(function: &Value) -> Vec<&Value> {
         .collect()
 }
 
-fn strings(v: &Value) -> Vec<&str> {
+pub(crate) fn strings(v: &Value) -> Vec<&str> {
     match v {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) => items
@@ -185,7 +185,7 @@ fn strings(v: &Value) -> Vec<&str> {
 }
 
 /// The actions a function is allowed, over all its statements.
-fn actions(function: &Value) -> BTreeSet<&str> {
+pub(crate) fn actions(function: &Value) -> BTreeSet<&str> {
     statements(function)
         .into_iter()
         .inspect(|s| assert_eq!(s["Effect"], "Allow"))
@@ -193,7 +193,7 @@ fn actions(function: &Value) -> BTreeSet<&str> {
         .collect()
 }
 
-fn function_by_binary<'a>(t: &'a Value, binary: &str) -> (&'a str, &'a Value) {
+pub(crate) fn function_by_binary<'a>(t: &'a Value, binary: &str) -> (&'a str, &'a Value) {
     of_type(t, "AWS::Serverless::Function")
         .into_iter()
         .find(|(_, f)| binary_of(f) == binary)
@@ -478,6 +478,7 @@ fn every_function_is_a_cargo_lambda_binary_on_al2023_arm64() {
             "lambda_authorizer",
             "lambda_connect",
             "lambda_disconnect",
+            "lambda_fanout_worker",
             "lambda_message"
         ])
     );
@@ -493,9 +494,15 @@ fn every_function_is_a_cargo_lambda_binary_on_al2023_arm64() {
         let timeout = effective("Timeout")
             .as_u64()
             .unwrap_or_else(|| panic!("{id} has a Timeout"));
+        // The SQS-triggered worker is not behind API Gateway (see template_queue.rs).
+        let limit = if binary_of(function) == "lambda_fanout_worker" {
+            900
+        } else {
+            29
+        };
         assert!(
-            (1..=29).contains(&timeout),
-            "{id}: API Gateway waits 29 s at most, Timeout {timeout}"
+            (1..=limit).contains(&timeout),
+            "{id}: API Gateway waits 29 s at most (Lambda 900 s), Timeout {timeout}"
         );
         let memory = effective("MemorySize")
             .as_u64()
@@ -519,7 +526,8 @@ fn iam_is_least_privilege() {
         {"Fn::GetAtt": [table_id, "Arn"]},
         {"Fn::Sub": format!("${{{table_id}.Arn}}/index/*")},
     ]);
-    let expected: [(&str, &[&str]); 4] = [
+    let queue_resource = json!([{"Fn::GetAtt": ["FanoutQueue", "Arn"]}]);
+    let expected: [(&str, &[&str]); 5] = [
         ("lambda_connect", &["dynamodb:PutItem"]),
         (
             "lambda_disconnect",
@@ -535,6 +543,20 @@ fn iam_is_least_privilege() {
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
                 "execute-api:ManageConnections",
+                "sqs:SendMessage",
+            ],
+        ),
+        (
+            "lambda_fanout_worker",
+            &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:Query",
+                "execute-api:ManageConnections",
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+                "sqs:SendMessage",
             ],
         ),
         ("lambda_authorizer", &[]),
@@ -554,10 +576,18 @@ fn iam_is_least_privilege() {
             let dynamodb = strings(&statement["Action"])
                 .iter()
                 .all(|a| a.starts_with("dynamodb:"));
+            let sqs = strings(&statement["Action"])
+                .iter()
+                .all(|a| a.starts_with("sqs:"));
             if dynamodb {
                 assert_eq!(
                     statement["Resource"], table_resources,
                     "{id}: the table and its indexes only"
+                );
+            } else if sqs {
+                assert_eq!(
+                    statement["Resource"], queue_resource,
+                    "{id}: the fan-out queue only"
                 );
             } else {
                 assert_eq!(
@@ -585,6 +615,9 @@ fn api_gateway_may_invoke_every_function_of_this_api() {
     let api = api_id(&t);
     let permissions = of_type(&t, "AWS::Lambda::Permission");
     for (id, function) in of_type(&t, "AWS::Serverless::Function") {
+        if binary_of(function) == "lambda_fanout_worker" {
+            continue; // SQS-triggered: its event source mapping invokes it (template_queue.rs)
+        }
         let (pid, permission) = permissions
             .iter()
             .find(|(_, p)| ref_target(&p["Properties"]["FunctionName"]) == Some(id))

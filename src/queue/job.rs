@@ -1,0 +1,517 @@
+//! The job: one shard of a queued fan-out, as the JSON body of one queue message.
+//!
+//! ```json
+//! {"v":1,"fanoutId":"5f0c…","shard":3,"generation":0,"room":"general","enqueuedAt":1764150000000,
+//!  "targetCount":2,"payload":{"text":"{\"type\":\"message\"}"},
+//!  "targets":[{"connectionId":"L0SM9cOFvHcCIhw="},
+//!             {"connectionId":"L0SNBd8rvHcCFvw=","endpoint":"https://abc.execute-api.eu-west-1.amazonaws.com/prod"}]}
+//! ```
+//!
+//! - `v` is the format's version (readers refuse a newer one rather than guess);
+//! - `fanoutId`, `shard`, `room` / `user`, `enqueuedAt` and `targetCount` are there for a person
+//!   reading the dead-letter queue: which fan-out, which part of it, to whom, since when. Nothing
+//!   else from the request goes in — no tokens, no authorizer context;
+//! - `generation` counts remainders: 0 for a job the planner made, n + 1 for the targets a
+//!   generation-n job could not deliver;
+//! - `payload` is `{"text": …}` or `{"base64": …}`, whichever is shorter once in JSON (text full
+//!   of quotes and control characters grows when escaped; base64 always grows by a third);
+//! - `targets` are the connections, each with its management endpoint when the record names one.
+//!
+//! Sizes are exact: [`JobPacker`] knows the byte length of the body it will write before adding a
+//! target, so a job never exceeds the queue's message size.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+use crate::broadcast::{Payload, Target};
+use crate::error::{Error, Result};
+use crate::ids::{ConnectionId, RoomId, UserId};
+
+/// The version of the job format this crate writes and reads.
+pub const JOB_VERSION: u32 = 1;
+
+/// What a fan-out was for, carried by each of its jobs so that a job in the dead-letter queue
+/// can be understood on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct JobContext {
+    /// The room broadcast to, for a room fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    /// The user notified, for a user fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+}
+
+impl JobContext {
+    /// The context of a room broadcast.
+    pub fn room(room: RoomId) -> Self {
+        Self {
+            room: Some(room),
+            user: None,
+        }
+    }
+
+    /// The context of a user notification.
+    pub fn user(user: UserId) -> Self {
+        Self {
+            room: None,
+            user: Some(user),
+        }
+    }
+}
+
+/// The payload inside a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum JobPayload {
+    Text(String),
+    Base64(String),
+}
+
+impl JobPayload {
+    /// The shorter encoding of `payload` once written as JSON.
+    fn encode(payload: &Payload) -> Self {
+        let escaped = json_len(payload.as_str());
+        let base64_len = payload.len().div_ceil(3) * 4 + 2;
+        if base64_len < escaped {
+            JobPayload::Base64(BASE64.encode(payload.as_bytes()))
+        } else {
+            JobPayload::Text(payload.as_str().to_owned())
+        }
+    }
+
+    fn decode(&self) -> Result<Payload> {
+        match self {
+            JobPayload::Text(text) => Payload::text(text.as_str()),
+            JobPayload::Base64(data) => {
+                let bytes = BASE64.decode(data).map_err(|e| {
+                    Error::invalid_body(
+                        "fan-out job: field `payload.base64`: not valid base64",
+                        Some(Box::new(e)),
+                    )
+                })?;
+                Payload::bytes(bytes)
+            }
+        }
+    }
+}
+
+/// One target in a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobTarget {
+    connection_id: ConnectionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+}
+
+impl From<&Target> for JobTarget {
+    fn from(target: &Target) -> Self {
+        Self {
+            connection_id: target.connection_id.clone(),
+            endpoint: target.endpoint.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+impl From<JobTarget> for Target {
+    fn from(target: JobTarget) -> Self {
+        Self {
+            connection_id: target.connection_id,
+            endpoint: target.endpoint.map(Arc::from),
+        }
+    }
+}
+
+/// One shard of a queued fan-out: a payload and at most a job's worth of targets.
+///
+/// Made by the [`FanoutQueue`](super::FanoutQueue) (through [`JobPacker`]) and read back by the
+/// [`FanoutWorker`](super::FanoutWorker) with [`Job::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    v: u32,
+    fanout_id: String,
+    shard: u32,
+    generation: u32,
+    #[serde(flatten)]
+    context: JobContext,
+    enqueued_at: u64,
+    target_count: usize,
+    payload: JobPayload,
+    targets: Vec<JobTarget>,
+}
+
+impl Job {
+    /// Reads a job from a message body.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBody`] naming the field (its JSON path, e.g. `targets[3].connectionId`)
+    /// when the body is not a job of this version, its `targetCount` disagrees with its
+    /// targets, or its payload does not decode or exceeds 128 KB.
+    pub fn parse(body: &str) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(body);
+        let job: Job = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            Error::invalid_body(
+                format!("fan-out job: field `{field}`: {}", strip_position(&inner)),
+                Some(Box::new(inner)),
+            )
+        })?;
+        if job.v != JOB_VERSION {
+            return Err(Error::invalid_body(
+                format!(
+                    "fan-out job: field `v`: version {} is not {JOB_VERSION}, the one this build reads",
+                    job.v
+                ),
+                None,
+            ));
+        }
+        if job.target_count != job.targets.len() {
+            return Err(Error::invalid_body(
+                format!(
+                    "fan-out job: field `targetCount`: says {} but `targets` has {}",
+                    job.target_count,
+                    job.targets.len()
+                ),
+                None,
+            ));
+        }
+        job.payload.decode()?;
+        Ok(job)
+    }
+
+    /// The job as a message body.
+    pub fn to_body(&self) -> String {
+        // A struct of strings, numbers and validated ids: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The fan-out this job belongs to.
+    pub fn fanout_id(&self) -> &str {
+        &self.fanout_id
+    }
+
+    /// The job's index within its fan-out (remainders keep their job's index).
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// 0 for a job the planner made; n + 1 for the remainder of a generation-n job.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// What the fan-out was for (room or user).
+    pub fn context(&self) -> &JobContext {
+        &self.context
+    }
+
+    /// When the fan-out was enqueued, in milliseconds since the Unix epoch.
+    pub fn enqueued_at_ms(&self) -> u64 {
+        self.enqueued_at
+    }
+
+    /// The number of targets.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether the job has no targets.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> Vec<Target> {
+        self.targets.iter().cloned().map(Target::from).collect()
+    }
+
+    /// The payload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBody`] / [`Error::PayloadTooLarge`] as [`parse`](Self::parse) checks.
+    pub fn payload(&self) -> Result<Payload> {
+        self.payload.decode()
+    }
+
+    /// The next generation of this job for `targets` (a subset of its own): same fan-out, shard,
+    /// context and payload.
+    pub fn remainder(&self, targets: &[Target]) -> Self {
+        Self {
+            generation: self.generation.saturating_add(1),
+            target_count: targets.len(),
+            targets: targets.iter().map(JobTarget::from).collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 57"; the field path says more.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// The length of `s` as a JSON string literal, quotes included.
+fn json_len(s: &str) -> usize {
+    serde_json::to_string(s).map_or(usize::MAX, |j| j.len())
+}
+
+/// The JSON of one target with a 128-byte connection id and a 256-byte endpoint, rounded up.
+const ONE_TARGET_BOUND: usize = 450;
+
+/// Packs targets into jobs of at most `max_targets` targets and `max_bytes` bytes of body.
+///
+/// The size of a job's body is known before each target is added (its header measured once per
+/// job, each target's JSON measured once), so the packer never writes a body over the limit.
+#[derive(Debug)]
+pub struct JobPacker {
+    header: Job,
+    max_targets: usize,
+    max_bytes: usize,
+    next_shard: u32,
+    /// Body size with no targets, `targetCount` written as `max_targets` (never fewer digits).
+    empty_len: usize,
+    targets: Vec<JobTarget>,
+    len: usize,
+}
+
+impl JobPacker {
+    /// A packer for fan-out `fanout_id` of `payload`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when not even a job of one target fits in `max_bytes` (a queue whose
+    /// `MaximumMessageSize` is smaller than the payload), or `max_targets` is 0.
+    pub fn new(
+        fanout_id: impl Into<String>,
+        context: JobContext,
+        payload: &Payload,
+        max_targets: usize,
+        max_bytes: usize,
+        enqueued_at_ms: u64,
+    ) -> Result<Self> {
+        if max_targets == 0 {
+            return Err(Error::config("targets per job must be at least 1"));
+        }
+        let header = Job {
+            v: JOB_VERSION,
+            fanout_id: fanout_id.into(),
+            shard: 0,
+            generation: 0,
+            context,
+            enqueued_at: enqueued_at_ms,
+            target_count: max_targets,
+            payload: JobPayload::encode(payload),
+            targets: Vec::new(),
+        };
+        let mut packer = Self {
+            header,
+            max_targets,
+            max_bytes,
+            next_shard: 0,
+            empty_len: 0,
+            targets: Vec::new(),
+            len: 0,
+        };
+        packer.start_job();
+        // A job of one target — the longest connection id, an endpoint of a custom domain and
+        // stage — must fit, or no job can be written.
+        let one = packer.empty_len + ONE_TARGET_BOUND;
+        if one > max_bytes {
+            return Err(Error::config(format!(
+                "a fan-out job of this {}-byte payload needs up to {one} bytes, more than the queue's \
+                 maximum message size of {max_bytes} bytes; raise the queue's MaximumMessageSize \
+                 (up to 1 MiB) and the configured limit",
+                payload.len()
+            )));
+        }
+        Ok(packer)
+    }
+
+    fn start_job(&mut self) {
+        self.header.shard = self.next_shard;
+        self.header.target_count = self.max_targets;
+        self.empty_len = self.header.to_body().len();
+        self.len = self.empty_len;
+        self.targets.clear();
+    }
+
+    /// Adds `target`; returns the body of the job it filled, if adding it closed one (the target
+    /// then starts the next job).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when this one target does not fit in an empty job (an endpoint longer
+    /// than any API Gateway endpoint).
+    pub fn push(&mut self, target: &Target) -> Result<Option<(String, usize)>> {
+        let target = JobTarget::from(target);
+        let size = serde_json::to_string(&target).map_or(usize::MAX, |j| j.len());
+        let comma = usize::from(!self.targets.is_empty());
+        let mut closed = None;
+        if self.targets.len() >= self.max_targets
+            || self.len.saturating_add(comma).saturating_add(size) > self.max_bytes
+        {
+            closed = self.finish();
+        }
+        let comma = usize::from(!self.targets.is_empty());
+        if self.len.saturating_add(comma).saturating_add(size) > self.max_bytes {
+            return Err(Error::config(format!(
+                "target {} ({size} bytes of JSON) does not fit in a job of at most {} bytes",
+                target.connection_id, self.max_bytes
+            )));
+        }
+        self.len += comma + size;
+        self.targets.push(target);
+        Ok(closed)
+    }
+
+    /// The body of the job being filled and its target count, if it has targets; the next job
+    /// gets the next shard index.
+    pub fn finish(&mut self) -> Option<(String, usize)> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let mut job = self.header.clone();
+        job.target_count = self.targets.len();
+        job.targets = std::mem::take(&mut self.targets);
+        let count = job.targets.len();
+        let body = job.to_body();
+        debug_assert!(body.len() <= self.len, "{} > {}", body.len(), self.len);
+        self.next_shard = self.next_shard.saturating_add(1);
+        self.start_job();
+        Some((body, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(i: usize) -> Target {
+        Target::new(ConnectionId::new(format!("conn{i:06}=")).unwrap())
+    }
+
+    fn pack(payload: &Payload, n: usize, max_targets: usize, max_bytes: usize) -> Vec<Job> {
+        let mut packer = JobPacker::new(
+            "f1",
+            JobContext::default(),
+            payload,
+            max_targets,
+            max_bytes,
+            1,
+        )
+        .unwrap();
+        let mut bodies = Vec::new();
+        for i in 0..n {
+            if let Some((body, _)) = packer.push(&target(i)).unwrap() {
+                bodies.push(body);
+            }
+        }
+        bodies.extend(packer.finish().map(|(b, _)| b));
+        for body in &bodies {
+            assert!(body.len() <= max_bytes, "{} > {max_bytes}", body.len());
+        }
+        bodies.iter().map(|b| Job::parse(b).unwrap()).collect()
+    }
+
+    #[test]
+    fn jobs_hold_at_most_k_targets_each_once_in_order() {
+        let payload = Payload::text("hi").unwrap();
+        let jobs = pack(&payload, 1_234, 500, 1 << 20);
+        assert_eq!(
+            jobs.iter().map(Job::len).collect::<Vec<_>>(),
+            [500, 500, 234]
+        );
+        let shards: Vec<u32> = jobs.iter().map(Job::shard).collect();
+        assert_eq!(shards, [0, 1, 2]);
+        let all: Vec<Target> = jobs.iter().flat_map(Job::targets).collect();
+        assert_eq!(all, (0..1_234).map(target).collect::<Vec<_>>());
+        assert_eq!(jobs[0].payload().unwrap(), payload);
+    }
+
+    #[test]
+    fn a_full_payload_fills_the_message_size_exactly_enough() {
+        // 128 KB of JSON-heavy text: quotes escape, so base64 is shorter and is chosen.
+        let quotes = Payload::text("\"".repeat(Payload::MAX_SIZE)).unwrap();
+        let limit = 256 * 1024;
+        let jobs = pack(&quotes, 5_000, 500, limit);
+        assert!(matches!(jobs[0].payload, JobPayload::Base64(_)));
+        assert_eq!(jobs[0].payload().unwrap(), quotes);
+        // 131,072 bytes of payload become 174,764 of base64; the rest of 256 KiB holds ~4,000
+        // targets of ~22 bytes, so K = 500 still binds.
+        assert!(jobs.iter().all(|j| j.len() <= 500));
+        // On a small queue the byte limit binds instead.
+        let jobs = pack(&quotes, 5_000, 500, 180_000);
+        assert!(jobs.len() > 10 && jobs[0].len() < 500, "{}", jobs[0].len());
+        assert_eq!(jobs.iter().map(Job::len).sum::<usize>(), 5_000);
+        // Plain text stays text.
+        let plain = Payload::text("a".repeat(1_000)).unwrap();
+        assert!(matches!(
+            pack(&plain, 1, 500, limit)[0].payload,
+            JobPayload::Text(_)
+        ));
+    }
+
+    #[test]
+    fn a_payload_the_queue_cannot_hold_is_refused_up_front() {
+        let big = Payload::text("a".repeat(Payload::MAX_SIZE)).unwrap();
+        let err = JobPacker::new("f", JobContext::default(), &big, 500, 64 * 1024, 0).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+        assert!(err.to_string().contains("MaximumMessageSize"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let payload = Payload::text("x").unwrap();
+        let good = pack(&payload, 2, 500, 1 << 20)[0].to_body();
+        let cases = [
+            ("not json", "`.`"),
+            (r#"{"v":1}"#, "`.`"),
+            (
+                &good.replace("conn000001=", "bad id with spaces"),
+                "`targets[1].connectionId`",
+            ),
+            (&good.replace("\"v\":1", "\"v\":2"), "`v`"),
+            (
+                &good.replace("\"targetCount\":2", "\"targetCount\":3"),
+                "`targetCount`",
+            ),
+            (
+                &good.replace("{\"text\":\"x\"}", "{\"base64\":\"!!\"}"),
+                "`payload.base64`",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = Job::parse(body).unwrap_err();
+            assert!(matches!(err, Error::InvalidBody { .. }), "{err}");
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_remainder_is_the_next_generation_of_the_same_shard() {
+        let payload = Payload::text("x").unwrap();
+        let job = pack(&payload, 3, 500, 1 << 20).remove(0);
+        let rest = job.remainder(&[target(2)]);
+        assert_eq!(
+            (rest.generation(), rest.shard(), rest.len()),
+            (1, job.shard(), 1)
+        );
+        let back = Job::parse(&rest.to_body()).unwrap();
+        assert_eq!(back, rest);
+        assert_eq!(back.fanout_id(), "f1");
+    }
+}

@@ -1,0 +1,156 @@
+//! Queued fan-out: hand a room that outgrows one invocation to queue workers.
+//!
+//! A [`Broadcaster::broadcast`](crate::broadcast::Broadcaster::broadcast) runs inside the
+//! invocation that calls it: the caller's route waits for it (API Gateway gives a route 29 s),
+//! and one function's concurrency posts every message. Queued fan-out splits the work instead:
+//!
+//! 1. the [`FanoutQueue`] (the *planner*) reads the room page by page, packs the targets into
+//!    [`Job`]s of at most [`QueueConfig::targets_per_job`] targets (500 by default) that fit the
+//!    queue's message size, sends them to a [`JobQueue`] in batches, and returns
+//!    [`Enqueued`]` { fanout_id, jobs, targets }` — in milliseconds for a room of thousands;
+//! 2. [`FanoutWorker`]s — an SQS-triggered Lambda in production ([`handle_sqs_event`], features
+//!    `lambda` + `sqs`), tokio tasks on an [`InMemoryQueue`] locally ([`WorkerPool`]) — each
+//!    deliver one job at a time through an ordinary [`Broadcaster`](crate::broadcast::Broadcaster)
+//!    (retries, throttling, Gone cleanup, deadline).
+//!
+//! | backend | feature | for |
+//! |---|---|---|
+//! | [`InMemoryQueue`] | always | tests, the local gateway, demos: SQS's semantics in one process |
+//! | `SqsQueue` | `sqs` | production: an Amazon SQS standard queue with a dead-letter queue |
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
+//! use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+//! use stateless_ws::store::{ConnectionStore, InMemoryStore};
+//! use stateless_ws::{ConnectionId, Membership, RoomId};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store = Arc::new(InMemoryStore::new());
+//! let room = RoomId::new("general")?;
+//! for i in 0..1_200 {
+//!     store.join(&Membership::new(ConnectionId::new(format!("c{i}="))?, room.clone())).await?;
+//! }
+//! let queue = Arc::new(InMemoryQueue::new());
+//! let planner = FanoutQueue::new(store.clone(), queue.clone());
+//! let enqueued = planner.enqueue_broadcast(&room, &Payload::text("hi")?, None).await?;
+//! assert_eq!((enqueued.jobs, enqueued.targets), (3, 1_200)); // 500 + 500 + 200
+//!
+//! // Two workers in this process (an SQS-triggered Lambda in production).
+//! let sender = RecordingSender::new();
+//! let worker = FanoutWorker::new(Broadcaster::new(store, Arc::new(sender.clone())), queue.clone());
+//! let pool = queue.spawn_workers(&worker, 2);
+//! queue.wait_until_empty().await;
+//! pool.shutdown().await;
+//! assert_eq!(sender.total_delivered(), 1_200);
+//! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
+//! ```
+//!
+//! # Sizes
+//!
+//! A job carries the payload (≤ 128 KB, as text or — when JSON escaping would make it longer —
+//! base64, whichever is shorter) and its targets (about 30 bytes each, plus the management
+//! endpoint when the record names one). The planner measures each job before adding a target,
+//! so a job never exceeds [`JobQueue::max_message_bytes`]: for SQS the queue's
+//! `MaximumMessageSize` (1 KiB–1 MiB; `SqsQueue` assumes 256 KiB unless told, which holds 500
+//! targets with a full 128 KB payload). Jobs are sent [`MAX_BATCH_ENTRIES`] (10) at a time and
+//! at most [`MAX_BATCH_BYTES`] (1 MiB) per call, SQS's `SendMessageBatch` limits; entries the
+//! queue fails are sent again with backoff, [`QueueConfig::send_attempts`] times.
+//!
+//! # Delivery semantics
+//!
+//! - **At least once per job.** A job is deleted from the queue only after its worker is done
+//!   with it. A worker that dies mid-job (crash, timeout, lost network) lets the message become
+//!   visible again after the queue's visibility timeout, and another worker delivers the job
+//!   again — re-sending to **at most that job's targets** ([`QueueConfig::targets_per_job`]).
+//! - **No target is lost.** Each target is in exactly one queued job until it is delivered,
+//!   found gone, or failed for good. Targets a worker could not deliver now (429/5xx after the
+//!   broadcaster's retries, or not attempted by the invocation's deadline) go back to the queue
+//!   as a smaller **remainder** job (`generation` + 1) before the original is acknowledged, so
+//!   a retry never re-sends what was delivered. If the remainder cannot be enqueued, the whole
+//!   job is reported failed and redelivered: duplicates stay bounded by one job.
+//! - **Poison jobs go to the dead-letter queue.** A body that is not a job, a job past
+//!   [`QueueConfig::max_generations`], or a job that made no progress (every post refused with
+//!   403, or throttled throughout) fails, and the queue redelivers it until its
+//!   `maxReceiveCount`, then moves it to the dead-letter queue. A job names its fan-out, shard,
+//!   room or user and counts — never tokens or authorizer context.
+//! - **Failed for good is reported, not retried**: 413 and other refusals, and posts whose
+//!   outcome is unknown (they may have arrived; see the broadcaster's
+//!   [delivery semantics](crate::broadcast::Broadcaster#delivery-semantics)), are logged and the
+//!   job is acknowledged.
+//! - **No order across jobs**: jobs are delivered concurrently, remainders later.
+//!
+//! # Throttling across workers
+//!
+//! API Gateway allows 10,000 requests/s per account and region, shared by every API and by
+//! `@connections`. Each worker's broadcaster backs off when 429s show the account is throttled,
+//! but the knobs that keep the fleet under the limit are the worker function's **reserved
+//! concurrency** R (how many invocations run at once) and the broadcaster's **concurrency** C
+//! (posts in flight per invocation): at a post latency L, the fleet posts about R × C / L per
+//! second. With C = 64 and L ≈ 30 ms, one invocation posts ≈ 2,100/s, so R = 4 gives ≈ 8,500/s
+//! and leaves room for the rest of the account; R = 10 (≈ 21,000/s) would throttle everyone.
+//! The event source's **batch size** B (jobs per invocation) does not raise the rate — a worker
+//! delivers its jobs one after another — but sets how long an invocation runs (B × K / 2,100 s:
+//! 5 jobs of 500 ≈ 1.2 s) and so the function timeout, and the queue's visibility timeout
+//! (≥ 6 × the function timeout, AWS's advice for SQS event sources).
+//!
+//! The seam is [`JobQueue`]: one object-safe trait, so handlers hold `Arc<dyn JobQueue>`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+mod job;
+mod memory;
+mod planner;
+#[cfg(feature = "sqs")]
+mod sqs;
+mod worker;
+
+pub use job::{JOB_VERSION, Job, JobContext, JobPacker};
+pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
+pub use planner::{Enqueued, FanoutQueue, QueueConfig};
+#[cfg(feature = "sqs")]
+pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
+#[cfg(all(feature = "sqs", feature = "lambda"))]
+pub use worker::handle_sqs_event;
+pub use worker::{FanoutWorker, JobOutcome, JobSummary};
+
+/// The most entries in one [`JobQueue::send_batch`] call: SQS `SendMessageBatch`'s 10.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// The most bytes of bodies in one [`JobQueue::send_batch`] call: SQS `SendMessageBatch`'s
+/// 1 MiB (1,048,576 bytes) in total.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+
+/// A queue of fan-out jobs: where the [`FanoutQueue`] and [`FanoutWorker`] put them.
+///
+/// # Contract
+///
+/// - [`send_batch`](Self::send_batch) gets at most [`MAX_BATCH_ENTRIES`] bodies of at most
+///   [`max_message_bytes`](Self::max_message_bytes) each, [`MAX_BATCH_BYTES`] in total;
+/// - it answers one result per body, in order: an entry that failed does not fail the others;
+///   `Err` for the call as a whole means no entry is known to be queued;
+/// - errors say whether sending again may help ([`Error::is_retryable`](crate::Error::is_retryable));
+/// - delivery to workers is at least once: a message received and not deleted comes back.
+#[async_trait]
+pub trait JobQueue: Send + Sync + Debug + 'static {
+    /// The largest message body the queue accepts, in bytes.
+    fn max_message_bytes(&self) -> usize;
+
+    /// Sends `bodies` as one batch; one result per body, in order.
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<()>>>;
+}
+
+#[async_trait]
+impl<T: JobQueue + ?Sized> JobQueue for Arc<T> {
+    fn max_message_bytes(&self) -> usize {
+        (**self).max_message_bytes()
+    }
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<Result<()>>> {
+        (**self).send_batch(bodies).await
+    }
+}
