@@ -224,7 +224,7 @@ impl FanoutWorker {
                 failed += 1;
             }
         }
-        let (delivered, gone) = (report.delivered.len(), report.gone.len());
+        let (delivered, gone) = (report.delivered_count, report.gone.len());
         if leftover.is_empty() {
             tracing::info!(delivered, gone, failed, "fan-out job done");
             return JobOutcome::Completed {

@@ -13,7 +13,7 @@ use crate::Chat;
 /// Where a fan-out went.
 pub(crate) enum FanOut {
     /// Delivered in this invocation.
-    Inline(BroadcastReport),
+    Inline(Box<BroadcastReport>),
     /// Handed to the queue's workers.
     Queued(Enqueued),
 }
@@ -42,7 +42,7 @@ impl Chat {
         let (Some(queue), Some(above)) = (&self.queue, self.config.queue_above) else {
             let report = broadcaster.broadcast(room, &payload, exclude).await?;
             warn_if_incomplete(room, &report);
-            return Ok(FanOut::Inline(report));
+            return Ok(FanOut::Inline(Box::new(report)));
         };
         // Read at most `above + 1` members: enough to tell a small room from a large one. A
         // small room is then sent to from what was read, without a second listing.
@@ -66,7 +66,7 @@ impl Chat {
         if !large {
             let report = broadcaster.send_to(members, &payload).await;
             warn_if_incomplete(room, &report);
-            return Ok(FanOut::Inline(report));
+            return Ok(FanOut::Inline(Box::new(report)));
         }
         drop(members);
         let queue = match endpoint {

@@ -510,7 +510,7 @@ impl Chat {
                     FanOut::Inline(report) => json!({
                         "type": "sent",
                         "room": room,
-                        "delivered": report.delivered.len(),
+                        "delivered": report.delivered_count,
                         "failed": report.failed.len() + report.not_attempted.len(),
                     }),
                     FanOut::Queued(enqueued) => json!({

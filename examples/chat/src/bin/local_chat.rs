@@ -159,7 +159,7 @@ async fn notify(
     match chat.broadcaster().notify_user(&user, &payload).await {
         Ok(report) => Json(json!({
             "user": user,
-            "delivered": report.delivered.len(),
+            "delivered": report.delivered_count,
             "gone": report.gone.len(),
             "failed": report.failed.iter().map(|f| json!({"connectionId": f.connection_id, "error": f.error.to_string()})).collect::<Vec<_>>(),
             "summary": report.to_string(),
