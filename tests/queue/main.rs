@@ -8,6 +8,7 @@ mod common;
 
 mod kill;
 mod ministack;
+mod mocks;
 mod planner;
 mod worker;
 
