@@ -8,7 +8,7 @@
 //!    [`Job`]s of at most [`QueueConfig::targets_per_job`] targets (500 by default) that fit the
 //!    queue's message size, sends them to a [`JobQueue`] in batches, and returns
 //!    [`Enqueued`]` { fanout_id, jobs, targets }` — in milliseconds for a room of thousands;
-//! 2. [`FanoutWorker`]s — an SQS-triggered Lambda in production ([`handle_sqs_event`], features
+//! 2. [`FanoutWorker`]s — an SQS-triggered Lambda in production (`handle_sqs_event`, features
 //!    `lambda` + `sqs`), tokio tasks on an [`InMemoryQueue`] locally ([`WorkerPool`]) — each
 //!    deliver one job at a time through an ordinary [`Broadcaster`](crate::broadcast::Broadcaster)
 //!    (retries, throttling, Gone cleanup, deadline).

@@ -88,7 +88,7 @@ impl JobOutcome {
 /// Delivers fan-out jobs: [`process`](Self::process) one body at a time. Cheap to clone.
 ///
 /// The worker's [`Broadcaster`] does the posting — concurrency, throttling, retries, Gone
-/// cleanup, and the deadline (in a Lambda, [`with_lambda_deadline`](Self::with_lambda_deadline)).
+/// cleanup, and the deadline (in a Lambda, `with_lambda_deadline`, feature `lambda`).
 /// The queue is where remainders go: the same queue the jobs come from.
 #[derive(Clone)]
 pub struct FanoutWorker {
