@@ -7,5 +7,6 @@
 mod common;
 
 mod gateway;
+mod real_functions;
 mod routes;
 mod template;
