@@ -121,6 +121,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,hyper_util=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
