@@ -21,6 +21,7 @@
 
 mod api;
 mod template;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
