@@ -156,7 +156,9 @@ start_once() {
     # setsid makes MiniStack the leader of its own process group (and session),
     # so `stop` can signal the whole group and a Ctrl-C in the terminal does not
     # reach it before the caller's cleanup does.
-    GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 PERSIST_STATE=0 \
+    # AWS_ENDPOINT_URL: MiniStack hands it to the Lambda functions it runs (provided.* bootstraps),
+    # so that their AWS SDK reaches MiniStack's DynamoDB instead of AWS (tests with real functions).
+    GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 PERSIST_STATE=0 AWS_ENDPOINT_URL="$endpoint" \
         "$VENV/bin/python" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
         "$VENV/bin/ministack" </dev/null >>"$LOG_FILE" 2>&1 &
     pid=$!

@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::authorizer::Verdict;
 use super::context::{ConnectionInfo, new_request_id, select_route};
+use super::invoke::Answer;
 use super::{Shared, TaskGuard, call, time};
 use crate::event::WebSocketEvent;
 
@@ -134,10 +136,11 @@ impl Drop for Accepted {
     }
 }
 
-/// What `$connect` decided.
+/// What `$connect` (and the authorizer before it) decided.
 enum Decision {
     Accept(Accepted),
-    Refuse(Option<String>),
+    /// The HTTP status of the refused upgrade and its body.
+    Refuse(u16, Option<String>),
 }
 
 /// `GET /{stage}`: runs `$connect`, then upgrades unless the handler refused.
@@ -153,16 +156,34 @@ pub(super) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let guard = TaskGuard::new(&shared);
-    let info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
-    let connect = info.connect_event(&shared.config, &headers, query);
+    let mut info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
+    let mut connect = info.connect_event(&shared.config, &headers, query);
     let (decided, decision) = oneshot::channel();
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
-        let response = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
-        let outcome = match response {
-            Some(response) if !response.is_success() => {
+        if let Some(authorizer) = &task_shared.authorizer {
+            match authorizer.authorize(&connect).await {
+                Verdict::Allow(result) => {
+                    connect.context.authorizer = Some(result.clone());
+                    info.authorizer = Some(result);
+                }
+                Verdict::Refuse(status, message) => {
+                    let body = serde_json::json!({ "message": message }).to_string();
+                    let _ = decided.send(Decision::Refuse(status, Some(body)));
+                    return;
+                }
+            }
+        }
+        let answer = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
+        let outcome = match answer {
+            Some(Answer::Response(response)) if !response.is_success() => {
                 tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-                Decision::Refuse(response.body)
+                Decision::Refuse(403, response.body)
+            }
+            Some(Answer::Failed(failure)) => {
+                tracing::info!(connection = %info.connection_id, "$connect refused: integration failure");
+                let body = serde_json::json!({ "message": failure.message() }).to_string();
+                Decision::Refuse(500, Some(body))
             }
             _ => Decision::Accept(Accepted {
                 shared: task_shared,
@@ -175,9 +196,10 @@ pub(super) async fn upgrade(
     });
     let accepted = match decision.await {
         Ok(Decision::Accept(accepted)) => accepted,
-        Ok(Decision::Refuse(body)) => {
+        Ok(Decision::Refuse(status, body)) => {
             let body = body.unwrap_or_else(|| "Forbidden".to_owned());
-            return (StatusCode::FORBIDDEN, body).into_response();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            return (status, body).into_response();
         }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
@@ -409,11 +431,22 @@ async fn on_client_message(
     }
     let route_key = select_route(shared, text.as_str());
     let event = info.message_event(&shared.config, &route_key, text.as_str());
+    let request_id = event.context.request_id.clone();
     match call(shared, &route_key, WebSocketEvent::Message(event)).await {
-        Some(response) => {
+        Some(Answer::Response(response)) => {
             if let Some(body) = response.body.filter(|b| !b.is_empty()) {
                 return send_within(socket, limits, Message::text(body)).await;
             }
+        }
+        Some(Answer::Failed(failure)) => {
+            // What API Gateway sends the caller when the integration fails, two-way route
+            // or not.
+            let body = serde_json::json!({
+                "message": failure.message(),
+                "connectionId": info.connection_id,
+                "requestId": request_id,
+            });
+            return send_within(socket, limits, Message::text(body.to_string())).await;
         }
         None => {
             // What API Gateway answers when no route matches and there is no $default.

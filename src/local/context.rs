@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use super::{LocalGatewayConfig, Shared, time};
 use crate::event::{
-    ConnectEvent, DisconnectEvent, EventType, Headers, MessageEvent, RequestContext,
+    Authorizer, ConnectEvent, DisconnectEvent, EventType, Headers, MessageEvent, RequestContext,
 };
 use crate::ids::ConnectionId;
 
@@ -52,6 +52,8 @@ pub(super) struct ConnectionInfo {
     pub(super) connected_at: SystemTime,
     pub(super) source_ip: String,
     pub(super) user_agent: Option<String>,
+    /// The REQUEST authorizer's result, repeated on every event of the connection.
+    pub(super) authorizer: Option<Authorizer>,
 }
 
 impl ConnectionInfo {
@@ -68,6 +70,7 @@ impl ConnectionInfo {
                 .get("user-agent")
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned),
+            authorizer: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl ConnectionInfo {
         ctx.request_time = Some(time::request_time(now));
         ctx.identity.source_ip = Some(self.source_ip.clone());
         ctx.identity.user_agent = self.user_agent.clone();
+        ctx.authorizer = self.authorizer.clone();
         ctx
     }
 

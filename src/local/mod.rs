@@ -49,9 +49,14 @@
 //! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
 //! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //!
-//! Not emulated: authorizers (set the identity on the events yourself with a `$connect`
-//! wrapper, as the chat example's insecure demo mode does), IAM signature checks (requests must be
+//! | a route integrated with a Lambda function | [`LocalGateway::function`]: the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
+//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
+//! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | [`LocalGateway::authorizer`], same |
+//!
+//! Not emulated: authorizer result caching, IAM signature checks (requests must be
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
+//! In-process handlers need no authorizer: set the identity on the events yourself with a
+//! `$connect` wrapper, as the chat example's insecure demo mode does.
 //! Message routes run one at a time per connection, inside its socket loop.
 //! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
 //! still running then finish in the background and are counted in its [`ShutdownReport`].
@@ -63,12 +68,19 @@
 //! This file is the public API and the router. Beside it, private: `connection.rs` (the
 //! upgrade, the per-connection socket loop and its close codes), `context.rs` (what API Gateway
 //! would send: connection ids, request contexts, events, route selection), `management.rs`
-//! (`@connections` and AWS-style errors) and `time.rs` (API Gateway's timestamp formats).
+//! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
+//! `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the REQUEST
+//! authorizer and its IAM policy).
 
+mod authorizer;
 mod connection;
 mod context;
+mod invoke;
 mod management;
 mod time;
+
+pub use authorizer::{IdentitySource, RequestAuthorizer};
+pub use invoke::{FunctionTarget, INTEGRATION_TIMEOUT, InvokeEndpoint};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -86,6 +98,7 @@ use crate::error::{Error, Result};
 use crate::event::{RouteResponse, WebSocketEvent};
 use crate::ids::ConnectionId;
 use connection::{Live, upgrade};
+use invoke::Answer;
 use management::{management, unknown_path};
 
 /// The largest message API Gateway accepts: 128 KB.
@@ -173,7 +186,9 @@ struct Shared {
     config: LocalGatewayConfig,
     /// `requestContext.domainName` of every event: from the configuration or the bound address.
     domain_name: String,
-    routes: HashMap<String, Handler>,
+    routes: HashMap<String, Route>,
+    /// The REQUEST authorizer in front of `$connect`, if any.
+    authorizer: Option<RequestAuthorizer>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
     /// Connections whose task — socket loop and then `$disconnect` — has not finished:
@@ -206,17 +221,28 @@ impl Shared {
     }
 }
 
-/// Calls the handler of `route_key`; `None` when there is none.
-async fn call(shared: &Shared, route_key: &str, event: WebSocketEvent) -> Option<RouteResponse> {
-    let handler = shared.routes.get(route_key)?;
-    Some(handler(event).await)
+/// What serves a route: a handler in this process, or a function invoked over the Lambda
+/// Invoke API.
+#[derive(Clone)]
+enum Route {
+    Handler(Handler),
+    Function(Box<FunctionTarget>),
+}
+
+/// Calls what serves `route_key`; `None` when nothing does.
+async fn call(shared: &Shared, route_key: &str, event: WebSocketEvent) -> Option<Answer> {
+    match shared.routes.get(route_key)? {
+        Route::Handler(handler) => Some(Answer::Response(handler(event).await)),
+        Route::Function(target) => Some(target.call(&event).await),
+    }
 }
 
 /// Builds and starts a local gateway; see the [module docs](self).
 #[must_use]
 pub struct LocalGateway {
     config: LocalGatewayConfig,
-    routes: HashMap<String, Handler>,
+    routes: HashMap<String, Route>,
+    authorizer: Option<RequestAuthorizer>,
     extra: Router,
 }
 
@@ -225,6 +251,7 @@ impl fmt::Debug for LocalGateway {
         f.debug_struct("LocalGateway")
             .field("config", &self.config)
             .field("routes", &self.routes.keys().collect::<Vec<_>>())
+            .field("authorizer", &self.authorizer)
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +262,7 @@ impl LocalGateway {
         Self {
             config,
             routes: HashMap::new(),
+            authorizer: None,
             extra: Router::new(),
         }
     }
@@ -242,7 +270,44 @@ impl LocalGateway {
     /// Registers `handler` for `route_key` (`$connect`, `$disconnect`, `$default`, or a value of
     /// the route selection field such as `join`).
     pub fn route(mut self, route_key: impl Into<String>, handler: Handler) -> Self {
-        self.routes.insert(route_key.into(), handler);
+        self.routes
+            .insert(route_key.into(), Route::Handler(handler));
+        self
+    }
+
+    /// Serves `route_key` with a real function: each event is sent to `target` over the Lambda
+    /// Invoke API and its answer mapped as API Gateway maps a Lambda proxy integration's — on
+    /// `$connect` a non-2xx `statusCode` refuses the upgrade (403); on a two-way route the
+    /// `body` goes back to the caller. A function error, an unusable answer or no answer within
+    /// the endpoint's timeout is API Gateway's integration failure: `$connect` is refused with
+    /// 500, a message's caller gets `{"message": "Internal server error"` (or `"Endpoint
+    /// request timed out"`)`, "connectionId": …, "requestId": …}`.
+    ///
+    /// ```no_run
+    /// use stateless_ws::local::{FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig};
+    /// # async fn run() -> stateless_ws::Result<()> {
+    /// let lambda = InvokeEndpoint::new("http://127.0.0.1:9000")?; // cargo lambda watch
+    /// let gateway = LocalGateway::new(LocalGatewayConfig::default())
+    ///     .function("$connect", FunctionTarget::new(lambda.clone(), "lambda_connect")?)
+    ///     .function("$default", FunctionTarget::new(lambda, "lambda_message")?)
+    ///     .bind("127.0.0.1:0".parse().unwrap())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn function(mut self, route_key: impl Into<String>, target: FunctionTarget) -> Self {
+        self.routes
+            .insert(route_key.into(), Route::Function(Box::new(target)));
+        self
+    }
+
+    /// Puts a Lambda REQUEST authorizer in front of `$connect`, as API Gateway runs it: 401
+    /// without invoking it when an identity source is missing; otherwise the function gets the
+    /// REQUEST-authorizer event (`type`, `methodArn`, headers, query string, request context);
+    /// its IAM policy must allow `execute-api:Invoke` on the `methodArn` (403 otherwise, and on
+    /// any matching `Deny`); an error or malformed answer is a 500. Its `principalId` and
+    /// `context` become `requestContext.authorizer` of every event of the connection.
+    pub fn authorizer(mut self, authorizer: RequestAuthorizer) -> Self {
+        self.authorizer = Some(authorizer);
         self
     }
 
@@ -302,6 +367,7 @@ impl LocalGateway {
             config: self.config,
             domain_name,
             routes: self.routes,
+            authorizer: self.authorizer,
             connections: Mutex::new(HashMap::new()),
             shutdown: stop_rx.clone(),
             tasks: watch::channel(0).0,

@@ -8,6 +8,7 @@ mod common;
 
 mod gateway;
 mod queued;
+mod real_functions;
 mod routes;
 mod template;
 mod template_queue;

@@ -1,0 +1,248 @@
+//! `stateless-ws-local`: see `--help`, and the crate docs.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use stateless_ws_local::{LocalApi, Naming, Settings, parse_pairs};
+
+/// Serve the API Gateway WebSocket API of a SAM/CloudFormation template on this machine,
+/// invoking your real Lambda functions through a local runner.
+///
+/// Start a runner that serves the Lambda Invoke API, then point this tool at it:
+///
+///   cargo lambda watch                                   # in the functions' crate, port 9000
+///
+///   stateless-ws-local --template template.yaml --lambda-endpoint http://127.0.0.1:9000 --function-names binary --env-file .env.local
+///
+/// (`sam local start-lambda` listens on port 3001 and names functions by logical id, the
+/// default here.) Clients connect to the printed ws:// URL; every $connect, message and
+/// $disconnect becomes the event API Gateway would send, POSTed to the runner; the functions
+/// reach the clients through the printed management endpoint (APIGW_MANAGEMENT_URL).
+///
+/// The functions need that variable and the template's others: `--env-file` writes them in the
+/// format `cargo lambda watch --env-file` reads (restart the watcher after the first run).
+#[derive(Debug, Parser)]
+#[command(name = "stateless-ws-local", version, verbatim_doc_comment)]
+struct Args {
+    /// The SAM/CloudFormation template (YAML or JSON) with an AWS::ApiGatewayV2::Api of
+    /// ProtocolType WEBSOCKET.
+    #[arg(
+        long,
+        short = 't',
+        value_name = "FILE",
+        default_value = "template.yaml"
+    )]
+    template: PathBuf,
+
+    /// The Lambda Invoke API of the runner: `cargo lambda watch` http://127.0.0.1:9000,
+    /// `sam local start-lambda` http://127.0.0.1:3001, MiniStack its port.
+    #[arg(
+        long,
+        short = 'l',
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    lambda_endpoint: String,
+
+    /// How functions are named on the runner: `logical-id` (ConnectFunction: sam local,
+    /// MiniStack) or `binary` (lambda_connect from CodeUri .../target/lambda/lambda_connect/:
+    /// cargo lambda watch).
+    #[arg(long, value_enum, default_value_t = NamingArg::LogicalId)]
+    function_names: NamingArg,
+
+    /// Name individual functions: LogicalId=name (repeatable; overrides --function-names).
+    #[arg(long, value_name = "LOGICAL=NAME", num_args = 1..)]
+    function_name_map: Vec<String>,
+
+    /// Template parameters, as in `sam deploy`: Key=Value ... (e.g. EnableAuthorizer=true).
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1..)]
+    parameter_overrides: Vec<String>,
+
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+
+    /// The port to listen on (0 picks a free one).
+    #[arg(long, short = 'p', default_value_t = 3002)]
+    port: u16,
+
+    /// The stage in the URL (default: the StageName of the template's AWS::ApiGatewayV2::Stage,
+    /// else `local`).
+    #[arg(long)]
+    stage: Option<String>,
+
+    /// Which WebSocket API to serve, by logical id, when the template has several.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    api: Option<String>,
+
+    /// Write the functions' environment here (KEY=VALUE lines), with APIGW_MANAGEMENT_URL
+    /// pointing at this gateway.
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+
+    /// Add or replace a variable in the printed environment and --env-file (repeatable), e.g.
+    /// CONNECTIONS_TABLE=my-table or AWS_ENDPOINT_URL=http://127.0.0.1:4566.
+    #[arg(long = "env", value_name = "KEY=VALUE", num_args = 1..)]
+    env: Vec<String>,
+
+    /// The integration timeout in seconds (API Gateway's is 29).
+    #[arg(long, value_name = "SECONDS", default_value_t = 29.0)]
+    timeout: f64,
+
+    /// AWS::Region in the template and in the authorizer's methodArn.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+
+    /// AWS::AccountId in the template and in the authorizer's methodArn.
+    #[arg(long, default_value = "123456789012")]
+    account_id: String,
+
+    /// Read the template, print what would be served, and exit.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NamingArg {
+    LogicalId,
+    Binary,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hyper_util=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("stateless-ws-local: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.template)
+        .map_err(|e| format!("cannot read {}: {e}", args.template.display()))?;
+    let settings = Settings {
+        region: args.region.clone(),
+        account_id: args.account_id.clone(),
+        parameter_overrides: parse_pairs("--parameter-overrides", &args.parameter_overrides)
+            .map_err(|e| e.to_string())?,
+        ..Settings::default()
+    };
+    let mut api = LocalApi::from_template(&text, settings, args.api.as_deref())
+        .map_err(|e| format!("{}: {e}", args.template.display()))?;
+    let naming = match args.function_names {
+        NamingArg::LogicalId => Naming::LogicalId,
+        NamingArg::Binary => Naming::Binary,
+    };
+    let overrides =
+        parse_pairs("--function-name-map", &args.function_name_map).map_err(|e| e.to_string())?;
+    let names = api
+        .function_names(naming, &overrides)
+        .map_err(|e| e.to_string())?;
+    let extra = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 900.0) {
+        return Err("--timeout must be between 0 and 900 seconds".to_owned());
+    }
+    if let Some(stage) = &args.stage {
+        api.set_stage(stage);
+    }
+    let stage = api.api().stage.clone();
+    let gateway = api
+        .gateway(
+            &args.lambda_endpoint,
+            &names,
+            Some(Duration::from_secs_f64(args.timeout)),
+        )
+        .map_err(|e| e.to_string())?;
+    print_plan(&api, &names, &args);
+    if args.dry_run {
+        let management = format!("http://{}:{}/{stage}", args.host, args.port);
+        print_env(&api.env_file(&management, &extra));
+        return Ok(());
+    }
+    let running = gateway
+        .bind(SocketAddr::new(args.host, args.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let management = running.management_endpoint();
+    let env_file = api.env_file(&management, &extra);
+    println!();
+    println!("WebSocket URL        {}", running.ws_url());
+    println!("management endpoint  {management}");
+    print_env(&env_file);
+    if let Some(path) = &args.env_file {
+        std::fs::write(path, &env_file)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "wrote {} (cargo lambda watch --env-file {})",
+            path.display(),
+            path.display()
+        );
+    }
+    println!("\nServing; Ctrl-C stops (every open connection gets its $disconnect).");
+    let _ = tokio::signal::ctrl_c().await;
+    let report = running.shutdown().await;
+    println!(
+        "stopped: {} connection(s) were open, {} $disconnect(s) unfinished",
+        report.open_connections, report.unfinished
+    );
+    Ok(())
+}
+
+fn print_plan(api: &LocalApi, names: &BTreeMap<String, String>, args: &Args) {
+    let spec = api.api();
+    println!(
+        "{}: WebSocket API {} (route selection $request.body.{}), Lambda Invoke API {}",
+        args.template.display(),
+        spec.logical_id,
+        spec.route_selection,
+        args.lambda_endpoint
+    );
+    for route in &spec.routes {
+        let name = names.get(&route.function).map_or("?", String::as_str);
+        let way = if route.two_way { "two-way" } else { "one-way" };
+        println!(
+            "  {:<14} -> {name:<24} ({}, {way})",
+            route.route_key, route.function
+        );
+    }
+    match &spec.authorizer {
+        Some(auth) => {
+            let name = names.get(&auth.function).map_or("?", String::as_str);
+            println!(
+                "  authorizer     -> {name:<24} ({}, REQUEST; identity: {})",
+                auth.function,
+                if auth.identity_sources.is_empty() {
+                    "none".to_owned()
+                } else {
+                    auth.identity_sources.join(", ")
+                }
+            );
+        }
+        None => println!("  authorizer     none on $connect"),
+    }
+    for note in &spec.notes {
+        println!("  note: {note}");
+    }
+}
+
+fn print_env(env_file: &str) {
+    println!("\nThe functions' environment (also the --env-file contents):");
+    for line in env_file.lines().filter(|l| !l.starts_with("# Written")) {
+        println!("  {line}");
+    }
+}

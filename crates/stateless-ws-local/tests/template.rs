@@ -1,0 +1,256 @@
+//! Reading templates: the chat's (authorizer on and off, both namings) and the edge cases a
+//! developer hits — each error names the resource and property at fault.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use stateless_ws_local::{LocalApi, Naming, Settings, TemplateError};
+
+const CHAT: &str = include_str!("../../../examples/chat/template.yaml");
+
+fn with(parameters: &[(&str, &str)]) -> Settings {
+    Settings {
+        parameter_overrides: parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Settings::default()
+    }
+}
+
+fn error(text: &str) -> String {
+    LocalApi::from_template(text, Settings::default(), None)
+        .expect_err("the template is refused")
+        .to_string()
+}
+
+#[test]
+fn the_chat_template_without_its_authorizer() {
+    let api = LocalApi::from_template(CHAT, Settings::default(), None).unwrap();
+    let spec = api.api();
+    assert_eq!(spec.logical_id, "WebSocketApi");
+    assert_eq!(spec.route_selection, "action");
+    assert_eq!(spec.stage, "prod");
+    assert_eq!(spec.authorizer, None, "EnableAuthorizer defaults to false");
+    let routes: Vec<(&str, &str, bool)> = spec
+        .routes
+        .iter()
+        .map(|r| (r.route_key.as_str(), r.function.as_str(), r.two_way))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("$connect", "ConnectFunction", false),
+            ("$default", "MessageFunction", true),
+            ("$disconnect", "DisconnectFunction", false),
+            ("join", "MessageFunction", true),
+            ("leave", "MessageFunction", true),
+            ("members", "MessageFunction", true),
+            ("ping", "MessageFunction", true),
+            ("send", "MessageFunction", true),
+        ]
+    );
+    let names = api
+        .function_names(Naming::Binary, &BTreeMap::new())
+        .unwrap();
+    assert_eq!(names["ConnectFunction"], "lambda_connect");
+    assert_eq!(names["MessageFunction"], "lambda_message");
+    let env = api.environment(
+        "MessageFunction",
+        "http://127.0.0.1:1/prod",
+        &BTreeMap::new(),
+    );
+    assert_eq!(env["APIGW_MANAGEMENT_URL"], "http://127.0.0.1:1/prod");
+    assert_eq!(
+        env["CONNECTIONS_TABLE"], "ConnectionsTable",
+        "a resource's Ref is its logical id"
+    );
+    assert_eq!(env["CONNECTION_TTL_SECONDS"], "7200");
+    assert_eq!(env["CHAT_REQUIRE_AUTH"], "false");
+}
+
+#[test]
+fn the_chat_template_with_its_authorizer() {
+    let settings = with(&[
+        ("EnableAuthorizer", "true"),
+        ("AuthorizerTokens", "t:alice"),
+        ("StageName", "dev"),
+    ]);
+    let api = LocalApi::from_template(CHAT, settings, None).unwrap();
+    let auth = api
+        .api()
+        .authorizer
+        .clone()
+        .expect("the condition puts it in");
+    assert_eq!(auth.function, "AuthorizerFunction");
+    assert_eq!(auth.identity_sources, ["route.request.querystring.token"]);
+    assert_eq!(api.api().stage, "dev");
+    let names = api
+        .function_names(Naming::LogicalId, &BTreeMap::new())
+        .unwrap();
+    assert_eq!(names.len(), 4);
+    let env = api.env_file(
+        "http://127.0.0.1:1/dev",
+        &[("EXTRA".to_owned(), "a b".to_owned())].into(),
+    );
+    assert!(env.contains("AUTHORIZER_TOKENS=t:alice\n"), "{env}");
+    assert!(env.contains("CHAT_REQUIRE_AUTH=true\n"), "{env}");
+    assert!(env.contains("EXTRA=\"a b\"\n"), "{env}");
+    let mapped = api
+        .function_names(
+            Naming::Binary,
+            &[("AuthorizerFunction".to_owned(), "auth".to_owned())].into(),
+        )
+        .unwrap();
+    assert_eq!(mapped["AuthorizerFunction"], "auth");
+    let err = api
+        .function_names(
+            Naming::LogicalId,
+            &[("Nope".to_owned(), "x".to_owned())].into(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("Nope"), "{err}");
+}
+
+#[test]
+fn parameters_are_checked() {
+    let err =
+        LocalApi::from_template(CHAT, with(&[("EnableAuthorizer", "yes")]), None).unwrap_err();
+    assert!(
+        matches!(&err, TemplateError::Parameter { name, .. } if name == "EnableAuthorizer"),
+        "{err}"
+    );
+    let err = LocalApi::from_template(CHAT, with(&[("Typo", "1")]), None).unwrap_err();
+    assert!(err.to_string().contains("Typo"), "{err}");
+}
+
+const MINIMAL: &str = r#"
+Parameters:
+  Mode: {Type: String}
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.type}
+  Integration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !GetAtt Fn.Arn
+  Route:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: $default, Target: !Join ["/", [integrations, !Ref Integration]]}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Environment: {Variables: {MODE: !Ref Mode, LITERAL: !Sub "${!Not} ${AWS::Region}"}}
+"#;
+
+#[test]
+fn plain_lambda_functions_join_and_function_arns() {
+    let api = LocalApi::from_template(MINIMAL, with(&[("Mode", "m")]), None).unwrap();
+    assert_eq!(api.api().routes[0].function, "Fn");
+    assert_eq!(api.api().stage, "local");
+    assert_eq!(api.api().route_selection, "type");
+    let env = api.environment("Fn", "x", &BTreeMap::new());
+    assert_eq!(env["MODE"], "m");
+    assert_eq!(env["LITERAL"], "${Not} us-east-1");
+    let err = api
+        .function_names(Naming::Binary, &BTreeMap::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("--function-name-map Fn=NAME"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_parameter_without_value_is_named() {
+    let err = error(MINIMAL);
+    assert!(
+        err.contains("Mode") && err.contains("--parameter-overrides"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_name_the_resource_and_property() {
+    let cases = [
+        // an integration pointing at a function that does not exist
+        (
+            MINIMAL.replace("!GetAtt Fn.Arn", "!GetAtt Missing.Arn"),
+            "resource Integration, IntegrationUri",
+        ),
+        // an intrinsic function this tool does not evaluate
+        (
+            MINIMAL.replace("!GetAtt Fn.Arn", "!ImportValue shared-fn"),
+            "Fn::ImportValue",
+        ),
+        // a URI that is no Lambda function
+        (
+            MINIMAL.replace("!GetAtt Fn.Arn", "https://example.com"),
+            "does not name a Lambda function",
+        ),
+        // a non-proxy integration
+        (
+            MINIMAL.replace("AWS_PROXY", "HTTP_PROXY"),
+            "resource Integration, IntegrationType",
+        ),
+        // a route without target
+        (
+            MINIMAL.replace(
+                ", Target: !Join [\"/\", [integrations, !Ref Integration]]",
+                "",
+            ),
+            "resource Route, Target",
+        ),
+        // no WebSocket API
+        (
+            MINIMAL.replace("WEBSOCKET", "HTTP"),
+            "no AWS::ApiGatewayV2::Api with ProtocolType WEBSOCKET",
+        ),
+        // a selection expression API Gateway allows but this tool does not evaluate
+        (
+            MINIMAL.replace("$request.body.type", "\\$default"),
+            "RouteSelectionExpression",
+        ),
+        // an unknown Ref
+        (MINIMAL.replace("!Ref Mode", "!Ref Nope"), "Ref Nope"),
+    ];
+    for (text, expected) in cases {
+        let text = text.replace(
+            "Parameters:\n  Mode: {Type: String}",
+            "Parameters:\n  Mode: {Type: String, Default: x}",
+        );
+        let err = error(&text);
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+    assert!(error("not: [valid").starts_with("template:"));
+    assert!(error("Resources: 3").contains("no Resources"));
+}
+
+#[test]
+fn custom_authorization_needs_a_request_authorizer() {
+    let base = MINIMAL.replace("Mode: {Type: String}", "Mode: {Type: String, Default: x}");
+    let connect = base.replace(
+        "RouteKey: $default",
+        "RouteKey: $connect, AuthorizationType: CUSTOM, AuthorizerId: !Ref Auth",
+    ) + r#"
+  Auth:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref Api
+      AuthorizerType: JWT
+      AuthorizerUri: !GetAtt Fn.Arn
+"#;
+    let err = error(&connect);
+    assert!(err.contains("resource Auth, AuthorizerType"), "{err}");
+    let request = connect.replace("JWT", "REQUEST");
+    let api = LocalApi::from_template(&request, Settings::default(), None).unwrap();
+    assert_eq!(
+        api.api().authorizer.as_ref().map(|a| a.function.as_str()),
+        Some("Fn")
+    );
+    let on_message = connect.replace("$connect", "join");
+    assert!(error(&on_message).contains("only valid on $connect"));
+}

@@ -1,0 +1,238 @@
+//! Routes served by functions over the Lambda Invoke API, against a fake Invoke API (axum on
+//! loopback): how answers, function errors, timeouts and the REQUEST authorizer reach the
+//! client. The same paths with real runners are in examples/chat/tests/chat/real_functions.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use stateless_ws::local::{
+    FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig, RequestAuthorizer,
+    RunningGateway,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Log = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A fake Invoke API: each function name is a behaviour. Every call is logged.
+async fn invoke(
+    State(log): State<Log>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    assert_eq!(headers["content-type"], "application/json");
+    let event: Value = serde_json::from_str(&body).unwrap();
+    log.lock().unwrap().push((name.clone(), event.clone()));
+    let context = &event["requestContext"];
+    match name.as_str() {
+        "echo" => axum::Json(json!({"statusCode": 200, "body": json!({
+            "route": context["routeKey"], "authorizer": context["authorizer"]
+        }).to_string()}))
+        .into_response(),
+        "refuse" => axum::Json(json!({"statusCode": 401, "body": "no"})).into_response(),
+        "fails" => (
+            [("x-amz-function-error", "Unhandled")],
+            axum::Json(json!({"errorMessage": "boom", "errorType": "Error"})),
+        )
+            .into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            axum::Json(json!({"statusCode": 200})).into_response()
+        }
+        "auth" => {
+            let arn = event["methodArn"].as_str().unwrap();
+            let answer = match event["queryStringParameters"]["token"].as_str() {
+                Some("allow") => json!({
+                    "principalId": "alice",
+                    "policyDocument": {"Version": "2012-10-17", "Statement": [
+                        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn.replace("/local/$connect", "/*")}
+                    ]},
+                    "context": {"tier": 3, "admin": false}
+                }),
+                Some("deny") => json!({
+                    "principalId": "x",
+                    "policyDocument": {"Version": "2012-10-17", "Statement": [
+                        {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": arn}
+                    ]}
+                }),
+                _ => json!({"principalId": "no policy"}),
+            };
+            axum::Json(answer).into_response()
+        }
+        _ => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(json!({"__type": "ResourceNotFoundException"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn fake_runner() -> (InvokeEndpoint, Log) {
+    let log = Log::default();
+    let app = axum::Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = InvokeEndpoint::new(&url)
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    (endpoint, log)
+}
+
+fn target(endpoint: &InvokeEndpoint, name: &str) -> FunctionTarget {
+    FunctionTarget::new(endpoint.clone(), name).unwrap()
+}
+
+async fn serve(gateway: LocalGateway) -> RunningGateway {
+    gateway.bind("127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+async fn reply(ws: &mut Client) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a reply in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+async fn status_of_refused(url: &str) -> u16 {
+    match connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|r| r.1)),
+    }
+}
+
+#[tokio::test]
+async fn answers_failures_and_timeouts_reach_the_client_as_on_api_gateway() {
+    let (endpoint, _) = fake_runner().await;
+    let gateway = serve(
+        LocalGateway::new(LocalGatewayConfig::default())
+            .function("two", target(&endpoint, "echo"))
+            .function("one", target(&endpoint, "echo").two_way(false))
+            .function("fails", target(&endpoint, "fails"))
+            .function("slow", target(&endpoint, "slow"))
+            .function("missing", target(&endpoint, "no-such-function")),
+    )
+    .await;
+    let (mut ws, _) = connect_async(gateway.ws_url()).await.unwrap();
+    // A one-way route's body is discarded: the first reply is the two-way route's.
+    for action in ["one", "two"] {
+        ws.send(Message::text(json!({"action": action}).to_string()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(reply(&mut ws).await["route"], "two");
+    for (action, message) in [
+        ("fails", "Internal server error"),
+        ("missing", "Internal server error"),
+        ("slow", "Endpoint request timed out"),
+    ] {
+        ws.send(Message::text(json!({"action": action}).to_string()))
+            .await
+            .unwrap();
+        let answer = reply(&mut ws).await;
+        assert_eq!(answer["message"], message, "{action}: {answer}");
+        assert!(answer["connectionId"].is_string(), "{answer}");
+        assert!(answer["requestId"].is_string(), "{answer}");
+    }
+    ws.close(None).await.unwrap();
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_refusals_and_failures() {
+    let (endpoint, _) = fake_runner().await;
+    for (name, status) in [
+        ("refuse", 403),
+        ("fails", 500),
+        ("slow", 500),
+        ("nope", 500),
+    ] {
+        let gateway = serve(
+            LocalGateway::new(LocalGatewayConfig::default())
+                .function("$connect", target(&endpoint, name)),
+        )
+        .await;
+        assert_eq!(status_of_refused(&gateway.ws_url()).await, status, "{name}");
+        gateway.shutdown().await;
+    }
+    // Nothing listening: an integration failure too.
+    let closed = InvokeEndpoint::new("http://127.0.0.1:9").unwrap();
+    let gateway = serve(
+        LocalGateway::new(LocalGatewayConfig::default()).function("$connect", target(&closed, "x")),
+    )
+    .await;
+    assert_eq!(status_of_refused(&gateway.ws_url()).await, 500);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_route() {
+    let (endpoint, log) = fake_runner().await;
+    let authorizer = RequestAuthorizer::new(endpoint.clone(), "auth")
+        .unwrap()
+        .identity_source("route.request.querystring.token")
+        .unwrap();
+    let gateway = serve(
+        LocalGateway::new(LocalGatewayConfig::default())
+            .authorizer(authorizer)
+            .function("$connect", target(&endpoint, "echo"))
+            .function("$default", target(&endpoint, "echo")),
+    )
+    .await;
+    let url = gateway.ws_url();
+    assert_eq!(status_of_refused(&url).await, 401);
+    assert_eq!(status_of_refused(&format!("{url}?token=")).await, 401);
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "401 comes before any invocation"
+    );
+    assert_eq!(status_of_refused(&format!("{url}?token=deny")).await, 403);
+    assert_eq!(status_of_refused(&format!("{url}?token=bad")).await, 500);
+    let (mut ws, _) = connect_async(format!("{url}?token=allow")).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    let answer = reply(&mut ws).await;
+    assert_eq!(answer["route"], "$default");
+    assert_eq!(answer["authorizer"]["principalId"], "alice");
+    assert_eq!(answer["authorizer"]["tier"], 3);
+    assert_eq!(answer["authorizer"]["admin"], false);
+    assert!(answer["authorizer"]["integrationLatency"].is_number());
+
+    let calls = log.lock().unwrap().clone();
+    let (name, request) = &calls[0];
+    assert_eq!(name, "auth");
+    assert_eq!(request["type"], "REQUEST");
+    assert_eq!(
+        request["methodArn"],
+        "arn:aws:execute-api:us-east-1:123456789012:local/local/$connect"
+    );
+    assert_eq!(request["requestContext"]["eventType"], "CONNECT");
+    assert!(request["headers"].is_object());
+    let connect = calls
+        .iter()
+        .find(|(n, e)| n == "echo" && e["requestContext"]["routeKey"] == "$connect")
+        .expect("$connect ran after the authorizer allowed");
+    assert_eq!(
+        connect.1["requestContext"]["authorizer"]["principalId"],
+        "alice"
+    );
+    ws.close(None).await.unwrap();
+    gateway.shutdown().await;
+}
