@@ -120,6 +120,7 @@ impl WebSocketApi {
             let spec = function_spec(template, &function)?;
             api.functions.insert(function, spec);
         }
+        api.note_placeholders(template);
         Ok(api)
     }
 
@@ -129,6 +130,26 @@ impl WebSocketApi {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// A `Ref` to a resource this tool does not serve (a queue, a bucket) resolves to its logical
+    /// id, which is no usable value locally: say which variables carry one.
+    fn note_placeholders(&mut self, template: &Template) {
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in self.functions.values() {
+            for (name, value) in &spec.environment {
+                let Some(kind) = template.resource_type(value) else {
+                    continue;
+                };
+                if kind == "AWS::DynamoDB::Table" || !seen.insert(name.clone()) {
+                    continue;
+                }
+                self.notes.push(format!(
+                    "{name}={value} is the logical id of the {kind} {value} (what Ref gives here); \
+                     give the real value with --env {name}=... if the functions use it locally"
+                ));
+            }
+        }
     }
 
     fn read_routes(&mut self, template: &Template) -> Result<(), TemplateError> {
