@@ -17,36 +17,24 @@
 //! Targets: ≥ 30× faster than sequential at 10,000; ≤ 1.5× the bound; ≥ 10,000 deliveries/s.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/means.rs"]
+mod means;
+
 // The tests' helpers (the local SDK configuration), shared rather than copied.
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use means::{mean, note};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId};
 
 const DELAY: Duration = Duration::from_millis(2);
 const SIZES: [usize; 2] = [1_000, 10_000];
-
-/// Mean time per fan-out, by benchmark name, for the closing summary.
-static MEANS: Mutex<BTreeMap<String, (Duration, u32)>> = Mutex::new(BTreeMap::new());
-
-fn note(name: &str, elapsed: Duration, iters: u64) {
-    let mut means = MEANS.lock().unwrap();
-    let entry = means.entry(name.to_owned()).or_default();
-    entry.0 += elapsed;
-    entry.1 += u32::try_from(iters).unwrap();
-}
-
-fn mean(name: &str) -> Option<Duration> {
-    let means = MEANS.lock().unwrap();
-    means.get(name).map(|(total, n)| *total / (*n).max(1))
-}
 
 /// A management API stand-in: answers every `POST /{stage}/@connections/{id}` with `200` after
 /// `delay`, over keep-alive HTTP/1.1. Hand-rolled on raw TCP so that the stand-in (which shares

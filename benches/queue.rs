@@ -17,15 +17,18 @@
 //! HTTP), not by the 5 ms per POST; on Lambda each worker has its own.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/means.rs"]
+mod means;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_management_api::FakeManagementApi;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use means::{mean, note};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
 use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
@@ -34,20 +37,6 @@ use stateless_ws::{ConnectionId, Membership, RoomId};
 const MEMBERS: usize = 10_000;
 const DELAY: Duration = Duration::from_millis(5);
 const WORKERS: [usize; 2] = [1, 4];
-
-static MEANS: Mutex<BTreeMap<String, (Duration, u32)>> = Mutex::new(BTreeMap::new());
-
-fn note(name: &str, elapsed: Duration, iters: u64) {
-    let mut means = MEANS.lock().unwrap();
-    let entry = means.entry(name.to_owned()).or_default();
-    entry.0 += elapsed;
-    entry.1 += u32::try_from(iters).unwrap();
-}
-
-fn mean(name: &str) -> Option<Duration> {
-    let means = MEANS.lock().unwrap();
-    means.get(name).map(|(total, n)| *total / (*n).max(1))
-}
 
 struct Setup {
     fake: FakeManagementApi,
