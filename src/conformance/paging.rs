@@ -25,6 +25,23 @@ async fn read_from(
     }
 }
 
+/// Joins `members` new connections (ids from `prefix`) to `r` and returns their ids.
+async fn fill(
+    store: &dyn ConnectionStore,
+    prefix: &str,
+    r: &RoomId,
+    members: usize,
+) -> Vec<ConnectionId> {
+    let all: Vec<ConnectionId> = (0..members).map(|i| conn(prefix, i)).collect();
+    for c in &all {
+        store
+            .join(&Membership::new(c.clone(), r.clone()))
+            .await
+            .unwrap();
+    }
+    all
+}
+
 fn listed(pages: &[Page]) -> Vec<ConnectionId> {
     pages
         .iter()
@@ -49,13 +66,7 @@ pub async fn room_pages_cover_the_room_once(store: &dyn ConnectionStore) {
     const MEMBERS: usize = 75;
     let p = unique("pages");
     let r = room(&p, "big");
-    let all: Vec<ConnectionId> = (0..MEMBERS).map(|i| conn(&p, i)).collect();
-    for c in &all {
-        store
-            .join(&Membership::new(c.clone(), r.clone()))
-            .await
-            .unwrap();
-    }
+    let all = fill(store, &p, &r, MEMBERS).await;
     let pages = read_from(store, &r, None).await;
     let ids = listed(&pages);
     assert_strictly_ordered(&ids, "a full reading");
@@ -116,13 +127,7 @@ pub async fn join_and_leave_during_paging(store: &dyn ConnectionStore) {
     const MEMBERS: usize = 60;
     let p = unique("pages-moving");
     let r = room(&p, "r");
-    let all: Vec<ConnectionId> = (0..MEMBERS).map(|i| conn(&p, i)).collect();
-    for c in &all {
-        store
-            .join(&Membership::new(c.clone(), r.clone()))
-            .await
-            .unwrap();
-    }
+    let all = fill(store, &p, &r, MEMBERS).await;
     let first = store.room_page(&r, None).await.unwrap();
     let Some(cursor) = first.next.clone() else {
         // One page holds the room: nothing can change between pages. The suite's own runs use
