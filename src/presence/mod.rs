@@ -557,7 +557,9 @@ impl Presence {
                         .connected_at
                         .is_some_and(|t| t.saturating_add(grace) > now) =>
                 {
-                    report.kept_connecting.push(id.clone());
+                    if !report.kept_connecting.contains(id) {
+                        report.kept_connecting.push(id.clone());
+                    }
                 }
                 _ => old.push(id.clone()),
             }
