@@ -339,7 +339,7 @@ mod tests {
         assert!(s.truncated);
         let mut e = PresenceEvent::new(
             PresenceKind::Members,
-            RoomId::new(&"r".repeat(128)).unwrap(),
+            RoomId::new("r".repeat(128)).unwrap(),
             s.into_members(),
         );
         e.truncated = true;
@@ -369,7 +369,7 @@ mod tests {
         for part in parts {
             let e = PresenceEvent::new(
                 PresenceKind::Left,
-                RoomId::new(&"r".repeat(128)).unwrap(),
+                RoomId::new("r".repeat(128)).unwrap(),
                 part,
             );
             assert!(e.to_payload().is_ok());

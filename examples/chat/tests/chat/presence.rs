@@ -11,6 +11,9 @@ use stateless_ws::broadcast::RecordingSender;
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, RoomId, WebSocketEvent};
 
+/// (event, room, [(memberId, connections)]) of one presence event.
+type Seen = (String, String, Vec<(String, u64)>);
+
 const DOMAIN: &str = "abc123.execute-api.eu-west-1.amazonaws.com";
 
 fn context(conn: &str, route: &str, kind: &str, connected_at_ms: i64) -> Value {
@@ -82,7 +85,7 @@ impl App {
     }
 
     /// The presence events `conn` received: (event, room, [(memberId, connections)]).
-    fn presence(&self, conn: &str) -> Vec<(String, String, Vec<(String, u64)>)> {
+    fn presence(&self, conn: &str) -> Vec<Seen> {
         self.sender
             .messages(&ConnectionId::new(conn).unwrap())
             .iter()
@@ -111,7 +114,7 @@ impl App {
     }
 }
 
-fn ev(event: &str, room: &str, members: &[(&str, u64)]) -> (String, String, Vec<(String, u64)>) {
+fn ev(event: &str, room: &str, members: &[(&str, u64)]) -> Seen {
     (
         event.to_owned(),
         room.to_owned(),
@@ -264,5 +267,8 @@ async fn presence_max_room_size_turns_announcements_off() {
     app.connect("bob1=", "general", "bob").await;
     app.connect("carol1=", "general", "carol").await;
     app.disconnect("bob1=").await;
-    assert!(app.presence("alice1=").is_empty(), "rooms above 1 connection: no announcements");
+    assert!(
+        app.presence("alice1=").is_empty(),
+        "rooms above 1 connection: no announcements"
+    );
 }
