@@ -227,7 +227,10 @@ pub(crate) async fn gone_cleanup_departures_are_batched_per_room(store: Arc<dyn 
         PresenceKind::Left,
         vec![m("anon", 0), m("carol", 0), m("dave", 0)],
     );
-    assert_eq!(summary(&f.events("alice1")), std::slice::from_ref(&left_general));
+    assert_eq!(
+        summary(&f.events("alice1")),
+        std::slice::from_ref(&left_general)
+    );
     assert_eq!(summary(&f.events("bob1")), [left_general]);
     assert_eq!(
         summary(&f.events("erin1")),
