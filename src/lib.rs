@@ -24,6 +24,9 @@
 //!   workers: jobs of at most 500 targets on an [`InMemoryQueue`](queue::InMemoryQueue) or
 //!   (feature `sqs`) an SQS queue, delivered by [`FanoutWorker`](queue::FanoutWorker)s at least
 //!   once per job ([`queue`]);
+//! - [`Presence`](presence::Presence) announces who joined and who left a room (one member per
+//!   user, however many tabs), including connections removed by a broadcast's Gone cleanup,
+//!   and answers the member list ([`presence`]);
 //! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
 //!   WebSocket endpoint with the management API, for development and tests (`local`).
 //!
@@ -96,6 +99,7 @@ pub mod lambda;
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
+pub mod presence;
 pub mod queue;
 pub mod store;
 

@@ -665,3 +665,61 @@ async fn send_timeout_and_shutdown_drop_a_client_that_stops_reading() {
     assert_eq!(report.unfinished, 0);
     assert!(store.room_connections(&lobby()).await.unwrap().is_empty());
 }
+
+// A post to a connection still in its `$connect` is refused with 410 Gone, as on AWS (the
+// connection is established only when `$connect` returns), and the connection then opens
+// normally: presence relies on it (it never posts to the entering connection, and spares
+// young connections answering 410 from its cleanup).
+#[tokio::test]
+async fn a_post_during_connect_is_gone_as_on_aws() {
+    let sender = Arc::new(ApiGatewaySender::new(&common::local_sdk_config().await));
+    let during = Arc::new(std::sync::Mutex::new(None));
+    let (s, d) = (Arc::clone(&sender), Arc::clone(&during));
+    let connect = handler(move |event: WebSocketEvent| {
+        let (sender, during) = (Arc::clone(&s), Arc::clone(&d));
+        async move {
+            let WebSocketEvent::Connect(connect) = event else {
+                return RouteResponse::error(400, "not a connect");
+            };
+            let record = Membership::for_connect(&connect, lobby()).unwrap();
+            let target = stateless_ws::broadcast::Target::from(&record);
+            let result = stateless_ws::broadcast::ConnectionSender::post(
+                sender.as_ref(),
+                &target,
+                &Payload::text("too early").unwrap(),
+            )
+            .await;
+            *during.lock().unwrap() = Some((target, result));
+            RouteResponse::ok()
+        }
+    });
+    let gateway = LocalGateway::new(LocalGatewayConfig::default())
+        .route("$connect", connect)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::connect_async(gateway.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101, "the connection opens anyway");
+    let (target, result) = during.lock().unwrap().take().unwrap();
+    assert!(
+        matches!(result, Err(stateless_ws::Error::Gone { .. })),
+        "{result:?}"
+    );
+    // Once `$connect` has returned, the same post is delivered.
+    stateless_ws::broadcast::ConnectionSender::post(
+        sender.as_ref(),
+        &target,
+        &Payload::text("now").unwrap(),
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::text("now"));
+    gateway.shutdown().await;
+}

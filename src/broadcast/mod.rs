@@ -345,7 +345,10 @@ impl Broadcaster {
                     }),
             };
             match outcome {
-                Ok(removed) => report.cleaned_records = removed.len(),
+                Ok(removed) => {
+                    report.cleaned_records = removed.len();
+                    report.removed = removed;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, gone = report.gone.len(), "removing gone connections failed");
                     report.cleanup_error = Some(e);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::ids::ConnectionId;
-use crate::store::PageCursor;
+use crate::store::{Membership, PageCursor};
 
 /// A delivery that failed for good: the connection, the last error, and how many posts were
 /// tried.
@@ -54,8 +54,13 @@ pub struct BroadcastReport {
     pub listing_error: Option<Error>,
     /// Retries made, over all connections.
     pub retries: u64,
-    /// Records removed from the store for the gone connections (all their rooms).
+    /// Records removed from the store for the gone connections (all their rooms):
+    /// `removed.len()`.
     pub cleaned_records: usize,
+    /// The records the cleanup removed (every room of every gone connection), e.g. to
+    /// announce the departures with
+    /// [`Presence::departed`](crate::presence::Presence::departed).
+    pub removed: Vec<Membership>,
     /// Why removing the gone connections from the store failed, if it did.
     pub cleanup_error: Option<Error>,
     /// Whether a 403 Forbidden (wrong endpoint, stage or IAM) stopped the broadcast early.

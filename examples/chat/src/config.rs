@@ -22,6 +22,9 @@ pub mod env {
     /// Rooms with more members than this are fanned out through the queue
     /// (`FANOUT_QUEUE_URL`); `0` queues every fan-out; unset, none (the default).
     pub const QUEUE_ABOVE: &str = "CHAT_QUEUE_ABOVE";
+    /// Rooms with more connections than this get no presence announcements (`"joined"` /
+    /// `"left"`); unset, every room (the default). The `members` snapshot is always answered.
+    pub const PRESENCE_MAX_ROOM_SIZE: &str = "CHAT_PRESENCE_MAX_ROOM_SIZE";
 }
 
 /// Where the user id of a connection comes from.
@@ -78,6 +81,10 @@ pub struct ChatConfig {
     /// none. Deciding reads at most this many members plus one (a room's first page or
     /// pages); a small room is then sent to in-line from what was read.
     pub queue_above: Option<usize>,
+    /// Rooms with more connections than this get no presence announcements
+    /// ([`PresenceConfig::max_room_size`](stateless_ws::presence::PresenceConfig::max_room_size));
+    /// `None` (the default): every room. Each join or leave in a room of N costs N − 1 posts.
+    pub presence_max_room_size: Option<usize>,
 }
 
 /// The default of [`ChatConfig::max_rooms_per_connection`]: 50 rooms, far more than a chat
@@ -95,6 +102,7 @@ impl Default for ChatConfig {
             max_message_len: 16 * 1024,
             max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
             queue_above: None,
+            presence_max_room_size: None,
         }
     }
 }
@@ -165,6 +173,15 @@ impl ChatConfig {
                     env::QUEUE_ABOVE
                 ),
             })?);
+        }
+        if let Some(v) = env_string(env::PRESENCE_MAX_ROOM_SIZE) {
+            config.presence_max_room_size =
+                Some(v.trim().parse::<usize>().map_err(|_| Error::Config {
+                    message: format!(
+                        "environment variable {} must be a whole number of connections, got {v:?}",
+                        env::PRESENCE_MAX_ROOM_SIZE
+                    ),
+                })?);
         }
         config.management_endpoint = env_string(stateless_ws::env::APIGW_MANAGEMENT_URL);
         Ok(config)

@@ -21,7 +21,8 @@ pub(crate) enum FanOut {
 impl Chat {
     /// Sends `message` to the room (minus `exclude`), delivering through each record's endpoint,
     /// or this event's when the record has none (records written by older code). Rooms above
-    /// `queue_above` members go through the queue when the chat has one.
+    /// `queue_above` members go through the queue when the chat has one. Connections found
+    /// gone leave the table and their departures are announced (presence).
     pub(crate) async fn fan_out_to_room(
         &self,
         room: &RoomId,
@@ -32,16 +33,22 @@ impl Chat {
     ) -> Result<FanOut> {
         let payload = Payload::json(message)?;
         let endpoint = self.endpoint_for(ctx);
-        let mut broadcaster = match deadline {
-            Some(d) => self.broadcaster.with_deadline(d),
-            None => self.broadcaster.clone(),
-        };
-        if let Some(endpoint) = &endpoint {
-            broadcaster = broadcaster.with_default_endpoint(endpoint.as_str());
+        // Gone connections are cleaned by presence instead of the broadcaster: it spares
+        // connections still in their `$connect` (API Gateway answers 410 until it returns) and
+        // announces the departures.
+        let mut broadcaster = self.broadcaster_for(ctx, deadline);
+        let presence_cleanup = broadcaster.config().cleanup_gone;
+        if presence_cleanup {
+            let mut config = broadcaster.config().clone();
+            config.cleanup_gone = false;
+            broadcaster = broadcaster.with_config(config);
         }
         let (Some(queue), Some(above)) = (&self.queue, self.config.queue_above) else {
             let report = broadcaster.broadcast(room, &payload, exclude).await?;
             warn_if_incomplete(room, &report);
+            if presence_cleanup {
+                self.clean_up_gone(room, &report.gone, ctx, deadline).await;
+            }
             return Ok(FanOut::Inline(Box::new(report)));
         };
         // Read at most `above + 1` members: enough to tell a small room from a large one. A
@@ -66,6 +73,9 @@ impl Chat {
         if !large {
             let report = broadcaster.send_to(members, &payload).await;
             warn_if_incomplete(room, &report);
+            if presence_cleanup {
+                self.clean_up_gone(room, &report.gone, ctx, deadline).await;
+            }
             return Ok(FanOut::Inline(Box::new(report)));
         }
         drop(members);

@@ -10,12 +10,12 @@
 //!
 //! | route | what it does | answer to the caller |
 //! |---|---|---|
-//! | `$connect` | records the connection in its first room (query string `room`, default `general`) | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
-//! | `$disconnect` | removes the connection from every room (idempotent) | 200 |
-//! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), tells its members | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
-//! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room) | `{"type":"left","room":"r","userId":…}` |
+//! | `$connect` | records the connection in its first room (query string `room`, default `general`), announces `"joined"` to the room | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
+//! | `$disconnect` | removes the connection from every room (idempotent), announces `"left"` to each | 200 |
+//! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), announces `"joined"` | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
+//! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room), announces `"left"` | `{"type":"left","room":"r","userId":…}` |
 //! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}`, or for a room above [`ChatConfig::queue_above`] handed to the fan-out queue, `{"type":"queued","room":"r","targets":N,"jobs":M}` at once |
-//! | `members` | `{"action":"members","room":"r"}`: the users in a room the caller has joined | `{"type":"members","room":"r","users":[…],"connections":N}` |
+//! | `members` | `{"action":"members","room":"r"}`: who is in a room the caller has joined | the presence snapshot `{"type":"presence","event":"members","room":"r","members":[{"memberId":…,"userId":…,"connections":N}],"at":…}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
 //! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |
 //!
@@ -28,8 +28,13 @@
 //! "last room" check, the TTL of each record): at most
 //! [`max_rooms_per_connection`](ChatConfig::max_rooms_per_connection) of them.
 //!
-//! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`
-//! (and `"joined"` / `"left"` presence notices of the same shape without `message`).
+//! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`,
+//! and the presence events of [`stateless_ws::presence`]: `{"type":"presence","event":"joined" |
+//! "left","room":…,"members":[…],"at":…}` — a user with two tabs is one member, `"joined"`
+//! when their first connection enters a room and `"left"` when their last leaves, whichever way
+//! (`$connect`, `join`, `$disconnect`, `leave`, or removed after a 410 by a `send`'s cleanup,
+//! batched per room). API Gateway does not let `$connect` post to the connecting client, so a
+//! client asks for the snapshot (`members`) once its socket is open.
 //!
 //! # Identity
 //!
@@ -47,6 +52,7 @@ use serde_json::{Value, json};
 mod config;
 mod fanout;
 pub mod lambda;
+mod presence;
 
 pub use config::{ChatConfig, DEFAULT_MAX_ROOMS_PER_CONNECTION, IdentitySource, env};
 use fanout::FanOut;
@@ -333,6 +339,8 @@ impl Chat {
         }
         self.store.join(&record).await?;
         tracing::info!(connection = %ctx.connection_id, %room, user = ?record.user_id, "connected");
+        // To the others only: this connection cannot be posted to until `$connect` returns.
+        self.announce_entered(&record, ctx, None).await;
         Ok(RouteResponse::ok())
     }
 
@@ -350,6 +358,7 @@ impl Chat {
             reason = ?event.reason(),
             "disconnected"
         );
+        self.announce_left(&removed, &event.context, None).await;
         Ok(RouteResponse::ok())
     }
 
@@ -451,10 +460,13 @@ impl Chat {
                     record = record.with_endpoint(endpoint);
                 }
                 self.store.join(&record).await?;
-                let notice = json!({"type": "joined", "room": room, "userId": user});
-                self.fan_out_to_room(&room, &notice, Some(me), ctx, deadline)
-                    .await?;
-                Ok(RouteResponse::json(200, &notice))
+                if !already_in {
+                    self.announce_entered(&record, ctx, deadline).await;
+                }
+                Ok(RouteResponse::json(
+                    200,
+                    &json!({"type": "joined", "room": room, "userId": user}),
+                ))
             }
             ChatAction::Leave { room } => {
                 let Some(membership) = self.store.membership(me, &room).await? else {
@@ -473,10 +485,12 @@ impl Chat {
                 }
                 let user = user_of(Some(&membership));
                 self.store.leave(me, &room).await?;
-                let notice = json!({"type": "left", "room": room, "userId": user});
-                self.fan_out_to_room(&room, &notice, Some(me), ctx, deadline)
-                    .await?;
-                Ok(RouteResponse::json(200, &notice))
+                self.announce_left(std::slice::from_ref(&membership), ctx, deadline)
+                    .await;
+                Ok(RouteResponse::json(
+                    200,
+                    &json!({"type": "left", "room": room, "userId": user}),
+                ))
             }
             ChatAction::Send { room, message } => {
                 if message.is_empty() {
@@ -526,17 +540,8 @@ impl Chat {
                 if self.store.membership(me, &room).await?.is_none() {
                     return Ok(chat_error(403, format!("not in room `{room}`")));
                 }
-                let members = self.store.room_connections(&room).await?;
-                let mut users: Vec<&str> = members
-                    .iter()
-                    .filter_map(|c| c.user_id.as_ref().map(UserId::as_str))
-                    .collect();
-                users.sort_unstable();
-                users.dedup();
-                Ok(RouteResponse::json(
-                    200,
-                    &json!({"type": "members", "room": room, "users": users, "connections": members.len()}),
-                ))
+                let snapshot = self.presence(ctx, deadline).members(&room).await?;
+                Ok(RouteResponse::text(200, snapshot.to_payload()?.as_str()))
             }
         }
     }

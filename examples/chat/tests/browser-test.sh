@@ -100,7 +100,8 @@ echo "CHAT_URL=$CHAT_URL"
 
 step "node --test examples/chat/tests/browser/ (Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM"))"
 test_status=0
-node --test --test-reporter=spec "$BROWSER_DIR/" 2>&1 | tee "$TEST_OUT" || test_status=$?
+# One file at a time: the files share the users alice and bob.
+node --test --test-concurrency=1 --test-reporter=spec "$BROWSER_DIR/" 2>&1 | tee "$TEST_OUT" || test_status=$?
 stop_server
 
 if ((test_status != 0)); then

@@ -7,6 +7,7 @@
 mod common;
 
 mod gateway;
+mod presence;
 mod queued;
 mod real_functions;
 mod routes;

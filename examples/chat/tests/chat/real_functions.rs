@@ -308,8 +308,16 @@ async fn chat_template_with_real_functions_on_ministack() {
             "join (warm)",
         )
         .await;
-    // bob hears alice joining
-    assert_eq!(next_of_type(&mut bob, "joined").await["userId"], "alice");
+    // bob hears alice joining (lambda_message announces through the library's presence)
+    let presence = next_of_type(&mut bob, "presence").await;
+    assert_eq!(
+        (
+            &presence["event"],
+            &presence["room"],
+            &presence["members"][0]["userId"]
+        ),
+        (&json!("joined"), &json!("dev"), &json!("alice"))
+    );
 
     let sent = stack
         .ask(
@@ -330,11 +338,17 @@ async fn chat_template_with_real_functions_on_ministack() {
         .ask(
             &mut bob,
             json!({"action": "members", "room": "dev"}),
-            "members",
+            "presence",
             "members",
         )
         .await;
-    let mut users: Vec<String> = serde_json::from_value(members["users"].clone()).unwrap();
+    assert_eq!(members["event"], "members", "{members}");
+    let mut users: Vec<String> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap().to_owned())
+        .collect();
     users.sort();
     assert_eq!(users, ["alice", "bob"]);
 

@@ -528,10 +528,25 @@ fn iam_is_least_privilege() {
     ]);
     let queue_resource = json!([{"Fn::GetAtt": ["FanoutQueue", "Arn"]}]);
     let expected: [(&str, &[&str]); 5] = [
-        ("lambda_connect", &["dynamodb:PutItem"]),
+        // Presence: $connect and $disconnect announce to the room (issue 12).
+        (
+            "lambda_connect",
+            &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "execute-api:ManageConnections",
+            ],
+        ),
         (
             "lambda_disconnect",
-            &["dynamodb:BatchWriteItem", "dynamodb:Query"],
+            &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "execute-api:ManageConnections",
+            ],
         ),
         (
             "lambda_message",

@@ -1,0 +1,574 @@
+//! Live presence: tell a room who joined and who left, as Pusher's presence channels, Ably's
+//! `presence.enter/leave` and Centrifugo's join/leave events do — on the routing table and the
+//! broadcaster alone, with no state besides the table.
+//!
+//! A handler calls [`Presence`] after it has written the table:
+//!
+//! | when | call | announces to the others in the room |
+//! |---|---|---|
+//! | `$connect` / a join wrote the record | [`entered(&record)`](Presence::entered) | `"joined"`, when it is the user's first connection there |
+//! | `$disconnect` ([`disconnect`](crate::store::ConnectionStoreExt::disconnect) returns the removed records), a leave | [`left(&removed)`](Presence::left) | `"left"`, when it was the user's last connection there |
+//! | a broadcast's Gone cleanup removed records | [`departed(&report)`](Presence::departed) | one `"left"` per room listing every member that left it |
+//! | a client asks who is there | [`members(&room)`](Presence::members) | (answered to the caller) the `"members"` snapshot |
+//!
+//! Every message is a [`PresenceEvent`]: `{"type":"presence","event":"joined"|"left"|"members",
+//! "room":…,"members":[{"memberId":…,"userId":…,"connections":N}],"at":<Unix ms>}`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use stateless_ws::broadcast::{Broadcaster, RecordingSender};
+//! use stateless_ws::presence::{Presence, PresenceEvent, PresenceKind};
+//! use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
+//! use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+//! let sender = RecordingSender::new(); // ApiGatewaySender in production
+//! let presence = Presence::new(Broadcaster::new(store.clone(), Arc::new(sender.clone())));
+//! let room = RoomId::new("general")?;
+//! let record = |conn: &str, user: &str| {
+//!     Membership::new(ConnectionId::new(conn).unwrap(), room.clone()).with_user(UserId::new(user).unwrap())
+//! };
+//!
+//! // bob is in the room; alice connects ($connect wrote her record): bob hears "joined".
+//! store.join(&record("bob1=", "bob")).await?;
+//! store.join(&record("alice1=", "alice")).await?;
+//! presence.entered(&record("alice1=", "alice")).await?;
+//! let event: PresenceEvent = serde_json::from_str(&sender.messages(&ConnectionId::new("bob1=")?)[0])?;
+//! assert_eq!((event.event, event.members[0].member_id.as_str()), (PresenceKind::Joined, "alice"));
+//!
+//! // alice opens a second tab: still one member, nothing to announce.
+//! store.join(&record("alice2=", "alice")).await?;
+//! assert!(presence.entered(&record("alice2=", "alice")).await?.announcements.is_empty());
+//!
+//! // her first tab closes ($disconnect): she is still there. Her last one: "left".
+//! let removed = store.disconnect(&ConnectionId::new("alice1=")?).await?;
+//! assert!(presence.left(&removed).await?.announcements.is_empty());
+//! let removed = store.disconnect(&ConnectionId::new("alice2=")?).await?;
+//! assert_eq!(presence.left(&removed).await?.announcements[0].kind, PresenceKind::Left);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! # One member per user, and races
+//!
+//! A user with two tabs is one member: `"joined"` when their first connection enters the room,
+//! `"left"` when their last leaves. To count a user's connections in the room, `Presence`
+//! lists the user's connections ([`user_connections`](crate::store::ConnectionStore::user_connections),
+//! a secondary index that may lag) and confirms each with
+//! [`membership`](crate::store::ConnectionStore::membership) (a strongly consistent read of the
+//! record), so a stale index entry never hides a departure. The table is written first, then
+//! counted:
+//!
+//! - two tabs leaving at once: whichever counts last sees both removals, so `"left"` is never
+//!   missed (both may announce it);
+//! - two tabs joining at once: the connection that is the earliest of the user's connections
+//!   in the room by (`connectedAt`, connection id) announces, so when both see each other
+//!   exactly one does; if one misses the other (index lag) both may.
+//!
+//! So events are **at least once and never missed** (given strongly consistent reads of the
+//! records), and clients apply them idempotently by `memberId`: a `"joined"` for a present
+//! member or a `"left"` for an absent one changes nothing. They are not ordered: a client keeps
+//! the latest `at` per member and ignores older events, a snapshot counting as an event at its
+//! `at` for every member.
+//!
+//! # Connections still in `$connect`
+//!
+//! API Gateway opens a connection only when its `$connect` integration has returned ("Until
+//! execution of the integration associated with the `$connect` route is completed, the upgrade
+//! request is pending and the actual connection will not be established", *API Gateway
+//! developer guide, "The `$connect` and `$disconnect` routes"*); a post to it before that
+//! answers 410 Gone. So [`entered`](Presence::entered) never posts to the connection that
+//! entered — a client asks for the [`members`](Presence::members) snapshot once its socket is
+//! open — and a connection whose record is younger than
+//! [`PresenceConfig::connect_grace`] is never removed when a presence post finds it gone: it is
+//! most likely another client in the middle of its own `$connect`. Presence's broadcasts clean
+//! up gone connections themselves (with that grace) and announce those departures too, for at
+//! most [`PresenceConfig::departure_rounds`] rounds.
+//!
+//! # Cost
+//!
+//! Announcing to a room of N members is one broadcast of N − 1 posts (streaming, or through the
+//! [`FanoutQueue`] for rooms above [`PresenceConfig::queue_above`] when one is configured), plus
+//! one index query and one record read per connection of the user. So every join and every
+//! leave costs N − 1 posts, and a room where everyone reconnects (a deploy, a network blip)
+//! costs about N² posts: 1,000 members reconnecting is about 2,000,000 posts, 200 s of the
+//! account's 10,000 requests/s. Above a few hundred members, set
+//! [`PresenceConfig::max_room_size`]: rooms larger than it get no announcements (each call then
+//! reads at most `max_room_size + 1` records to find out), and clients fall back on the
+//! snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::broadcast::{BroadcastReport, Broadcaster, Target};
+use crate::error::Result;
+use crate::ids::{ConnectionId, RoomId, UserId};
+use crate::queue::{Enqueued, FanoutQueue};
+use crate::store::{ConnectionStore, Membership, membership::unix_seconds};
+
+mod event;
+pub use event::{Member, PresenceEvent, PresenceKind};
+use event::{Snapshot, chunks, now_ms};
+
+/// Tuning of [`Presence`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PresenceConfig {
+    /// Rooms with more members (connections) than this get no `"joined"`/`"left"`
+    /// announcements (default `None`: every room). See the [cost](self#cost).
+    pub max_room_size: Option<usize>,
+    /// With a queue ([`Presence::with_queue`]): rooms with more connections than this are
+    /// announced through it (default `None`: never).
+    pub queue_above: Option<usize>,
+    /// The most members a `"members"` snapshot lists (default 1,000); it also stops at 128 KB.
+    /// Past either, the snapshot says `"truncated": true`.
+    pub max_listed_members: usize,
+    /// A connection that answers 410 Gone to a presence post is not removed while its record
+    /// is younger than this (default 30 s, over API Gateway's 29 s integration timeout): it is
+    /// most likely still in its `$connect`.
+    pub connect_grace: Duration,
+    /// How many times departures found by presence's own Gone cleanup are announced in turn
+    /// (default 2); departures found after that are removed but only reported.
+    pub departure_rounds: u32,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            max_room_size: None,
+            queue_above: None,
+            max_listed_members: 1_000,
+            connect_grace: Duration::from_secs(30),
+            departure_rounds: 2,
+        }
+    }
+}
+
+/// How one announcement went out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Posted in this call (gone connections were cleaned by presence, with the grace).
+    Inline(Box<BroadcastReport>),
+    /// Handed to the fan-out queue.
+    Queued(Enqueued),
+    /// Not sent: the room has more than [`PresenceConfig::max_room_size`] connections.
+    RoomTooLarge,
+}
+
+/// One presence event sent (or withheld) to one room.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Announcement {
+    /// The room.
+    pub room: RoomId,
+    /// `Joined` or `Left`.
+    pub kind: PresenceKind,
+    /// The members it lists.
+    pub members: Vec<Member>,
+    /// How it went out.
+    pub delivery: Delivery,
+}
+
+/// What a [`Presence`] call did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct PresenceReport {
+    /// The events sent (or withheld for size), one per room and kind — a batch larger than one
+    /// message's 128 KB is split into several.
+    pub announcements: Vec<Announcement>,
+    /// Members whose entering or leaving changed nothing: they have another connection in the
+    /// room (or, for an entry, an earlier one announces).
+    pub unchanged: Vec<(RoomId, Member)>,
+    /// Records presence's own Gone cleanup removed (their departures are announced).
+    pub cleaned: Vec<Membership>,
+    /// Gone connections kept because their record is younger than
+    /// [`connect_grace`](PresenceConfig::connect_grace).
+    pub kept_connecting: Vec<ConnectionId>,
+    /// Records removed after the last of [`departure_rounds`](PresenceConfig::departure_rounds):
+    /// removed, not announced.
+    pub unannounced: Vec<Membership>,
+}
+
+/// Announces presence in rooms; see the [module docs](self).
+///
+/// Cheap to clone. Build it from the [`Broadcaster`] of the invocation (its deadline and
+/// default endpoint apply to the announcements; its Gone cleanup is replaced by presence's own).
+#[derive(Clone)]
+pub struct Presence {
+    broadcaster: Broadcaster,
+    queue: Option<FanoutQueue>,
+    config: PresenceConfig,
+}
+
+impl fmt::Debug for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presence")
+            .field("broadcaster", &self.broadcaster)
+            .field("queue", &self.queue)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Presence {
+    /// Presence on `broadcaster`'s store and sender, with the default [`PresenceConfig`].
+    pub fn new(broadcaster: Broadcaster) -> Self {
+        Self {
+            broadcaster,
+            queue: None,
+            config: PresenceConfig::default(),
+        }
+    }
+
+    /// A copy with the tuning `config`.
+    #[must_use]
+    pub fn with_config(&self, config: PresenceConfig) -> Self {
+        Self {
+            config,
+            ..self.clone()
+        }
+    }
+
+    /// A copy that announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
+    #[must_use]
+    pub fn with_queue(&self, queue: FanoutQueue) -> Self {
+        Self {
+            queue: Some(queue),
+            ..self.clone()
+        }
+    }
+
+    /// The tuning.
+    pub fn config(&self) -> &PresenceConfig {
+        &self.config
+    }
+
+    fn store(&self) -> &Arc<dyn ConnectionStore> {
+        self.broadcaster.store()
+    }
+
+    /// Announces that `record`'s connection entered its room — call it after the join is
+    /// written. `"joined"` goes to everyone else in the room when this is the user's first
+    /// connection there (the earliest by `connectedAt`, connection id, when several race), or
+    /// always for an anonymous connection. The connection itself is not posted to.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or the room cannot be listed.
+    pub async fn entered(&self, record: &Membership) -> Result<PresenceReport> {
+        let mut report = PresenceReport::default();
+        let room = &record.room;
+        let member = match &record.user_id {
+            None => Some(Member::of(record, 1)),
+            Some(user) => {
+                let mut mine = self.connections_in(user, room, Some(record)).await?;
+                let me = &record.connection_id;
+                let present = mine.iter().any(|r| &r.connection_id == me);
+                mine.sort_by(|a, b| {
+                    (a.connected_at.unwrap_or(u64::MAX), &a.connection_id)
+                        .cmp(&(b.connected_at.unwrap_or(u64::MAX), &b.connection_id))
+                });
+                let first = mine.first().is_some_and(|r| &r.connection_id == me);
+                let member = Member::of(record, mine.len());
+                if present && first {
+                    Some(member)
+                } else {
+                    report.unchanged.push((room.clone(), member));
+                    None
+                }
+            }
+        };
+        let mut removed = Vec::new();
+        if let Some(member) = member {
+            removed = self
+                .announce(
+                    room,
+                    PresenceKind::Joined,
+                    vec![member],
+                    Some(&record.connection_id),
+                    &mut report,
+                )
+                .await?;
+        }
+        self.departures(removed, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Announces that the connections of `removed` left their rooms — call it with the records
+    /// a leave or a `$disconnect` removed. Per room, one `"left"` lists every member whose last
+    /// connection there is gone.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a room cannot be listed.
+    pub async fn left(&self, removed: &[Membership]) -> Result<PresenceReport> {
+        let mut report = PresenceReport::default();
+        self.departures(removed.to_vec(), &mut report).await?;
+        Ok(report)
+    }
+
+    /// Announces the departures of the connections a broadcast's Gone cleanup removed
+    /// ([`BroadcastReport::removed`]): one `"left"` per room listing every member that left it,
+    /// not one broadcast per connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`left`](Self::left).
+    pub async fn departed(&self, report: &BroadcastReport) -> Result<PresenceReport> {
+        self.left(&report.removed).await
+    }
+
+    /// Removes the connections of `room` a broadcast found `gone` — except those younger than
+    /// [`connect_grace`](PresenceConfig::connect_grace), likely still in their `$connect` —
+    /// and announces their departures. For broadcasts made with
+    /// [`BroadcastConfig::cleanup_gone`](crate::broadcast::BroadcastConfig::cleanup_gone) off,
+    /// in place of [`departed`](Self::departed).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or written.
+    pub async fn clean_up_gone(
+        &self,
+        room: &RoomId,
+        gone: &[ConnectionId],
+    ) -> Result<PresenceReport> {
+        let mut report = PresenceReport::default();
+        let removed = self.remove_gone(room, gone, &mut report).await?;
+        self.departures(removed, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The `"members"` snapshot of `room`: one entry per member with its connection count,
+    /// read page by page, at most [`max_listed_members`](PresenceConfig::max_listed_members)
+    /// entries and 128 KB (then `truncated`). Its `at` is taken before the reading.
+    ///
+    /// # Errors
+    ///
+    /// When the room cannot be listed.
+    pub async fn members(&self, room: &RoomId) -> Result<PresenceEvent> {
+        let at = now_ms();
+        let mut snapshot = Snapshot::new(self.config.max_listed_members);
+        let mut cursor = None;
+        loop {
+            let page = self.store().room_page(room, cursor.as_ref()).await?;
+            for record in &page.records {
+                snapshot.add(record);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let truncated = snapshot.truncated;
+        let mut event =
+            PresenceEvent::new(PresenceKind::Members, room.clone(), snapshot.into_members());
+        event.at = at;
+        event.truncated = truncated;
+        Ok(event)
+    }
+
+    /// The records of `user`'s connections in `room`, each confirmed by a strongly consistent
+    /// read; `known` (a record just written) is a candidate even when the index lags.
+    async fn connections_in(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        known: Option<&Membership>,
+    ) -> Result<Vec<Membership>> {
+        let mut candidates: Vec<ConnectionId> = Vec::new();
+        let mut seen = HashSet::new();
+        let listed = self.store().user_connections(user).await?;
+        for id in known
+            .map(|r| &r.connection_id)
+            .into_iter()
+            .chain(listed.iter().map(|r| &r.connection_id))
+        {
+            if seen.insert(id.clone()) {
+                candidates.push(id.clone());
+            }
+        }
+        let mut confirmed = Vec::new();
+        for id in &candidates {
+            if let Some(record) = self.store().membership(id, room).await?
+                && record.user_id.as_ref() == Some(user)
+            {
+                confirmed.push(record);
+            }
+        }
+        Ok(confirmed)
+    }
+
+    /// Announces the departures of `removed`, then those presence's own cleanup finds, for at
+    /// most `departure_rounds` more rounds.
+    async fn departures(
+        &self,
+        mut removed: Vec<Membership>,
+        report: &mut PresenceReport,
+    ) -> Result<()> {
+        let mut round = 0;
+        while !removed.is_empty() {
+            if round > self.config.departure_rounds {
+                report.unannounced.append(&mut removed);
+                break;
+            }
+            round += 1;
+            removed = self.announce_left(&removed, report).await?;
+        }
+        Ok(())
+    }
+
+    /// One round: per room, the members of `removed` with no connection left there, in one
+    /// `"left"`. Returns the records the announcements' Gone cleanup removed.
+    async fn announce_left(
+        &self,
+        removed: &[Membership],
+        report: &mut PresenceReport,
+    ) -> Result<Vec<Membership>> {
+        let mut by_room: BTreeMap<&RoomId, Vec<&Membership>> = BTreeMap::new();
+        for record in removed {
+            by_room.entry(&record.room).or_default().push(record);
+        }
+        let mut found = Vec::new();
+        for (room, records) in by_room {
+            let mut gone_members = Vec::new();
+            let mut seen = HashSet::new();
+            for record in records {
+                if !seen.insert(event::member_id(record)) {
+                    continue;
+                }
+                let remaining = match &record.user_id {
+                    Some(user) => self.connections_in(user, room, None).await?.len(),
+                    None => 0,
+                };
+                let member = Member::of(record, remaining);
+                if remaining == 0 {
+                    gone_members.push(member);
+                } else {
+                    report.unchanged.push((room.clone(), member));
+                }
+            }
+            if !gone_members.is_empty() {
+                found.extend(
+                    self.announce(room, PresenceKind::Left, gone_members, None, report)
+                        .await?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sends `kind` about `members` to `room` (but `exclude`), split into events under 128 KB.
+    /// Returns the records its Gone cleanup removed.
+    async fn announce(
+        &self,
+        room: &RoomId,
+        kind: PresenceKind,
+        members: Vec<Member>,
+        exclude: Option<&ConnectionId>,
+        report: &mut PresenceReport,
+    ) -> Result<Vec<Membership>> {
+        let mut removed = Vec::new();
+        for part in chunks(members) {
+            let event = PresenceEvent::new(kind, room.clone(), part);
+            let payload = event.to_payload()?;
+            let (delivery, gone) = self.deliver(room, &payload, exclude).await?;
+            if !gone.is_empty() {
+                removed.extend(self.remove_gone(room, &gone, report).await?);
+            }
+            tracing::info!(%room, event = kind.as_str(), members = event.members.len(), "presence announced");
+            report.announcements.push(Announcement {
+                room: room.clone(),
+                kind,
+                members: event.members,
+                delivery,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// One payload to the room: withheld above `max_room_size`, queued above `queue_above`,
+    /// else posted (with the broadcaster's own cleanup off). Returns the gone connections.
+    async fn deliver(
+        &self,
+        room: &RoomId,
+        payload: &crate::broadcast::Payload,
+        exclude: Option<&ConnectionId>,
+    ) -> Result<(Delivery, Vec<ConnectionId>)> {
+        let mut config = self.broadcaster.config().clone();
+        config.cleanup_gone = false;
+        let broadcaster = self.broadcaster.with_config(config);
+        let queue_above = self.queue.as_ref().and(self.config.queue_above);
+        let Some(limit) = self.config.max_room_size.max(queue_above) else {
+            let report = broadcaster.broadcast(room, payload, exclude).await?;
+            let gone = report.gone.clone();
+            return Ok((Delivery::Inline(Box::new(report)), gone));
+        };
+        // Read at most `limit + 1` connections: enough to tell a small room from a large one,
+        // and a small room is sent to from what was read.
+        let mut read = 0;
+        let mut targets: Vec<Target> = Vec::new();
+        let mut cursor = None;
+        while read <= limit {
+            let page = self.store().room_page(room, cursor.as_ref()).await?;
+            read += page.records.len();
+            targets.extend(
+                page.records
+                    .iter()
+                    .filter(|r| Some(&r.connection_id) != exclude)
+                    .map(Target::from),
+            );
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        if self.config.max_room_size.is_some_and(|max| read > max) {
+            return Ok((Delivery::RoomTooLarge, Vec::new()));
+        }
+        if let (Some(queue), Some(above)) = (&self.queue, queue_above)
+            && read > above
+        {
+            let enqueued = queue.enqueue_broadcast(room, payload, exclude).await?;
+            return Ok((Delivery::Queued(enqueued), Vec::new()));
+        }
+        let report = broadcaster.send_to(targets, payload).await;
+        let gone = report.gone.clone();
+        Ok((Delivery::Inline(Box::new(report)), gone))
+    }
+
+    /// Removes the `gone` connections of `room` whose record is older than the grace (or
+    /// missing); returns the records removed.
+    async fn remove_gone(
+        &self,
+        room: &RoomId,
+        gone: &[ConnectionId],
+        report: &mut PresenceReport,
+    ) -> Result<Vec<Membership>> {
+        let now = unix_seconds(SystemTime::now());
+        let grace = self.config.connect_grace.as_secs();
+        let mut old = Vec::new();
+        for id in gone {
+            match self.store().membership(id, room).await? {
+                Some(record)
+                    if record
+                        .connected_at
+                        .is_some_and(|t| t.saturating_add(grace) > now) =>
+                {
+                    if !report.kept_connecting.contains(id) {
+                        report.kept_connecting.push(id.clone());
+                    }
+                }
+                _ => old.push(id.clone()),
+            }
+        }
+        if old.is_empty() {
+            return Ok(Vec::new());
+        }
+        let removed = self.store().remove_connections(&old).await?;
+        report.cleaned.extend(removed.iter().cloned());
+        Ok(removed)
+    }
+}
