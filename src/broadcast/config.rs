@@ -71,6 +71,17 @@ pub struct BroadcastConfig {
     /// Remove connections that answered 410 Gone from all their rooms after the fan-out
     /// (default `true`).
     pub cleanup_gone: bool,
+    /// Gone connections with a record younger than this are not removed (default 30 s, just
+    /// over API Gateway's 29 s integration timeout; zero removes every gone connection).
+    /// API Gateway establishes a connection only when its `$connect` integration has returned
+    /// ("Until execution of the integration associated with the `$connect` route is completed,
+    /// the upgrade request is pending and the actual connection will not be established" —
+    /// API Gateway developer guide) and answers 410 to posts before that: without the grace, a
+    /// broadcast reaching a client mid-`$connect` would delete the record `$connect` just
+    /// wrote, and the client would connect into no room. A connection that really is gone
+    /// keeps its record until a later broadcast or its TTL. Costs one strongly consistent
+    /// read of each gone connection's records.
+    pub connect_grace: Duration,
     /// With a deadline ([`Broadcaster::with_deadline`](super::Broadcaster::with_deadline)),
     /// the time kept at its end for the cleanup of gone connections (default 500 ms: a few
     /// DynamoDB round trips per batch of gone connections). Posts stop — and posts in flight
@@ -112,6 +123,7 @@ impl Default for BroadcastConfig {
             connection_throttle_retries: 1,
             max_backoff: Duration::from_secs(2),
             cleanup_gone: true,
+            connect_grace: Duration::from_secs(30),
             cleanup_reserve: Duration::from_millis(500),
             retry_unknown_outcome: false,
             list_delivered: true,

@@ -21,6 +21,8 @@
 //!   [delivery semantics](Broadcaster#delivery-semantics): at most once by default, never
 //!   "exactly once";
 //! - **self-cleaning**: connections that answer 410 Gone are removed from **all** their rooms
+//!   (except clients still in their `$connect`, which answer 410 too: see
+//!   [`connect_grace`](BroadcastConfig::connect_grace))
 //!   after the fan-out, in batches; a cleanup failure is in the report, not hidden;
 //! - **one post per connection**: a user in two rooms is posted to once; duplicate targets are
 //!   collapsed.
@@ -35,8 +37,10 @@
 //! let store = Arc::new(InMemoryStore::new());
 //! let sender = RecordingSender::new(); // ApiGatewaySender in production
 //! let room = RoomId::new("general")?;
+//! let an_hour_ago = 1_764_000_000; // Unix seconds: records from earlier connects
 //! for id in ["a=", "b=", "c="] {
-//!     store.join(&Membership::new(ConnectionId::new(id)?, room.clone())).await?;
+//!     let record = Membership::new(ConnectionId::new(id)?, room.clone()).with_connected_at(an_hour_ago);
+//!     store.join(&record).await?;
 //! }
 //! sender.set_gone(&ConnectionId::new("c=")?); // a client that vanished
 //!
@@ -63,6 +67,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
+use crate::store::Membership;
 use source::{RoomSource, Source};
 
 #[cfg(feature = "apigw")]
@@ -309,6 +314,44 @@ impl Broadcaster {
         )
     }
 
+    /// Removes the gone connections from every room — except those with a record younger than
+    /// [`connect_grace`](BroadcastConfig::connect_grace), which are most likely clients still
+    /// in their `$connect` (API Gateway answers 410 to them too); those go to `kept`.
+    async fn remove_gone(
+        &self,
+        gone: &[ConnectionId],
+        kept: &mut Vec<ConnectionId>,
+    ) -> Result<Vec<Membership>> {
+        let grace = self.config.connect_grace.as_secs();
+        if grace == 0 {
+            return self.store.remove_connections(gone).await;
+        }
+        let now = crate::store::membership::unix_seconds(std::time::SystemTime::now());
+        let mut old = Vec::with_capacity(gone.len());
+        for id in gone {
+            let records = self.store.connection_rooms(id).await?;
+            let connecting = records.iter().any(|r| {
+                r.connected_at
+                    .is_some_and(|t| t.saturating_add(grace) > now)
+            });
+            if connecting {
+                kept.push(id.clone());
+            } else {
+                old.push(id.clone());
+            }
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                kept = kept.len(),
+                "gone connections younger than the connect grace are kept"
+            );
+        }
+        if old.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.remove_connections(&old).await
+    }
+
     async fn fan_out(&self, source: Source, payload: &Payload) -> BroadcastReport {
         let started = Instant::now();
 
@@ -329,7 +372,7 @@ impl Broadcaster {
         )
         .await;
         if self.config.cleanup_gone && !report.gone.is_empty() {
-            let cleanup = self.store.remove_connections(&report.gone);
+            let cleanup = self.remove_gone(&report.gone, &mut report.kept_connecting);
             let outcome = match self.deadline {
                 None => cleanup.await,
                 Some(deadline) => tokio::time::timeout_at(deadline, cleanup)

@@ -61,6 +61,10 @@ pub struct BroadcastReport {
     /// announce the departures with
     /// [`Presence::departed`](crate::presence::Presence::departed).
     pub removed: Vec<Membership>,
+    /// Gone connections the cleanup kept: a record younger than
+    /// [`connect_grace`](super::BroadcastConfig::connect_grace) says the client is most likely
+    /// still in its `$connect`, which answers 410 too.
+    pub kept_connecting: Vec<ConnectionId>,
     /// Why removing the gone connections from the store failed, if it did.
     pub cleanup_error: Option<Error>,
     /// Whether a 403 Forbidden (wrong endpoint, stage or IAM) stopped the broadcast early.

@@ -111,7 +111,8 @@ async fn gone_answers_make_the_store_lose_those_records() {
             .await
             .unwrap();
     }
-    let b = Broadcaster::new(store.clone(), Arc::new(sender_for(&fake).await));
+    let b = Broadcaster::new(store.clone(), Arc::new(sender_for(&fake).await))
+        .with_config(crate::common::without_connect_grace());
     let report = b
         .broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
@@ -208,7 +209,8 @@ async fn broadcaster_over_dynamodb() {
     store.ensure_table().await.unwrap();
     let store = Arc::new(store);
     let fake = FakeManagementApi::start("prod").await;
-    let b = Broadcaster::new(store.clone(), Arc::new(sender_for(&fake).await));
+    let b = Broadcaster::new(store.clone(), Arc::new(sender_for(&fake).await))
+        .with_config(crate::common::without_connect_grace());
 
     let (a, bb) = (RoomId::new("a").unwrap(), RoomId::new("b").unwrap());
     let alice = UserId::new("alice").unwrap();

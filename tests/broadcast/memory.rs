@@ -18,6 +18,7 @@ fn setup() -> (Arc<InMemoryStore>, RecordingSender, Broadcaster) {
     let store = Arc::new(InMemoryStore::new());
     let sender = RecordingSender::new();
     let mut config = BroadcastConfig::default();
+    config.connect_grace = Duration::ZERO; // the gone connections here joined long ago
     config.initial_backoff = Duration::from_millis(1);
     config.max_backoff = Duration::from_millis(4);
     let b = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(config);
@@ -171,6 +172,7 @@ async fn posting_stops_early_enough_for_the_cleanup() {
     }
     sender.set_latency(Duration::from_millis(10));
     let mut config = BroadcastConfig::default();
+    config.connect_grace = Duration::ZERO; // the gone connections here joined long ago
     config.concurrency = 1;
     config.cleanup_reserve = Duration::from_millis(300);
     let started = tokio::time::Instant::now();
@@ -412,4 +414,50 @@ async fn a_few_always_throttled_connections_do_not_slow_everyone() {
         elapsed < Duration::from_secs(5),
         "took {elapsed:?}: {report}"
     );
+}
+
+/// A client still in its `$connect` answers 410 like a vanished one; the record `$connect` just
+/// wrote is kept (it is younger than the connect grace), while one joined long ago is removed.
+#[tokio::test]
+async fn a_gone_answer_from_a_client_still_connecting_keeps_its_record() {
+    let store = Arc::new(InMemoryStore::new());
+    let sender = RecordingSender::new();
+    let room = RoomId::new("r").unwrap();
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3_600;
+    let (connecting, vanished) = (id("connecting="), id("vanished="));
+    store
+        .join(&Membership::new(connecting.clone(), room.clone()))
+        .await
+        .unwrap();
+    store
+        .join(&Membership::new(vanished.clone(), room.clone()).with_connected_at(an_hour_ago))
+        .await
+        .unwrap();
+    sender.set_gone(&connecting);
+    sender.set_gone(&vanished);
+    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone()));
+    assert_eq!(
+        b.config().connect_grace,
+        Duration::from_secs(30),
+        "on by default"
+    );
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.gone.len(), 2, "{report}");
+    assert_eq!(report.kept_connecting, [connecting.clone()]);
+    assert_eq!(report.cleaned_records, 1);
+    assert!(
+        store
+            .membership(&connecting, &room)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.membership(&vanished, &room).await.unwrap().is_none());
 }

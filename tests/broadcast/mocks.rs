@@ -101,7 +101,7 @@ fn for_id(id: &'static str) -> impl Fn(&PostToConnectionInput) -> bool + Send + 
 
 /// Short backoffs, so retries do not slow the suite down.
 fn fast_config() -> BroadcastConfig {
-    let mut config = BroadcastConfig::default();
+    let mut config = crate::common::without_connect_grace();
     config.initial_backoff = Duration::from_millis(1);
     config.max_backoff = Duration::from_millis(5);
     config
@@ -214,7 +214,8 @@ async fn gone_connections_are_reported_and_removed_from_every_room() {
             .then_error(gone),
         mock!(Client::post_to_connection).then_output(ok),
     ];
-    let b = Broadcaster::new(store.clone(), Arc::new(sender(&[&rules[0], &rules[1]])));
+    let b = Broadcaster::new(store.clone(), Arc::new(sender(&[&rules[0], &rules[1]])))
+        .with_config(crate::common::without_connect_grace());
     let report = b
         .broadcast(&lobby, &Payload::text("x").unwrap(), None)
         .await

@@ -246,7 +246,8 @@ async fn exclusion_gone_cleanup_and_the_report_hold_across_pages() {
     for i in [3, 21, 44] {
         sender.set_gone(&id(i));
     }
-    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone()));
+    let b = Broadcaster::new(store.clone(), Arc::new(sender.clone()))
+        .with_config(crate::common::without_connect_grace());
     let exclude = id(30);
     let report = b
         .broadcast(&room, &Payload::text("x").unwrap(), Some(&exclude))

@@ -54,3 +54,11 @@ pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 pub(crate) mod fake_management_api;
+
+/// The default broadcaster tuning without the connect grace: for tests whose gone connections
+/// stand for clients that joined long ago (their records were written a moment before).
+pub(crate) fn without_connect_grace() -> stateless_ws::broadcast::BroadcastConfig {
+    let mut config = stateless_ws::broadcast::BroadcastConfig::default();
+    config.connect_grace = std::time::Duration::ZERO;
+    config
+}

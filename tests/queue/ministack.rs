@@ -126,7 +126,8 @@ async fn a_room_fanned_out_through_sqs_reaches_everyone_once() {
         ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
             .unwrap();
     let worker = FanoutWorker::new(
-        Broadcaster::new(store.clone(), Arc::new(sender)),
+        Broadcaster::new(store.clone(), Arc::new(sender))
+            .with_config(crate::common::without_connect_grace()),
         queue.clone(),
     )
     .with_config(config);

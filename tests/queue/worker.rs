@@ -14,6 +14,7 @@ use super::{member, room_of};
 
 fn quick_broadcaster(store: Arc<InMemoryStore>, sender: &RecordingSender) -> Broadcaster {
     let mut config = BroadcastConfig::default();
+    config.connect_grace = Duration::ZERO; // the gone connections here joined long ago
     config.retries = 1;
     config.initial_backoff = Duration::from_millis(1);
     config.max_backoff = Duration::from_millis(2);
