@@ -450,7 +450,7 @@ async fn a_gone_answer_from_a_client_still_connecting_keeps_its_record() {
         .await
         .unwrap();
     assert_eq!(report.gone.len(), 2, "{report}");
-    assert_eq!(report.kept_connecting, [connecting.clone()]);
+    assert_eq!(report.kept_connecting, std::slice::from_ref(&connecting));
     assert_eq!(report.cleaned_records, 1);
     assert!(
         store
