@@ -170,7 +170,9 @@ mod tests {
             store
                 .join(
                     &Membership::new(ConnectionId::new(c).unwrap(), RoomId::new(room).unwrap())
-                        .with_user(alice.clone()),
+                        .with_user(alice.clone())
+                        // Connected long ago: older than the broadcaster's connect grace.
+                        .with_connected_at(1_764_000_000),
                 )
                 .await
                 .unwrap();
