@@ -280,7 +280,7 @@ impl Broadcaster {
     }
 
     /// Sends `payload` to an explicit list of targets: [`ConnectionId`]s, [`Target`]s, or
-    /// [`Membership`](crate::Membership) records, owned or borrowed (e.g. a listing you filtered
+    /// [`Membership`] records, owned or borrowed (e.g. a listing you filtered
     /// yourself; each record's management endpoint is kept). Duplicates are sent once.
     pub async fn send_to<T: Into<Target>>(
         &self,
