@@ -12,4 +12,5 @@ mod queued;
 mod real_functions;
 mod routes;
 mod template;
+mod template_iam;
 mod template_queue;
