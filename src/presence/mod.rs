@@ -79,11 +79,11 @@
 //! developer guide, "The `$connect` and `$disconnect` routes"*); a post to it before that
 //! answers 410 Gone. So [`entered`](Presence::entered) never posts to the connection that
 //! entered — a client asks for the [`members`](Presence::members) snapshot once its socket is
-//! open — and a connection whose record is younger than
-//! [`PresenceConfig::connect_grace`] is never removed when a presence post finds it gone: it is
-//! most likely another client in the middle of its own `$connect`. Presence's broadcasts clean
-//! up gone connections themselves (with that grace) and announce those departures too, for at
-//! most [`PresenceConfig::departure_rounds`] rounds.
+//! open — and a connection whose record is younger than the broadcaster's
+//! [`connect_grace`](crate::broadcast::BroadcastConfig::connect_grace) is never removed when a
+//! presence post finds it gone: it is most likely another client in the middle of its own
+//! `$connect`. The departures the Gone cleanup of presence's own posts finds are announced too,
+//! for at most [`PresenceConfig::departure_rounds`] rounds.
 //!
 //! # Cost
 //!
@@ -100,13 +100,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use crate::broadcast::{BroadcastReport, Broadcaster, Target};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::queue::{Enqueued, FanoutQueue};
-use crate::store::{ConnectionStore, Membership, membership::unix_seconds};
+use crate::store::{ConnectionStore, Membership};
 
 mod event;
 pub use event::{Member, PresenceEvent, PresenceKind};
@@ -125,10 +124,6 @@ pub struct PresenceConfig {
     /// The most members a `"members"` snapshot lists (default 1,000); it also stops at 128 KB.
     /// Past either, the snapshot says `"truncated": true`.
     pub max_listed_members: usize,
-    /// A connection that answers 410 Gone to a presence post is not removed while its record
-    /// is younger than this (default 30 s, over API Gateway's 29 s integration timeout): it is
-    /// most likely still in its `$connect`.
-    pub connect_grace: Duration,
     /// How many times departures found by presence's own Gone cleanup are announced in turn
     /// (default 2); departures found after that are removed but only reported.
     pub departure_rounds: u32,
@@ -140,7 +135,6 @@ impl Default for PresenceConfig {
             max_room_size: None,
             queue_above: None,
             max_listed_members: 1_000,
-            connect_grace: Duration::from_secs(30),
             departure_rounds: 2,
         }
     }
@@ -150,7 +144,8 @@ impl Default for PresenceConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Delivery {
-    /// Posted in this call (gone connections were cleaned by presence, with the grace).
+    /// Posted in this call (gone connections were cleaned by the broadcaster, sparing those
+    /// younger than its [`connect_grace`](crate::broadcast::BroadcastConfig::connect_grace)).
     Inline(Box<BroadcastReport>),
     /// Handed to the fan-out queue.
     Queued(Enqueued),
@@ -182,10 +177,11 @@ pub struct PresenceReport {
     /// Members whose entering or leaving changed nothing: they have another connection in the
     /// room (or, for an entry, an earlier one announces).
     pub unchanged: Vec<(RoomId, Member)>,
-    /// Records presence's own Gone cleanup removed (their departures are announced).
+    /// Records the Gone cleanup of presence's own posts removed (their departures are
+    /// announced).
     pub cleaned: Vec<Membership>,
-    /// Gone connections kept because their record is younger than
-    /// [`connect_grace`](PresenceConfig::connect_grace).
+    /// Gone connections kept because their record is younger than the broadcaster's
+    /// [`connect_grace`](crate::broadcast::BroadcastConfig::connect_grace).
     pub kept_connecting: Vec<ConnectionId>,
     /// Records removed after the last of [`departure_rounds`](PresenceConfig::departure_rounds):
     /// removed, not announced.
@@ -195,7 +191,7 @@ pub struct PresenceReport {
 /// Announces presence in rooms; see the [module docs](self).
 ///
 /// Cheap to clone. Build it from the [`Broadcaster`] of the invocation (its deadline and
-/// default endpoint apply to the announcements; its Gone cleanup is replaced by presence's own).
+/// default endpoint apply to the announcements; so do its Gone cleanup and connect grace).
 #[derive(Clone)]
 pub struct Presence {
     broadcaster: Broadcaster,
@@ -319,26 +315,6 @@ impl Presence {
     /// As [`left`](Self::left).
     pub async fn departed(&self, report: &BroadcastReport) -> Result<PresenceReport> {
         self.left(&report.removed).await
-    }
-
-    /// Removes the connections of `room` a broadcast found `gone` — except those younger than
-    /// [`connect_grace`](PresenceConfig::connect_grace), likely still in their `$connect` —
-    /// and announces their departures. For broadcasts made with
-    /// [`BroadcastConfig::cleanup_gone`](crate::broadcast::BroadcastConfig::cleanup_gone) off,
-    /// in place of [`departed`](Self::departed).
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read or written.
-    pub async fn clean_up_gone(
-        &self,
-        room: &RoomId,
-        gone: &[ConnectionId],
-    ) -> Result<PresenceReport> {
-        let mut report = PresenceReport::default();
-        let removed = self.remove_gone(room, gone, &mut report).await?;
-        self.departures(removed, &mut report).await?;
-        Ok(report)
     }
 
     /// The `"members"` snapshot of `room`: one entry per member with its connection count,
@@ -474,9 +450,15 @@ impl Presence {
         for part in chunks(members) {
             let event = PresenceEvent::new(kind, room.clone(), part);
             let payload = event.to_payload()?;
-            let (delivery, gone) = self.deliver(room, &payload, exclude).await?;
-            if !gone.is_empty() {
-                removed.extend(self.remove_gone(room, &gone, report).await?);
+            let delivery = self.deliver(room, &payload, exclude).await?;
+            if let Delivery::Inline(sent) = &delivery {
+                report.cleaned.extend(sent.removed.iter().cloned());
+                removed.extend(sent.removed.iter().cloned());
+                for id in &sent.kept_connecting {
+                    if !report.kept_connecting.contains(id) {
+                        report.kept_connecting.push(id.clone());
+                    }
+                }
             }
             tracing::info!(%room, event = kind.as_str(), members = event.members.len(), "presence announced");
             report.announcements.push(Announcement {
@@ -490,21 +472,18 @@ impl Presence {
     }
 
     /// One payload to the room: withheld above `max_room_size`, queued above `queue_above`,
-    /// else posted (with the broadcaster's own cleanup off). Returns the gone connections.
+    /// else posted (the broadcaster's Gone cleanup, with its connect grace, included).
     async fn deliver(
         &self,
         room: &RoomId,
         payload: &crate::broadcast::Payload,
         exclude: Option<&ConnectionId>,
-    ) -> Result<(Delivery, Vec<ConnectionId>)> {
-        let mut config = self.broadcaster.config().clone();
-        config.cleanup_gone = false;
-        let broadcaster = self.broadcaster.with_config(config);
+    ) -> Result<Delivery> {
+        let broadcaster = &self.broadcaster;
         let queue_above = self.queue.as_ref().and(self.config.queue_above);
         let Some(limit) = self.config.max_room_size.max(queue_above) else {
             let report = broadcaster.broadcast(room, payload, exclude).await?;
-            let gone = report.gone.clone();
-            return Ok((Delivery::Inline(Box::new(report)), gone));
+            return Ok(Delivery::Inline(Box::new(report)));
         };
         // Read at most `limit + 1` connections: enough to tell a small room from a large one,
         // and a small room is sent to from what was read.
@@ -526,49 +505,15 @@ impl Presence {
             }
         }
         if self.config.max_room_size.is_some_and(|max| read > max) {
-            return Ok((Delivery::RoomTooLarge, Vec::new()));
+            return Ok(Delivery::RoomTooLarge);
         }
         if let (Some(queue), Some(above)) = (&self.queue, queue_above)
             && read > above
         {
             let enqueued = queue.enqueue_broadcast(room, payload, exclude).await?;
-            return Ok((Delivery::Queued(enqueued), Vec::new()));
+            return Ok(Delivery::Queued(enqueued));
         }
         let report = broadcaster.send_to(targets, payload).await;
-        let gone = report.gone.clone();
-        Ok((Delivery::Inline(Box::new(report)), gone))
-    }
-
-    /// Removes the `gone` connections of `room` whose record is older than the grace (or
-    /// missing); returns the records removed.
-    async fn remove_gone(
-        &self,
-        room: &RoomId,
-        gone: &[ConnectionId],
-        report: &mut PresenceReport,
-    ) -> Result<Vec<Membership>> {
-        let now = unix_seconds(SystemTime::now());
-        let grace = self.config.connect_grace.as_secs();
-        let mut old = Vec::new();
-        for id in gone {
-            match self.store().membership(id, room).await? {
-                Some(record)
-                    if record
-                        .connected_at
-                        .is_some_and(|t| t.saturating_add(grace) > now) =>
-                {
-                    if !report.kept_connecting.contains(id) {
-                        report.kept_connecting.push(id.clone());
-                    }
-                }
-                _ => old.push(id.clone()),
-            }
-        }
-        if old.is_empty() {
-            return Ok(Vec::new());
-        }
-        let removed = self.store().remove_connections(&old).await?;
-        report.cleaned.extend(removed.iter().cloned());
-        Ok(removed)
+        Ok(Delivery::Inline(Box::new(report)))
     }
 }

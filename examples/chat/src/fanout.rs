@@ -33,22 +33,13 @@ impl Chat {
     ) -> Result<FanOut> {
         let payload = Payload::json(message)?;
         let endpoint = self.endpoint_for(ctx);
-        // Gone connections are cleaned by presence instead of the broadcaster: it spares
-        // connections still in their `$connect` (API Gateway answers 410 until it returns) and
-        // announces the departures.
-        let mut broadcaster = self.broadcaster_for(ctx, deadline);
-        let presence_cleanup = broadcaster.config().cleanup_gone;
-        if presence_cleanup {
-            let mut config = broadcaster.config().clone();
-            config.cleanup_gone = false;
-            broadcaster = broadcaster.with_config(config);
-        }
+        // The broadcaster's Gone cleanup spares connections still in their `$connect` (API
+        // Gateway answers 410 until it returns); presence announces the records it removed.
+        let broadcaster = self.broadcaster_for(ctx, deadline);
         let (Some(queue), Some(above)) = (&self.queue, self.config.queue_above) else {
             let report = broadcaster.broadcast(room, &payload, exclude).await?;
             warn_if_incomplete(room, &report);
-            if presence_cleanup {
-                self.clean_up_gone(room, &report.gone, ctx, deadline).await;
-            }
+            self.announce_departed(&report, ctx, deadline).await;
             return Ok(FanOut::Inline(Box::new(report)));
         };
         // Read at most `above + 1` members: enough to tell a small room from a large one. A
@@ -73,9 +64,7 @@ impl Chat {
         if !large {
             let report = broadcaster.send_to(members, &payload).await;
             warn_if_incomplete(room, &report);
-            if presence_cleanup {
-                self.clean_up_gone(room, &report.gone, ctx, deadline).await;
-            }
+            self.announce_departed(&report, ctx, deadline).await;
             return Ok(FanOut::Inline(Box::new(report)));
         }
         drop(members);

@@ -1,16 +1,16 @@
 //! Presence in the chat: every way in or out of a room announces through one path, the
 //! library's [`Presence`]. `$connect` and `join` call [`Chat::announce_entered`]; `$disconnect`
-//! and `leave` call [`Chat::announce_left`]; the Gone cleanup after a `send` goes through
-//! [`Presence::clean_up_gone`], which announces the departures (batched per room).
+//! and `leave` call [`Chat::announce_left`]; the records the broadcaster's Gone cleanup removed
+//! after a `send` go to [`Presence::departed`], which announces them (batched per room).
 //!
 //! Announcing never fails the route: the table is already written, and a client that missed an
 //! event gets the truth from the next `members` snapshot. Failures are logged.
 
 use std::time::Instant;
 
-use stateless_ws::broadcast::Broadcaster;
+use stateless_ws::broadcast::{BroadcastReport, Broadcaster};
 use stateless_ws::event::RequestContext;
-use stateless_ws::ids::{ConnectionId, RoomId};
+use stateless_ws::ids::ConnectionId;
 use stateless_ws::presence::{Presence, PresenceConfig, PresenceReport};
 use stateless_ws::store::Membership;
 
@@ -76,19 +76,18 @@ impl Chat {
         log("left", &ctx.connection_id, result);
     }
 
-    /// Removes the connections a `send` to `room` found gone (sparing those still in their
-    /// `$connect`) and announces their departures.
-    pub(crate) async fn clean_up_gone(
+    /// Announces the departures of the connections a `send`'s Gone cleanup removed (the
+    /// broadcaster spares those still in their `$connect`).
+    pub(crate) async fn announce_departed(
         &self,
-        room: &RoomId,
-        gone: &[ConnectionId],
+        report: &BroadcastReport,
         ctx: &RequestContext,
         deadline: Option<Instant>,
     ) {
-        if gone.is_empty() {
+        if report.removed.is_empty() {
             return;
         }
-        let result = self.presence(ctx, deadline).clean_up_gone(room, gone).await;
+        let result = self.presence(ctx, deadline).departed(report).await;
         log("gone", &ctx.connection_id, result);
     }
 }
