@@ -46,6 +46,12 @@ const CHILD: &str = "STATELESS_WS_STREAMING_BENCH_CHILD";
 #[derive(Debug)]
 struct SlowPages(InMemoryStore);
 
+impl std::fmt::Display for SlowPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlowPages")
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for SlowPages {
     async fn join(&self, c: &Membership) -> stateless_ws::Result<()> {
@@ -84,6 +90,9 @@ impl ConnectionStore for SlowPages {
     async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
         self.0.refresh(c).await
     }
+    fn clock(&self) -> &std::sync::Arc<dyn stateless_ws::clock::Clock> {
+        self.0.clock()
+    }
 }
 
 /// Answers every post after `POST_DELAY`; counts posts and notes when the first one left.
@@ -91,6 +100,12 @@ impl ConnectionStore for SlowPages {
 struct StandIn {
     posts: AtomicU64,
     first_post: OnceLock<Instant>,
+}
+
+impl std::fmt::Display for StandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StandIn")
+    }
 }
 
 #[async_trait]

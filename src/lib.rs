@@ -89,6 +89,7 @@
 
 mod backoff;
 pub mod broadcast;
+pub mod clock;
 pub mod env;
 pub mod error;
 pub mod event;

@@ -29,20 +29,22 @@
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::time::{Duration, SystemTime};
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
+//! use stateless_ws::clock::ManualClock;
 //! use stateless_ws::store::{ConnectionStore, InMemoryStore};
 //! use stateless_ws::{Membership, ConnectionId, RoomId};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let store = Arc::new(InMemoryStore::new());
+//! let clock = ManualClock::new(SystemTime::now()); // the system clock in production
+//! let store = Arc::new(InMemoryStore::new().with_clock(clock.clone()));
 //! let sender = RecordingSender::new(); // ApiGatewaySender in production
 //! let room = RoomId::new("general")?;
-//! let an_hour_ago = 1_764_000_000; // Unix seconds: records from earlier connects
 //! for id in ["a=", "b=", "c="] {
-//!     let record = Membership::new(ConnectionId::new(id)?, room.clone()).with_connected_at(an_hour_ago);
-//!     store.join(&record).await?;
+//!     store.join(&Membership::new(ConnectionId::new(id)?, room.clone())).await?;
 //! }
 //! sender.set_gone(&ConnectionId::new("c=")?); // a client that vanished
+//! clock.advance(Duration::from_secs(3_600)); // an hour later: past the connect grace
 //!
 //! let broadcaster = Broadcaster::new(store.clone(), Arc::new(sender.clone()));
 //! let sender_id = ConnectionId::new("a=")?;
@@ -327,7 +329,7 @@ impl Broadcaster {
         if grace == 0 {
             return self.store.remove_connections(gone).await;
         }
-        let now = crate::store::membership::unix_seconds(std::time::SystemTime::now());
+        let now = crate::clock::unix_seconds(self.store.clock().now());
         let mut old = Vec::with_capacity(gone.len());
         for id in gone {
             let records = self.store.connection_rooms(id).await?;

@@ -109,7 +109,7 @@ use crate::store::{ConnectionStore, Membership};
 
 mod event;
 pub use event::{Member, PresenceEvent, PresenceKind};
-use event::{Snapshot, chunks, now_ms};
+use event::{Snapshot, chunks};
 
 /// Tuning of [`Presence`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +246,11 @@ impl Presence {
         self.broadcaster.store()
     }
 
+    /// Unix milliseconds by the store's clock.
+    fn now_ms(&self) -> u64 {
+        crate::clock::unix_millis(self.store().clock().now())
+    }
+
     /// Announces that `record`'s connection entered its room — call it after the join is
     /// written. `"joined"` goes to everyone else in the room when this is the user's first
     /// connection there (the earliest by `connectedAt`, connection id, when several race), or
@@ -325,7 +330,7 @@ impl Presence {
     ///
     /// When the room cannot be listed.
     pub async fn members(&self, room: &RoomId) -> Result<PresenceEvent> {
-        let at = now_ms();
+        let at = self.now_ms();
         let mut snapshot = Snapshot::new(self.config.max_listed_members);
         let mut cursor = None;
         loop {
@@ -339,9 +344,12 @@ impl Presence {
             }
         }
         let truncated = snapshot.truncated;
-        let mut event =
-            PresenceEvent::new(PresenceKind::Members, room.clone(), snapshot.into_members());
-        event.at = at;
+        let mut event = PresenceEvent::new(
+            PresenceKind::Members,
+            room.clone(),
+            snapshot.into_members(),
+            at,
+        );
         event.truncated = truncated;
         Ok(event)
     }
@@ -448,7 +456,7 @@ impl Presence {
     ) -> Result<Vec<Membership>> {
         let mut removed = Vec::new();
         for part in chunks(members) {
-            let event = PresenceEvent::new(kind, room.clone(), part);
+            let event = PresenceEvent::new(kind, room.clone(), part, self.now_ms());
             let payload = event.to_payload()?;
             let delivery = self.deliver(room, &payload, exclude).await?;
             if let Delivery::Inline(sent) = &delivery {

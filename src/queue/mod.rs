@@ -96,7 +96,7 @@
 //!
 //! The seam is [`JobQueue`]: one object-safe trait, so handlers hold `Arc<dyn JobQueue>`.
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -134,8 +134,10 @@ pub const MAX_BATCH_BYTES: usize = 1_048_576;
 ///   `Err` for the call as a whole means no entry is known to be queued;
 /// - errors say whether sending again may help ([`Error::is_retryable`](crate::Error::is_retryable));
 /// - delivery to workers is at least once: a message received and not deleted comes back.
+///
+/// `Display` names the backend and its queue (`SqsQueue(https://…/fanout)`), for logs.
 #[async_trait]
-pub trait JobQueue: Send + Sync + Debug + 'static {
+pub trait JobQueue: Send + Sync + Debug + fmt::Display + 'static {
     /// The largest message body the queue accepts, in bytes.
     fn max_message_bytes(&self) -> usize;
 

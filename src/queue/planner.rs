@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tracing::Instrument;
 
@@ -223,9 +223,7 @@ impl FanoutQueue {
 
     fn start(&self, context: JobContext, payload: &Payload) -> Result<Run> {
         let fanout_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = crate::clock::unix_millis(self.store.clock().now());
         let max_bytes = self.queue.max_message_bytes().min(MAX_BATCH_BYTES);
         let packer = JobPacker::new(
             fanout_id.clone(),

@@ -35,6 +35,12 @@ pub struct SqsQueue {
     max_message_bytes: usize,
 }
 
+impl fmt::Display for SqsQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SqsQueue({})", self.queue_url)
+    }
+}
+
 impl fmt::Debug for SqsQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SqsQueue({})", self.queue_url)

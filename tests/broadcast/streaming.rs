@@ -59,6 +59,12 @@ impl PagedStore {
     }
 }
 
+impl std::fmt::Display for PagedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PagedStore")
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for PagedStore {
     async fn join(&self, c: &Membership) -> stateless_ws::Result<()> {
@@ -111,6 +117,9 @@ impl ConnectionStore for PagedStore {
     async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
         self.inner.refresh(c).await
     }
+    fn clock(&self) -> &std::sync::Arc<dyn stateless_ws::clock::Clock> {
+        self.inner.clock()
+    }
 }
 
 /// A sender whose posts wait for a permit, and which wakes a watcher on the first post.
@@ -134,6 +143,12 @@ impl GatedSender {
             first_post: Arc::new(Notify::new()),
             posts: AtomicUsize::new(0),
         }
+    }
+}
+
+impl std::fmt::Display for GatedSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatedSender")
     }
 }
 

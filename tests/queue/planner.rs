@@ -37,6 +37,12 @@ impl Flaky {
     }
 }
 
+impl std::fmt::Display for Flaky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flaky")
+    }
+}
+
 #[async_trait]
 impl JobQueue for Flaky {
     fn max_message_bytes(&self) -> usize {

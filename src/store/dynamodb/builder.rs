@@ -6,9 +6,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 
 use super::DynamoDbStore;
+use crate::clock::{Clock, SystemClock};
 use crate::env;
 use crate::error::{Error, Result};
-use crate::store::{Clock, DEFAULT_TTL, SystemClock};
+use crate::store::DEFAULT_TTL;
 
 /// The default name of the GSI keyed by `roomId`.
 const DEFAULT_ROOM_INDEX: &str = "roomId-index";

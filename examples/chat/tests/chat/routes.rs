@@ -542,6 +542,12 @@ impl CountingStore {
     }
 }
 
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountingStore")
+    }
+}
+
 #[async_trait::async_trait]
 impl ConnectionStore for CountingStore {
     async fn join(&self, c: &stateless_ws::Membership) -> stateless_ws::Result<()> {
@@ -596,6 +602,9 @@ impl ConnectionStore for CountingStore {
         let n = self.inner.refresh(c).await?;
         self.count(n);
         Ok(n)
+    }
+    fn clock(&self) -> &std::sync::Arc<dyn stateless_ws::clock::Clock> {
+        self.inner.clock()
     }
 }
 
