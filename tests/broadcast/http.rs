@@ -6,7 +6,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::http::Method;
 use common::fake_management_api::FakeManagementApi;
