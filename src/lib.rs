@@ -73,6 +73,7 @@
 //! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
 //! | `local` | no | `local::LocalGateway`, the local API Gateway WebSocket emulator (axum) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
+//! | `test-util` | no | `test_util::InstrumentedStore`: wraps any store to count its calls and inject faults, latency and smaller pages in your tests |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment
@@ -103,6 +104,9 @@ pub mod local;
 pub mod presence;
 pub mod queue;
 pub mod store;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
