@@ -90,14 +90,13 @@
 //! Announcing to a room of N members is one broadcast of N − 1 posts (streaming, or through the
 //! [`FanoutQueue`] for rooms above [`PresenceConfig::queue_above`] when one is configured: the
 //! library's [`RoomDispatch`] chooses), plus one index query and one record read per connection
-//! of the user. So every join and every
-//! leave costs N − 1 posts, and a room where everyone reconnects (a deploy, a network blip)
-//! costs about N² posts: 1,000 members reconnecting is about 2,000,000 posts, 200 s of the
-//! account's 10,000 requests/s. Above a few hundred members, set
-//! [`PresenceConfig::max_room_size`]: rooms larger than it get no announcements (each call then
-//! reads the room only until it has seen more than `max_room_size` recipients), and clients
-//! fall back on the snapshot. Both limits count a room as [`RoomDispatch`] does: the
-//! connections an announcement goes to, so not the one entering.
+//! of the user. So every join and every leave costs N − 1 posts, and a room where everyone
+//! reconnects (a deploy, a network blip) costs about N² posts: 1,000 members reconnecting is
+//! about 2,000,000 posts, 200 s of the account's 10,000 requests/s. Above a few hundred
+//! members, set [`PresenceConfig::max_room_size`]: rooms larger than it get no announcements
+//! (each call then reads the room only until it has seen more than `max_room_size`
+//! recipients), and clients fall back on the snapshot. Both limits count a room as
+//! [`RoomDispatch`] does: the connections an announcement goes to, so not the one entering.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
