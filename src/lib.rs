@@ -23,7 +23,8 @@
 //! - [`FanoutQueue`](queue::FanoutQueue) hands rooms that outgrow one invocation to queue
 //!   workers: jobs of at most 500 targets on an [`InMemoryQueue`](queue::InMemoryQueue) or
 //!   (feature `sqs`) an SQS queue, delivered by [`FanoutWorker`](queue::FanoutWorker)s at least
-//!   once per job ([`queue`]);
+//!   once per job, and [`RoomDispatch`](queue::RoomDispatch) sends a room in-line or through
+//!   the queue by its size ([`queue`]);
 //! - [`Presence`](presence::Presence) announces who joined and who left a room (one member per
 //!   user, however many tabs), including connections removed by a broadcast's Gone cleanup,
 //!   and answers the member list ([`presence`]);

@@ -46,6 +46,26 @@
 //! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
 //! ```
 //!
+//! # Choosing in-line or queued
+//!
+//! A queued fan-out costs a listing, the jobs and a worker's start before the first post; a
+//! small room is served sooner in-line. [`RoomDispatch`] makes the choice for each payload,
+//! from a [`Broadcaster`](crate::broadcast::Broadcaster), a [`FanoutQueue`] and `queue_above`:
+//!
+//! - a room's size is its number of connections **other than the excluded one** (the sender):
+//!   the posts a send makes. Rooms of more than `queue_above` go through the queue, the others
+//!   in-line ([`Dispatched::InLine`] or [`Dispatched::Queued`]);
+//! - deciding reads the room only until more than `queue_above` recipients are seen, and a
+//!   small room is sent to from the records read (no second listing); `queue_above = 0` queues
+//!   every room without reading it;
+//! - [`send_within`](RoomDispatch::send_within) also withholds a room of more than `max`
+//!   recipients ([`Dispatched::TooLarge`]) from the same read:
+//!   [`Presence`](crate::presence::Presence) uses it for
+//!   [`max_room_size`](crate::presence::PresenceConfig::max_room_size).
+//!
+//! [`Presence`](crate::presence::Presence) and the chat example send through it, so a room is
+//! "large" by the same count everywhere.
+//!
 //! # Sizes
 //!
 //! A job carries the payload (≤ 128 KB, as text or — when JSON escaping would make it longer —
@@ -103,6 +123,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+mod dispatch;
 mod job;
 mod memory;
 mod planner;
@@ -110,6 +131,7 @@ mod planner;
 mod sqs;
 mod worker;
 
+pub use dispatch::{Dispatched, RoomDispatch};
 pub use job::{JOB_VERSION, Job, JobContext, JobPacker};
 pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
 pub use planner::{Enqueued, FanoutQueue, QueueConfig};
