@@ -5,13 +5,12 @@
 //! of the in-memory store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
 use stateless_ws::queue::{Dispatched, FanoutQueue, InMemoryQueue, RoomDispatch};
-use stateless_ws::store::{ConnectionStore, InMemoryStore, Page, PageCursor};
-use stateless_ws::{ConnectionId, Error, Membership, RoomId, UserId};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::test_util::{InstrumentedStore, StoreOp};
+use stateless_ws::{Error, Membership, RoomId};
 
 use super::member;
 use crate::common;
@@ -193,81 +192,30 @@ on_both_stores!(
     without_a_queue_every_room_is_sent_in_line,
 );
 
-/// An in-memory store whose room pages are counted, and one of which can fail.
-#[derive(Debug)]
-struct ReadStore {
-    inner: InMemoryStore,
-    pages: AtomicUsize,
-    /// The n-th page read (1-based) fails.
-    fail_page: Option<usize>,
+/// An in-memory store with pages of 2 behind the instrumented wrapper; the `fail_page`-th page
+/// read from now (1-based) fails.
+fn read_store(fail_page: Option<u64>) -> Arc<InstrumentedStore> {
+    let store = InstrumentedStore::new(Arc::new(InMemoryStore::new().with_page_size(2)));
+    if let Some(n) = fail_page {
+        store.fail_nth(StoreOp::RoomPage, n, move || Error::Store {
+            backend: "test".into(),
+            source: format!("page {n} is unreadable").into(),
+        });
+    }
+    Arc::new(store)
 }
 
-impl ReadStore {
-    fn new(fail_page: Option<usize>) -> Arc<Self> {
-        Arc::new(Self {
-            inner: InMemoryStore::new().with_page_size(2),
-            pages: AtomicUsize::new(0),
-            fail_page,
-        })
-    }
-
-    fn pages(&self) -> usize {
-        self.pages.swap(0, Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl ConnectionStore for ReadStore {
-    async fn join(&self, c: &Membership) -> stateless_ws::Result<()> {
-        self.inner.join(c).await
-    }
-    async fn leave(&self, c: &ConnectionId, r: &RoomId) -> stateless_ws::Result<()> {
-        self.inner.leave(c, r).await
-    }
-    async fn remove_connections(
-        &self,
-        c: &[ConnectionId],
-    ) -> stateless_ws::Result<Vec<Membership>> {
-        self.inner.remove_connections(c).await
-    }
-    async fn room_page(
-        &self,
-        r: &RoomId,
-        cursor: Option<&PageCursor>,
-    ) -> stateless_ws::Result<Page> {
-        let n = self.pages.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_page == Some(n) {
-            return Err(Error::Store {
-                backend: "ReadStore".into(),
-                source: format!("page {n} is unreadable").into(),
-            });
-        }
-        self.inner.room_page(r, cursor).await
-    }
-    async fn user_connections(&self, u: &UserId) -> stateless_ws::Result<Vec<Membership>> {
-        self.inner.user_connections(u).await
-    }
-    async fn connection_rooms(&self, c: &ConnectionId) -> stateless_ws::Result<Vec<Membership>> {
-        self.inner.connection_rooms(c).await
-    }
-    async fn membership(
-        &self,
-        c: &ConnectionId,
-        r: &RoomId,
-    ) -> stateless_ws::Result<Option<Membership>> {
-        self.inner.membership(c, r).await
-    }
-    async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
-        self.inner.refresh(c).await
-    }
+/// Room pages read since the last call.
+fn pages(store: &InstrumentedStore) -> usize {
+    usize::try_from(store.take_counts().calls(StoreOp::RoomPage)).unwrap()
 }
 
 #[tokio::test]
 async fn a_small_room_is_sent_from_the_records_read_and_a_large_one_read_only_to_the_limit() {
-    let store = ReadStore::new(None);
+    let store = read_store(None);
     let f = Fixture::new(store.clone());
     f.fill(5).await;
-    store.pages();
+    pages(&store);
     // 4 others in 3 pages of 2: read once, sent from what was read.
     let outcome = f
         .queued_above(4)
@@ -275,10 +223,10 @@ async fn a_small_room_is_sent_from_the_records_read_and_a_large_one_read_only_to
         .await
         .unwrap();
     assert_eq!(delivered(&outcome), 4);
-    assert_eq!(store.pages(), 3, "one listing, not two");
+    assert_eq!(pages(&store), 3, "one listing, not two");
 
     f.fill(10).await;
-    store.pages();
+    pages(&store);
     // Above 2: the decision stops at the page where the third recipient shows (page 2); the
     // planner then reads the room's 5 pages.
     let outcome = f
@@ -287,33 +235,33 @@ async fn a_small_room_is_sent_from_the_records_read_and_a_large_one_read_only_to
         .await
         .unwrap();
     assert_eq!(queued(&outcome), 9);
-    assert_eq!(store.pages(), 2 + 5);
+    assert_eq!(pages(&store), 2 + 5);
 }
 
 #[tokio::test]
 async fn queue_above_zero_queues_every_room_without_reading_it() {
-    let store = ReadStore::new(None);
+    let store = read_store(None);
     let f = Fixture::new(store.clone());
     let dispatch = f.queued_above(0);
     let outcome = dispatch.send(&f.room, &hi(), None).await.unwrap();
     assert_eq!(queued(&outcome), 0, "an empty room too");
-    assert_eq!(store.pages(), 1, "the planner's listing only");
+    assert_eq!(pages(&store), 1, "the planner's listing only");
 
     f.fill(3).await;
-    store.pages();
+    pages(&store);
     let outcome = dispatch
         .send(&f.room, &hi(), Some(&member(0)))
         .await
         .unwrap();
     assert_eq!(queued(&outcome), 2);
-    assert_eq!(store.pages(), 2, "the planner's listing only");
+    assert_eq!(pages(&store), 2, "the planner's listing only");
     assert_eq!(f.sender.total_delivered(), 0);
 }
 
 #[tokio::test]
 async fn a_store_error_while_deciding_is_the_calls_error_and_nothing_is_sent() {
     // The second page (recipients 3 and 4) cannot be read.
-    let store = ReadStore::new(Some(2));
+    let store = read_store(Some(2));
     let f = Fixture::new(store.clone());
     f.fill(6).await;
     let result = f
@@ -325,7 +273,7 @@ async fn a_store_error_while_deciding_is_the_calls_error_and_nothing_is_sent() {
     assert_eq!(f.queue.len(), 0);
 
     // The same when only a maximum is to be checked.
-    let store = ReadStore::new(Some(2));
+    let store = read_store(Some(2));
     let f = Fixture::new(store.clone());
     f.fill(6).await;
     let result = f.in_line().send_within(&f.room, &hi(), None, Some(4)).await;
