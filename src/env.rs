@@ -6,7 +6,7 @@
 //!
 //! | variable | read by | meaning | default |
 //! |---|---|---|---|
-//! | `CONNECTIONS_TABLE` | `DynamoDbStore::from_env`, `from_env_with`, `DynamoDbStoreBuilder::from_env` | the routing table's name | required |
+//! | `CONNECTIONS_TABLE` | `DynamoDbStore::from_env`, `from_env_with`, `DynamoDbStoreBuilder::from_env_vars` | the routing table's name | required |
 //! | `CONNECTIONS_ROOM_INDEX` | the same | the room GSI's name | `roomId-index` |
 //! | `CONNECTIONS_USER_INDEX` | the same | the user GSI's name | `userId-index` |
 //! | `CONNECTION_TTL_SECONDS` | the same | how long a record lives | `7200` (2 h) |

@@ -20,7 +20,7 @@
 //! - `lambda` (feature `lambda`) is the glue to `lambda_runtime`: write
 //!   `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`, get parsing, error-to-status
 //!   mapping, tracing spans and the deadline;
-//! - [`FanoutQueue`](queue::FanoutQueue) hands rooms that outgrow one invocation to queue
+//! - [`FanoutPlanner`](queue::FanoutPlanner) hands rooms that outgrow one invocation to queue
 //!   workers: jobs of at most 500 targets on an [`InMemoryQueue`](queue::InMemoryQueue) or
 //!   (feature `sqs`) an SQS queue, delivered by [`FanoutWorker`](queue::FanoutWorker)s at least
 //!   once per job, and [`RoomDispatch`](queue::RoomDispatch) sends a room in-line or through

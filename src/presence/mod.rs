@@ -88,7 +88,7 @@
 //! # Cost
 //!
 //! Announcing to a room of N members is one broadcast of N − 1 posts (streaming, or through the
-//! [`FanoutQueue`] for rooms above [`PresenceConfig::queue_above`] when one is configured: the
+//! [`FanoutPlanner`] for rooms above [`PresenceConfig::queue_above`] when one is configured: the
 //! library's [`RoomDispatch`] chooses), plus one index query and one record read per connection
 //! of the user. So every join and every leave costs N − 1 posts, and a room where everyone
 //! reconnects (a deploy, a network blip) costs about N² posts: 1,000 members reconnecting is
@@ -105,7 +105,7 @@ use std::sync::Arc;
 use crate::broadcast::{BroadcastReport, Broadcaster};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
-use crate::queue::{Dispatched, FanoutQueue, RoomDispatch};
+use crate::queue::{Dispatched, FanoutPlanner, RoomDispatch};
 use crate::store::{ConnectionStore, Membership};
 
 mod event;
@@ -186,7 +186,7 @@ pub struct PresenceReport {
 #[derive(Clone)]
 pub struct Presence {
     broadcaster: Broadcaster,
-    queue: Option<FanoutQueue>,
+    queue: Option<FanoutPlanner>,
     config: PresenceConfig,
 }
 
@@ -210,22 +210,18 @@ impl Presence {
         }
     }
 
-    /// A copy with the tuning `config`.
+    /// Sets the tuning `config`.
     #[must_use]
-    pub fn with_config(&self, config: PresenceConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
-        }
+    pub fn with_config(mut self, config: PresenceConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// A copy that announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
+    /// Announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
     #[must_use]
-    pub fn with_queue(&self, queue: FanoutQueue) -> Self {
-        Self {
-            queue: Some(queue),
-            ..self.clone()
-        }
+    pub fn with_queue(mut self, queue: FanoutPlanner) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// The tuning.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Enqueued, FanoutQueue};
+use super::{Enqueued, FanoutPlanner};
 use crate::broadcast::{BroadcastReport, Broadcaster, Payload, Target};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId};
@@ -26,7 +26,7 @@ pub enum Dispatched {
     },
 }
 
-/// Sends a payload to a room in this invocation or through the [`FanoutQueue`], by the room's
+/// Sends a payload to a room in this invocation or through the [`FanoutPlanner`], by the room's
 /// size — the choice [`Presence`](crate::presence::Presence) and the chat example make for
 /// every message; see [choosing in-line or queued](super#choosing-in-line-or-queued).
 ///
@@ -51,7 +51,7 @@ pub enum Dispatched {
 /// ```
 /// use std::sync::Arc;
 /// use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
-/// use stateless_ws::queue::{Dispatched, FanoutQueue, InMemoryQueue, RoomDispatch};
+/// use stateless_ws::queue::{Dispatched, FanoutPlanner, InMemoryQueue, RoomDispatch};
 /// use stateless_ws::store::{ConnectionStore, InMemoryStore};
 /// use stateless_ws::{ConnectionId, Membership, RoomId};
 ///
@@ -60,7 +60,7 @@ pub enum Dispatched {
 /// let sender = RecordingSender::new(); // ApiGatewaySender in production
 /// let queue = Arc::new(InMemoryQueue::new()); // SqsQueue in production
 /// let dispatch = RoomDispatch::new(Broadcaster::new(store.clone(), Arc::new(sender.clone())))
-///     .with_queue(FanoutQueue::new(store.clone(), queue.clone()), 2);
+///     .with_queue(FanoutPlanner::new(store.clone(), queue.clone()), 2);
 ///
 /// let room = RoomId::new("general")?;
 /// let me = ConnectionId::new("me=")?;
@@ -86,7 +86,7 @@ pub enum Dispatched {
 pub struct RoomDispatch {
     broadcaster: Broadcaster,
     /// The planner and the size above which it is used.
-    queue: Option<(FanoutQueue, usize)>,
+    queue: Option<(FanoutPlanner, usize)>,
 }
 
 impl fmt::Debug for RoomDispatch {
@@ -108,14 +108,12 @@ impl RoomDispatch {
         }
     }
 
-    /// A copy that hands rooms of more than `queue_above` recipients to `queue` (`0`: every
+    /// Hands rooms of more than `queue_above` recipients to `queue` (`0`: every
     /// room, without reading it).
     #[must_use]
-    pub fn with_queue(&self, queue: FanoutQueue, queue_above: usize) -> Self {
-        Self {
-            queue: Some((queue, queue_above)),
-            ..self.clone()
-        }
+    pub fn with_queue(mut self, queue: FanoutPlanner, queue_above: usize) -> Self {
+        self.queue = Some((queue, queue_above));
+        self
     }
 
     /// The broadcaster of in-line sends.
@@ -136,7 +134,7 @@ impl RoomDispatch {
     ///
     /// When the room cannot be read to decide — nothing is sent then — or the broadcaster
     /// cannot list its first page; as
-    /// [`FanoutQueue::enqueue_broadcast`] when enqueueing fails. Delivery failures are in the
+    /// [`FanoutPlanner::enqueue_broadcast`] when enqueueing fails. Delivery failures are in the
     /// [`BroadcastReport`].
     pub async fn send(
         &self,
@@ -212,7 +210,7 @@ impl RoomDispatch {
 
     async fn enqueue(
         &self,
-        queue: &FanoutQueue,
+        queue: &FanoutPlanner,
         room: &RoomId,
         payload: &Payload,
         exclude: Option<&ConnectionId>,

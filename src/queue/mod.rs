@@ -4,7 +4,7 @@
 //! invocation that calls it: the caller's route waits for it (API Gateway gives a route 29 s),
 //! and one function's concurrency posts every message. Queued fan-out splits the work instead:
 //!
-//! 1. the [`FanoutQueue`] (the *planner*) reads the room page by page, packs the targets into
+//! 1. the [`FanoutPlanner`] (the *planner*) reads the room page by page, packs the targets into
 //!    [`Job`]s of at most [`QueueConfig::targets_per_job`] targets (500 by default) that fit the
 //!    queue's message size, sends them to a [`JobQueue`] in batches, and returns
 //!    [`Enqueued`]` { fanout_id, jobs, targets }` — in milliseconds for a room of thousands;
@@ -21,7 +21,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
-//! use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+//! use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 //! use stateless_ws::store::{ConnectionStore, InMemoryStore};
 //! use stateless_ws::{ConnectionId, Membership, RoomId};
 //!
@@ -32,7 +32,7 @@
 //!     store.join(&Membership::new(ConnectionId::new(format!("c{i}="))?, room.clone())).await?;
 //! }
 //! let queue = Arc::new(InMemoryQueue::new());
-//! let planner = FanoutQueue::new(store.clone(), queue.clone());
+//! let planner = FanoutPlanner::new(store.clone(), queue.clone());
 //! let enqueued = planner.enqueue_broadcast(&room, &Payload::text("hi")?, None).await?;
 //! assert_eq!((enqueued.jobs, enqueued.targets), (3, 1_200)); // 500 + 500 + 200
 //!
@@ -50,7 +50,7 @@
 //!
 //! A queued fan-out costs a listing, the jobs and a worker's start before the first post; a
 //! small room is served sooner in-line. [`RoomDispatch`] makes the choice for each payload,
-//! from a [`Broadcaster`](crate::broadcast::Broadcaster), a [`FanoutQueue`] and `queue_above`:
+//! from a [`Broadcaster`](crate::broadcast::Broadcaster), a [`FanoutPlanner`] and `queue_above`:
 //!
 //! - a room's size is its number of connections **other than the excluded one** (the sender):
 //!   the posts a send makes. Rooms of more than `queue_above` go through the queue, the others
@@ -134,7 +134,7 @@ mod worker;
 pub use dispatch::{Dispatched, RoomDispatch};
 pub use job::{JOB_VERSION, Job, JobContext, JobPacker};
 pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
-pub use planner::{Enqueued, FanoutQueue, QueueConfig};
+pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
 pub use worker::{FanoutWorker, JobOutcome, JobSummary};
@@ -146,7 +146,7 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// 1 MiB (1,048,576 bytes) in total.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
 
-/// A queue of fan-out jobs: where the [`FanoutQueue`] and [`FanoutWorker`] put them.
+/// A queue of fan-out jobs: where the [`FanoutPlanner`] and [`FanoutWorker`] put them.
 ///
 /// # Contract
 ///

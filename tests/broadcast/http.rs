@@ -19,7 +19,9 @@ fn id(s: &str) -> ConnectionId {
 }
 
 async fn sender_for(fake: &FakeManagementApi) -> ApiGatewaySender {
-    ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint()).unwrap()
+    ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -179,9 +181,9 @@ async fn records_naming_an_endpoint_are_delivered_through_it() {
 #[tokio::test]
 async fn an_endpoint_without_stage_is_refused_at_construction() {
     let config = common::local_sdk_config().await;
-    let err =
-        ApiGatewaySender::with_endpoint(&config, "https://abc.execute-api.us-east-1.amazonaws.com")
-            .unwrap_err();
+    let err = ApiGatewaySender::new(&config)
+        .with_default_endpoint("https://abc.execute-api.us-east-1.amazonaws.com")
+        .unwrap_err();
     assert!(matches!(err, Error::Config { .. }));
     assert!(err.to_string().contains("stage"), "{err}");
     // A sender without any endpoint reports which connection it could not route.

@@ -300,7 +300,8 @@ async fn targets_carry_the_record_endpoint() {
     assert_eq!(sender.last_endpoint(&id("near=")).unwrap(), None);
 
     // A default endpoint fills in for records that name none, and only for those.
-    b.with_default_endpoint("https://event.example/prod")
+    b.clone()
+        .with_default_endpoint("https://event.example/prod")
         .broadcast(&room, &Payload::text("y").unwrap(), None)
         .await
         .unwrap();

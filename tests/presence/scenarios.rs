@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
 use stateless_ws::presence::{Presence, PresenceConfig, PresenceEvent, PresenceKind};
-use stateless_ws::queue::{Dispatched, FanoutQueue, InMemoryQueue};
+use stateless_ws::queue::{Dispatched, FanoutPlanner, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
 use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
@@ -287,7 +287,7 @@ pub(crate) async fn max_room_size_turns_announcements_off(store: Arc<dyn Connect
     let f = Fixture::new(store);
     let mut config = PresenceConfig::default();
     config.max_room_size = Some(3);
-    let presence = f.presence.with_config(config);
+    let presence = f.presence.clone().with_config(config);
     let records: Vec<Membership> = (0..5)
         .map(|i| record(&format!("c{i}"), Some(&format!("u{i}")), "big"))
         .collect();
@@ -389,7 +389,8 @@ pub(crate) async fn queued(store: Arc<dyn ConnectionStore>) {
     config.queue_above = Some(2);
     let presence = f
         .presence
-        .with_queue(FanoutQueue::new(
+        .clone()
+        .with_queue(FanoutPlanner::new(
             Arc::clone(&f.store),
             Arc::new(queue.clone()),
         ))

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
-use stateless_ws::queue::{Dispatched, FanoutQueue, InMemoryQueue, RoomDispatch};
+use stateless_ws::queue::{Dispatched, FanoutPlanner, InMemoryQueue, RoomDispatch};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::test_util::{InstrumentedStore, StoreOp};
 use stateless_ws::{Error, Membership, RoomId};
@@ -47,7 +47,7 @@ impl Fixture {
     }
 
     fn queued_above(&self, above: usize) -> RoomDispatch {
-        let planner = FanoutQueue::new(Arc::clone(&self.store), self.queue.clone());
+        let planner = FanoutPlanner::new(Arc::clone(&self.store), self.queue.clone());
         self.in_line().with_queue(planner, above)
     }
 }

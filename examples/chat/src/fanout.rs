@@ -9,17 +9,17 @@ use stateless_ws::broadcast::{BroadcastReport, Payload};
 use stateless_ws::error::Result;
 use stateless_ws::event::RequestContext;
 use stateless_ws::ids::{ConnectionId, RoomId};
-use stateless_ws::queue::{Dispatched, FanoutQueue, RoomDispatch};
+use stateless_ws::queue::{Dispatched, FanoutPlanner, RoomDispatch};
 
 use crate::Chat;
 
 impl Chat {
     /// The queue of one invocation: this event's management endpoint for records that name
     /// none (written by older code).
-    pub(crate) fn queue_for(&self, ctx: &RequestContext) -> Option<FanoutQueue> {
+    pub(crate) fn queue_for(&self, ctx: &RequestContext) -> Option<FanoutPlanner> {
         let queue = self.queue.as_ref()?;
         Some(match self.endpoint_for(ctx) {
-            Some(endpoint) => queue.with_default_endpoint(endpoint),
+            Some(endpoint) => queue.clone().with_default_endpoint(endpoint),
             None => queue.clone(),
         })
     }

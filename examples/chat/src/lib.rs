@@ -62,7 +62,7 @@ use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
 use stateless_ws::ids::{RoomId, UserId};
-use stateless_ws::queue::{Dispatched, FanoutQueue};
+use stateless_ws::queue::{Dispatched, FanoutPlanner};
 use stateless_ws::store::Membership;
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
 
@@ -154,7 +154,7 @@ pub struct Chat {
     store: Arc<dyn ConnectionStore>,
     broadcaster: Broadcaster,
     config: ChatConfig,
-    queue: Option<FanoutQueue>,
+    queue: Option<FanoutPlanner>,
 }
 
 /// Keys a client may not put in a message: the sender is the connection's identity.
@@ -178,7 +178,7 @@ impl Chat {
     /// Fans out through `queue` the rooms larger than [`ChatConfig::queue_above`]; workers
     /// (`lambda_fanout_worker`, or `InMemoryQueue::spawn_workers` locally) deliver.
     #[must_use]
-    pub fn with_queue(mut self, queue: FanoutQueue) -> Self {
+    pub fn with_queue(mut self, queue: FanoutPlanner) -> Self {
         self.queue = Some(queue);
         self
     }
@@ -216,7 +216,7 @@ impl Chat {
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
                 let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
-                chat = chat.with_queue(FanoutQueue::new(store, Arc::new(queue)));
+                chat = chat.with_queue(FanoutPlanner::new(store, Arc::new(queue)));
             }
             _ if queued => {
                 return Err(Error::Config {

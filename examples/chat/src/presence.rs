@@ -25,7 +25,7 @@ impl Chat {
         deadline: Option<Instant>,
     ) -> Broadcaster {
         let mut broadcaster = match deadline {
-            Some(d) => self.broadcaster.with_deadline(d),
+            Some(d) => self.broadcaster.clone().with_deadline(d),
             None => self.broadcaster.clone(),
         };
         if let Some(endpoint) = self.endpoint_for(ctx) {
