@@ -181,6 +181,7 @@ impl ApiGatewaySender {
     }
 
     /// Number of SDK clients built so far (one per distinct endpoint).
+    #[doc(hidden)]
     pub fn cached_clients(&self) -> usize {
         self.clients
             .read()

@@ -53,7 +53,7 @@
 //!     .await?;
 //! assert_eq!(report.delivered, [ConnectionId::new("b=")?]);
 //! assert_eq!(report.gone, [ConnectionId::new("c=")?]);
-//! assert_eq!(report.cleaned_records, 1); // c= is out of every room
+//! assert_eq!(report.removed.len(), 1); // c= is out of every room
 //! assert_eq!(store.room_connections(&room).await?.len(), 2);
 //! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
 //! ```
@@ -75,9 +75,9 @@ use source::{RoomSource, Source};
 #[cfg(feature = "apigw")]
 mod apigw;
 mod config;
-mod fan_out;
 mod limiter;
 mod payload;
+mod pool;
 mod recording;
 mod report;
 mod sender;
@@ -250,7 +250,7 @@ impl Broadcaster {
                 default_endpoint: self.default_endpoint.clone(),
                 first,
             });
-            let report = self.fan_out(source, payload).await;
+            let report = self.deliver(source, payload).await;
             tracing::Span::current().record("targets", report.targets());
             Ok(report)
         }
@@ -271,7 +271,7 @@ impl Broadcaster {
             let connections = self.store.user_connections(user).await?;
             tracing::Span::current().record("targets", connections.len());
             Ok(self
-                .fan_out(self.list(connections.iter().map(Target::from)), payload)
+                .deliver(self.list(connections.iter().map(Target::from)), payload)
                 .await)
         }
         .instrument(span)
@@ -294,7 +294,7 @@ impl Broadcaster {
                 Source::Room(_) => 0,
             }
         );
-        self.fan_out(source, payload).instrument(span).await
+        self.deliver(source, payload).instrument(span).await
     }
 
     /// A list source: duplicates dropped, the default endpoint filled in.
@@ -351,7 +351,7 @@ impl Broadcaster {
         self.store.remove_connections(&old).await
     }
 
-    async fn fan_out(&self, source: Source, payload: &Payload) -> BroadcastReport {
+    async fn deliver(&self, source: Source, payload: &Payload) -> BroadcastReport {
         let started = Instant::now();
 
         // Posting stops early enough to leave the cleanup its reserved slice of the deadline.
@@ -362,7 +362,7 @@ impl Broadcaster {
             let left = deadline.saturating_duration_since(started);
             deadline - self.config.cleanup_reserve.min(left / 2)
         });
-        let mut report = fan_out::run(
+        let mut report = pool::run(
             Arc::clone(&self.sender),
             payload.clone(),
             self.config.clone(),
@@ -388,7 +388,6 @@ impl Broadcaster {
             };
             match outcome {
                 Ok(removed) => {
-                    report.cleaned_records = removed.len();
                     report.removed = removed;
                 }
                 Err(e) => {
@@ -405,7 +404,7 @@ impl Broadcaster {
             failed = report.failed.len(),
             not_attempted = report.not_attempted.len(),
             retries = report.retries,
-            cleaned = report.cleaned_records,
+            cleaned = report.removed.len(),
             stopped_early = report.stopped_early,
             duration_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
             "fan-out finished"

@@ -54,9 +54,6 @@ pub struct BroadcastReport {
     pub listing_error: Option<Error>,
     /// Retries made, over all connections.
     pub retries: u64,
-    /// Records removed from the store for the gone connections (all their rooms):
-    /// `removed.len()`.
-    pub cleaned_records: usize,
     /// The records the cleanup removed (every room of every gone connection), e.g. to
     /// announce the departures with
     /// [`Presence::departed`](crate::presence::Presence::departed).
@@ -122,7 +119,7 @@ impl fmt::Display for BroadcastReport {
             self.targets(),
             self.delivered_count,
             self.gone.len(),
-            self.cleaned_records,
+            self.removed.len(),
             self.failed.len(),
             self.not_attempted.len(),
             self.retries,

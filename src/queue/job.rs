@@ -17,7 +17,7 @@
 //!   of quotes and control characters grows when escaped; base64 always grows by a third);
 //! - `targets` are the connections, each with its management endpoint when the record names one.
 //!
-//! Sizes are exact: [`JobPacker`] knows the byte length of the body it will write before adding a
+//! Sizes are exact: the packer knows the byte length of the body it will write before adding a
 //! target, so a job never exceeds the queue's message size.
 
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 
 /// The version of the job format this crate writes and reads.
-pub const JOB_VERSION: u32 = 1;
+pub(crate) const JOB_VERSION: u32 = 1;
 
 /// What a fan-out was for, carried by each of its jobs so that a job in the dead-letter queue
 /// can be understood on its own.
@@ -130,7 +130,7 @@ impl From<JobTarget> for Target {
 
 /// One shard of a queued fan-out: a payload and at most a job's worth of targets.
 ///
-/// Made by the [`FanoutPlanner`](super::FanoutPlanner) (through [`JobPacker`]) and read back by the
+/// Made by the [`FanoutPlanner`](super::FanoutPlanner) and read back by the
 /// [`FanoutWorker`](super::FanoutWorker) with [`Job::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,7 +277,7 @@ const ONE_TARGET_BOUND: usize = 450;
 /// The size of a job's body is known before each target is added (its header measured once per
 /// job, each target's JSON measured once), so the packer never writes a body over the limit.
 #[derive(Debug)]
-pub struct JobPacker {
+pub(crate) struct JobPacker {
     header: Job,
     max_targets: usize,
     max_bytes: usize,
@@ -295,7 +295,7 @@ impl JobPacker {
     ///
     /// [`Error::Config`] when not even a job of one target fits in `max_bytes` (a queue whose
     /// `MaximumMessageSize` is smaller than the payload), or `max_targets` is 0.
-    pub fn new(
+    pub(crate) fn new(
         fanout_id: impl Into<String>,
         context: JobContext,
         payload: &Payload,
@@ -356,7 +356,7 @@ impl JobPacker {
     ///
     /// [`Error::Config`] when this one target does not fit in an empty job (an endpoint longer
     /// than any API Gateway endpoint).
-    pub fn push(&mut self, target: &Target) -> Result<Option<(String, usize)>> {
+    pub(crate) fn push(&mut self, target: &Target) -> Result<Option<(String, usize)>> {
         let target = JobTarget::from(target);
         let size = serde_json::to_string(&target).map_or(usize::MAX, |j| j.len());
         let comma = usize::from(!self.targets.is_empty());
@@ -380,7 +380,7 @@ impl JobPacker {
 
     /// The body of the job being filled and its target count, if it has targets; the next job
     /// gets the next shard index.
-    pub fn finish(&mut self) -> Option<(String, usize)> {
+    pub(crate) fn finish(&mut self) -> Option<(String, usize)> {
         if self.targets.is_empty() {
             return None;
         }

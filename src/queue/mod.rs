@@ -125,15 +125,15 @@ use crate::error::Result;
 
 mod dispatch;
 mod job;
-mod memory;
+pub mod memory;
 mod planner;
 #[cfg(feature = "sqs")]
 mod sqs;
 mod worker;
 
 pub use dispatch::{Dispatched, RoomDispatch};
-pub use job::{JOB_VERSION, Job, JobContext, JobPacker};
-pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
+pub use job::{Job, JobContext};
+pub use memory::{InMemoryQueue, WorkerPool};
 pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};

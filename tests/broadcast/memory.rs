@@ -106,7 +106,7 @@ async fn single_send_reports_and_cleans_a_gone_connection() {
     sender.set_gone(&c);
     let report = b.send(c.clone(), &Payload::text("ping").unwrap()).await;
     assert_eq!(report.gone, std::slice::from_ref(&c));
-    assert_eq!(report.cleaned_records, 2);
+    assert_eq!(report.removed.len(), 2);
     assert!(store.is_empty());
 }
 
@@ -195,7 +195,7 @@ async fn posting_stops_early_enough_for_the_cleanup() {
         "at most the post in flight is cut"
     );
     assert_eq!(report.gone.len(), 10);
-    assert_eq!(report.cleaned_records, 10);
+    assert_eq!(report.removed.len(), 10);
     assert_eq!(store.room_connections(&room).await.unwrap().len(), 90);
 }
 
@@ -457,7 +457,7 @@ async fn a_gone_answer_from_a_client_still_connecting_keeps_its_record() {
         .unwrap();
     assert_eq!(report.gone.len(), 2, "{report}");
     assert_eq!(report.kept_connecting, std::slice::from_ref(&connecting));
-    assert_eq!(report.cleaned_records, 1);
+    assert_eq!(report.removed.len(), 1);
     assert!(
         store
             .membership(&connecting, &room)

@@ -222,7 +222,7 @@ async fn gone_connections_are_reported_and_removed_from_every_room() {
         .unwrap();
     assert_eq!(report.delivered, [id("alive")]);
     assert_eq!(report.gone, [id("dead")]);
-    assert_eq!(report.cleaned_records, 2, "removed from lobby and games");
+    assert_eq!(report.removed.len(), 2, "removed from lobby and games");
     assert!(store.room_connections(&games).await.unwrap().is_empty());
     assert!(report.is_success());
 }
@@ -467,7 +467,7 @@ async fn a_mixture_across_1000_connections_is_fully_accounted_for() {
         "kind 2: 1 retry, kind 3: 2, kind 4: 3"
     );
     assert_eq!(
-        report.cleaned_records,
+        report.removed.len(),
         200 + 100,
         "gone connections left both rooms"
     );

@@ -38,7 +38,7 @@ impl Chat {
     /// or this event's when the record has none (records written by older code). Rooms of more
     /// than `queue_above` recipients go through the queue when the chat has one. Connections
     /// found gone leave the table and their departures are announced (presence).
-    pub(crate) async fn fan_out_to_room(
+    pub(crate) async fn send_to_room(
         &self,
         room: &RoomId,
         message: &Value,

@@ -517,7 +517,7 @@ impl Chat {
                     json!({"type": "message", "room": room, "userId": user, "message": message});
                 let exclude = (!self.config.echo_to_sender).then_some(me);
                 let answer = match self
-                    .fan_out_to_room(&room, &outgoing, exclude, ctx, deadline)
+                    .send_to_room(&room, &outgoing, exclude, ctx, deadline)
                     .await?
                 {
                     Dispatched::InLine(report) => json!({
