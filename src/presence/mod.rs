@@ -13,6 +13,12 @@
 //!
 //! Every message is a [`PresenceEvent`]: `{"type":"presence","event":"joined"|"left"|"members",
 //! "room":…,"members":[{"memberId":…,"userId":…,"connections":N}],"at":<Unix ms>}`.
+//! A member's `memberId` is its user id, or the connection id of an anonymous connection (a
+//! member of its own); `connections` counts its live connections in the room after the change
+//! (0 in `"left"`). A snapshot lists at most
+//! [`max_listed_members`](PresenceConfig::max_listed_members) (1,000) members or 128 KB of them,
+//! and says `"truncated": true` when it stopped there. Nothing else from the records is ever
+//! sent: no authorizer context, tokens, endpoints, expiries, or the connection ids of users.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -97,6 +103,16 @@
 //! (each call then reads the room only until it has seen more than `max_room_size`
 //! recipients), and clients fall back on the snapshot. Both limits count a room as
 //! [`RoomDispatch`] does: the connections an announcement goes to, so not the one entering.
+//! The chat example sets it from `CHAT_PRESENCE_MAX_ROOM_SIZE`.
+//!
+//! # IAM
+//!
+//! A `$connect` or `$disconnect` function that announces presence posts: grant it
+//! `execute-api:ManageConnections` on this API's `@connections` only
+//! (`arn:aws:execute-api:REGION:ACCOUNT:API_ID/STAGE/POST/@connections/*`), and the reads
+//! presence makes — `dynamodb:Query` (the `userId` and room indexes) and `dynamodb:GetItem` —
+//! plus `dynamodb:BatchWriteItem` where it may remove connections an announcement found gone.
+//! The chat example's SAM template does exactly that (its README has the IAM table).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

@@ -18,6 +18,23 @@
 //! | [`InMemoryQueue`] | always | tests, the local gateway, demos: SQS's semantics in one process |
 //! | `SqsQueue` | `sqs` | production: an Amazon SQS standard queue with a dead-letter queue |
 //!
+//! In production SQS and Lambda's event source mapping are the scheduler; the crate adds none:
+//!
+//! ```text
+//! send route ── FanoutPlanner::enqueue_broadcast ──▶ SQS queue ──▶ worker Lambda × R ──▶ @connections
+//!   (answers "queued" at once)                      │ jobs of ≤ 500 targets   (FanoutWorker → Broadcaster)
+//!                                                   └─▶ dead-letter queue after maxReceiveCount
+//! ```
+//!
+//! The planner runs on `SqsQueue::from_env_with(&sdk_config)?` (`FANOUT_QUEUE_URL`; the
+//! `SqsQueue` docs have the example and the IAM actions), and the worker is a few lines with
+//! `lambda::sqs::run(worker)` (features `lambda` + `sqs`; see
+//! `examples/chat/src/bin/lambda_fanout_worker.rs`). The worker answers `batchItemFailures`, so
+//! map the event source with `FunctionResponseTypes: [ReportBatchItemFailures]`.
+//!
+//! The example below runs the same planner and workers in one process, on an
+//! [`InMemoryQueue`] — SQS's semantics (visibility timeout, redelivery, dead letters) without AWS:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
@@ -66,6 +83,29 @@
 //! [`Presence`](crate::presence::Presence) and the chat example send through it, so a room is
 //! "large" by the same count everywhere.
 //!
+//! Where to put `queue_above`: in-line while a room's fan-out fits well inside what the caller
+//! can wait — a route has 29 s, and one invocation posts about 2,000 messages/s (see the
+//! broadcaster's [limits](crate::broadcast#when-one-invocation-is-not-enough)) — queued when a
+//! room can outgrow that, or when the caller must answer at once. The chat example does both:
+//! rooms above `CHAT_QUEUE_ABOVE` members go through the queue (`cargo run -p chat --
+//! --queue-above 0` queues every room, on an [`InMemoryQueue`]).
+//!
+//! # Measured
+//!
+//! `cargo bench --all-features --bench queue`: 10,000 connections, a stand-in management API
+//! answering after 5 ms, the real SDK client and SigV4 on loopback, 2 cores shared by
+//! everything:
+//!
+//! | | time | deliveries/s | the caller waits |
+//! |---|---|---|---|
+//! | in-line broadcast | 1.38 s | 7,241 | 1.38 s |
+//! | queued, 1 in-process worker | 1.79 s | 5,574 | 8.5 ms |
+//! | queued, 4 in-process workers | 2.05 s | 4,874 | 8.5 ms |
+//!
+//! On one machine more workers add no CPU — signing and HTTP are the bound — so these numbers
+//! show the cost of the queue, not its gain; the gain is the caller's wait (10,000 members
+//! enqueue in 8.5 ms) and, on Lambda, R workers with a CPU each.
+//!
 //! # Sizes
 //!
 //! A job carries the payload (≤ 128 KB, as text or — when JSON escaping would make it longer —
@@ -76,6 +116,10 @@
 //! targets with a full 128 KB payload). Jobs are sent [`MAX_BATCH_ENTRIES`] (10) at a time and
 //! at most [`MAX_BATCH_BYTES`] (1 MiB) per call, SQS's `SendMessageBatch` limits; entries the
 //! queue fails are sent again with backoff, [`QueueConfig::send_attempts`] times.
+//! A failure part-way is [`Error::Enqueue`](crate::Error::Enqueue)`{ queued_jobs,
+//! queued_targets, .. }`: what was queued will be delivered. Tell `SqsQueue` the queue's size
+//! with `FANOUT_QUEUE_MAX_MESSAGE_BYTES`, or let `read_max_message_bytes()` read the queue's
+//! `MaximumMessageSize`.
 //!
 //! # Delivery semantics
 //!
@@ -89,6 +133,8 @@
 //!   as a smaller **remainder** job (`generation` + 1) before the original is acknowledged, so
 //!   a retry never re-sends what was delivered. If the remainder cannot be enqueued, the whole
 //!   job is reported failed and redelivered: duplicates stay bounded by one job.
+//!   Tested: a worker killed mid-job (1,000 targets, jobs of 100) left no target without a copy
+//!   and caused about 50 duplicates (at most one job).
 //! - **Poison jobs go to the dead-letter queue.** A body that is not a job, a job past
 //!   [`QueueConfig::max_generations`], or a job that made no progress (every post refused with
 //!   403, or throttled throughout) fails, and the queue redelivers it until its

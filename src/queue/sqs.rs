@@ -23,6 +23,23 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
 /// a `SenderFault` entry is not retryable (the message is refused as it is), the others are.
 /// The SDK's own retries handle throttled or failed calls first.
 ///
+/// ```no_run
+/// # async fn f(store: std::sync::Arc<dyn stateless_ws::store::ConnectionStore>,
+/// #            sdk: stateless_ws::aws_config::SdkConfig) -> stateless_ws::Result<()> {
+/// use std::sync::Arc;
+/// use stateless_ws::broadcast::Payload;
+/// use stateless_ws::queue::{FanoutPlanner, SqsQueue};
+/// use stateless_ws::RoomId;
+///
+/// // FANOUT_QUEUE_URL names the queue; region and credentials come from `sdk`.
+/// let planner = FanoutPlanner::new(store, Arc::new(SqsQueue::from_env_with(&sdk)?));
+/// let queued = planner
+///     .enqueue_broadcast(&RoomId::new("general")?, &Payload::text("hello")?, None)
+///     .await?;
+/// println!("{} targets in {} jobs", queued.targets, queued.jobs);
+/// # Ok(()) }
+/// ```
+///
 /// IAM: `sqs:SendMessage` on the queue (it authorizes `SendMessageBatch`), plus
 /// `sqs:GetQueueAttributes` only for [`read_max_message_bytes`](Self::read_max_message_bytes).
 /// The SQS-triggered worker also needs `sqs:ReceiveMessage`, `sqs:DeleteMessage`,

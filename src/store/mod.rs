@@ -10,6 +10,22 @@
 //! | `DynamoDbStore` | `dynamodb` (default) | production: the table shared with every handler and service |
 //!
 //! Handlers hold an `Arc<dyn ConnectionStore>` so the backend is chosen once, at start-up.
+//!
+//! # The table
+//!
+//! In production one DynamoDB table is the routing table, shared by every handler and every
+//! service that pushes: one item per (connection, room) — `connectionId` (partition key),
+//! `roomId` (sort key, `room#<name>`), `userId`, `connectedAt`, `ttl` and the optional
+//! `managementEndpoint` — with a `roomId-index` and a `userId-index`. Its layout is the one the
+//! original Python Lambda handlers of this design (boto3) use, so both can run against one table
+//! while you move handler by handler. The rustdoc of `DynamoDbStore` (feature `dynamodb`) has the
+//! full schema, the `aws dynamodb create-table` command, the IAM actions of each operation, and
+//! what is consistent when; `DynamoDbStore::ensure_table()` creates the table for you.
+//! [`env`](crate::env) lists the variables `DynamoDbStore::from_env` reads
+//! (`CONNECTIONS_TABLE`, the index names, `CONNECTION_TTL_SECONDS`).
+//!
+//! Every record expires: DynamoDB deletes expired items lazily (often days late), so every read
+//! of every backend filters on the expiry; a record written without one never expires.
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;

@@ -44,8 +44,9 @@ const LIVE_FILTER: &str = "attribute_not_exists(#ttl) OR #ttl > :now";
 ///
 /// # Table layout
 ///
-/// The same table the Python version of this design reads and writes, so the two can share it
-/// while you switch handler by handler. One item per (connection, room):
+/// The same table the Python version of this design (the original Lambda handlers, written with
+/// boto3) reads and writes, so the two can share it while you switch handler by handler. One
+/// item per (connection, room):
 ///
 /// | attribute | type | role |
 /// |---|---|---|
@@ -87,6 +88,14 @@ const LIVE_FILTER: &str = "attribute_not_exists(#ttl) OR #ttl > :now";
 /// [`ensure_table`](DynamoDbStore::ensure_table) also needs `dynamodb:CreateTable`,
 /// `dynamodb:DescribeTable`, `dynamodb:DescribeTimeToLive` and `dynamodb:UpdateTimeToLive`;
 /// grant those to set-up tooling, not to handlers.
+///
+/// # Configuration
+///
+/// [`from_env`](DynamoDbStore::from_env) and `from_env_with(&sdk_config)` read
+/// `CONNECTIONS_TABLE` (required), `CONNECTIONS_ROOM_INDEX`, `CONNECTIONS_USER_INDEX` and
+/// `CONNECTION_TTL_SECONDS` (7,200 s, API Gateway's maximum connection duration): see
+/// [`env`](crate::env). Region, credentials and endpoints come from the AWS SDK's chain
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB` for a local server, ...).
 ///
 /// # Consistency and expiry
 ///
