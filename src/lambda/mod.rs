@@ -52,6 +52,25 @@
 //!
 //! The invocation never fails from API Gateway's point of view: the status carries the outcome.
 //! On `$connect` a non-2xx status refuses the connection with that status.
+//!
+//! # Troubleshooting
+//!
+//! - **A client is refused with 500 on `$connect`.** The handler failed (the log has the error)
+//!   or returned an error mapped to 5xx; 4xx answers carry the reason in their body.
+//! - **No logs.** Install a subscriber: [`init_tracing`] at the top of `main` (level from
+//!   `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`); without one nothing is logged.
+//! - **`MissingSigningRegion` / no region.** The SDK found no region: set `AWS_REGION` (Lambda
+//!   sets it) or `aws_config::defaults(..).region(..)`.
+//! - **Nothing delivered, `not_attempted` full.** The broadcaster's deadline had passed:
+//!   with `with_deadline(lambda::deadline(&context))`, less than about 750 ms was left (the
+//!   250 ms [`DEADLINE_MARGIN`] plus the broadcaster's cleanup reserve); a budget of zero or in
+//!   the past attempts nothing.
+//! - **The deployed function is old, or missing.** cargo-lambda writes
+//!   `target/lambda/<bin>/bootstrap` under `CARGO_TARGET_DIR` when that is set: point the
+//!   template's `CodeUri` there.
+//! - **`Runtime.InvalidEntrypoint` / `exec format error`.** An x86_64 binary on an arm64
+//!   function (or the reverse): build with `cargo lambda build --arm64` for
+//!   `Architectures: [arm64]`.
 
 use std::convert::Infallible;
 use std::fmt;

@@ -116,8 +116,8 @@
 //! targets with a full 128 KB payload). Jobs are sent [`MAX_BATCH_ENTRIES`] (10) at a time and
 //! at most [`MAX_BATCH_BYTES`] (1 MiB) per call, SQS's `SendMessageBatch` limits; entries the
 //! queue fails are sent again with backoff, [`QueueConfig::send_attempts`] times.
-//! A failure part-way is [`Error::Enqueue`](crate::Error::Enqueue)`{ queued_jobs,
-//! queued_targets, .. }`: what was queued will be delivered. Tell `SqsQueue` the queue's size
+//! A failure part-way is [`Error::Enqueue`](crate::Error::Enqueue), with the `queued_jobs` and
+//! `queued_targets` so far: what was queued will be delivered. Tell `SqsQueue` the queue's size
 //! with `FANOUT_QUEUE_MAX_MESSAGE_BYTES`, or let `read_max_message_bytes()` read the queue's
 //! `MaximumMessageSize`.
 //!
