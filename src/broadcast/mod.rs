@@ -319,7 +319,7 @@ impl Broadcaster {
         payload: &Payload,
         exclude: Option<&ConnectionId>,
     ) -> Result<BroadcastReport> {
-        let span = tracing::info_span!("broadcast", room = %room, targets = tracing::field::Empty);
+        let span = tracing::info_span!("broadcast", room = %room, store = %self.store, sender = %self.sender, targets = tracing::field::Empty);
         async {
             // The first page is read before anything is sent: a room that cannot be listed is
             // the call's error. The rest is read while the workers post.
@@ -346,8 +346,7 @@ impl Broadcaster {
     ///
     /// Only when the user's connections cannot be listed.
     pub async fn notify_user(&self, user: &UserId, payload: &Payload) -> Result<BroadcastReport> {
-        let span =
-            tracing::info_span!("notify_user", user = %user, targets = tracing::field::Empty);
+        let span = tracing::info_span!("notify_user", user = %user, store = %self.store, sender = %self.sender, targets = tracing::field::Empty);
         async {
             let connections = self.store.user_connections(user).await?;
             tracing::Span::current().record("targets", connections.len());
@@ -370,6 +369,7 @@ impl Broadcaster {
         let source = self.list(targets.into_iter().map(Into::into));
         let span = tracing::info_span!(
             "send_to",
+            sender = %self.sender,
             targets = match &source {
                 Source::List(t) => t.len(),
                 Source::Room(_) => 0,

@@ -143,7 +143,7 @@ impl FanoutPlanner {
         exclude: Option<&ConnectionId>,
     ) -> Result<Enqueued> {
         let mut run = self.start(JobContext::room(room.clone()), payload)?;
-        let span = tracing::info_span!("enqueue_broadcast", %room, fanout_id = %run.fanout_id);
+        let span = tracing::info_span!("enqueue_broadcast", %room, fanout_id = %run.fanout_id, store = %self.store, queue = %self.queue);
         async {
             let mut cursor = None;
             loop {
@@ -173,7 +173,7 @@ impl FanoutPlanner {
     /// As [`enqueue_broadcast`](Self::enqueue_broadcast).
     pub async fn enqueue_notify_user(&self, user: &UserId, payload: &Payload) -> Result<Enqueued> {
         let mut run = self.start(JobContext::user(user.clone()), payload)?;
-        let span = tracing::info_span!("enqueue_notify_user", %user, fanout_id = %run.fanout_id);
+        let span = tracing::info_span!("enqueue_notify_user", %user, fanout_id = %run.fanout_id, store = %self.store, queue = %self.queue);
         async {
             let connections = match self.store.user_connections(user).await {
                 Ok(c) => c,
@@ -205,7 +205,7 @@ impl FanoutPlanner {
         let run = self.start(context, payload);
         async move {
             let mut run = run?;
-            let span = tracing::info_span!("enqueue_targets", fanout_id = %run.fanout_id);
+            let span = tracing::info_span!("enqueue_targets", fanout_id = %run.fanout_id, queue = %self.queue);
             async {
                 for target in targets {
                     run.push(self, target).await?;

@@ -152,6 +152,7 @@ impl FanoutWorker {
         let summary = JobSummary::from(&job);
         let span = tracing::info_span!(
             "fanout_job",
+            queue = %self.queue,
             fanout_id = %summary.fanout_id,
             shard = summary.shard,
             generation = summary.generation,
