@@ -2,12 +2,7 @@
 //! (checked here, character for character), and that handler works — in a unit-style test with
 //! `Context::default()`, and through the local gateway with real WebSocket clients, behind the
 //! `lambda::service` adapter as in Lambda.
-#![cfg(all(
-    feature = "lambda",
-    feature = "local",
-    feature = "dynamodb",
-    feature = "apigw"
-))]
+#![cfg(all(feature = "lambda", feature = "dynamodb", feature = "apigw"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -24,9 +19,9 @@ use lambda_handler::App;
 use serde_json::Value;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, RecordingSender};
 use stateless_ws::lambda::{self, Context};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{Authorizer, ConnectEvent, ConnectionId, MessageEvent, RoomId, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, handler};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 

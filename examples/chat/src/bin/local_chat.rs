@@ -35,10 +35,10 @@ use axum::routing::{get, post};
 use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
 use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, handler};
 
 const PAGE: &str = include_str!("../../static/index.html");
 

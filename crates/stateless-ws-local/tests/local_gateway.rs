@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 use stateless_ws::{Membership, RoomId, RouteResponse, WebSocketEvent};
+use stateless_ws_local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -190,9 +190,7 @@ async fn management_client(gateway: &RunningGateway) -> aws_sdk_apigatewaymanage
 }
 
 /// The error code and HTTP status of an SDK error.
-fn code_and_status<E>(
-    err: &aws_sdk_apigatewaymanagement::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> (String, u16)
+fn code_and_status<E>(err: &aws_sdk_apigatewaymanagement::error::SdkError<E>) -> (String, u16)
 where
     E: aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata + std::fmt::Debug,
 {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use futures_util::StreamExt;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{Membership, RoomId, RouteResponse, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, RunningGateway, handler};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
