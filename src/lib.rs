@@ -73,7 +73,7 @@
 //! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
-//! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `queue::handle_sqs_event` for the SQS-triggered worker |
+//! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment

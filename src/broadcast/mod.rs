@@ -174,11 +174,12 @@ impl Broadcaster {
     /// - the cleanup runs until `deadline`; if it cannot finish, the report's `cleanup_error`
     ///   says so.
     ///
-    /// In a Lambda, pass the invocation deadline minus a small margin for returning.
+    /// In a Lambda: `broadcaster.with_deadline(lambda::deadline(&context))` (feature `lambda`),
+    /// the invocation's deadline less a margin for the answer. `None` means no deadline.
     #[must_use]
-    pub fn with_deadline(&self, deadline: std::time::Instant) -> Self {
+    pub fn with_deadline(&self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
         let mut copy = self.clone();
-        copy.deadline = Some(Instant::from_std(deadline));
+        copy.deadline = deadline.into().map(Instant::from_std);
         copy
     }
 

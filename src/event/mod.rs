@@ -94,8 +94,6 @@ mod fault;
 mod headers;
 mod identity;
 mod kinds;
-#[cfg(feature = "lambda")]
-mod lambda;
 mod parse;
 mod response;
 

@@ -8,7 +8,7 @@
 //!    [`Job`]s of at most [`QueueConfig::targets_per_job`] targets (500 by default) that fit the
 //!    queue's message size, sends them to a [`JobQueue`] in batches, and returns
 //!    [`Enqueued`]` { fanout_id, jobs, targets }` — in milliseconds for a room of thousands;
-//! 2. [`FanoutWorker`]s — an SQS-triggered Lambda in production (`handle_sqs_event`, features
+//! 2. [`FanoutWorker`]s — an SQS-triggered Lambda in production (`lambda::sqs::run`, features
 //!    `lambda` + `sqs`), tokio tasks on an [`InMemoryQueue`] locally ([`WorkerPool`]) — each
 //!    deliver one job at a time through an ordinary [`Broadcaster`](crate::broadcast::Broadcaster)
 //!    (retries, throttling, Gone cleanup, deadline).
@@ -115,8 +115,6 @@ pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
 pub use planner::{Enqueued, FanoutQueue, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
-#[cfg(all(feature = "sqs", feature = "lambda"))]
-pub use worker::handle_sqs_event;
 pub use worker::{FanoutWorker, JobOutcome, JobSummary};
 
 /// The most entries in one [`JobQueue::send_batch`] call: SQS `SendMessageBatch`'s 10.

@@ -88,7 +88,7 @@ impl JobOutcome {
 /// Delivers fan-out jobs: [`process`](Self::process) one body at a time. Cheap to clone.
 ///
 /// The worker's [`Broadcaster`] does the posting — concurrency, throttling, retries, Gone
-/// cleanup, and the deadline (in a Lambda, `with_lambda_deadline`, feature `lambda`).
+/// cleanup, and the deadline ([`with_deadline`](Self::with_deadline)).
 /// The queue is where remainders go: the same queue the jobs come from.
 #[derive(Clone)]
 pub struct FanoutWorker {
@@ -129,21 +129,12 @@ impl FanoutWorker {
 
     /// A copy whose deliveries end by `deadline` (see
     /// [`Broadcaster::with_deadline`]): targets not attempted by then go to the remainder.
+    /// In a Lambda: `worker.with_deadline(lambda::deadline(&context))` (feature `lambda`;
+    /// `lambda::sqs::run` does it for you). `None` means no deadline.
     #[must_use]
-    pub fn with_deadline(&self, deadline: std::time::Instant) -> Self {
+    pub fn with_deadline(&self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
         Self {
             broadcaster: self.broadcaster.with_deadline(deadline),
-            ..self.clone()
-        }
-    }
-
-    /// A copy that stops delivering [`DEADLINE_MARGIN`](crate::lambda::DEADLINE_MARGIN) before
-    /// this invocation's deadline (see `Broadcaster::with_lambda_deadline`).
-    #[cfg(feature = "lambda")]
-    #[must_use]
-    pub fn with_lambda_deadline(&self, context: &crate::lambda::Context) -> Self {
-        Self {
-            broadcaster: self.broadcaster.with_lambda_deadline(context),
             ..self.clone()
         }
     }
@@ -291,51 +282,4 @@ impl FanoutWorker {
             }
         }
     }
-}
-
-/// Handles an SQS-triggered invocation: each record's body is a job for `worker`, processed one
-/// after another; the answer lists the records to retry (`batchItemFailures`, by `messageId`).
-/// The event source mapping needs `FunctionResponseTypes: [ReportBatchItemFailures]`, or Lambda
-/// retries the whole batch.
-///
-/// Give `worker` the invocation's deadline first
-/// ([`FanoutWorker::with_lambda_deadline`]); jobs not reached by then are reported as failures
-/// and come back.
-///
-/// ```no_run
-/// use stateless_ws::lambda::{Context, LambdaError, LambdaEvent};
-/// use stateless_ws::queue::{FanoutWorker, handle_sqs_event};
-/// # async fn run(worker: FanoutWorker) -> Result<(), LambdaError> {
-/// lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent<_>| {
-///     let worker = worker.with_lambda_deadline(&event.context);
-///     async move { Ok::<_, LambdaError>(handle_sqs_event(&worker, event.payload).await) }
-/// }))
-/// .await
-/// # }
-/// ```
-#[cfg(all(feature = "lambda", feature = "sqs"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "lambda", feature = "sqs"))))]
-pub async fn handle_sqs_event(
-    worker: &FanoutWorker,
-    event: aws_lambda_events::sqs::SqsEvent,
-) -> aws_lambda_events::sqs::SqsBatchResponse {
-    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
-    for record in event.records {
-        let Some(message_id) = record.message_id else {
-            // Lambda always sends one; without it the record cannot be reported.
-            tracing::error!("an SQS record without messageId; skipped");
-            continue;
-        };
-        let outcome = match record.body.as_deref() {
-            Some(body) => worker.process(body).await,
-            None => JobOutcome::Failed {
-                job: None,
-                error: Error::invalid_body("fan-out job: the SQS record has no body", None),
-            },
-        };
-        if !outcome.is_ack() {
-            response.add_failure(message_id);
-        }
-    }
-    response
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::QueueAttributeName;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, QueueConfig, SqsQueue, handle_sqs_event};
+use stateless_ws::lambda::sqs::handle_sqs_event;
+use stateless_ws::queue::{FanoutQueue, FanoutWorker, QueueConfig, SqsQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore};
 use stateless_ws::{Membership, RoomId};
 

@@ -189,7 +189,7 @@ async fn the_sqs_handler_reports_the_failed_records_by_message_id() {
         {"messageId": "m-empty", "receiptHandle": "r3", "eventSource": "aws:sqs"}
     ]}))
     .unwrap();
-    let response = stateless_ws::queue::handle_sqs_event(&worker, event).await;
+    let response = stateless_ws::lambda::sqs::handle_sqs_event(&worker, event).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()

@@ -1,46 +1,28 @@
 //! What the Lambda binaries share, on the library's adapter (`stateless_ws::lambda`):
-//! configuration read once at start-up (a clear error instead of a panic at the first request),
-//! the fan-out deadline, and the answer to an event of the wrong kind.
+//! configuration read once at start-up (a clear error instead of a panic at the first request).
+//! Each binary's handler takes its own event type (`ConnectEvent`, `DisconnectEvent`,
+//! `MessageEvent`); the adapter answers an event of another type with 400.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
-use stateless_ws::event::EventType;
-use stateless_ws::lambda::{self, Adapter, Context, LambdaError};
-use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+use stateless_ws::lambda::{self, Adapter, Context, LambdaError, RouteEvent};
+use stateless_ws::{Result, RouteResponse};
 
 use crate::Chat;
 
-/// The instant by which a fan-out must stop starting posts: the invocation's deadline minus
-/// [`lambda::DEADLINE_MARGIN`] for the cleanup. `None` when the context carries no deadline
-/// (tests, some local runners): then nothing is cut short.
-pub fn fan_out_deadline(context: &Context) -> Option<Instant> {
-    lambda::deadline(context).map(|at| at.checked_sub(lambda::DEADLINE_MARGIN).unwrap_or(at))
-}
-
-/// A 400 for an event this function does not serve (a route wired to the wrong function).
-pub fn wrong_route(event: &WebSocketEvent, serves: EventType) -> RouteResponse {
-    RouteResponse::error(
-        400,
-        format!(
-            "invalid WebSocket event: field `requestContext.eventType`: is {}, but this function serves {serves} events",
-            event.event_type()
-        ),
-    )
-}
-
 /// `handler` with its chat, as the `lambda_runtime` service the binaries run (and their tests
 /// call with `Context::default()`).
-pub fn adapter<F, Fut>(
+pub fn adapter<E, F, Fut>(
     chat: Arc<Chat>,
     handler: F,
-) -> Adapter<impl Fn(WebSocketEvent, Context) -> Fut + Clone>
+) -> Adapter<impl Fn(E, Context) -> Fut + Clone + Send + Sync + 'static, E>
 where
-    F: Fn(Arc<Chat>, WebSocketEvent, Context) -> Fut + Clone,
+    E: RouteEvent,
+    F: Fn(Arc<Chat>, E, Context) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
-    lambda::service(move |event, context| handler(Arc::clone(&chat), event, context))
+    lambda::service(move |event: E, context| handler(Arc::clone(&chat), event, context))
 }
 
 /// Reads the configuration from the environment once, then serves invocations with `handler`.
@@ -49,9 +31,10 @@ where
 /// # Errors
 ///
 /// The configuration error, or what `lambda_runtime` returns.
-pub async fn run<F, Fut>(handler: F) -> std::result::Result<(), LambdaError>
+pub async fn run<E, F, Fut>(handler: F) -> std::result::Result<(), LambdaError>
 where
-    F: Fn(Arc<Chat>, WebSocketEvent, Context) -> Fut + Clone,
+    E: RouteEvent,
+    F: Fn(Arc<Chat>, E, Context) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
     lambda::init_tracing();

@@ -11,20 +11,17 @@ use std::sync::Arc;
 
 use chat::Chat;
 use chat::lambda as support;
-use stateless_ws::event::EventType;
 use stateless_ws::lambda::{Context, LambdaError};
-use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+use stateless_ws::{ConnectEvent, Result, RouteResponse};
 
-/// The handler: plain async code over its dependencies, tested without Lambda below.
+/// The handler: plain async code over its dependencies, tested without Lambda below. It takes
+/// `ConnectEvent`s only: the adapter answers any other event with 400.
 async fn handle(
     chat: Arc<Chat>,
-    event: WebSocketEvent,
+    connect: ConnectEvent,
     _context: Context,
 ) -> Result<RouteResponse> {
-    match event {
-        WebSocketEvent::Connect(connect) => chat.on_connect(&connect).await,
-        other => Ok(support::wrong_route(&other, EventType::Connect)),
-    }
+    chat.on_connect(&connect).await
 }
 
 #[tokio::main]

@@ -9,19 +9,16 @@ use std::sync::Arc;
 
 use chat::Chat;
 use chat::lambda as support;
-use stateless_ws::event::EventType;
 use stateless_ws::lambda::{Context, LambdaError};
-use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+use stateless_ws::{DisconnectEvent, Result, RouteResponse};
 
+/// Takes `DisconnectEvent`s only: the adapter answers any other event with 400.
 async fn handle(
     chat: Arc<Chat>,
-    event: WebSocketEvent,
+    disconnect: DisconnectEvent,
     _context: Context,
 ) -> Result<RouteResponse> {
-    match event {
-        WebSocketEvent::Disconnect(disconnect) => chat.on_disconnect(&disconnect).await,
-        other => Ok(support::wrong_route(&other, EventType::Disconnect)),
-    }
+    chat.on_disconnect(&disconnect).await
 }
 
 #[tokio::main]

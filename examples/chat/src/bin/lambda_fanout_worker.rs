@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster};
-use stateless_ws::lambda::{self, LambdaError, LambdaEvent};
-use stateless_ws::queue::{FanoutWorker, SqsQueue, handle_sqs_event};
+use stateless_ws::lambda::{self, LambdaError};
+use stateless_ws::queue::{FanoutWorker, SqsQueue};
 use stateless_ws::store::DynamoDbStore;
 
 /// Everything from the environment, once at start-up.
@@ -29,11 +28,6 @@ async fn worker() -> stateless_ws::Result<FanoutWorker> {
     ))
 }
 
-async fn handle(worker: &FanoutWorker, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-    let worker = worker.with_lambda_deadline(&event.context);
-    handle_sqs_event(&worker, event.payload).await
-}
-
 #[tokio::main]
 async fn main() -> Result<(), LambdaError> {
     lambda::init_tracing();
@@ -44,18 +38,14 @@ async fn main() -> Result<(), LambdaError> {
             return Err(e.into());
         }
     };
-    let worker = &worker;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, LambdaError>(handle(worker, event).await)
-    }))
-    .await
+    lambda::sqs::run(worker).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use stateless_ws::broadcast::{Payload, RecordingSender};
-    use stateless_ws::lambda::Context;
+    use stateless_ws::lambda::sqs::{Event as SqsEvent, handle_sqs_event};
     use stateless_ws::queue::{FanoutQueue, InMemoryQueue};
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
     use stateless_ws::{ConnectionId, Membership, RoomId};
@@ -84,7 +74,7 @@ mod tests {
             {"messageId": "2", "receiptHandle": "r2", "body": "oops", "eventSource": "aws:sqs"}
         ]}))
         .unwrap();
-        let response = handle(&worker, LambdaEvent::new(event, Context::default())).await;
+        let response = handle_sqs_event(&worker, event).await;
         assert_eq!(response.batch_item_failures.len(), 1);
         assert_eq!(response.batch_item_failures[0].item_identifier, "2");
         assert_eq!(sender.total_delivered(), 3);

@@ -11,18 +11,12 @@ use std::sync::Arc;
 
 use chat::Chat;
 use chat::lambda as support;
-use stateless_ws::event::EventType;
-use stateless_ws::lambda::{Context, LambdaError};
-use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+use stateless_ws::lambda::{self, Context, LambdaError};
+use stateless_ws::{MessageEvent, Result, RouteResponse};
 
-async fn handle(chat: Arc<Chat>, event: WebSocketEvent, context: Context) -> Result<RouteResponse> {
-    match event {
-        WebSocketEvent::Message(message) => {
-            chat.on_message(&message, support::fan_out_deadline(&context))
-                .await
-        }
-        other => Ok(support::wrong_route(&other, EventType::Message)),
-    }
+/// Takes `MessageEvent`s only: the adapter answers any other event with 400.
+async fn handle(chat: Arc<Chat>, message: MessageEvent, context: Context) -> Result<RouteResponse> {
+    chat.on_message(&message, lambda::deadline(&context)).await
 }
 
 #[tokio::main]

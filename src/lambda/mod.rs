@@ -1,24 +1,30 @@
-//! Lambda glue (feature `lambda`): write `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`
-//! and get the rest — parsing, error mapping, tracing spans, the response shape — for free.
+//! Lambda glue (feature `lambda`): write `async fn(ConnectEvent, Context) -> Result<RouteResponse>`
+//! (or any other event type, or [`WebSocketEvent`] for all three) and get the rest — parsing,
+//! error mapping, tracing spans, the response shape — for free. Everything that touches
+//! `lambda_runtime` or `aws_lambda_events` lives here:
+//!
+//! | item | for |
+//! |---|---|
+//! | [`run`], [`service`], [`Adapter`] | a WebSocket route's function (`$connect`, `$disconnect`, messages) |
+//! | [`RouteHandler`] | what the adapter is, object-safe: `stateless-ws-local`'s gateway runs the same value in-process |
+//! | [`deadline`], [`DEADLINE_MARGIN`] | the invocation's deadline for [`Broadcaster::with_deadline`](crate::broadcast::Broadcaster::with_deadline) and the queue worker |
+//! | [`status_for`], [`error_response`] | how a handler error becomes the answer |
+//! | `sqs` (with feature `sqs`) | the SQS-triggered fan-out worker: `lambda::sqs::run(worker)` |
+//! | conversions | from `aws_lambda_events`' `ApiGatewayWebsocketProxyRequest`, to and from its `ApiGatewayProxyResponse` |
 //!
 //! Built on the crates a Rust Lambda already uses: [`lambda_runtime`] 1.x (its [`Context`] and
-//! [`run`](lambda_runtime::run) loop) and `aws_lambda_events` 1.x (conversions from its
-//! `ApiGatewayWebsocketProxyRequest` and to its `ApiGatewayProxyResponse`). Version 0.x of
+//! [`run`](lambda_runtime::run) loop) and `aws_lambda_events` 1.x. Version 0.x of
 //! `aws_lambda_events` is a different crate to the compiler: use 1.x.
 //!
 //! ```no_run
 //! use stateless_ws::lambda::{self, Context};
-//! use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+//! use stateless_ws::{ConnectEvent, Result, RoomId, RouteResponse};
 //!
-//! async fn handle(event: WebSocketEvent, _context: Context) -> Result<RouteResponse> {
-//!     match event {
-//!         WebSocketEvent::Connect(connect) => {
-//!             // `?` on a bad room answers 400 and refuses the connection (see below).
-//!             let _room = stateless_ws::RoomId::new(connect.query("room").unwrap_or("lobby"))?;
-//!             Ok(RouteResponse::ok())
-//!         }
-//!         _ => Ok(RouteResponse::ok()),
-//!     }
+//! // A function wired to `$connect` only: it takes a `ConnectEvent`.
+//! async fn handle(connect: ConnectEvent, _context: Context) -> Result<RouteResponse> {
+//!     // `?` on a bad room answers 400 and refuses the connection (see below).
+//!     let _room = RoomId::new(connect.query("room").unwrap_or("lobby"))?;
+//!     Ok(RouteResponse::ok())
 //! }
 //!
 //! #[tokio::main]
@@ -28,10 +34,15 @@
 //! }
 //! ```
 //!
+//! One function for every route takes [`WebSocketEvent`] and matches on it.
+//!
 //! # What the adapter does with each invocation
 //!
-//! 1. Reads the payload as a [`WebSocketEvent`]. A payload that is not an API Gateway WebSocket
-//!    event is answered with 400 (and a warning naming the field), not a Lambda error.
+//! 1. Reads the payload as the handler's event type ([`RouteEvent`]: [`WebSocketEvent`],
+//!    [`ConnectEvent`], [`DisconnectEvent`] or [`MessageEvent`]). A payload that is not an API
+//!    Gateway WebSocket event, or an event of another type than the handler takes (a route wired
+//!    to the wrong function), is answered with 400 and a warning naming the field, not a Lambda
+//!    error.
 //! 2. Calls the handler inside a `tracing` span `websocket` with `event_type`, `route` and
 //!    `connection_id` (lambda_runtime's own span adds the request id).
 //! 3. Turns `Err(error)` into a [`RouteResponse`] with [`status_for`]'s status — 400 for invalid
@@ -45,10 +56,10 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tracing::Instrument;
@@ -56,33 +67,62 @@ use tracing::Instrument;
 pub use lambda_runtime::{Context, Error as LambdaError, LambdaEvent};
 
 use crate::error::{Error, Result};
-use crate::event::{RouteResponse, WebSocketEvent};
+use crate::event::{
+    ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
+};
 
-/// The time kept free before a Lambda's deadline by [`Broadcaster::with_lambda_deadline`]: 250 ms,
-/// for the function's answer. The broadcaster keeps its own
-/// [`cleanup_reserve`](crate::broadcast::BroadcastConfig::cleanup_reserve) (500 ms) before that
-/// for the Gone cleanup, so posting stops about 750 ms before the invocation's deadline.
-///
-/// [`Broadcaster::with_lambda_deadline`]: crate::broadcast::Broadcaster::with_lambda_deadline
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+mod deadline;
+mod events;
+#[cfg(feature = "sqs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqs")))]
+pub mod sqs;
 
-/// The invocation's deadline as an [`Instant`], from [`Context::deadline`] (epoch milliseconds).
-///
-/// `None` when the context carries none: `deadline == 0`, as in `Context::default()` in tests
-/// and in local runners that leave it out. That means "no deadline", never "no time left". A
-/// deadline already in the past gives `Instant::now()`.
-///
-/// ```
-/// use stateless_ws::lambda::{deadline, Context};
-/// assert!(deadline(&Context::default()).is_none());
-/// ```
-pub fn deadline(context: &Context) -> Option<Instant> {
-    if context.deadline == 0 {
-        return None;
+pub use deadline::{DEADLINE_MARGIN, deadline};
+
+/// An event type a handler can take: [`WebSocketEvent`] (any), or one of [`ConnectEvent`],
+/// [`DisconnectEvent`], [`MessageEvent`] for a function wired to those routes only. Sealed.
+pub trait RouteEvent: TryFrom<Value, Error = Error> + Send + 'static + sealed::Sealed {
+    /// The event's `requestContext`.
+    fn request_context(&self) -> &RequestContext;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::event::WebSocketEvent {}
+    impl Sealed for crate::event::ConnectEvent {}
+    impl Sealed for crate::event::DisconnectEvent {}
+    impl Sealed for crate::event::MessageEvent {}
+}
+
+impl RouteEvent for WebSocketEvent {
+    fn request_context(&self) -> &RequestContext {
+        self.context()
     }
-    let at = UNIX_EPOCH + Duration::from_millis(context.deadline);
-    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-    Some(Instant::now() + left)
+}
+
+macro_rules! route_event {
+    ($($ty:ident),*) => {$(
+        impl RouteEvent for $ty {
+            fn request_context(&self) -> &RequestContext {
+                &self.context
+            }
+        }
+    )*};
+}
+route_event!(ConnectEvent, DisconnectEvent, MessageEvent);
+
+/// A route's function, object-safe: the event as API Gateway sends it (JSON) and the
+/// invocation's [`Context`] in, the integration's answer out. Never fails: errors are answers.
+///
+/// [`service`] makes one ([`Adapter`]); `stateless-ws-local`'s gateway takes any, so the
+/// handler a Lambda runs is the one the local gateway runs.
+pub trait RouteHandler: Send + Sync + 'static {
+    /// Handles one invocation.
+    fn call(
+        &self,
+        payload: Value,
+        context: Context,
+    ) -> Pin<Box<dyn Future<Output = RouteResponse> + Send + 'static>>;
 }
 
 /// The HTTP status a handler error becomes (the default of [`Adapter::on_error`]).
@@ -122,38 +162,55 @@ pub fn error_response(error: &Error) -> RouteResponse {
 
 type OnError = Arc<dyn Fn(&Error) -> RouteResponse + Send + Sync>;
 
-/// A `lambda_runtime` service around a WebSocket handler; see the [module docs](self).
+/// A `lambda_runtime` service around a WebSocket handler taking events of type `E`; see the
+/// [module docs](self).
 ///
-/// Made by [`service`]; give it to [`lambda_runtime::run`] (or use [`run`]).
-#[derive(Clone)]
-pub struct Adapter<F> {
+/// Made by [`service`]; give it to [`lambda_runtime::run`] (or use [`run`]), or to
+/// `stateless-ws-local`'s gateway as a [`RouteHandler`].
+pub struct Adapter<F, E = WebSocketEvent> {
     handler: F,
     on_error: OnError,
+    event: PhantomData<fn() -> E>,
 }
 
-impl<F> fmt::Debug for Adapter<F> {
+impl<F: Clone, E> Clone for Adapter<F, E> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            on_error: Arc::clone(&self.on_error),
+            event: PhantomData,
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for Adapter<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Adapter").finish_non_exhaustive()
+        f.debug_struct("Adapter")
+            .field("event", &std::any::type_name::<E>())
+            .finish_non_exhaustive()
     }
 }
 
 /// Wraps `handler` into a `lambda_runtime` service taking any JSON payload.
 ///
-/// The handler may be an `async fn(WebSocketEvent, Context) -> Result<RouteResponse>` or a closure
-/// returning such a future (clone shared state into it: `move |event, ctx| { let app = app.clone();
-/// async move { app.handle(event, ctx).await } }`).
-pub fn service<F, Fut>(handler: F) -> Adapter<F>
+/// The handler may be an `async fn(E, Context) -> Result<RouteResponse>` — `E` being
+/// [`WebSocketEvent`] or one event type ([`RouteEvent`]), inferred from the function — or a
+/// closure returning such a future (clone shared state into it: `move |event: WebSocketEvent,
+/// ctx| { let app = app.clone(); async move { app.handle(event, ctx).await } }`).
+pub fn service<E, F, Fut>(handler: F) -> Adapter<F, E>
 where
-    F: Fn(WebSocketEvent, Context) -> Fut,
+    E: RouteEvent,
+    F: Fn(E, Context) -> Fut,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
     Adapter {
         handler,
         on_error: Arc::new(error_response),
+        event: PhantomData,
     }
 }
 
-impl<F> Adapter<F> {
+impl<F, E> Adapter<F, E> {
     /// Replaces how a handler error becomes the answer (default [`error_response`]).
     #[must_use]
     pub fn on_error(
@@ -172,38 +229,56 @@ impl<F> Adapter<F> {
         context: Context,
     ) -> impl Future<Output = RouteResponse> + Send + 'static
     where
-        F: Fn(WebSocketEvent, Context) -> Fut,
+        E: RouteEvent,
+        F: Fn(E, Context) -> Fut,
         Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
     {
         invoke(&self.handler, &self.on_error, payload, context)
     }
 }
 
-fn invoke<F, Fut>(
+impl<F, E, Fut> RouteHandler for Adapter<F, E>
+where
+    E: RouteEvent,
+    F: Fn(E, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
+{
+    fn call(
+        &self,
+        payload: Value,
+        context: Context,
+    ) -> Pin<Box<dyn Future<Output = RouteResponse> + Send + 'static>> {
+        Box::pin(invoke(&self.handler, &self.on_error, payload, context))
+    }
+}
+
+fn invoke<E, F, Fut>(
     handler: &F,
     on_error: &OnError,
     payload: Value,
     context: Context,
 ) -> impl Future<Output = RouteResponse> + Send + 'static
 where
-    F: Fn(WebSocketEvent, Context) -> Fut,
+    E: RouteEvent,
+    F: Fn(E, Context) -> Fut,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
     let on_error = Arc::clone(on_error);
-    let parsed = WebSocketEvent::try_from(payload);
+    let parsed = E::try_from(payload);
     let call = parsed.map(|event| {
+        let request = event.request_context();
         let span = tracing::info_span!(
             "websocket",
-            event_type = %event.event_type(),
-            route = event.route_key().unwrap_or(""),
-            connection_id = %event.connection_id(),
+            event_type = %request.event_type,
+            route = request.route_key.as_deref().unwrap_or(""),
+            connection_id = %request.connection_id,
         );
         (handler(event, context), span)
     });
     async move {
         match call {
             Err(error) => {
-                tracing::warn!(%error, "the payload is not an API Gateway WebSocket event");
+                tracing::warn!(%error, "the payload is not an API Gateway WebSocket event this function serves");
                 on_error(&error)
             }
             Ok((future, span)) => async move {
@@ -227,9 +302,9 @@ where
 }
 
 /// The error and its causes, one after another: `Display` shows one layer only.
-fn error_chain(error: &Error) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -238,9 +313,10 @@ fn error_chain(error: &Error) -> String {
     text
 }
 
-impl<F, Fut> lambda_runtime::Service<LambdaEvent<Value>> for Adapter<F>
+impl<F, E, Fut> lambda_runtime::Service<LambdaEvent<Value>> for Adapter<F, E>
 where
-    F: Fn(WebSocketEvent, Context) -> Fut,
+    E: RouteEvent,
+    F: Fn(E, Context) -> Fut,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
     type Response = RouteResponse;
@@ -265,9 +341,10 @@ where
 /// What `lambda_runtime::run` returns (the Runtime API failed). It panics, as `lambda_runtime`
 /// does, when the Lambda environment variables are missing — i.e. outside Lambda or a local
 /// runner such as `cargo lambda watch`.
-pub async fn run<F, Fut>(handler: F) -> std::result::Result<(), LambdaError>
+pub async fn run<E, F, Fut>(handler: F) -> std::result::Result<(), LambdaError>
 where
-    F: Fn(WebSocketEvent, Context) -> Fut,
+    E: RouteEvent,
+    F: Fn(E, Context) -> Fut,
     Fut: Future<Output = Result<RouteResponse>> + Send + 'static,
 {
     lambda_runtime::run(service(handler)).await
@@ -278,68 +355,6 @@ where
 /// is JSON. Call it once at the top of `main`; without a subscriber nothing is logged.
 pub fn init_tracing() {
     lambda_runtime::tracing::init_default_subscriber();
-}
-
-impl From<RouteResponse> for aws_lambda_events::apigw::ApiGatewayProxyResponse {
-    fn from(response: RouteResponse) -> Self {
-        let mut proxy = Self::default();
-        proxy.status_code = i64::from(response.status_code);
-        proxy.body = response.body.map(aws_lambda_events::encodings::Body::Text);
-        proxy
-    }
-}
-
-impl TryFrom<aws_lambda_events::apigw::ApiGatewayProxyResponse> for RouteResponse {
-    type Error = Error;
-
-    /// Keeps the status and the body; headers are dropped (API Gateway does not pass them to
-    /// WebSocket clients).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPayload`] when the status is not an HTTP status (100..=599) or the body is
-    /// binary and not UTF-8.
-    fn try_from(proxy: aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Result<Self> {
-        use aws_lambda_events::encodings::Body;
-        let status = u16::try_from(proxy.status_code)
-            .ok()
-            .filter(|s| (100..=599).contains(s))
-            .ok_or_else(|| Error::InvalidPayload {
-                reason: format!("statusCode {} is not an HTTP status", proxy.status_code),
-            })?;
-        let body = match proxy.body {
-            None | Some(Body::Empty) => None,
-            Some(Body::Text(text)) => Some(text),
-            Some(Body::Binary(bytes)) => {
-                Some(String::from_utf8(bytes).map_err(|_| Error::InvalidPayload {
-                    reason: "the response body is binary, not UTF-8 text".to_owned(),
-                })?)
-            }
-            Some(_) => {
-                return Err(Error::InvalidPayload {
-                    reason: "the response body is of a kind this version does not know".to_owned(),
-                });
-            }
-        };
-        Ok(RouteResponse {
-            status_code: status,
-            body,
-        })
-    }
-}
-
-impl crate::broadcast::Broadcaster {
-    /// A copy whose deadline is [`DEADLINE_MARGIN`] before this invocation's: the fan-out and
-    /// its Gone cleanup finish by then (posting stops `cleanup_reserve` earlier), leaving time
-    /// for the answer. With no deadline in `context`
-    /// (`Context::default()`, some local runners) the copy has none either: everything is sent.
-    #[must_use]
-    pub fn with_lambda_deadline(&self, context: &Context) -> Self {
-        match deadline(context) {
-            Some(at) => self.with_deadline(at.checked_sub(DEADLINE_MARGIN).unwrap_or(at)),
-            None => self.clone(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -401,6 +416,33 @@ mod tests {
         assert_eq!(custom.body_json()["message"], "try later (500)");
     }
 
+    #[tokio::test]
+    async fn a_typed_handler_takes_its_event_type_and_refuses_the_others() {
+        async fn on_connect(connect: ConnectEvent, _: Context) -> Result<RouteResponse> {
+            Ok(RouteResponse::text(
+                200,
+                connect.connection_id().to_string(),
+            ))
+        }
+        let adapter = service(on_connect);
+        let connect =
+            serde_json::to_value(ConnectEvent::new(ConnectionId::new("k1=").unwrap())).unwrap();
+        let ok = adapter.call(connect, Context::default()).await;
+        assert_eq!((ok.status_code, ok.body.as_deref()), (200, Some("k1=")));
+
+        let wrong = adapter.call(message("lobby"), Context::default()).await;
+        assert_eq!(wrong.status_code, 400);
+        let text = wrong.body_json()["message"].as_str().unwrap().to_owned();
+        assert!(text.contains("requestContext.eventType"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_adapter_is_an_object_safe_route_handler() {
+        let handlers: Vec<Arc<dyn RouteHandler>> = vec![Arc::new(service(echo))];
+        let answer = RouteHandler::call(&*handlers[0], message("lobby"), Context::default()).await;
+        assert_eq!(answer.body.as_deref(), Some("lobby"));
+    }
+
     #[test]
     fn statuses() {
         let gone = Error::Gone {
@@ -412,24 +454,6 @@ mod tests {
             413
         );
         assert_eq!(status_for(&crate::RoomId::new("").unwrap_err()), 400);
-    }
-
-    #[test]
-    fn deadline_zero_is_none_and_a_past_deadline_is_now() {
-        let mut context = Context::default();
-        assert_eq!(deadline(&context), None);
-        context.deadline = 1; // 1970
-        let d = deadline(&context).unwrap();
-        assert!(d <= Instant::now());
-        let in_10s = SystemTime::now() + Duration::from_secs(10);
-        context.deadline =
-            u64::try_from(in_10s.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
-        let d = deadline(&context).unwrap();
-        let left = d - Instant::now();
-        assert!(
-            left > Duration::from_secs(9) && left <= Duration::from_secs(10),
-            "{left:?}"
-        );
     }
 
     #[test]
