@@ -5,7 +5,8 @@
 //! - [`LocalGateway`] in your tests and demos: it accepts WebSocket clients on loopback,
 //!   builds for each connect, message and close the event API Gateway would send
 //!   ([`stateless_ws::WebSocketEvent`] — the same JSON a Lambda receives, which
-//!   `aws_lambda_events` parses too), calls your in-process handlers by route key, and serves
+//!   `aws_lambda_events` parses too), calls your handlers by route key — the very
+//!   [`RouteHandler`](stateless_ws::lambda::RouteHandler) your Lambda runs, in process — and serves
 //!   the Management API (`POST|GET|DELETE /{stage}/@connections/{id}`) on the same port, so
 //!   `stateless_ws::broadcast::ApiGatewaySender` — the AWS SDK's own client — works against it
 //!   unchanged;
@@ -19,21 +20,28 @@
 //!
 //! ## In-process handlers
 //!
+//! A route's handler is what the Lambda function runs: `lambda::service(handle)` — the same
+//! value `lambda::run(handle)` serves in Lambda. The gateway calls it as Lambda does: the event
+//! as JSON, and a `Context` with a fresh `request_id` and a `deadline` 29 s (the integration
+//! timeout) away.
+//!
 //! ```
-//! use stateless_ws::{RouteResponse, WebSocketEvent};
-//! use stateless_ws_local::{LocalGateway, LocalGatewayConfig, handler};
+//! use stateless_ws::lambda::{self, Context};
+//! use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+//! use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
+//!
+//! // The function's handler: accept each connect, echo each message to its sender.
+//! async fn handle(event: WebSocketEvent, _context: Context) -> Result<RouteResponse> {
+//!     match event {
+//!         WebSocketEvent::Message(message) => Ok(RouteResponse::text(200, message.body_text()?)),
+//!         _ => Ok(RouteResponse::ok()),
+//!     }
+//! }
+//!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! // One handler for every route: accept each connect, echo each message to its sender.
+//! // One function for every route, as a single Lambda serving all routes sees them.
 //! let gateway = LocalGateway::new(LocalGatewayConfig::default())
-//!     .default_handler(handler(|event: WebSocketEvent| async move {
-//!         match event {
-//!             WebSocketEvent::Message(message) => match message.body_text() {
-//!                 Ok(text) => RouteResponse::text(200, text),
-//!                 Err(e) => RouteResponse::error(400, e.to_string()),
-//!             },
-//!             _ => RouteResponse::ok(),
-//!         }
-//!     }))
+//!     .default_handler(lambda::service(handle))
 //!     .bind("127.0.0.1:0".parse().unwrap())
 //!     .await?;
 //! println!("clients: {}  management API: {}", gateway.ws_url(), gateway.management_endpoint());
@@ -123,8 +131,7 @@ mod template;
 pub mod test_util;
 
 pub use gateway::{
-    Handler, LocalGateway, LocalGatewayConfig, MAX_MESSAGE_SIZE, RunningGateway, ShutdownReport,
-    handler,
+    LocalGateway, LocalGatewayConfig, MAX_MESSAGE_SIZE, RunningGateway, ShutdownReport,
 };
 pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
 pub use template::{

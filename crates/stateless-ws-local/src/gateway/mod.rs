@@ -4,12 +4,14 @@
 //! upgrade, the per-connection socket loop and its close codes), `context.rs` (what API Gateway
 //! would send: connection ids, request contexts, events, route selection), `management.rs`
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
-//! `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the REQUEST
-//! authorizer and its IAM policy).
+//! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
+//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the
+//! REQUEST authorizer and its IAM policy).
 
 mod authorizer;
 mod connection;
 mod context;
+mod in_process;
 mod invoke;
 mod management;
 mod time;
@@ -19,9 +21,7 @@ pub(crate) use invoke::{FunctionTarget, InvokeEndpoint};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,10 +30,12 @@ use axum::routing::{any, get};
 use tokio::sync::watch;
 
 use connection::{Live, upgrade};
+use in_process::InProcess;
 use invoke::Answer;
 use management::{management, unknown_path};
-use stateless_ws::event::{RouteResponse, WebSocketEvent};
+use stateless_ws::event::WebSocketEvent;
 use stateless_ws::ids::ConnectionId;
+use stateless_ws::lambda::RouteHandler;
 use stateless_ws::{Error, Result};
 
 /// [`Error::Config`] with `message`: the error of every invalid setting of the gateway.
@@ -45,20 +47,6 @@ pub(crate) fn config_error(message: impl Into<String>) -> Error {
 
 /// The largest message API Gateway accepts: 128 KB.
 pub const MAX_MESSAGE_SIZE: usize = 131_072;
-
-/// A boxed route handler: an event in, the integration's response out.
-pub type Handler = Arc<
-    dyn Fn(WebSocketEvent) -> Pin<Box<dyn Future<Output = RouteResponse> + Send>> + Send + Sync,
->;
-
-/// Wraps an async closure as a [`Handler`].
-pub fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(WebSocketEvent) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = RouteResponse> + Send + 'static,
-{
-    Arc::new(move |event| Box::pin(f(event)))
-}
 
 /// Settings of a [`LocalGateway`]; defaults are API Gateway's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,14 +155,14 @@ impl Shared {
 /// Invoke API.
 #[derive(Clone)]
 enum Route {
-    Handler(Handler),
+    Handler(InProcess),
     Function(Box<FunctionTarget>),
 }
 
 /// Calls what serves `route_key`; `None` when nothing does.
 async fn call(shared: &Shared, route_key: &str, event: WebSocketEvent) -> Option<Answer> {
     match shared.routes.get(route_key)? {
-        Route::Handler(handler) => Some(Answer::Response(handler(event).await)),
+        Route::Handler(function) => Some(function.call(&event).await),
         Route::Function(target) => Some(target.call(&event).await),
     }
 }
@@ -211,9 +199,20 @@ impl LocalGateway {
 
     /// Registers `handler` for `route_key` (`$connect`, `$disconnect`, `$default`, or a value of
     /// the route selection field such as `join`).
-    pub fn route(mut self, route_key: impl Into<String>, handler: Handler) -> Self {
-        self.routes
-            .insert(route_key.into(), Route::Handler(handler));
+    ///
+    /// The handler is what a Lambda function runs — [`lambda::service(handle)`](stateless_ws::lambda::service),
+    /// or any [`RouteHandler`] — and is called as Lambda calls it: with the event API Gateway
+    /// would send, as JSON, and a [`Context`](stateless_ws::lambda::Context) whose `deadline` is the
+    /// integration timeout (29 s) from now, with a fresh `request_id` and a function named
+    /// `{api_id}-{route}` (`local-connect`, `local-join`) in `invoked_function_arn` and
+    /// `env_config`.
+    pub fn route(self, route_key: impl Into<String>, handler: impl RouteHandler) -> Self {
+        self.route_arc(route_key.into(), Arc::new(handler))
+    }
+
+    fn route_arc(mut self, route_key: String, handler: Arc<dyn RouteHandler>) -> Self {
+        let function = InProcess::new(handler, &self.config.api_id, &route_key);
+        self.routes.insert(route_key, Route::Handler(function));
         self
     }
 
@@ -244,10 +243,11 @@ impl LocalGateway {
     /// Registers `handler` for `$connect`, `$disconnect` and `$default` — with the route
     /// selection falling back to `$default`, every event reaches it (what a single Lambda
     /// serving all routes sees).
-    pub fn default_handler(self, handler: Handler) -> Self {
-        self.route("$connect", Arc::clone(&handler))
-            .route("$disconnect", Arc::clone(&handler))
-            .route("$default", handler)
+    pub fn default_handler(self, handler: impl RouteHandler) -> Self {
+        let handler: Arc<dyn RouteHandler> = Arc::new(handler);
+        self.route_arc("$connect".to_owned(), Arc::clone(&handler))
+            .route_arc("$disconnect".to_owned(), Arc::clone(&handler))
+            .route_arc("$default".to_owned(), handler)
     }
 
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
