@@ -15,7 +15,7 @@
 //!   the functions through a local runner's Lambda Invoke API (`cargo lambda watch`,
 //!   `sam local start-lambda`, MiniStack), REQUEST authorizer included.
 //!
-//! With the `test-util` feature, [`test_util::FakeManagementApi`] stands in for the
+//! With the `test-util` feature, `test_util::FakeManagementApi` stands in for the
 //! Management API alone, with injectable faults (410, 429, hangs, delays).
 //!
 //! ## In-process handlers
@@ -101,6 +101,7 @@
 //! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
 //! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //! | a route integrated with a Lambda function | a template's `AWS_PROXY` integration, served by [`LocalApi::gateway`] (and the binary): the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
+//! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; the gateway does not cut a handler off at the deadline |
 //! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
 //! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | the template's `AWS::ApiGatewayV2::Authorizer`, served by [`LocalApi::gateway`]; same |
 //!
