@@ -109,7 +109,11 @@ struct Setup {
 async fn setup(delay: Duration, n: usize) -> Setup {
     let endpoint = start_server(delay).await;
     let config = common::local_sdk_config().await;
-    let sender = Arc::new(ApiGatewaySender::with_endpoint(&config, &endpoint).unwrap());
+    let sender = Arc::new(
+        ApiGatewaySender::new(&config)
+            .with_default_endpoint(&endpoint)
+            .unwrap(),
+    );
     let store = Arc::new(InMemoryStore::new());
     let room = RoomId::new(format!("room-{n}")).unwrap();
     let mut targets = Vec::with_capacity(n);

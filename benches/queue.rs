@@ -7,7 +7,7 @@
 //!
 //! Measured in the same run:
 //! - `queued_fanout/inline/10000`: one broadcast, concurrency 64 (the baseline);
-//! - `queued_fanout/queued_w{1,4}/10000`: `FanoutQueue::enqueue_broadcast` then until the queue
+//! - `queued_fanout/queued_w{1,4}/10000`: `FanoutPlanner::enqueue_broadcast` then until the queue
 //!   is empty, W workers of concurrency 64 each;
 //! - `queued_fanout/enqueue_only/10000`: what the caller waits for — planning and enqueueing the
 //!   20 jobs, without delivering them.
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use means::{mean, note};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId};
 use stateless_ws_local::test_util::FakeManagementApi;
@@ -49,9 +49,9 @@ async fn setup() -> Setup {
     let fake = FakeManagementApi::start("bench").await;
     fake.set_quiet();
     fake.set_delay(DELAY);
-    let sender =
-        ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
-            .unwrap();
+    let sender = ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap();
     // DynamoDB's 1 MB pages hold about this many records.
     let store = Arc::new(InMemoryStore::new().with_page_size(3_000));
     let room = RoomId::new("big").unwrap();
@@ -108,7 +108,7 @@ fn bench_queue(c: &mut Criterion) {
                 let (s, payload, name) = (&s, payload.clone(), name.clone());
                 async move {
                     let queue = Arc::new(InMemoryQueue::new());
-                    let planner = FanoutQueue::new(s.store.clone(), queue.clone());
+                    let planner = FanoutPlanner::new(s.store.clone(), queue.clone());
                     let worker = FanoutWorker::new(s.broadcaster.clone(), queue.clone());
                     let pool = queue.spawn_workers(&worker, w);
                     let before = s.fake.total_deliveries();
@@ -140,7 +140,7 @@ fn bench_queue(c: &mut Criterion) {
                 let (s, payload) = (&s, payload.clone());
                 async move {
                     let queue = Arc::new(InMemoryQueue::new());
-                    let planner = FanoutQueue::new(s.store.clone(), queue.clone());
+                    let planner = FanoutPlanner::new(s.store.clone(), queue.clone());
                     let start = Instant::now();
                     for _ in 0..iters {
                         let enqueued = planner

@@ -2,8 +2,8 @@
 //!
 //! Run with: `cargo bench --all-features --bench streaming`
 //!
-//! The store is the in-memory store behind a wrapper that makes every page read take
-//! [`PAGE_DELAY`] — about a 1 MB DynamoDB `Query` page ([`PAGE_SIZE`] records of this layout); the
+//! The store is the in-memory store behind `test_util::InstrumentedStore`, which makes every
+//! page read take [`PAGE_DELAY`] — about a 1 MB DynamoDB `Query` page ([`PAGE_SIZE`] records of this layout); the
 //! sender is an in-process stand-in for the management API that answers each post after
 //! [`POST_DELAY`] and keeps nothing but counts (so it adds no memory of its own). Measured in the
 //! same run, for each room size:
@@ -32,7 +32,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use stateless_ws::broadcast::{
     BroadcastConfig, Broadcaster, ConnectionInfo, ConnectionSender, Payload, Target,
 };
-use stateless_ws::store::{ConnectionStore, InMemoryStore, Page, PageCursor};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::test_util::{InstrumentedStore, StoreOp};
 use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
 const SIZES: [usize; 2] = [10_000, 100_000];
@@ -42,55 +43,17 @@ const POST_DELAY: Duration = Duration::from_millis(1);
 const VARIANTS: [&str; 3] = ["collect_first", "stream", "stream_counts"];
 const CHILD: &str = "STATELESS_WS_STREAMING_BENCH_CHILD";
 
-/// The in-memory store, with every page read taking `PAGE_DELAY`.
-#[derive(Debug)]
-struct SlowPages(InMemoryStore);
-
-#[async_trait]
-impl ConnectionStore for SlowPages {
-    async fn join(&self, c: &Membership) -> stateless_ws::Result<()> {
-        self.0.join(c).await
-    }
-    async fn leave(&self, c: &ConnectionId, r: &RoomId) -> stateless_ws::Result<()> {
-        self.0.leave(c, r).await
-    }
-    async fn remove_connections(
-        &self,
-        c: &[ConnectionId],
-    ) -> stateless_ws::Result<Vec<Membership>> {
-        self.0.remove_connections(c).await
-    }
-    async fn room_page(
-        &self,
-        r: &RoomId,
-        cursor: Option<&PageCursor>,
-    ) -> stateless_ws::Result<Page> {
-        tokio::time::sleep(PAGE_DELAY).await;
-        self.0.room_page(r, cursor).await
-    }
-    async fn user_connections(&self, u: &UserId) -> stateless_ws::Result<Vec<Membership>> {
-        self.0.user_connections(u).await
-    }
-    async fn connection_rooms(&self, c: &ConnectionId) -> stateless_ws::Result<Vec<Membership>> {
-        self.0.connection_rooms(c).await
-    }
-    async fn membership(
-        &self,
-        c: &ConnectionId,
-        r: &RoomId,
-    ) -> stateless_ws::Result<Option<Membership>> {
-        self.0.membership(c, r).await
-    }
-    async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
-        self.0.refresh(c).await
-    }
-}
-
 /// Answers every post after `POST_DELAY`; counts posts and notes when the first one left.
 #[derive(Debug, Default)]
 struct StandIn {
     posts: AtomicU64,
     first_post: OnceLock<Instant>,
+}
+
+impl std::fmt::Display for StandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StandIn")
+    }
 }
 
 #[async_trait]
@@ -111,7 +74,7 @@ impl ConnectionSender for StandIn {
 
 struct Setup {
     room: RoomId,
-    store: Arc<SlowPages>,
+    store: Arc<InstrumentedStore>,
 }
 
 async fn setup(n: usize) -> Setup {
@@ -128,9 +91,11 @@ async fn setup(n: usize) -> Setup {
             .await
             .unwrap();
     }
+    let store = InstrumentedStore::new(Arc::new(store));
+    store.set_delay(StoreOp::RoomPage, PAGE_DELAY);
     Setup {
         room,
-        store: Arc::new(SlowPages(store)),
+        store: Arc::new(store),
     }
 }
 

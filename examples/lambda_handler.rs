@@ -44,7 +44,10 @@ impl App {
                     return Ok(RouteResponse::error(403, "not in a room"));
                 };
                 let payload = Payload::text(message.body_text()?)?;
-                let broadcaster = self.broadcaster.with_deadline(lambda::deadline(&context));
+                let broadcaster = self
+                    .broadcaster
+                    .clone()
+                    .with_deadline(lambda::deadline(&context));
                 let report = broadcaster.broadcast(&room, &payload, Some(me)).await?;
                 Ok(RouteResponse::json(
                     200,

@@ -1,18 +1,21 @@
 //! Every environment variable this crate reads, each name defined once.
 //!
-//! Only constructors named `from_env` read them; nothing else in the crate looks at the
-//! environment. An empty or all-whitespace value counts as unset; a value that is not valid
+//! Only constructors named `from_env` or `from_env_with` read them; nothing else in the crate
+//! looks at the environment. An empty or all-whitespace value counts as unset; a value that is not valid
 //! UTF-8, or does not parse, is an [`Error::Config`] naming the variable.
 //!
 //! | variable | read by | meaning | default |
 //! |---|---|---|---|
-//! | `CONNECTIONS_TABLE` | `DynamoDbStore::from_env` | the routing table's name | required |
-//! | `CONNECTIONS_ROOM_INDEX` | `DynamoDbStore::from_env` | the room GSI's name | `roomId-index` |
-//! | `CONNECTIONS_USER_INDEX` | `DynamoDbStore::from_env` | the user GSI's name | `userId-index` |
-//! | `CONNECTION_TTL_SECONDS` | `DynamoDbStore::from_env` | how long a record lives | `7200` (2 h) |
+//! | `CONNECTIONS_TABLE` | `DynamoDbStore::from_env`, `from_env_with`, `DynamoDbStoreBuilder::from_env_vars` | the routing table's name | required |
+//! | `CONNECTIONS_ROOM_INDEX` | the same | the room GSI's name | `roomId-index` |
+//! | `CONNECTIONS_USER_INDEX` | the same | the user GSI's name | `userId-index` |
+//! | `CONNECTION_TTL_SECONDS` | the same | how long a record lives | `7200` (2 h) |
 //! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
-//! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env` | the URL of the SQS queue of queued fan-out jobs | required by `from_env` |
-//! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env` | the queue's `MaximumMessageSize`: jobs are packed to fit it | `262144` (256 KiB) |
+//! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
+//! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env_with` | the queue's `MaximumMessageSize`: jobs are packed to fit it (1,024–1,048,576) | `262144` (256 KiB) |
+//!
+//! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
+//! for its store and sender (`SqsQueue::from_env_with(&config)`).
 //!
 //! Region and credentials come from the AWS SDK's own chain (`AWS_REGION`,
 //! `AWS_ACCESS_KEY_ID`, ..., `AWS_ENDPOINT_URL` for a local endpoint), read by `aws_config`.
@@ -30,7 +33,7 @@ pub const CONNECTION_TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
 /// The default management endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
 
-/// The URL of the SQS queue of queued fan-out jobs (required by `SqsQueue::from_env`).
+/// The URL of the SQS queue of queued fan-out jobs (required by `SqsQueue::from_env_with`).
 pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
 /// The fan-out queue's `MaximumMessageSize` in bytes (default 262,144): jobs are packed to fit it.
 pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES";

@@ -20,10 +20,11 @@
 //! - `lambda` (feature `lambda`) is the glue to `lambda_runtime`: write
 //!   `async fn(WebSocketEvent, Context) -> Result<RouteResponse>`, get parsing, error-to-status
 //!   mapping, tracing spans and the deadline;
-//! - [`FanoutQueue`](queue::FanoutQueue) hands rooms that outgrow one invocation to queue
+//! - [`FanoutPlanner`](queue::FanoutPlanner) hands rooms that outgrow one invocation to queue
 //!   workers: jobs of at most 500 targets on an [`InMemoryQueue`](queue::InMemoryQueue) or
 //!   (feature `sqs`) an SQS queue, delivered by [`FanoutWorker`](queue::FanoutWorker)s at least
-//!   once per job ([`queue`]);
+//!   once per job, and [`RoomDispatch`](queue::RoomDispatch) sends a room in-line or through
+//!   the queue by its size ([`queue`]);
 //! - [`Presence`](presence::Presence) announces who joined and who left a room (one member per
 //!   user, however many tabs), including connections removed by a broadcast's Gone cleanup,
 //!   and answers the member list ([`presence`]).
@@ -74,6 +75,7 @@
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
+//! | `test-util` | no | `test_util::InstrumentedStore`: wraps any store to count its calls and inject faults, latency and smaller pages in your tests |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
 //! always compiled: `--no-default-features` builds without any AWS SDK crate. Every environment
@@ -90,6 +92,7 @@
 
 mod backoff;
 pub mod broadcast;
+pub mod clock;
 pub mod env;
 pub mod error;
 pub mod event;
@@ -100,6 +103,9 @@ pub mod lambda;
 pub mod presence;
 pub mod queue;
 pub mod store;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]

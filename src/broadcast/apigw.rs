@@ -86,15 +86,6 @@ impl ApiGatewaySender {
         }
     }
 
-    /// A sender whose default endpoint is `endpoint` (`https://{domain}/{stage}`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] when `endpoint` is not an `http(s)://host/stage` URL.
-    pub fn with_endpoint(config: &aws_config::SdkConfig, endpoint: &str) -> Result<Self> {
-        Self::new(config).with_default_endpoint(endpoint)
-    }
-
     /// A sender for the API an event came from: default endpoint
     /// [`RequestContext::management_endpoint`].
     ///
@@ -106,12 +97,25 @@ impl ApiGatewaySender {
     }
 
     /// A sender configured from the environment: `aws_config`'s default chain for region and
-    /// credentials, [`env::APIGW_MANAGEMENT_URL`](crate::env::APIGW_MANAGEMENT_URL) (`APIGW_MANAGEMENT_URL`) for the default endpoint.
+    /// credentials, and the default endpoint as [`from_env_with`](Self::from_env_with) reads it.
+    /// Call it once at start-up.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env_with`](Self::from_env_with).
+    pub async fn from_env() -> Result<Self> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_env_with(&config)
+    }
+
+    /// A sender with a client from `config` (the `SdkConfig` the process shares between its
+    /// AWS clients) and [`env::APIGW_MANAGEMENT_URL`](crate::env::APIGW_MANAGEMENT_URL)
+    /// (`APIGW_MANAGEMENT_URL`) as the default endpoint.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the variable is missing or not a valid endpoint. Never panics.
-    pub async fn from_env() -> Result<Self> {
+    pub fn from_env_with(config: &aws_config::SdkConfig) -> Result<Self> {
         let endpoint = match env::var(env::APIGW_MANAGEMENT_URL)? {
             Some(v) => v,
             None => {
@@ -122,11 +126,10 @@ impl ApiGatewaySender {
                 )));
             }
         };
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::with_endpoint(&config, endpoint.trim())
+        Self::new(config).with_default_endpoint(endpoint.trim())
     }
 
-    /// The same sender (sharing its cached clients) with `endpoint` as its process-wide default:
+    /// Sets `endpoint` as the sender's process-wide default (a clone shares the cached clients):
     /// the last fallback for targets whose record names no endpoint and that no
     /// [`Broadcaster::with_default_endpoint`](crate::broadcast::Broadcaster::with_default_endpoint)
     /// covered.
@@ -134,13 +137,9 @@ impl ApiGatewaySender {
     /// # Errors
     ///
     /// [`Error::Config`] when `endpoint` is not an `http(s)://host/stage` URL.
-    pub fn with_default_endpoint(&self, endpoint: &str) -> Result<Self> {
-        let endpoint = validate_endpoint(endpoint)?;
-        Ok(Self {
-            base: self.base.clone(),
-            clients: Arc::clone(&self.clients),
-            default_endpoint: Some(endpoint.into()),
-        })
+    pub fn with_default_endpoint(mut self, endpoint: &str) -> Result<Self> {
+        self.default_endpoint = Some(validate_endpoint(endpoint)?.into());
+        Ok(self)
     }
 
     /// The default endpoint, if any.

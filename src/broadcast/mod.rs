@@ -29,20 +29,22 @@
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::time::{Duration, SystemTime};
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
+//! use stateless_ws::clock::ManualClock;
 //! use stateless_ws::store::{ConnectionStore, InMemoryStore};
 //! use stateless_ws::{Membership, ConnectionId, RoomId};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let store = Arc::new(InMemoryStore::new());
+//! let clock = ManualClock::new(SystemTime::now()); // the system clock in production
+//! let store = Arc::new(InMemoryStore::new().with_clock(clock.clone()));
 //! let sender = RecordingSender::new(); // ApiGatewaySender in production
 //! let room = RoomId::new("general")?;
-//! let an_hour_ago = 1_764_000_000; // Unix seconds: records from earlier connects
 //! for id in ["a=", "b=", "c="] {
-//!     let record = Membership::new(ConnectionId::new(id)?, room.clone()).with_connected_at(an_hour_ago);
-//!     store.join(&record).await?;
+//!     store.join(&Membership::new(ConnectionId::new(id)?, room.clone())).await?;
 //! }
 //! sender.set_gone(&ConnectionId::new("c=")?); // a client that vanished
+//! clock.advance(Duration::from_secs(3_600)); // an hour later: past the connect grace
 //!
 //! let broadcaster = Broadcaster::new(store.clone(), Arc::new(sender.clone()));
 //! let sender_id = ConnectionId::new("a=")?;
@@ -95,9 +97,10 @@ pub use sender::{ConnectionInfo, ConnectionSender, Target};
 ///
 /// The `with_*` methods ([`with_config`](Self::with_config),
 /// [`with_deadline`](Self::with_deadline), [`with_time_budget`](Self::with_time_budget),
-/// [`with_default_endpoint`](Self::with_default_endpoint)) all take `&self` and return a
-/// configured copy, leaving the original as it was: a broadcaster kept for the process lives on,
-/// and each invocation derives its own, e.g. `self.broadcaster.with_deadline(deadline)`.
+/// [`with_default_endpoint`](Self::with_default_endpoint)) are builder setters: they take
+/// `self` and return it changed, as every `with_*` in this crate does. A broadcaster kept for
+/// the process lives on, and each invocation clones its own:
+/// `self.broadcaster.clone().with_deadline(lambda::deadline(&context))`.
 ///
 /// # Delivery semantics
 ///
@@ -152,16 +155,14 @@ impl Broadcaster {
         }
     }
 
-    /// A copy with the tuning `config`.
+    /// Sets the tuning `config`.
     #[must_use]
-    pub fn with_config(&self, config: BroadcastConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
-        }
+    pub fn with_config(mut self, config: BroadcastConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// A copy whose calls end by `deadline`, whatever the endpoint does.
+    /// Makes every call end by `deadline`, whatever the endpoint does.
     ///
     /// Posting stops [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) before it (at most
     /// half the time left), so that the cleanup of gone connections still runs:
@@ -177,13 +178,12 @@ impl Broadcaster {
     /// In a Lambda: `broadcaster.with_deadline(lambda::deadline(&context))` (feature `lambda`),
     /// the invocation's deadline less a margin for the answer. `None` means no deadline.
     #[must_use]
-    pub fn with_deadline(&self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
-        let mut copy = self.clone();
-        copy.deadline = deadline.into().map(Instant::from_std);
-        copy
+    pub fn with_deadline(mut self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
+        self.deadline = deadline.into().map(Instant::from_std);
+        self
     }
 
-    /// A copy that delivers to connections whose record names no management endpoint (records
+    /// Delivers to connections whose record names no management endpoint (records
     /// written by older code) through `endpoint` — typically the current event's
     /// [`management_endpoint`](crate::RequestContext::management_endpoint). Targets that name
     /// one keep it.
@@ -192,21 +192,19 @@ impl Broadcaster {
     /// then the sender's process-wide default (`ApiGatewaySender::with_default_endpoint`, or
     /// `APIGW_MANAGEMENT_URL` read by `ApiGatewaySender::from_env`).
     #[must_use]
-    pub fn with_default_endpoint(&self, endpoint: impl Into<Arc<str>>) -> Self {
-        let mut copy = self.clone();
-        copy.default_endpoint = Some(endpoint.into());
-        copy
+    pub fn with_default_endpoint(mut self, endpoint: impl Into<Arc<str>>) -> Self {
+        self.default_endpoint = Some(endpoint.into());
+        self
     }
 
-    /// A copy with a deadline `budget` from now.
+    /// Sets a deadline `budget` from now.
     ///
     /// "Now" is Tokio's clock, so a budget follows a paused test clock
     /// (`tokio::time::pause`) exactly.
     #[must_use]
-    pub fn with_time_budget(&self, budget: Duration) -> Self {
-        let mut copy = self.clone();
-        copy.deadline = Some(Instant::now() + budget);
-        copy
+    pub fn with_time_budget(mut self, budget: Duration) -> Self {
+        self.deadline = Some(Instant::now() + budget);
+        self
     }
 
     /// The store.
@@ -327,7 +325,7 @@ impl Broadcaster {
         if grace == 0 {
             return self.store.remove_connections(gone).await;
         }
-        let now = crate::store::membership::unix_seconds(std::time::SystemTime::now());
+        let now = crate::clock::unix_seconds(self.store.clock().now());
         let mut old = Vec::with_capacity(gone.len());
         for id in gone {
             let records = self.store.connection_rooms(id).await?;

@@ -59,6 +59,12 @@ pub struct RecordingSender {
     state: Arc<Mutex<State>>,
 }
 
+impl fmt::Display for RecordingSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecordingSender")
+    }
+}
+
 impl RecordingSender {
     /// An empty recorder: every connection accepts posts.
     pub fn new() -> Self {

@@ -1,6 +1,6 @@
 //! The [`ConnectionSender`] seam: the API Gateway Management API as a trait.
 
-use std::fmt::Debug;
+use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -93,9 +93,10 @@ pub struct ConnectionInfo {
 /// | wrong endpoint, stage or IAM (403) | [`Error::Forbidden`](crate::Error::Forbidden) — stops a broadcast |
 ///
 /// Two implementations ship: [`ApiGatewaySender`](super::ApiGatewaySender) (feature `apigw`) and
-/// [`RecordingSender`](super::RecordingSender) for tests and local use.
+/// [`RecordingSender`](super::RecordingSender) for tests and local use. `Display` names the
+/// backend and its default endpoint, for logs.
 #[async_trait]
-pub trait ConnectionSender: Send + Sync + Debug + 'static {
+pub trait ConnectionSender: Send + Sync + fmt::Debug + fmt::Display + 'static {
     /// Sends `payload` to the connection as one text message.
     async fn post(&self, target: &Target, payload: &Payload) -> Result<()>;
 

@@ -5,7 +5,7 @@ use super::*;
 /// Records whose expiry has passed are invisible to every listing, though still removable.
 pub async fn expired_records_are_never_returned(store: &dyn ConnectionStore) {
     let p = unique("expired");
-    let now = unix_seconds(SystemTime::now());
+    let now = unix_seconds(store.clock().now());
     let user = UserId::new(format!("{p}-u")).unwrap();
     let (live, dead) = (conn(&p, 1), conn(&p, 2));
     let (r, other) = (room(&p, "r"), room(&p, "other"));
@@ -70,7 +70,7 @@ pub async fn join_sets_expiry_and_refresh_extends_it(store: &dyn ConnectionStore
     let p = unique("ttl");
     let c = conn(&p, 1);
     let (r1, r2, r3) = (room(&p, "r1"), room(&p, "r2"), room(&p, "r3"));
-    let start = unix_seconds(SystemTime::now());
+    let start = unix_seconds(store.clock().now());
     store
         .join(&Membership::new(c.clone(), r1.clone()))
         .await
@@ -120,4 +120,34 @@ pub async fn join_sets_expiry_and_refresh_extends_it(store: &dyn ConnectionStore
         "refresh must not create records"
     );
     store.disconnect(&c).await.unwrap();
+}
+
+/// Rule 11: a join without `connected_at` is stamped with the store's clock; one with it keeps
+/// it.
+pub async fn join_stamps_connected_at_from_the_clock(store: &dyn ConnectionStore) {
+    let p = unique("stamp");
+    let (fresh, old) = (conn(&p, 1), conn(&p, 2));
+    let r = room(&p, "r");
+    let before = unix_seconds(store.clock().now());
+    store
+        .join(&Membership::new(fresh.clone(), r.clone()))
+        .await
+        .unwrap();
+    let after = unix_seconds(store.clock().now());
+    store
+        .join(&Membership::new(old.clone(), r.clone()).with_connected_at(1_000))
+        .await
+        .unwrap();
+    let stamped = store.membership(&fresh, &r).await.unwrap().unwrap();
+    let at = stamped.connected_at.expect("join must stamp connected_at");
+    assert!(
+        (before..=after).contains(&at),
+        "connected_at {at} must be the store clock's now ({before}..={after})"
+    );
+    let kept = store.membership(&old, &r).await.unwrap().unwrap();
+    assert_eq!(
+        kept.connected_at,
+        Some(1_000),
+        "a given connected_at is kept"
+    );
 }

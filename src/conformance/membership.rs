@@ -122,7 +122,7 @@ pub async fn repeated_join_overwrites(store: &dyn ConnectionStore) {
     let r = room(&p, "r");
     let first = UserId::new(format!("{p}-first")).unwrap();
     let second = UserId::new(format!("{p}-second")).unwrap();
-    let far = unix_seconds(SystemTime::now()) + 3_600;
+    let far = unix_seconds(store.clock().now()) + 3_600;
     store
         .join(
             &Membership::new(c.clone(), r.clone())
@@ -203,7 +203,7 @@ pub async fn deletes_are_idempotent(store: &dyn ConnectionStore) {
 /// absent (another room, another connection, after leaving) or expired; `is_member` agrees.
 pub async fn membership_reads_one_record(store: &dyn ConnectionStore) {
     let p = unique("membership");
-    let now = unix_seconds(SystemTime::now());
+    let now = unix_seconds(store.clock().now());
     let user = UserId::new(format!("{p}-u")).unwrap();
     let (c, other_conn) = (conn(&p, 1), conn(&p, 2));
     let (r, expired, absent) = (room(&p, "r"), room(&p, "expired"), room(&p, "absent"));

@@ -30,9 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 
+use crate::clock::unix_seconds;
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::Membership;
-use crate::store::membership::unix_seconds;
 use crate::store::{ConnectionStore, ConnectionStoreExt};
 
 mod expiry;
@@ -40,7 +40,10 @@ mod listing;
 mod membership;
 mod paging;
 
-pub use expiry::{expired_records_are_never_returned, join_sets_expiry_and_refresh_extends_it};
+pub use expiry::{
+    expired_records_are_never_returned, join_sets_expiry_and_refresh_extends_it,
+    join_stamps_connected_at_from_the_clock,
+};
 pub use listing::{
     batch_removal_of_more_than_25, concurrent_joins_are_all_kept, large_room_is_listed_whole,
     user_listing_has_no_duplicates,
@@ -62,6 +65,7 @@ pub async fn run_all(store: &dyn ConnectionStore) {
     repeated_join_overwrites(store).await;
     expired_records_are_never_returned(store).await;
     join_sets_expiry_and_refresh_extends_it(store).await;
+    join_stamps_connected_at_from_the_clock(store).await;
     deletes_are_idempotent(store).await;
     large_room_is_listed_whole(store).await;
     batch_removal_of_more_than_25(store).await;

@@ -98,7 +98,7 @@ pub async fn expired_records_inside_pages_are_skipped(store: &dyn ConnectionStor
     const MEMBERS: usize = 40;
     let p = unique("pages-expired");
     let r = room(&p, "r");
-    let now = unix_seconds(SystemTime::now());
+    let now = unix_seconds(store.clock().now());
     let mut live = Vec::new();
     let mut every = Vec::new();
     for i in 0..MEMBERS {

@@ -44,7 +44,7 @@ pub async fn run(worker: FanoutWorker) -> Result<(), LambdaError> {
     let worker = &worker;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| async move {
-            let worker = worker.with_deadline(deadline(&event.context));
+            let worker = worker.clone().with_deadline(deadline(&event.context));
             Ok::<_, LambdaError>(handle_sqs_event(&worker, event.payload).await)
         },
     ))

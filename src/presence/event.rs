@@ -1,7 +1,6 @@
 //! [`PresenceEvent`]: the one JSON shape of presence messages, and the bounded room snapshot.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,14 +112,15 @@ pub struct PresenceEvent {
 }
 
 impl PresenceEvent {
-    /// An event of `kind` in `room` about `members`, made now.
-    pub fn new(kind: PresenceKind, room: RoomId, members: Vec<Member>) -> Self {
+    /// An event of `kind` in `room` about `members`, made at `at` (Unix milliseconds; presence
+    /// takes it from the store's [`clock`](crate::store::ConnectionStore::clock)).
+    pub fn new(kind: PresenceKind, room: RoomId, members: Vec<Member>, at: u64) -> Self {
         Self {
             tag: PresenceTag,
             event: kind,
             room,
             members,
-            at: now_ms(),
+            at,
             truncated: false,
         }
     }
@@ -160,13 +160,6 @@ impl<'de> Deserialize<'de> for PresenceTag {
             )))
         }
     }
-}
-
-/// Unix milliseconds now.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Bytes a presence event may spend on its `members`: the 128 KB payload limit minus room for
@@ -269,7 +262,7 @@ mod tests {
         assert!(!event.truncated);
         assert_eq!(serde_json::to_string(&event).unwrap(), text);
         for kind in [PresenceKind::Left, PresenceKind::Members] {
-            let e = PresenceEvent::new(kind, RoomId::new("r").unwrap(), vec![]);
+            let e = PresenceEvent::new(kind, RoomId::new("r").unwrap(), vec![], 1);
             let v = serde_json::to_value(&e).unwrap();
             assert_eq!(v["event"], kind.as_str());
             assert_eq!(serde_json::from_value::<PresenceEvent>(v).unwrap(), e);
@@ -290,6 +283,7 @@ mod tests {
             PresenceKind::Joined,
             RoomId::new("general").unwrap(),
             vec![alice, anon],
+            1_700_000_000_000,
         );
         let text = serde_json::to_string(&e).unwrap();
         for secret in [
@@ -341,6 +335,7 @@ mod tests {
             PresenceKind::Members,
             RoomId::new("r".repeat(128)).unwrap(),
             s.into_members(),
+            1_700_000_000_000,
         );
         e.truncated = true;
         assert!(e.to_payload().is_ok(), "within 128 KB");
@@ -371,6 +366,7 @@ mod tests {
                 PresenceKind::Left,
                 RoomId::new("r".repeat(128)).unwrap(),
                 part,
+                1_700_000_000_000,
             );
             assert!(e.to_payload().is_ok());
         }

@@ -88,38 +88,41 @@
 //! # Cost
 //!
 //! Announcing to a room of N members is one broadcast of N − 1 posts (streaming, or through the
-//! [`FanoutQueue`] for rooms above [`PresenceConfig::queue_above`] when one is configured), plus
-//! one index query and one record read per connection of the user. So every join and every
-//! leave costs N − 1 posts, and a room where everyone reconnects (a deploy, a network blip)
-//! costs about N² posts: 1,000 members reconnecting is about 2,000,000 posts, 200 s of the
-//! account's 10,000 requests/s. Above a few hundred members, set
-//! [`PresenceConfig::max_room_size`]: rooms larger than it get no announcements (each call then
-//! reads at most `max_room_size + 1` records to find out), and clients fall back on the
-//! snapshot.
+//! [`FanoutPlanner`] for rooms above [`PresenceConfig::queue_above`] when one is configured: the
+//! library's [`RoomDispatch`] chooses), plus one index query and one record read per connection
+//! of the user. So every join and every leave costs N − 1 posts, and a room where everyone
+//! reconnects (a deploy, a network blip) costs about N² posts: 1,000 members reconnecting is
+//! about 2,000,000 posts, 200 s of the account's 10,000 requests/s. Above a few hundred
+//! members, set [`PresenceConfig::max_room_size`]: rooms larger than it get no announcements
+//! (each call then reads the room only until it has seen more than `max_room_size`
+//! recipients), and clients fall back on the snapshot. Both limits count a room as
+//! [`RoomDispatch`] does: the connections an announcement goes to, so not the one entering.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::broadcast::{BroadcastReport, Broadcaster, Target};
+use crate::broadcast::{BroadcastReport, Broadcaster};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
-use crate::queue::{Enqueued, FanoutQueue};
+use crate::queue::{Dispatched, FanoutPlanner, RoomDispatch};
 use crate::store::{ConnectionStore, Membership};
 
 mod event;
 pub use event::{Member, PresenceEvent, PresenceKind};
-use event::{Snapshot, chunks, now_ms};
+use event::{Snapshot, chunks};
 
 /// Tuning of [`Presence`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PresenceConfig {
-    /// Rooms with more members (connections) than this get no `"joined"`/`"left"`
-    /// announcements (default `None`: every room). See the [cost](self#cost).
+    /// Rooms where an announcement would go to more connections than this (the one entering
+    /// not counted) get no `"joined"`/`"left"` announcements: [`Dispatched::TooLarge`]
+    /// (default `None`: every room). See the [cost](self#cost).
     pub max_room_size: Option<usize>,
-    /// With a queue ([`Presence::with_queue`]): rooms with more connections than this are
-    /// announced through it (default `None`: never).
+    /// With a queue ([`Presence::with_queue`]): announcements to more connections than this
+    /// (the one entering not counted) go through it, as
+    /// [`RoomDispatch::with_queue`] decides (default `None`: never).
     pub queue_above: Option<usize>,
     /// The most members a `"members"` snapshot lists (default 1,000); it also stops at 128 KB.
     /// Past either, the snapshot says `"truncated": true`.
@@ -140,19 +143,6 @@ impl Default for PresenceConfig {
     }
 }
 
-/// How one announcement went out.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Delivery {
-    /// Posted in this call (gone connections were cleaned by the broadcaster, sparing those
-    /// younger than its [`connect_grace`](crate::broadcast::BroadcastConfig::connect_grace)).
-    Inline(Box<BroadcastReport>),
-    /// Handed to the fan-out queue.
-    Queued(Enqueued),
-    /// Not sent: the room has more than [`PresenceConfig::max_room_size`] connections.
-    RoomTooLarge,
-}
-
 /// One presence event sent (or withheld) to one room.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -163,8 +153,9 @@ pub struct Announcement {
     pub kind: PresenceKind,
     /// The members it lists.
     pub members: Vec<Member>,
-    /// How it went out.
-    pub delivery: Delivery,
+    /// How it went out: in-line, queued, or withheld ([`Dispatched::TooLarge`]) above
+    /// [`PresenceConfig::max_room_size`].
+    pub delivery: Dispatched,
 }
 
 /// What a [`Presence`] call did.
@@ -195,7 +186,7 @@ pub struct PresenceReport {
 #[derive(Clone)]
 pub struct Presence {
     broadcaster: Broadcaster,
-    queue: Option<FanoutQueue>,
+    queue: Option<FanoutPlanner>,
     config: PresenceConfig,
 }
 
@@ -219,22 +210,18 @@ impl Presence {
         }
     }
 
-    /// A copy with the tuning `config`.
+    /// Sets the tuning `config`.
     #[must_use]
-    pub fn with_config(&self, config: PresenceConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
-        }
+    pub fn with_config(mut self, config: PresenceConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// A copy that announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
+    /// Announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
     #[must_use]
-    pub fn with_queue(&self, queue: FanoutQueue) -> Self {
-        Self {
-            queue: Some(queue),
-            ..self.clone()
-        }
+    pub fn with_queue(mut self, queue: FanoutPlanner) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// The tuning.
@@ -244,6 +231,11 @@ impl Presence {
 
     fn store(&self) -> &Arc<dyn ConnectionStore> {
         self.broadcaster.store()
+    }
+
+    /// Unix milliseconds by the store's clock.
+    fn now_ms(&self) -> u64 {
+        crate::clock::unix_millis(self.store().clock().now())
     }
 
     /// Announces that `record`'s connection entered its room — call it after the join is
@@ -325,7 +317,7 @@ impl Presence {
     ///
     /// When the room cannot be listed.
     pub async fn members(&self, room: &RoomId) -> Result<PresenceEvent> {
-        let at = now_ms();
+        let at = self.now_ms();
         let mut snapshot = Snapshot::new(self.config.max_listed_members);
         let mut cursor = None;
         loop {
@@ -339,9 +331,12 @@ impl Presence {
             }
         }
         let truncated = snapshot.truncated;
-        let mut event =
-            PresenceEvent::new(PresenceKind::Members, room.clone(), snapshot.into_members());
-        event.at = at;
+        let mut event = PresenceEvent::new(
+            PresenceKind::Members,
+            room.clone(),
+            snapshot.into_members(),
+            at,
+        );
         event.truncated = truncated;
         Ok(event)
     }
@@ -447,11 +442,14 @@ impl Presence {
         report: &mut PresenceReport,
     ) -> Result<Vec<Membership>> {
         let mut removed = Vec::new();
+        let dispatch = self.dispatch();
         for part in chunks(members) {
-            let event = PresenceEvent::new(kind, room.clone(), part);
+            let event = PresenceEvent::new(kind, room.clone(), part, self.now_ms());
             let payload = event.to_payload()?;
-            let delivery = self.deliver(room, &payload, exclude).await?;
-            if let Delivery::Inline(sent) = &delivery {
+            let delivery = dispatch
+                .send_within(room, &payload, exclude, self.config.max_room_size)
+                .await?;
+            if let Dispatched::InLine(sent) = &delivery {
                 report.cleaned.extend(sent.removed.iter().cloned());
                 removed.extend(sent.removed.iter().cloned());
                 for id in &sent.kept_connecting {
@@ -471,49 +469,12 @@ impl Presence {
         Ok(removed)
     }
 
-    /// One payload to the room: withheld above `max_room_size`, queued above `queue_above`,
-    /// else posted (the broadcaster's Gone cleanup, with its connect grace, included).
-    async fn deliver(
-        &self,
-        room: &RoomId,
-        payload: &crate::broadcast::Payload,
-        exclude: Option<&ConnectionId>,
-    ) -> Result<Delivery> {
-        let broadcaster = &self.broadcaster;
-        let queue_above = self.queue.as_ref().and(self.config.queue_above);
-        let Some(limit) = self.config.max_room_size.max(queue_above) else {
-            let report = broadcaster.broadcast(room, payload, exclude).await?;
-            return Ok(Delivery::Inline(Box::new(report)));
-        };
-        // Read at most `limit + 1` connections: enough to tell a small room from a large one,
-        // and a small room is sent to from what was read.
-        let mut read = 0;
-        let mut targets: Vec<Target> = Vec::new();
-        let mut cursor = None;
-        while read <= limit {
-            let page = self.store().room_page(room, cursor.as_ref()).await?;
-            read += page.records.len();
-            targets.extend(
-                page.records
-                    .iter()
-                    .filter(|r| Some(&r.connection_id) != exclude)
-                    .map(Target::from),
-            );
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+    /// How announcements leave: in-line, or above `queue_above` through the queue.
+    fn dispatch(&self) -> RoomDispatch {
+        let dispatch = RoomDispatch::new(self.broadcaster.clone());
+        match (&self.queue, self.config.queue_above) {
+            (Some(queue), Some(above)) => dispatch.with_queue(queue.clone(), above),
+            _ => dispatch,
         }
-        if self.config.max_room_size.is_some_and(|max| read > max) {
-            return Ok(Delivery::RoomTooLarge);
-        }
-        if let (Some(queue), Some(above)) = (&self.queue, queue_above)
-            && read > above
-        {
-            let enqueued = queue.enqueue_broadcast(room, payload, exclude).await?;
-            return Ok(Delivery::Queued(enqueued));
-        }
-        let report = broadcaster.send_to(targets, payload).await;
-        Ok(Delivery::Inline(Box::new(report)))
     }
 }

@@ -130,7 +130,7 @@ impl From<JobTarget> for Target {
 
 /// One shard of a queued fan-out: a payload and at most a job's worth of targets.
 ///
-/// Made by the [`FanoutQueue`](super::FanoutQueue) (through [`JobPacker`]) and read back by the
+/// Made by the [`FanoutPlanner`](super::FanoutPlanner) (through [`JobPacker`]) and read back by the
 /// [`FanoutWorker`](super::FanoutWorker) with [`Job::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -99,6 +99,12 @@ pub struct InMemoryQueue {
     max_message_bytes: usize,
 }
 
+impl fmt::Display for InMemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InMemoryQueue")
+    }
+}
+
 impl fmt::Debug for InMemoryQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();

@@ -4,7 +4,7 @@
 //! invocation that calls it: the caller's route waits for it (API Gateway gives a route 29 s),
 //! and one function's concurrency posts every message. Queued fan-out splits the work instead:
 //!
-//! 1. the [`FanoutQueue`] (the *planner*) reads the room page by page, packs the targets into
+//! 1. the [`FanoutPlanner`] (the *planner*) reads the room page by page, packs the targets into
 //!    [`Job`]s of at most [`QueueConfig::targets_per_job`] targets (500 by default) that fit the
 //!    queue's message size, sends them to a [`JobQueue`] in batches, and returns
 //!    [`Enqueued`]` { fanout_id, jobs, targets }` — in milliseconds for a room of thousands;
@@ -21,7 +21,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
-//! use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+//! use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 //! use stateless_ws::store::{ConnectionStore, InMemoryStore};
 //! use stateless_ws::{ConnectionId, Membership, RoomId};
 //!
@@ -32,7 +32,7 @@
 //!     store.join(&Membership::new(ConnectionId::new(format!("c{i}="))?, room.clone())).await?;
 //! }
 //! let queue = Arc::new(InMemoryQueue::new());
-//! let planner = FanoutQueue::new(store.clone(), queue.clone());
+//! let planner = FanoutPlanner::new(store.clone(), queue.clone());
 //! let enqueued = planner.enqueue_broadcast(&room, &Payload::text("hi")?, None).await?;
 //! assert_eq!((enqueued.jobs, enqueued.targets), (3, 1_200)); // 500 + 500 + 200
 //!
@@ -45,6 +45,26 @@
 //! assert_eq!(sender.total_delivered(), 1_200);
 //! # Ok::<(), stateless_ws::Error>(()) }).unwrap();
 //! ```
+//!
+//! # Choosing in-line or queued
+//!
+//! A queued fan-out costs a listing, the jobs and a worker's start before the first post; a
+//! small room is served sooner in-line. [`RoomDispatch`] makes the choice for each payload,
+//! from a [`Broadcaster`](crate::broadcast::Broadcaster), a [`FanoutPlanner`] and `queue_above`:
+//!
+//! - a room's size is its number of connections **other than the excluded one** (the sender):
+//!   the posts a send makes. Rooms of more than `queue_above` go through the queue, the others
+//!   in-line ([`Dispatched::InLine`] or [`Dispatched::Queued`]);
+//! - deciding reads the room only until more than `queue_above` recipients are seen, and a
+//!   small room is sent to from the records read (no second listing); `queue_above = 0` queues
+//!   every room without reading it;
+//! - [`send_within`](RoomDispatch::send_within) also withholds a room of more than `max`
+//!   recipients ([`Dispatched::TooLarge`]) from the same read:
+//!   [`Presence`](crate::presence::Presence) uses it for
+//!   [`max_room_size`](crate::presence::PresenceConfig::max_room_size).
+//!
+//! [`Presence`](crate::presence::Presence) and the chat example send through it, so a room is
+//! "large" by the same count everywhere.
 //!
 //! # Sizes
 //!
@@ -96,13 +116,14 @@
 //!
 //! The seam is [`JobQueue`]: one object-safe trait, so handlers hold `Arc<dyn JobQueue>`.
 
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 
+mod dispatch;
 mod job;
 mod memory;
 mod planner;
@@ -110,9 +131,10 @@ mod planner;
 mod sqs;
 mod worker;
 
+pub use dispatch::{Dispatched, RoomDispatch};
 pub use job::{JOB_VERSION, Job, JobContext, JobPacker};
 pub use memory::{DeadLetter, InMemoryQueue, Received, WorkerPool};
-pub use planner::{Enqueued, FanoutQueue, QueueConfig};
+pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
 pub use worker::{FanoutWorker, JobOutcome, JobSummary};
@@ -124,7 +146,7 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// 1 MiB (1,048,576 bytes) in total.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
 
-/// A queue of fan-out jobs: where the [`FanoutQueue`] and [`FanoutWorker`] put them.
+/// A queue of fan-out jobs: where the [`FanoutPlanner`] and [`FanoutWorker`] put them.
 ///
 /// # Contract
 ///
@@ -134,8 +156,10 @@ pub const MAX_BATCH_BYTES: usize = 1_048_576;
 ///   `Err` for the call as a whole means no entry is known to be queued;
 /// - errors say whether sending again may help ([`Error::is_retryable`](crate::Error::is_retryable));
 /// - delivery to workers is at least once: a message received and not deleted comes back.
+///
+/// `Display` names the backend and its queue (`SqsQueue(https://…/fanout)`), for logs.
 #[async_trait]
-pub trait JobQueue: Send + Sync + Debug + 'static {
+pub trait JobQueue: Send + Sync + Debug + fmt::Display + 'static {
     /// The largest message body the queue accepts, in bytes.
     fn max_message_bytes(&self) -> usize;
 

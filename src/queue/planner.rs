@@ -1,10 +1,10 @@
-//! [`FanoutQueue`]: turns "send P to room R except C" into jobs on a [`JobQueue`].
+//! [`FanoutPlanner`]: turns "send P to room R except C" into jobs on a [`JobQueue`].
 
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tracing::Instrument;
 
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::ConnectionStore;
 
-/// Tuning of queued fan-out, shared by the planner ([`FanoutQueue`]) and the worker
+/// Tuning of queued fan-out, shared by the planner ([`FanoutPlanner`]) and the worker
 /// ([`FanoutWorker`](super::FanoutWorker)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,7 +52,7 @@ impl Default for QueueConfig {
     }
 }
 
-/// What [`FanoutQueue`] enqueued.
+/// What [`FanoutPlanner`] enqueued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Enqueued {
@@ -73,16 +73,16 @@ pub struct Enqueued {
 ///
 /// Cheap to clone; build one at start-up and keep it.
 #[derive(Clone)]
-pub struct FanoutQueue {
+pub struct FanoutPlanner {
     store: Arc<dyn ConnectionStore>,
     queue: Arc<dyn JobQueue>,
     config: QueueConfig,
     default_endpoint: Option<Arc<str>>,
 }
 
-impl fmt::Debug for FanoutQueue {
+impl fmt::Debug for FanoutPlanner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FanoutQueue")
+        f.debug_struct("FanoutPlanner")
             .field("store", &self.store)
             .field("queue", &self.queue)
             .field("config", &self.config)
@@ -91,7 +91,7 @@ impl fmt::Debug for FanoutQueue {
     }
 }
 
-impl FanoutQueue {
+impl FanoutPlanner {
     /// A planner reading `store` and sending to `queue`, with the default [`QueueConfig`].
     pub fn new(store: Arc<dyn ConnectionStore>, queue: Arc<dyn JobQueue>) -> Self {
         Self {
@@ -102,24 +102,20 @@ impl FanoutQueue {
         }
     }
 
-    /// A copy with the tuning `config`.
+    /// Sets the tuning `config`.
     #[must_use]
-    pub fn with_config(&self, config: QueueConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
-        }
+    pub fn with_config(mut self, config: QueueConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// A copy that writes `endpoint` into targets whose record names no management endpoint, as
+    /// Writes `endpoint` into targets whose record names no management endpoint, as
     /// [`Broadcaster::with_default_endpoint`](crate::broadcast::Broadcaster::with_default_endpoint)
     /// does; without it such targets go to the worker's sender default.
     #[must_use]
-    pub fn with_default_endpoint(&self, endpoint: impl Into<Arc<str>>) -> Self {
-        Self {
-            default_endpoint: Some(endpoint.into()),
-            ..self.clone()
-        }
+    pub fn with_default_endpoint(mut self, endpoint: impl Into<Arc<str>>) -> Self {
+        self.default_endpoint = Some(endpoint.into());
+        self
     }
 
     /// The queue.
@@ -223,9 +219,7 @@ impl FanoutQueue {
 
     fn start(&self, context: JobContext, payload: &Payload) -> Result<Run> {
         let fanout_id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = crate::clock::unix_millis(self.store.clock().now());
         let max_bytes = self.queue.max_message_bytes().min(MAX_BATCH_BYTES);
         let packer = JobPacker::new(
             fanout_id.clone(),
@@ -261,7 +255,7 @@ struct Run {
 }
 
 impl Run {
-    async fn push(&mut self, planner: &FanoutQueue, mut target: Target) -> Result<()> {
+    async fn push(&mut self, planner: &FanoutPlanner, mut target: Target) -> Result<()> {
         if !self.seen.insert(target.connection_id.clone()) {
             return Ok(());
         }
@@ -275,7 +269,7 @@ impl Run {
         Ok(())
     }
 
-    async fn add(&mut self, planner: &FanoutQueue, job: (String, usize)) -> Result<()> {
+    async fn add(&mut self, planner: &FanoutPlanner, job: (String, usize)) -> Result<()> {
         if self.batch.len() >= MAX_BATCH_ENTRIES || self.batch_bytes + job.0.len() > MAX_BATCH_BYTES
         {
             self.flush(planner).await?;
@@ -285,7 +279,7 @@ impl Run {
         Ok(())
     }
 
-    async fn finish(mut self, planner: &FanoutQueue) -> Result<Enqueued> {
+    async fn finish(mut self, planner: &FanoutPlanner) -> Result<Enqueued> {
         if let Some(job) = self.packer.finish() {
             self.add(planner, job).await?;
         }
@@ -303,7 +297,7 @@ impl Run {
         })
     }
 
-    async fn flush(&mut self, planner: &FanoutQueue) -> Result<()> {
+    async fn flush(&mut self, planner: &FanoutPlanner) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         if batch.is_empty() {

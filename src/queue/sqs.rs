@@ -35,6 +35,12 @@ pub struct SqsQueue {
     max_message_bytes: usize,
 }
 
+impl fmt::Display for SqsQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SqsQueue({})", self.queue_url)
+    }
+}
+
 impl fmt::Debug for SqsQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SqsQueue({})", self.queue_url)
@@ -45,11 +51,11 @@ impl SqsQueue {
     /// The queue at `queue_url`, with a client from `config`, packing jobs for
     /// [`DEFAULT_MAX_MESSAGE_BYTES`].
     pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
-        Self::with_client(Client::new(config), queue_url)
+        Self::from_client(Client::new(config), queue_url)
     }
 
     /// The queue at `queue_url` on `client` (e.g. one pointing at a local endpoint).
-    pub fn with_client(client: Client, queue_url: impl Into<String>) -> Self {
+    pub fn from_client(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
@@ -57,7 +63,7 @@ impl SqsQueue {
         }
     }
 
-    /// A copy packing jobs for `bytes`: set it to the queue's `MaximumMessageSize` (or less).
+    /// Packs jobs for `bytes`: set it to the queue's `MaximumMessageSize` (or less).
     #[must_use]
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
@@ -93,8 +99,21 @@ impl SqsQueue {
         Ok(self)
     }
 
+    /// The queue from the environment, with a client from `aws_config`'s default chain (region,
+    /// credentials, `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`): see
+    /// [`from_env_with`](Self::from_env_with). Call it once at start-up.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env_with`](Self::from_env_with).
+    pub async fn from_env() -> Result<Self> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_env_with(&config)
+    }
+
     /// The queue from the environment: `FANOUT_QUEUE_URL` (required) and
-    /// `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (default 262,144), with a client from `config`.
+    /// `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (default 262,144), with a client from `config` (the
+    /// `SdkConfig` the process shares between its AWS clients).
     ///
     /// # Errors
     ///

@@ -118,25 +118,21 @@ impl FanoutWorker {
         }
     }
 
-    /// A copy with the tuning `config` (the generation limit and the re-enqueue retries).
+    /// Sets the tuning `config` (the generation limit and the re-enqueue retries).
     #[must_use]
-    pub fn with_config(&self, config: QueueConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
-        }
+    pub fn with_config(mut self, config: QueueConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// A copy whose deliveries end by `deadline` (see
+    /// Ends deliveries by `deadline` (see
     /// [`Broadcaster::with_deadline`]): targets not attempted by then go to the remainder.
     /// In a Lambda: `worker.with_deadline(lambda::deadline(&context))` (feature `lambda`;
     /// `lambda::sqs::run` does it for you). `None` means no deadline.
     #[must_use]
-    pub fn with_deadline(&self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
-        Self {
-            broadcaster: self.broadcaster.with_deadline(deadline),
-            ..self.clone()
-        }
+    pub fn with_deadline(mut self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
+        self.broadcaster = self.broadcaster.with_deadline(deadline);
+        self
     }
 
     /// The broadcaster.

@@ -1,15 +1,11 @@
 //! [`Membership`]: one row of the routing table.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_seconds;
 use crate::ids::{ConnectionId, RoomId, UserId};
-
-/// Seconds since the Unix epoch, as stored in the table's `connectedAt` and `ttl` attributes.
-pub(crate) fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// One row of the routing table: one connection's membership of one room.
 ///
@@ -56,14 +52,15 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// A record for `connection_id` in `room`, connected now, with no user, no endpoint and the
-    /// store's default expiry.
+    /// A record for `connection_id` in `room` with no user, no endpoint, and `connectedAt` and
+    /// expiry left to the store: joining it stamps the store's clock's now and its TTL
+    /// ([`ConnectionStore`](crate::store::ConnectionStore) rules 7 and 11).
     pub fn new(connection_id: ConnectionId, room: RoomId) -> Self {
         Self {
             connection_id,
             room,
             user_id: None,
-            connected_at: Some(unix_seconds(SystemTime::now())),
+            connected_at: None,
             expires_at: None,
             endpoint: None,
         }
@@ -156,6 +153,7 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn serde_validates() {

@@ -7,11 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Clock, ConnectionStore, DEFAULT_TTL, Page, PageCursor, SystemClock};
+use super::{ConnectionStore, DEFAULT_TTL, Page, PageCursor};
+use crate::clock::unix_seconds;
+use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::Membership;
-use crate::store::membership::unix_seconds;
 
 /// A [`ConnectionStore`] in memory: for tests, local development and the local gateway.
 ///
@@ -226,8 +227,10 @@ impl fmt::Display for InMemoryStore {
 impl ConnectionStore for InMemoryStore {
     async fn join(&self, connection: &Membership) -> Result<()> {
         let mut record = connection.clone();
+        let now = unix_seconds(self.now());
+        record.connected_at.get_or_insert(now);
         if record.expires_at.is_none() {
-            record.expires_at = Some(unix_seconds(self.now()).saturating_add(self.ttl.as_secs()));
+            record.expires_at = Some(now.saturating_add(self.ttl.as_secs()));
         }
         let mut table = self.write();
         table.remove(&record.connection_id, &record.room);
@@ -334,13 +337,17 @@ impl ConnectionStore for InMemoryStore {
         }
         Ok(refreshed)
     }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::conformance;
-    use crate::store::ManualClock;
 
     #[tokio::test]
     async fn conformance_direct() {

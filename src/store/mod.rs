@@ -11,12 +11,13 @@
 //!
 //! Handlers hold an `Arc<dyn ConnectionStore>` so the backend is chosen once, at start-up.
 
-use std::fmt::Debug;
+use std::fmt::{Debug, Display};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::ids::{ConnectionId, RoomId, UserId};
 
@@ -73,6 +74,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 ///     page (which may leave a page empty with a `next`), and a connection that joins or leaves
 ///     during the reading is listed once or not at all — never twice. Pages are bounded by the
 ///     backend's page size, so a reader's memory does not grow with the room.
+/// 11. **Joining without `connectedAt` stamps it**: a record joined with `connected_at: None`
+///     is stored with the store's [`clock`](Self::clock)'s now (Unix seconds).
 ///
 /// Writes are per record, not transactional across records: a `remove_connections` racing a
 /// `join` of the same connection can leave the joined record behind (its TTL still expires it).
@@ -81,9 +84,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 /// (DynamoDB GSIs are): a join may take a moment to appear there. Reads by connection id are
 /// strongly consistent.
 ///
-/// The trait is object-safe; handlers hold `Arc<dyn ConnectionStore>`.
+/// The trait is object-safe; handlers hold `Arc<dyn ConnectionStore>`. `Display` names the
+/// backend and its resource (`DynamoDbStore(ws-connections)`): logs and errors use it.
 #[async_trait]
-pub trait ConnectionStore: Send + Sync + Debug + 'static {
+pub trait ConnectionStore: Send + Sync + Debug + Display + 'static {
     /// Adds `connection` to its room, or overwrites its record there. When
     /// `connection.expires_at` is `None` the store sets it to its TTL from now.
     async fn join(&self, connection: &Membership) -> Result<()>;
@@ -138,6 +142,12 @@ pub trait ConnectionStore: Send + Sync + Debug + 'static {
     /// returns how many records were refreshed (0 for an unknown connection; expired records
     /// are not revived).
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize>;
+
+    /// The store's clock: what "now" means for its expiry (rules 2 and 7) and for the
+    /// `connectedAt` of records joined without one (rule 11). The broadcaster's connect grace,
+    /// presence and the queue planner read the time from here too, so one
+    /// [`ManualClock`](crate::clock::ManualClock) given to the store moves all of them in tests.
+    fn clock(&self) -> &Arc<dyn Clock>;
 }
 
 /// Conveniences on every [`ConnectionStore`] (including `dyn ConnectionStore`), built on its
@@ -203,67 +213,7 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
     async fn refresh(&self, connection: &ConnectionId) -> Result<usize> {
         (**self).refresh(connection).await
     }
-}
-
-/// Where a store gets "now" from: the system clock in production, a [`ManualClock`] in tests
-/// that need to move time (expiry, TTL refresh).
-pub trait Clock: Send + Sync + Debug + 'static {
-    /// The current time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock that only moves when told to; share it (it is cheap to clone) between the test and
-/// the store.
-///
-/// ```
-/// use std::time::{Duration, UNIX_EPOCH};
-/// use stateless_ws::store::{Clock, ManualClock};
-/// let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
-/// clock.advance(Duration::from_secs(5));
-/// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(1_005));
-/// ```
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<std::sync::Mutex<SystemTime>>);
-
-impl ManualClock {
-    /// A clock standing at `start`.
-    pub fn new(start: SystemTime) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(start)))
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        let mut t = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *t += by;
-    }
-
-    /// Sets the clock to `to`.
-    pub fn set(&self, to: SystemTime) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = to;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn clock(&self) -> &Arc<dyn Clock> {
+        (**self).clock()
     }
 }

@@ -133,9 +133,9 @@ async fn the_time_budget_bounds_the_whole_call_even_when_the_endpoint_hangs() {
             .await
             .unwrap();
     }
-    let sender =
-        ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
-            .unwrap();
+    let sender = ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap();
     let mut config = BroadcastConfig::default();
     config.connect_grace = Duration::ZERO; // the gone connections here joined long ago
     // Every target in flight at once, so that each one's fate is known: 10 gone, 190 hung.

@@ -6,7 +6,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
@@ -18,7 +18,9 @@ fn id(s: &str) -> ConnectionId {
 }
 
 async fn sender_for(fake: &FakeManagementApi) -> ApiGatewaySender {
-    ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint()).unwrap()
+    ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -179,9 +181,9 @@ async fn records_naming_an_endpoint_are_delivered_through_it() {
 #[tokio::test]
 async fn an_endpoint_without_stage_is_refused_at_construction() {
     let config = common::local_sdk_config().await;
-    let err =
-        ApiGatewaySender::with_endpoint(&config, "https://abc.execute-api.us-east-1.amazonaws.com")
-            .unwrap_err();
+    let err = ApiGatewaySender::new(&config)
+        .with_default_endpoint("https://abc.execute-api.us-east-1.amazonaws.com")
+        .unwrap_err();
     assert!(matches!(err, Error::Config { .. }));
     assert!(err.to_string().contains("stage"), "{err}");
     // A sender without any endpoint reports which connection it could not route.
@@ -260,10 +262,10 @@ async fn broadcaster_over_dynamodb() {
     assert_eq!(report.delivered.len(), 55);
     assert_eq!(report.gone.len(), 5);
     assert_eq!(report.cleaned_records, 5);
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(
-        store.room_connections(&big).await.unwrap().len(),
-        55,
-        "gone records removed from DynamoDB"
-    );
+    // The room is read through the roomId index, which may lag the deletes (a GSI is
+    // eventually consistent): wait for it rather than for a fixed time.
+    common::eventually("gone records removed from DynamoDB", async || {
+        store.room_connections(&big).await.unwrap().len() == 55
+    })
+    .await;
 }

@@ -300,7 +300,8 @@ async fn targets_carry_the_record_endpoint() {
     assert_eq!(sender.last_endpoint(&id("near=")).unwrap(), None);
 
     // A default endpoint fills in for records that name none, and only for those.
-    b.with_default_endpoint("https://event.example/prod")
+    b.clone()
+        .with_default_endpoint("https://event.example/prod")
         .broadcast(&room, &Payload::text("y").unwrap(), None)
         .await
         .unwrap();
@@ -337,6 +338,12 @@ async fn targets_carry_the_record_endpoint() {
 async fn a_panicking_sender_fails_only_its_target() {
     #[derive(Debug)]
     struct Panicky(RecordingSender);
+
+    impl std::fmt::Display for Panicky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Panicky")
+        }
+    }
 
     #[async_trait::async_trait]
     impl stateless_ws::broadcast::ConnectionSender for Panicky {
@@ -420,21 +427,20 @@ async fn a_few_always_throttled_connections_do_not_slow_everyone() {
 /// wrote is kept (it is younger than the connect grace), while one joined long ago is removed.
 #[tokio::test]
 async fn a_gone_answer_from_a_client_still_connecting_keeps_its_record() {
-    let store = Arc::new(InMemoryStore::new());
+    // One clock for the store and the broadcaster's grace: the vanished client joined an hour
+    // before the connecting one.
+    let clock = stateless_ws::clock::ManualClock::new(std::time::SystemTime::now());
+    let store = Arc::new(InMemoryStore::new().with_clock(clock.clone()));
     let sender = RecordingSender::new();
     let room = RoomId::new("r").unwrap();
-    let an_hour_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 3_600;
     let (connecting, vanished) = (id("connecting="), id("vanished="));
     store
-        .join(&Membership::new(connecting.clone(), room.clone()))
+        .join(&Membership::new(vanished.clone(), room.clone()))
         .await
         .unwrap();
+    clock.advance(Duration::from_secs(3_600));
     store
-        .join(&Membership::new(vanished.clone(), room.clone()).with_connected_at(an_hour_ago))
+        .join(&Membership::new(connecting.clone(), room.clone()))
         .await
         .unwrap();
     sender.set_gone(&connecting);

@@ -60,3 +60,21 @@ pub(crate) fn without_connect_grace() -> stateless_ws::broadcast::BroadcastConfi
     config.connect_grace = std::time::Duration::ZERO;
     config
 }
+
+/// How long [`eventually`] waits for its condition.
+pub(crate) const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until `condition` holds, checking every 10 ms, and panics naming `what` if it does not
+/// within [`EVENTUALLY`]. For effects that land a moment after what the test can wait for (a
+/// `$disconnect` handler still running after its event was recorded, an index catching up): a
+/// fixed sleep is too short on a loaded machine and wasted time on an idle one.
+pub(crate) async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {EVENTUALLY:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

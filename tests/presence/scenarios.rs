@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stateless_ws::broadcast::{Broadcaster, Payload, RecordingSender};
-use stateless_ws::presence::{Delivery, Presence, PresenceConfig, PresenceEvent, PresenceKind};
-use stateless_ws::queue::{FanoutQueue, InMemoryQueue};
+use stateless_ws::presence::{Presence, PresenceConfig, PresenceEvent, PresenceKind};
+use stateless_ws::queue::{Dispatched, FanoutPlanner, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
 use stateless_ws::{ConnectionId, Membership, RoomId, UserId};
 
@@ -287,27 +287,31 @@ pub(crate) async fn max_room_size_turns_announcements_off(store: Arc<dyn Connect
     let f = Fixture::new(store);
     let mut config = PresenceConfig::default();
     config.max_room_size = Some(3);
-    let presence = f.presence.with_config(config);
+    let presence = f.presence.clone().with_config(config);
     let records: Vec<Membership> = (0..5)
         .map(|i| record(&format!("c{i}"), Some(&format!("u{i}")), "big"))
         .collect();
-    f.join(&records[..3].iter().collect::<Vec<_>>()).await;
-    let report = presence.entered(&records[2]).await.unwrap();
+    // A room's size is the connections an announcement goes to: the one entering not counted.
+    f.join(&records[..4].iter().collect::<Vec<_>>()).await;
+    let report = presence.entered(&records[3]).await.unwrap();
     assert!(
-        matches!(report.announcements[0].delivery, Delivery::Inline(_)),
-        "3 is not above 3"
+        matches!(report.announcements[0].delivery, Dispatched::InLine(_)),
+        "3 others are not above 3: {report:?}"
     );
-    assert_eq!(f.sender.total_delivered(), 2);
+    assert_eq!(f.sender.total_delivered(), 3);
 
-    f.join(&[&records[3], &records[4]]).await;
+    f.join(&[&records[4]]).await;
     let report = presence.entered(&records[4]).await.unwrap();
-    assert!(matches!(
-        report.announcements[0].delivery,
-        Delivery::RoomTooLarge
-    ));
+    assert!(
+        matches!(
+            report.announcements[0].delivery,
+            Dispatched::TooLarge { read } if read > 3
+        ),
+        "4 others are above 3: {report:?}"
+    );
     let removed = f.store.disconnect(&id("c0")).await.unwrap();
     presence.left(&removed).await.unwrap();
-    assert_eq!(f.sender.total_delivered(), 2, "nothing more was posted");
+    assert_eq!(f.sender.total_delivered(), 3, "nothing more was posted");
 }
 
 pub(crate) async fn anonymous_connections_are_members_of_their_own(
@@ -385,25 +389,27 @@ pub(crate) async fn queued(store: Arc<dyn ConnectionStore>) {
     config.queue_above = Some(2);
     let presence = f
         .presence
-        .with_queue(FanoutQueue::new(
+        .clone()
+        .with_queue(FanoutPlanner::new(
             Arc::clone(&f.store),
             Arc::new(queue.clone()),
         ))
         .with_config(config);
-    let records: Vec<Membership> = (0..3)
+    let records: Vec<Membership> = (0..4)
         .map(|i| record(&format!("c{i}"), Some(&format!("u{i}")), "big"))
         .collect();
-    f.join(&records[..2].iter().collect::<Vec<_>>()).await;
-    let report = presence.entered(&records[1]).await.unwrap();
+    // The one entering is not counted: 2 others are not above 2, 3 are.
+    f.join(&records[..3].iter().collect::<Vec<_>>()).await;
+    let report = presence.entered(&records[2]).await.unwrap();
     assert!(matches!(
         report.announcements[0].delivery,
-        Delivery::Inline(_)
+        Dispatched::InLine(_)
     ));
-    f.join(&[&records[2]]).await;
-    let report = presence.entered(&records[2]).await.unwrap();
-    let Delivery::Queued(enqueued) = &report.announcements[0].delivery else {
+    f.join(&[&records[3]]).await;
+    let report = presence.entered(&records[3]).await.unwrap();
+    let Dispatched::Queued(enqueued) = &report.announcements[0].delivery else {
         panic!("{report:?}");
     };
-    assert_eq!(enqueued.targets, 2);
+    assert_eq!(enqueued.targets, 3);
     assert_eq!(queue.len(), 1);
 }

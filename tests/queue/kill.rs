@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stateless_ws::broadcast::{ApiGatewaySender, BroadcastConfig, Broadcaster, Payload};
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue, QueueConfig};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue, QueueConfig};
 
 use super::{member, room_of};
 use crate::common;
@@ -23,16 +23,16 @@ async fn a_killed_worker_loses_no_target_and_duplicates_at_most_one_job() {
     // timeout must be above the worker's: a job still in progress when it ends comes back to
     // another worker and is sent twice.
     let queue = Arc::new(InMemoryQueue::new().with_visibility_timeout(Duration::from_secs(3)));
-    let sender =
-        ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
-            .unwrap();
+    let sender = ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap();
     let mut tuning = BroadcastConfig::default();
     tuning.concurrency = 8;
     let broadcaster = Broadcaster::new(store.clone(), Arc::new(sender)).with_config(tuning);
     let mut config = QueueConfig::default();
     config.targets_per_job = PER_JOB;
     let worker = FanoutWorker::new(broadcaster, queue.clone()).with_config(config.clone());
-    let enqueued = FanoutQueue::new(store, queue.clone())
+    let enqueued = FanoutPlanner::new(store, queue.clone())
         .with_config(config)
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await

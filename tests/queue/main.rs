@@ -1,11 +1,13 @@
 //! Queued fan-out, in one test binary: the planner's packing and retries (`planner`), the worker
 //! on the in-memory sender and queue (`worker`), a worker killed mid-job against a loopback
-//! management API (`kill`), and the whole path on SQS and DynamoDB in MiniStack (`ministack`).
+//! management API (`kill`), the whole path on SQS and DynamoDB in MiniStack (`ministack`), and
+//! the choice between in-line and queued (`dispatch`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dispatch;
 mod kill;
 mod ministack;
 mod mocks;

@@ -12,7 +12,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::QueueAttributeName;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
 use stateless_ws::lambda::sqs::handle_sqs_event;
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, QueueConfig, SqsQueue};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, QueueConfig, SqsQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore};
 use stateless_ws::{Membership, RoomId};
 
@@ -94,7 +94,7 @@ async fn a_room_fanned_out_through_sqs_reaches_everyone_once() {
     }
 
     let queue = Arc::new(
-        SqsQueue::with_client(sqs.clone(), &queue_url)
+        SqsQueue::from_client(sqs.clone(), &queue_url)
             .read_max_message_bytes()
             .await
             .unwrap(),
@@ -102,7 +102,7 @@ async fn a_room_fanned_out_through_sqs_reaches_everyone_once() {
 
     let mut config = QueueConfig::default();
     config.targets_per_job = 40;
-    let enqueued = FanoutQueue::new(store.clone(), queue.clone())
+    let enqueued = FanoutPlanner::new(store.clone(), queue.clone())
         .with_config(config.clone())
         .enqueue_broadcast(
             &room,
@@ -123,9 +123,9 @@ async fn a_room_fanned_out_through_sqs_reaches_everyone_once() {
         .await
         .unwrap();
 
-    let sender =
-        ApiGatewaySender::with_endpoint(&common::local_sdk_config().await, &fake.endpoint())
-            .unwrap();
+    let sender = ApiGatewaySender::new(&common::local_sdk_config().await)
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap();
     let worker = FanoutWorker::new(
         Broadcaster::new(store.clone(), Arc::new(sender))
             .with_config(crate::common::without_connect_grace()),

@@ -14,7 +14,7 @@ use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http
 use stateless_ws::Error;
 use stateless_ws::RoomId;
 use stateless_ws::broadcast::Payload;
-use stateless_ws::queue::{FanoutQueue, JobContext, JobQueue, QueueConfig, SqsQueue};
+use stateless_ws::queue::{FanoutPlanner, JobContext, JobQueue, QueueConfig, SqsQueue};
 use stateless_ws::store::InMemoryStore;
 
 use super::member;
@@ -32,7 +32,7 @@ fn queue(rules: &[&Rule]) -> SqsQueue {
         .interceptor(interceptor)
         .retry_config(RetryConfig::disabled())
         .build();
-    SqsQueue::with_client(Client::from_conf(config), URL)
+    SqsQueue::from_client(Client::from_conf(config), URL)
 }
 
 fn ok_entry(id: &str) -> SendMessageBatchResultEntry {
@@ -71,12 +71,12 @@ fn output(ok: &[&str], failed: Vec<BatchResultErrorEntry>) -> SendMessageBatchOu
 }
 
 /// Fast planner retries.
-fn planner(queue: SqsQueue) -> FanoutQueue {
+fn planner(queue: SqsQueue) -> FanoutPlanner {
     let mut config = QueueConfig::default();
     config.targets_per_job = 2;
     config.initial_backoff = Duration::from_millis(1);
     config.max_backoff = Duration::from_millis(2);
-    FanoutQueue::new(Arc::new(InMemoryStore::new()), Arc::new(queue)).with_config(config)
+    FanoutPlanner::new(Arc::new(InMemoryStore::new()), Arc::new(queue)).with_config(config)
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use stateless_ws::Error;
 use stateless_ws::broadcast::Payload;
 use stateless_ws::queue::{
-    FanoutQueue, InMemoryQueue, Job, JobQueue, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, QueueConfig,
+    FanoutPlanner, InMemoryQueue, Job, JobQueue, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, QueueConfig,
 };
 
 use super::{member, room_of};
@@ -34,6 +34,12 @@ impl Flaky {
             odd_failures: Mutex::new(odd_failures),
             fatal_after,
         }
+    }
+}
+
+impl std::fmt::Display for Flaky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flaky")
     }
 }
 
@@ -106,7 +112,7 @@ async fn drain(queue: &InMemoryQueue) -> Vec<Job> {
 async fn a_large_room_is_packed_within_sqs_limits_each_target_once() {
     let (store, room) = room_of(12_345, 1_000).await;
     let queue = std::sync::Arc::new(Flaky::new(0, None));
-    let planner = FanoutQueue::new(store, queue.clone()).with_config(quick());
+    let planner = FanoutPlanner::new(store, queue.clone()).with_config(quick());
     // ~100 KB of payload: ten jobs would pass 1 MiB, so batches hold fewer.
     let payload = Payload::text("m".repeat(100_000)).unwrap();
     let enqueued = planner
@@ -146,7 +152,7 @@ async fn a_large_room_is_packed_within_sqs_limits_each_target_once() {
 async fn entries_that_fail_retryably_are_sent_again() {
     let (store, room) = room_of(3_000, 1_000).await;
     let queue = std::sync::Arc::new(Flaky::new(2, None));
-    let planner = FanoutQueue::new(store, queue.clone()).with_config(quick());
+    let planner = FanoutPlanner::new(store, queue.clone()).with_config(quick());
     let enqueued = planner
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
@@ -163,7 +169,7 @@ async fn entries_that_fail_retryably_are_sent_again() {
 async fn a_failure_part_way_says_how_much_is_queued() {
     let (store, room) = room_of(12_000, 1_000).await;
     let queue = std::sync::Arc::new(Flaky::new(0, Some(1)));
-    let planner = FanoutQueue::new(store, queue.clone()).with_config(quick());
+    let planner = FanoutPlanner::new(store, queue.clone()).with_config(quick());
     let err = planner
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
@@ -202,7 +208,7 @@ async fn notify_user_and_explicit_targets_are_queued_once_each() {
     use stateless_ws::queue::JobContext;
     let (store, _) = room_of(0, 10).await;
     let queue = std::sync::Arc::new(InMemoryQueue::new());
-    let planner = FanoutQueue::new(store, queue.clone()).with_default_endpoint("https://x/prod");
+    let planner = FanoutPlanner::new(store, queue.clone()).with_default_endpoint("https://x/prod");
     let targets = [member(1), member(2), member(1)];
     let enqueued = planner
         .enqueue_targets(

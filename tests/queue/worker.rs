@@ -7,7 +7,9 @@ use std::time::Duration;
 use stateless_ws::broadcast::{
     BroadcastConfig, Broadcaster, InjectedFailure, Payload, RecordingSender,
 };
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue, Job, JobOutcome, QueueConfig};
+use stateless_ws::queue::{
+    FanoutPlanner, FanoutWorker, InMemoryQueue, Job, JobOutcome, QueueConfig,
+};
 use stateless_ws::store::InMemoryStore;
 
 use super::{member, room_of};
@@ -40,7 +42,7 @@ async fn undeliverable_targets_become_a_remainder_then_the_dead_letter_queue() {
     config.max_generations = 2;
     let worker = FanoutWorker::new(quick_broadcaster(store.clone(), &sender), queue.clone())
         .with_config(config);
-    FanoutQueue::new(store, queue.clone())
+    FanoutPlanner::new(store, queue.clone())
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
         .unwrap();
@@ -118,7 +120,7 @@ async fn poison_and_no_progress_jobs_fail_without_sending() {
     for i in 0..4 {
         sender.fail(&member(i), InjectedFailure::Forbidden, None);
     }
-    FanoutQueue::new(store, queue.clone())
+    FanoutPlanner::new(store, queue.clone())
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
         .unwrap();
@@ -149,7 +151,7 @@ async fn gone_targets_are_cleaned_and_the_job_completes() {
     let sender = RecordingSender::new();
     sender.set_gone(&member(3));
     let worker = FanoutWorker::new(quick_broadcaster(store.clone(), &sender), queue.clone());
-    FanoutQueue::new(store.clone(), queue.clone())
+    FanoutPlanner::new(store.clone(), queue.clone())
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
         .unwrap();
@@ -178,7 +180,7 @@ async fn the_sqs_handler_reports_the_failed_records_by_message_id() {
     let queue = Arc::new(InMemoryQueue::new());
     let sender = RecordingSender::new();
     let worker = FanoutWorker::new(quick_broadcaster(store.clone(), &sender), queue.clone());
-    FanoutQueue::new(store, queue.clone())
+    FanoutPlanner::new(store, queue.clone())
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
         .unwrap();
@@ -214,7 +216,7 @@ async fn a_worker_pool_drains_the_queue_and_dead_letters_poison() {
     let worker = FanoutWorker::new(quick_broadcaster(store.clone(), &sender), queue.clone());
     let pool = queue.spawn_workers(&worker, 4);
     queue.send_batch(&["poison".to_owned()]).await.unwrap();
-    let enqueued = FanoutQueue::new(store, queue.clone())
+    let enqueued = FanoutPlanner::new(store, queue.clone())
         .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
         .await
         .unwrap();

@@ -16,7 +16,7 @@
 //! let fake = FakeManagementApi::start("prod").await;
 //! fake.set_gone("gone-conn-id");
 //! // Point the code under test at `fake.endpoint()` (`http://127.0.0.1:PORT/prod`), e.g.
-//! // `ApiGatewaySender::with_endpoint(&sdk_config, &fake.endpoint())`, then check:
+//! // `ApiGatewaySender::new(&sdk_config).with_default_endpoint(&fake.endpoint())?`, then check:
 //! assert_eq!(fake.deliveries("some-conn-id"), 0);
 //! assert!(fake.requests().is_empty());
 //! # });

@@ -19,11 +19,12 @@ pub mod env {
     pub const INSECURE_QUERY_STRING_IDENTITY: &str = "CHAT_INSECURE_QUERY_STRING_IDENTITY";
     /// The most rooms one connection may be in (default 50; at least 1).
     pub const MAX_ROOMS: &str = "CHAT_MAX_ROOMS";
-    /// Rooms with more members than this are fanned out through the queue
-    /// (`FANOUT_QUEUE_URL`); `0` queues every fan-out; unset, none (the default).
+    /// Rooms with more members than this (the sender not counted) are fanned out through the
+    /// queue (`FANOUT_QUEUE_URL`); `0` queues every fan-out; unset, none (the default).
     pub const QUEUE_ABOVE: &str = "CHAT_QUEUE_ABOVE";
-    /// Rooms with more connections than this get no presence announcements (`"joined"` /
-    /// `"left"`); unset, every room (the default). The `members` snapshot is always answered.
+    /// Announcements to more connections than this (the one entering not counted) are not
+    /// sent: rooms that large get no `"joined"` / `"left"`; unset, every room (the default). The
+    /// `members` snapshot is always answered.
     pub const PRESENCE_MAX_ROOM_SIZE: &str = "CHAT_PRESENCE_MAX_ROOM_SIZE";
 }
 
@@ -78,10 +79,11 @@ pub struct ChatConfig {
     /// Fan-outs to rooms with more members than this (the sender not counted) go through the
     /// queue set with [`Chat::with_queue`](crate::Chat::with_queue), and `send` answers
     /// `{"type":"queued",…}` at once; `Some(0)` queues every fan-out; `None` (the default)
-    /// none. Deciding reads at most this many members plus one (a room's first page or
-    /// pages); a small room is then sent to in-line from what was read.
+    /// none. The library's [`RoomDispatch`](stateless_ws::queue::RoomDispatch) decides: it reads
+    /// the room only until more than this many recipients are seen, and sends a small room
+    /// in-line from what was read.
     pub queue_above: Option<usize>,
-    /// Rooms with more connections than this get no presence announcements
+    /// Announcements to more connections than this (the one entering not counted) are not sent
     /// ([`PresenceConfig::max_room_size`](stateless_ws::presence::PresenceConfig::max_room_size));
     /// `None` (the default): every room. Each join or leave in a room of N costs N − 1 posts.
     pub presence_max_room_size: Option<usize>,

@@ -55,7 +55,6 @@ pub mod lambda;
 mod presence;
 
 pub use config::{ChatConfig, DEFAULT_MAX_ROOMS_PER_CONNECTION, IdentitySource, env};
-use fanout::FanOut;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, ConnectionSender};
 use stateless_ws::error::{Error, Result};
@@ -63,7 +62,7 @@ use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
 use stateless_ws::ids::{RoomId, UserId};
-use stateless_ws::queue::FanoutQueue;
+use stateless_ws::queue::{Dispatched, FanoutPlanner};
 use stateless_ws::store::Membership;
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
 
@@ -155,7 +154,7 @@ pub struct Chat {
     store: Arc<dyn ConnectionStore>,
     broadcaster: Broadcaster,
     config: ChatConfig,
-    queue: Option<FanoutQueue>,
+    queue: Option<FanoutPlanner>,
 }
 
 /// Keys a client may not put in a message: the sender is the connection's identity.
@@ -179,7 +178,7 @@ impl Chat {
     /// Fans out through `queue` the rooms larger than [`ChatConfig::queue_above`]; workers
     /// (`lambda_fanout_worker`, or `InMemoryQueue::spawn_workers` locally) deliver.
     #[must_use]
-    pub fn with_queue(mut self, queue: FanoutQueue) -> Self {
+    pub fn with_queue(mut self, queue: FanoutPlanner) -> Self {
         self.queue = Some(queue);
         self
     }
@@ -217,7 +216,7 @@ impl Chat {
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
                 let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
-                chat = chat.with_queue(FanoutQueue::new(store, Arc::new(queue)));
+                chat = chat.with_queue(FanoutPlanner::new(store, Arc::new(queue)));
             }
             _ if queued => {
                 return Err(Error::Config {
@@ -521,18 +520,24 @@ impl Chat {
                     .fan_out_to_room(&room, &outgoing, exclude, ctx, deadline)
                     .await?
                 {
-                    FanOut::Inline(report) => json!({
+                    Dispatched::InLine(report) => json!({
                         "type": "sent",
                         "room": room,
                         "delivered": report.delivered_count,
                         "failed": report.failed.len() + report.not_attempted.len(),
                     }),
-                    FanOut::Queued(enqueued) => json!({
+                    Dispatched::Queued(enqueued) => json!({
                         "type": "queued",
                         "room": room,
                         "targets": enqueued.targets,
                         "jobs": enqueued.jobs,
                     }),
+                    // `send` (no maximum) answers in-line or queued; an outcome added to the
+                    // library later is not silently reported as sent.
+                    other => {
+                        tracing::error!(%room, ?other, "unexpected fan-out outcome");
+                        return Ok(chat_error(500, "internal error; please retry"));
+                    }
                 };
                 Ok(RouteResponse::json(200, &answer))
             }

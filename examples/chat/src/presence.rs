@@ -25,7 +25,7 @@ impl Chat {
         deadline: Option<Instant>,
     ) -> Broadcaster {
         let mut broadcaster = match deadline {
-            Some(d) => self.broadcaster.with_deadline(d),
+            Some(d) => self.broadcaster.clone().with_deadline(d),
             None => self.broadcaster.clone(),
         };
         if let Some(endpoint) = self.endpoint_for(ctx) {
@@ -41,14 +41,11 @@ impl Chat {
         let mut config = PresenceConfig::default();
         config.max_room_size = self.config.presence_max_room_size;
         config.queue_above = self.config.queue_above;
-        let mut presence = Presence::new(self.broadcaster_for(ctx, deadline)).with_config(config);
-        if let Some(queue) = &self.queue {
-            presence = presence.with_queue(match self.endpoint_for(ctx) {
-                Some(endpoint) => queue.with_default_endpoint(endpoint),
-                None => queue.clone(),
-            });
+        let presence = Presence::new(self.broadcaster_for(ctx, deadline)).with_config(config);
+        match self.queue_for(ctx) {
+            Some(queue) => presence.with_queue(queue),
+            None => presence,
         }
-        presence
     }
 
     /// Announces `record`'s connection to the others in its room (after the join is written).

@@ -6,9 +6,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 
 use super::DynamoDbStore;
+use crate::clock::{Clock, SystemClock};
 use crate::env;
 use crate::error::{Error, Result};
-use crate::store::{Clock, DEFAULT_TTL, SystemClock};
+use crate::store::DEFAULT_TTL;
 
 /// The default name of the GSI keyed by `roomId`.
 const DEFAULT_ROOM_INDEX: &str = "roomId-index";
@@ -34,7 +35,7 @@ impl DynamoDbStore {
     }
 
     /// A store configured from the environment: the table and tuning from
-    /// [`DynamoDbStoreBuilder::from_env`], the client from `aws_config`'s default chain (region,
+    /// [`DynamoDbStoreBuilder::from_env_vars`], the client from `aws_config`'s default chain (region,
     /// credentials, and `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` for a local endpoint).
     /// Call it once at start-up, not per request.
     ///
@@ -79,7 +80,7 @@ impl DynamoDbStore {
     ///
     /// [`Error::Config`] naming the missing or invalid variable. Never panics.
     pub fn from_env_with(config: &aws_config::SdkConfig) -> Result<Self> {
-        DynamoDbStoreBuilder::from_env()?
+        DynamoDbStoreBuilder::from_env_vars()?
             .client(Client::new(config))
             .build()
     }
@@ -106,7 +107,7 @@ impl DynamoDbStoreBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable that is missing or unparsable. Never panics.
-    pub fn from_env() -> Result<Self> {
+    pub fn from_env_vars() -> Result<Self> {
         let table = env::var(env::CONNECTIONS_TABLE)?.ok_or_else(|| {
             Error::config(format!(
                 "environment variable {} is not set: it must name the connections table",

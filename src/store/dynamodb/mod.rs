@@ -16,11 +16,12 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::{Clock, ConnectionStore, Page, PageCursor};
+use super::{ConnectionStore, Page, PageCursor};
+use crate::clock::Clock;
+use crate::clock::unix_seconds;
 use crate::error::{BoxError, Error, Result};
 use crate::ids::{ConnectionId, RoomId, UserId};
 use crate::store::Membership;
-use crate::store::membership::unix_seconds;
 
 mod batch;
 mod builder;
@@ -464,5 +465,9 @@ impl ConnectionStore for DynamoDbStore {
             }
         }
         Ok(refreshed)
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 }

@@ -46,7 +46,7 @@ mod tests {
     use super::*;
     use stateless_ws::broadcast::{Payload, RecordingSender};
     use stateless_ws::lambda::sqs::{Event as SqsEvent, handle_sqs_event};
-    use stateless_ws::queue::{FanoutQueue, InMemoryQueue};
+    use stateless_ws::queue::{FanoutPlanner, InMemoryQueue};
     use stateless_ws::store::{ConnectionStore, InMemoryStore};
     use stateless_ws::{ConnectionId, Membership, RoomId};
 
@@ -62,7 +62,7 @@ mod tests {
                 .unwrap();
         }
         let queue = Arc::new(InMemoryQueue::new());
-        FanoutQueue::new(store.clone(), queue.clone())
+        FanoutPlanner::new(store.clone(), queue.clone())
             .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
             .await
             .unwrap();

@@ -36,7 +36,7 @@ use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
 use stateless_ws::lambda::{self, Context};
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId, WebSocketEvent};
 use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
@@ -185,7 +185,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let mut queued = None;
     if options.queue_above.is_some() {
         let queue = Arc::new(InMemoryQueue::new());
-        chat = chat.with_queue(FanoutQueue::new(store, queue.clone()));
+        chat = chat.with_queue(FanoutPlanner::new(store, queue.clone()));
         let worker = FanoutWorker::new(chat.broadcaster().clone(), queue.clone());
         queued = Some((queue, worker));
     }

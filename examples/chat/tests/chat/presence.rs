@@ -264,11 +264,15 @@ async fn presence_max_room_size_turns_announcements_off() {
     config.presence_max_room_size = Some(1);
     let app = App::new(config);
     app.connect("alice1=", "general", "alice").await;
+    // An announcement to 1 connection (the one entering is not counted): sent.
     app.connect("bob1=", "general", "bob").await;
+    // To 2 (alice, bob), then bob's departure to 2 (alice, carol): above 1, withheld.
     app.connect("carol1=", "general", "carol").await;
     app.disconnect("bob1=").await;
-    assert!(
-        app.presence("alice1=").is_empty(),
-        "rooms above 1 connection: no announcements"
+    assert_eq!(
+        app.presence("alice1="),
+        [ev("joined", "general", &[("bob", 1)])],
+        "rooms of more than 1 recipient: no announcements"
     );
+    assert!(app.presence("carol1=").is_empty());
 }

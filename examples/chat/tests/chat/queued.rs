@@ -7,7 +7,7 @@ use chat::{Chat, ChatConfig};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::RecordingSender;
 use stateless_ws::event::MessageEvent;
-use stateless_ws::queue::{FanoutQueue, FanoutWorker, InMemoryQueue};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId, WebSocketEvent};
 
@@ -36,7 +36,7 @@ async fn large_rooms_are_queued_and_small_ones_sent_in_line() {
     let mut config = ChatConfig::default();
     config.queue_above = Some(2);
     let chat = Chat::new(store.clone(), Arc::new(sender.clone()), config)
-        .with_queue(FanoutQueue::new(store, queue.clone()));
+        .with_queue(FanoutPlanner::new(store, queue.clone()));
 
     let answer = send(&chat, "big0=", "big").await;
     assert_eq!(
@@ -81,7 +81,7 @@ async fn queue_above_zero_queues_every_room() {
     let mut config = ChatConfig::default();
     config.queue_above = Some(0);
     let chat = Chat::new(store.clone(), Arc::new(RecordingSender::new()), config)
-        .with_queue(FanoutQueue::new(store, queue.clone()));
+        .with_queue(FanoutPlanner::new(store, queue.clone()));
     assert_eq!(send(&chat, "a=", "r").await["type"], "queued");
     assert_eq!(queue.len(), 1);
 }

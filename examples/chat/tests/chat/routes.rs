@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{Payload, RecordingSender};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
+use stateless_ws::test_util::{InstrumentedStore, StoreCounts, StoreOp};
 use stateless_ws::{ConnectionId, RoomId, UserId, WebSocketEvent};
 
 const DOMAIN: &str = "abc123.execute-api.eu-west-1.amazonaws.com";
@@ -515,95 +516,28 @@ async fn echo_to_sender_when_the_app_chooses_it() {
     assert_eq!(app.inbox("alice")[0]["message"], "me too");
 }
 
-/// A store that counts the records each read returns: what a message costs in DynamoDB
-/// (read capacity is per item read), measured at the seam.
-#[derive(Debug)]
-struct CountingStore {
-    inner: InMemoryStore,
-    records_read: std::sync::atomic::AtomicUsize,
-}
-
-impl CountingStore {
-    fn new() -> Self {
-        Self {
-            inner: InMemoryStore::new(),
-            records_read: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    fn count(&self, n: usize) {
-        self.records_read
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn take(&self) -> usize {
-        self.records_read
-            .swap(0, std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-#[async_trait::async_trait]
-impl ConnectionStore for CountingStore {
-    async fn join(&self, c: &stateless_ws::Membership) -> stateless_ws::Result<()> {
-        self.inner.join(c).await
-    }
-    async fn leave(&self, c: &ConnectionId, r: &RoomId) -> stateless_ws::Result<()> {
-        self.inner.leave(c, r).await
-    }
-    async fn remove_connections(
-        &self,
-        c: &[ConnectionId],
-    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
-        let removed = self.inner.remove_connections(c).await?;
-        self.count(removed.len());
-        Ok(removed)
-    }
-    async fn room_page(
-        &self,
-        r: &RoomId,
-        cursor: Option<&stateless_ws::store::PageCursor>,
-    ) -> stateless_ws::Result<stateless_ws::store::Page> {
-        let page = self.inner.room_page(r, cursor).await?;
-        self.count(page.records.len());
-        Ok(page)
-    }
-    async fn user_connections(
-        &self,
-        u: &UserId,
-    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
-        let records = self.inner.user_connections(u).await?;
-        self.count(records.len());
-        Ok(records)
-    }
-    async fn connection_rooms(
-        &self,
-        c: &ConnectionId,
-    ) -> stateless_ws::Result<Vec<stateless_ws::Membership>> {
-        let records = self.inner.connection_rooms(c).await?;
-        self.count(records.len());
-        Ok(records)
-    }
-    async fn membership(
-        &self,
-        c: &ConnectionId,
-        r: &RoomId,
-    ) -> stateless_ws::Result<Option<stateless_ws::Membership>> {
-        // A GetItem costs one read whether or not it finds the item.
-        self.count(1);
-        self.inner.membership(c, r).await
-    }
-    async fn refresh(&self, c: &ConnectionId) -> stateless_ws::Result<usize> {
-        let n = self.inner.refresh(c).await?;
-        self.count(n);
-        Ok(n)
-    }
+/// What the reads of a message cost in DynamoDB, where read capacity is per item read: the
+/// records the listings returned, plus one per `membership` (a `GetItem` costs one read whether
+/// or not it finds the item). Counted at the seam by the instrumented store.
+fn records_read(counts: &StoreCounts) -> u64 {
+    let listed: u64 = [
+        StoreOp::RemoveConnections,
+        StoreOp::RoomPage,
+        StoreOp::UserConnections,
+        StoreOp::ConnectionRooms,
+        StoreOp::Refresh,
+    ]
+    .into_iter()
+    .map(|op| counts.records(op))
+    .sum();
+    listed + counts.calls(StoreOp::Membership)
 }
 
 /// Records read to handle one `send` and one `members` from a connection in `rooms` rooms,
 /// to a room of two.
-async fn records_read_per_message(rooms: usize) -> (usize, usize) {
-    let store = Arc::new(CountingStore::new());
-    let app = App::new(store.clone(), ChatConfig::default());
+async fn records_read_per_message(rooms: usize) -> (u64, u64) {
+    let store = InstrumentedStore::new(Arc::new(InMemoryStore::new()));
+    let app = App::new(Arc::new(store.clone()), ChatConfig::default());
     assert_eq!(
         app.connect("alice", "lobby", "alice-id").await.status_code,
         200
@@ -614,6 +548,7 @@ async fn records_read_per_message(rooms: usize) -> (usize, usize) {
         // Straight into the table: more rooms than the chat's cap would let one join.
         let room = RoomId::new(app.r(&format!("extra{i}"))).unwrap();
         store
+            .inner()
             .join(
                 &stateless_ws::Membership::new(alice.clone(), room)
                     .with_user(UserId::new("alice-id").unwrap()),
@@ -622,10 +557,10 @@ async fn records_read_per_message(rooms: usize) -> (usize, usize) {
             .unwrap();
     }
     assert_eq!(
-        store.inner.connection_rooms(&alice).await.unwrap().len(),
+        store.inner().connection_rooms(&alice).await.unwrap().len(),
         rooms
     );
-    store.take();
+    store.take_counts();
     let resp = app
         .say(
             "alice",
@@ -639,7 +574,7 @@ async fn records_read_per_message(rooms: usize) -> (usize, usize) {
         "alice-id",
         "the user id still comes from the store"
     );
-    let send = store.take();
+    let send = records_read(&store.take_counts());
     let resp = app
         .say(
             "alice",
@@ -648,7 +583,7 @@ async fn records_read_per_message(rooms: usize) -> (usize, usize) {
         .await;
     assert_eq!(resp.status_code, 200);
     assert_eq!(member_ids(&resp.body_json()), ["alice-id", "bob-id"]);
-    let members = store.take();
+    let members = records_read(&store.take_counts());
     (send, members)
 }
 
