@@ -26,13 +26,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_management_api::FakeManagementApi;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use means::{mean, note};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId};
+use stateless_ws_local::test_util::FakeManagementApi;
 
 const MEMBERS: usize = 10_000;
 const DELAY: Duration = Duration::from_millis(5);

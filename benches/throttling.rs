@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_apigatewaymanagement::config::StalledStreamProtectionConfig;
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
-use common::fake_management_api::FakeManagementApi;
 use criterion::{Criterion, criterion_group};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId};
+use stateless_ws_local::test_util::FakeManagementApi;
 
 const LATENCY: Duration = Duration::from_millis(20);
 const SLOW: Duration = Duration::from_millis(300);

@@ -104,10 +104,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 # Each feature alone, none, and the defaults: what `cargo hack check --each-feature
 # --no-dev-deps` does, without installing it (`--lib` builds no dev-dependency). The in-memory
 # store, events and the broadcaster must build without any AWS SDK crate.
-for features in "" dynamodb apigw lambda conformance local sqs test-util; do
+for features in "" dynamodb apigw lambda conformance sqs test-util; do
     banner "cargo check -p stateless-ws --lib --no-default-features --features '$features'"
     cargo check -p stateless-ws --lib --no-default-features --features "$features"
 done
+# The local gateway's library as its users build it: on the core without default features.
+banner "cargo check -p stateless-ws-local --lib"
+cargo check -p stateless-ws-local --lib
 banner "cargo check -p stateless-ws --lib (default features)"
 cargo check -p stateless-ws --lib
 banner "RUSTDOCFLAGS=-D warnings cargo doc -p stateless-ws --no-deps (default features)"

@@ -27,9 +27,11 @@
 //!   the queue by its size ([`queue`]);
 //! - [`Presence`](presence::Presence) announces who joined and who left a room (one member per
 //!   user, however many tabs), including connections removed by a broadcast's Gone cleanup,
-//!   and answers the member list ([`presence`]);
-//! - `LocalGateway` (feature `local`) runs all of it on one machine: a local API Gateway
-//!   WebSocket endpoint with the management API, for development and tests (`local`).
+//!   and answers the member list ([`presence`]).
+//!
+//! Its companion crate [`stateless-ws-local`](https://docs.rs/stateless-ws-local) runs all of it on
+//! one machine: a local API Gateway WebSocket endpoint with the management API, for development
+//! and tests, and a tool serving a SAM template's WebSocket API in front of your real functions.
 //!
 //! The README's "Your own Lambda" is the complete handler; `examples/chat` a complete application.
 //!
@@ -72,7 +74,6 @@
 //! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios, to check your own backend (not covered by semver) |
-//! | `local` | no | `local::LocalGateway`, the local API Gateway WebSocket emulator (axum) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
 //! | `test-util` | no | `test_util::InstrumentedStore`: wraps any store to count its calls and inject faults, latency and smaller pages in your tests |
 //!
@@ -99,9 +100,6 @@ pub mod ids;
 #[cfg(feature = "lambda")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod lambda;
-#[cfg(feature = "local")]
-#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
-pub mod local;
 pub mod presence;
 pub mod queue;
 pub mod store;

@@ -2,12 +2,7 @@
 //! (checked here, character for character), and that handler works — in a unit-style test with
 //! `Context::default()`, and through the local gateway with real WebSocket clients, behind the
 //! `lambda::service` adapter as in Lambda.
-#![cfg(all(
-    feature = "lambda",
-    feature = "local",
-    feature = "dynamodb",
-    feature = "apigw"
-))]
+#![cfg(all(feature = "lambda", feature = "dynamodb", feature = "apigw"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -24,9 +19,9 @@ use lambda_handler::App;
 use serde_json::Value;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, RecordingSender};
 use stateless_ws::lambda::{self, Context};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
-use stateless_ws::{Authorizer, ConnectEvent, ConnectionId, MessageEvent, RoomId, WebSocketEvent};
+use stateless_ws::{Authorizer, ConnectEvent, ConnectionId, MessageEvent, RoomId};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -146,18 +141,11 @@ async fn the_readme_handler_behind_the_local_gateway() {
         store: store.clone(),
         broadcaster: Broadcaster::new(store.clone(), Arc::new(sender)),
     };
-    // As in Lambda: the event goes through JSON and the adapter.
-    let adapter = Arc::new(lambda::service(move |event, context| {
-        let app = app.clone();
-        async move { app.handle(event, context).await }
-    }));
+    // As in Lambda: the gateway sends the event through JSON and the adapter.
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
-        .default_handler(handler(move |event: WebSocketEvent| {
-            let adapter = Arc::clone(&adapter);
-            async move {
-                let payload = serde_json::to_value(&event).unwrap();
-                adapter.call(payload, Context::default()).await
-            }
+        .default_handler(lambda::service(move |event, context| {
+            let app = app.clone();
+            async move { app.handle(event, context).await }
         }))
         .bind("127.0.0.1:0".parse().unwrap())
         .await

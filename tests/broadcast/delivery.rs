@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
 use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
-use common::fake_management_api::FakeManagementApi;
 use stateless_ws::broadcast::{ApiGatewaySender, BroadcastConfig, Broadcaster, Payload};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Error, Membership, RoomId};
+use stateless_ws_local::test_util::FakeManagementApi;
 
 fn id(s: &str) -> ConnectionId {
     ConnectionId::new(s).unwrap()

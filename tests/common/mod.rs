@@ -53,8 +53,6 @@ pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
         .load()
         .await
 }
-pub(crate) mod fake_management_api;
-
 /// The default broadcaster tuning without the connect grace: for tests whose gone connections
 /// stand for clients that joined long ago (their records were written a moment before).
 pub(crate) fn without_connect_grace() -> stateless_ws::broadcast::BroadcastConfig {

@@ -9,7 +9,7 @@ use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue, QueueConfi
 
 use super::{member, room_of};
 use crate::common;
-use crate::common::fake_management_api::FakeManagementApi;
+use stateless_ws_local::test_util::FakeManagementApi;
 
 const MEMBERS: usize = 1_000;
 const PER_JOB: usize = 100;

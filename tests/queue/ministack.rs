@@ -18,7 +18,7 @@ use stateless_ws::{Membership, RoomId};
 
 use super::member;
 use crate::common;
-use crate::common::fake_management_api::FakeManagementApi;
+use stateless_ws_local::test_util::FakeManagementApi;
 
 const MEMBERS: usize = 230;
 const GONE: [usize; 3] = [4, 100, 229];

@@ -1,9 +1,67 @@
-//! `stateless-ws-local`: serve the API Gateway WebSocket API of a SAM/CloudFormation template on
-//! loopback, invoking your real Lambda functions through a local runner's Invoke API
-//! (`cargo lambda watch`, `sam local start-lambda`, MiniStack).
+//! # stateless-ws-local: API Gateway WebSockets on your machine
 //!
-//! The binary is the usual entry point (`stateless-ws-local --help`); this library is what it
-//! runs, for tests and tools:
+//! AWS's own tools cannot run WebSocket APIs locally. This crate can, two ways:
+//!
+//! - [`LocalGateway`] in your tests and demos: it accepts WebSocket clients on loopback,
+//!   builds for each connect, message and close the event API Gateway would send
+//!   ([`stateless_ws::WebSocketEvent`] — the same JSON a Lambda receives, which
+//!   `aws_lambda_events` parses too), calls your handlers by route key — the very
+//!   [`RouteHandler`](stateless_ws::lambda::RouteHandler) your Lambda runs, in process — and serves
+//!   the Management API (`POST|GET|DELETE /{stage}/@connections/{id}`) on the same port, so
+//!   `stateless_ws::broadcast::ApiGatewaySender` — the AWS SDK's own client — works against it
+//!   unchanged;
+//! - the `stateless-ws-local` binary (and [`LocalApi`], what it runs) in front of your **real
+//!   Lambda functions**: it reads the WebSocket API of a SAM/CloudFormation template and invokes
+//!   the functions through a local runner's Lambda Invoke API (`cargo lambda watch`,
+//!   `sam local start-lambda`, MiniStack), REQUEST authorizer included.
+//!
+//! With the `test-util` feature, `test_util::FakeManagementApi` stands in for the
+//! Management API alone, with injectable faults (410, 429, hangs, delays).
+//!
+//! ## In-process handlers
+//!
+//! A route's handler is what the Lambda function runs: `lambda::service(handle)` — the same
+//! value `lambda::run(handle)` serves in Lambda. The gateway calls it as Lambda does: the event
+//! as JSON, and a `Context` with a fresh `request_id` and a `deadline` 29 s (the integration
+//! timeout) away.
+//!
+//! ```
+//! use stateless_ws::lambda::{self, Context};
+//! use stateless_ws::{Result, RouteResponse, WebSocketEvent};
+//! use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
+//!
+//! // The function's handler: accept each connect, echo each message to its sender.
+//! async fn handle(event: WebSocketEvent, _context: Context) -> Result<RouteResponse> {
+//!     match event {
+//!         WebSocketEvent::Message(message) => Ok(RouteResponse::text(200, message.body_text()?)),
+//!         _ => Ok(RouteResponse::ok()),
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // One function for every route, as a single Lambda serving all routes sees them.
+//! let gateway = LocalGateway::new(LocalGatewayConfig::default())
+//!     .default_handler(lambda::service(handle))
+//!     .bind("127.0.0.1:0".parse().unwrap())
+//!     .await?;
+//! println!("clients: {}  management API: {}", gateway.ws_url(), gateway.management_endpoint());
+//! let report = gateway.shutdown().await; // every open connection gets its $disconnect
+//! assert_eq!(report.unfinished, 0);
+//! # Ok::<(), stateless_ws::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Real functions, from a template
+//!
+//! The binary is the usual entry point (`stateless-ws-local --help`):
+//!
+//! ```sh
+//! cargo lambda watch --env-file .env.local      # in the functions' crate (port 9000)
+//! stateless-ws-local --template template.yaml \
+//!     --lambda-endpoint http://127.0.0.1:9000 --function-names binary --env-file .env.local
+//! ```
+//!
+//! [`LocalApi`] is what it runs, for tests and tools:
 //!
 //! ```no_run
 //! use stateless_ws_local::{LocalApi, Naming, Settings};
@@ -18,326 +76,65 @@
 //! println!("{}", gateway.ws_url());
 //! # Ok(()) }
 //! ```
+//!
+//! Read from the template: the `AWS::ApiGatewayV2::Api` (WEBSOCKET, `RouteSelectionExpression`
+//! `$request.body.<field>`), its `Route`s, `Integration`s (`AWS_PROXY` to a function of the
+//! template), `RouteResponse`s (two-way routes), the `$connect` `Authorizer` (REQUEST, identity
+//! sources from the query string or headers), the `Stage` name, the functions' `Environment`
+//! (SAM `Globals` included), `Parameters`, `Conditions`, and the intrinsic functions.
+//!
+//! # Faithfulness
+//!
+//!
+//! | API Gateway | here |
+//! |---|---|
+//! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}` |
+//! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
+//! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
+//! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
+//! | a message route's response body is sent to the caller | same |
+//! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
+//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
+//! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
+//! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
+//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable; they act even while a send to the client is stuck |
+//! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
+//! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
+//! | a route integrated with a Lambda function | a template's `AWS_PROXY` integration, served by [`LocalApi::gateway`] (and the binary): the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
+//! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; the gateway does not cut a handler off at the deadline |
+//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
+//! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | the template's `AWS::ApiGatewayV2::Authorizer`, served by [`LocalApi::gateway`]; same |
+//!
+//! Not emulated: authorizer result caching, IAM signature checks (requests must be
+//! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
+//! In-process handlers need no authorizer: set the identity on the events yourself with a
+//! `$connect` wrapper, as the chat example's insecure demo mode does.
+//! Message routes run one at a time per connection, inside its socket loop.
+//! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
+//! still running then finish in the background and are counted in its [`ShutdownReport`].
+//! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive
+//! endpoints from `requestContext.domainName`, never from headers.
+//!
+//! # Layout
+//!
+//! `gateway/` is the emulator ([`LocalGateway`]; the connection loop, the management API, the
+//! Invoke API client and the REQUEST authorizer are private modules beside it); `template/`
+//! reads SAM/CloudFormation templates; `local_api.rs` joins the two ([`LocalApi`]);
+//! `test_util.rs` is the fake management API (feature `test-util`); `main.rs` the binary.
 
-mod api;
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod gateway;
+mod local_api;
 mod template;
-mod yaml;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::time::Duration;
-
-use stateless_ws::local::{
-    FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig, RequestAuthorizer,
+pub use gateway::{
+    LocalGateway, LocalGatewayConfig, MAX_MESSAGE_SIZE, RunningGateway, ShutdownReport,
 };
-
-pub use api::{AuthorizerSpec, FunctionSpec, RouteSpec, WebSocketApi};
-pub use template::{Location, Settings, Template};
-
-/// What is wrong with a template (or the options given for it).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TemplateError {
-    /// The text is not a template (YAML syntax, no `Resources`).
-    #[error("template: {0}")]
-    Parse(String),
-    /// A parameter override or value is wrong.
-    #[error("parameter {name}: {message}")]
-    Parameter {
-        /// The parameter.
-        name: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A resource's property cannot be used.
-    #[error("resource {resource}, {property}: {message}")]
-    Resource {
-        /// The resource's logical id (or section).
-        resource: String,
-        /// The property.
-        property: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// Something the template or the options name does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// An option (endpoint, function name) is invalid.
-    #[error("{0}")]
-    Option(String),
-}
-
-impl TemplateError {
-    pub(crate) fn at(at: &Location, message: impl Into<String>) -> Self {
-        Self::Resource {
-            resource: at.resource.clone(),
-            property: at.property.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-/// How functions are named on the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Naming {
-    /// The template's logical id (`ConnectFunction`): `sam local start-lambda`, MiniStack
-    /// functions created under that name.
-    #[default]
-    LogicalId,
-    /// The binary name from `CodeUri: …/target/lambda/<bin>/` (`lambda_connect`):
-    /// `cargo lambda watch`.
-    Binary,
-}
-
-/// A template's WebSocket API with the settings it was read with.
-#[derive(Debug)]
-pub struct LocalApi {
-    template: Template,
-    api: WebSocketApi,
-}
-
-impl LocalApi {
-    /// Reads `text` with `settings` and picks its WebSocket API (`api`, or the only one).
-    ///
-    /// # Errors
-    ///
-    /// [`TemplateError`] naming what is wrong.
-    pub fn from_template(
-        text: &str,
-        settings: Settings,
-        api: Option<&str>,
-    ) -> Result<Self, TemplateError> {
-        let template = Template::parse(text, settings)?;
-        let api = WebSocketApi::from_template(&template, api)?;
-        Ok(Self { template, api })
-    }
-
-    /// The API as read from the template.
-    pub fn api(&self) -> &WebSocketApi {
-        &self.api
-    }
-
-    /// Serves the API under `stage` instead of the template's.
-    pub fn set_stage(&mut self, stage: &str) {
-        stage.clone_into(&mut self.api.stage);
-    }
-
-    /// The template.
-    pub fn template(&self) -> &Template {
-        &self.template
-    }
-
-    /// The name each function (by logical id) has on the runner: by `naming`, then `overrides`
-    /// (logical id → name) on top.
-    ///
-    /// # Errors
-    ///
-    /// [`TemplateError::NotFound`] when an override names no function of the API, or
-    /// [`Naming::Binary`] finds no `target/lambda/<bin>/` `CodeUri`.
-    pub fn function_names(
-        &self,
-        naming: Naming,
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>, TemplateError> {
-        for logical in overrides.keys() {
-            if !self.api.functions.contains_key(logical) {
-                return Err(TemplateError::NotFound(format!(
-                    "--function-name-map {logical}=…: the API invokes no function {logical} (it invokes: {})",
-                    self.api
-                        .functions
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        let mut names = BTreeMap::new();
-        for (logical, spec) in &self.api.functions {
-            let name = match (overrides.get(logical), naming) {
-                (Some(name), _) => name.clone(),
-                (None, Naming::LogicalId) => logical.clone(),
-                (None, Naming::Binary) => spec.binary.clone().ok_or_else(|| {
-                    TemplateError::NotFound(format!(
-                        "{logical}: its CodeUri is not a cargo-lambda target/lambda/<bin>/ directory; name it with --function-name-map {logical}=NAME"
-                    ))
-                })?,
-            };
-            names.insert(logical.clone(), name);
-        }
-        Ok(names)
-    }
-
-    /// A gateway serving the API: every route's function invoked by its name in `names` on
-    /// the Invoke API at `endpoint`, the `$connect` authorizer in front, with the template's
-    /// stage and route selection. `timeout` defaults to API Gateway's 29 s.
-    ///
-    /// # Errors
-    ///
-    /// [`TemplateError::Option`] for an invalid endpoint or function name, or an identity
-    /// source this tool cannot read.
-    pub fn gateway(
-        &self,
-        endpoint: &str,
-        names: &BTreeMap<String, String>,
-        timeout: Option<Duration>,
-    ) -> Result<LocalGateway, TemplateError> {
-        let option = |e: stateless_ws::Error| TemplateError::Option(e.to_string());
-        let mut endpoint = InvokeEndpoint::new(endpoint).map_err(option)?;
-        if let Some(timeout) = timeout {
-            endpoint = endpoint.with_timeout(timeout);
-        }
-        let name_of = |logical: &str| {
-            names.get(logical).cloned().ok_or_else(|| {
-                TemplateError::NotFound(format!("no runner name for function {logical}"))
-            })
-        };
-        let mut config = LocalGatewayConfig::default();
-        config.stage.clone_from(&self.api.stage);
-        config.api_id.clone_from(&self.api.logical_id);
-        config.route_selection.clone_from(&self.api.route_selection);
-        let mut gateway = LocalGateway::new(config);
-        for route in &self.api.routes {
-            let target = FunctionTarget::new(endpoint.clone(), name_of(&route.function)?)
-                .map_err(option)?
-                .two_way(route.two_way);
-            gateway = gateway.function(route.route_key.clone(), target);
-        }
-        if let Some(spec) = &self.api.authorizer {
-            let settings = self.template.settings();
-            let mut authorizer = RequestAuthorizer::new(endpoint, name_of(&spec.function)?)
-                .and_then(|a| a.arn_parts(&settings.region, &settings.account_id))
-                .map_err(option)?;
-            for source in &spec.identity_sources {
-                authorizer =
-                    authorizer
-                        .identity_source(source)
-                        .map_err(|e| TemplateError::Resource {
-                            resource: spec.logical_id.clone(),
-                            property: "IdentitySource".to_owned(),
-                            message: e.to_string(),
-                        })?;
-            }
-            gateway = gateway.authorizer(authorizer);
-        }
-        Ok(gateway)
-    }
-
-    /// The environment of function `logical_id` when served locally: the template's
-    /// variables, `APIGW_MANAGEMENT_URL` pointing at `management_endpoint`, then `extra`.
-    pub fn environment(
-        &self,
-        logical_id: &str,
-        management_endpoint: &str,
-        extra: &BTreeMap<String, String>,
-    ) -> BTreeMap<String, String> {
-        let mut env = self
-            .api
-            .functions
-            .get(logical_id)
-            .map(|f| f.environment.clone())
-            .unwrap_or_default();
-        env.insert(
-            stateless_ws::env::APIGW_MANAGEMENT_URL.to_owned(),
-            management_endpoint.to_owned(),
-        );
-        env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env
-    }
-
-    /// Every function's environment in one file (`KEY=VALUE` lines, as `cargo lambda watch
-    /// --env-file` and dotenv read them). A variable two functions set differently keeps the
-    /// first function's value, with a comment.
-    pub fn env_file(&self, management_endpoint: &str, extra: &BTreeMap<String, String>) -> String {
-        let mut merged: BTreeMap<String, (String, String)> = BTreeMap::new();
-        let mut conflicts = Vec::new();
-        for logical in self.api.functions.keys() {
-            for (k, v) in self.environment(logical, management_endpoint, extra) {
-                match merged.get(&k) {
-                    Some((first, value)) if *value != v => {
-                        conflicts.push(format!(
-                            "# {k}: {logical} sets {v:?}, {first}'s value is kept"
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        merged.insert(k, (logical.clone(), v));
-                    }
-                }
-            }
-        }
-        let mut out = String::from(
-            "# Written by stateless-ws-local: the environment of the template's functions, served locally.\n",
-        );
-        for line in conflicts {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        for (k, (_, v)) in merged {
-            let _ = writeln!(out, "{k}={}", quote(&v));
-        }
-        out
-    }
-}
-
-/// A dotenv value: bare when safe, double-quoted (with `\` and `"` escaped) otherwise.
-fn quote(value: &str) -> String {
-    let safe = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:,@%+=".contains(c));
-    if safe && !value.is_empty() {
-        value.to_owned()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-}
-
-/// Parses `Key=Value` pairs (`--parameter-overrides`, `--function-name-map`, `--env`); also
-/// accepts SAM's `ParameterKey=K,ParameterValue=V`.
-///
-/// # Errors
-///
-/// [`TemplateError::Option`] naming the pair without `=` or with an empty key.
-pub fn parse_pairs(
-    flag: &str,
-    pairs: &[String],
-) -> Result<BTreeMap<String, String>, TemplateError> {
-    let mut map = BTreeMap::new();
-    for pair in pairs {
-        let (key, value) = if let Some(rest) = pair.strip_prefix("ParameterKey=") {
-            rest.split_once(",ParameterValue=")
-        } else {
-            pair.split_once('=')
-        }
-        .filter(|(k, _)| !k.trim().is_empty())
-        .ok_or_else(|| TemplateError::Option(format!("{flag} {pair:?}: expected Key=Value")))?;
-        map.insert(key.trim().to_owned(), value.to_owned());
-    }
-    Ok(map)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_values_are_quoted_when_needed() {
-        assert_eq!(quote("http://127.0.0.1:1/prod"), "http://127.0.0.1:1/prod");
-        assert_eq!(quote("a b"), "\"a b\"");
-        assert_eq!(quote(""), "\"\"");
-        assert_eq!(quote("x\"y"), "\"x\\\"y\"");
-    }
-
-    #[test]
-    fn pairs_parse_in_both_spellings() {
-        let map = parse_pairs(
-            "--parameter-overrides",
-            &["A=1".into(), "ParameterKey=B,ParameterValue=x=y".into()],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(map.get("A").map(String::as_str), Some("1"));
-        assert_eq!(map.get("B").map(String::as_str), Some("x=y"));
-        assert!(parse_pairs("--env", &["novalue".into()]).is_err());
-        assert!(parse_pairs("--env", &["=v".into()]).is_err());
-    }
-}
+pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
+pub use template::{
+    AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, Template, WebSocketApi,
+};

@@ -35,10 +35,11 @@ use axum::routing::{get, post};
 use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
+use stateless_ws::lambda::{self, Context};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
-use stateless_ws::{Error, UserId};
+use stateless_ws::{Error, UserId, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
 
 const PAGE: &str = include_str!("../../static/index.html");
 
@@ -190,19 +191,21 @@ async fn run(options: Options) -> Result<(), Error> {
     }
     let chat = Arc::new(chat);
 
+    // What a Lambda serving every route would run: the library's adapter, called by the gateway
+    // with the event as JSON and a `Context` whose deadline bounds the fan-out, as in Lambda.
     let on_event = {
         let chat = Arc::clone(&chat);
-        handler(move |event| {
+        lambda::service(move |event: WebSocketEvent, context: Context| {
             let chat = Arc::clone(&chat);
-            async move { chat.handle(&event, None).await }
+            async move { Ok(chat.handle(&event, lambda::deadline(&context)).await) }
         })
     };
     let mut gateway_config = LocalGatewayConfig::default();
     gateway_config.idle_timeout = options.idle_timeout;
-    let mut gateway = LocalGateway::new(gateway_config).default_handler(Arc::clone(&on_event));
+    let mut gateway = LocalGateway::new(gateway_config).default_handler(on_event.clone());
     // The same routes as examples/chat/template.yaml; selection by `$request.body.action`.
     for route in ["join", "leave", "send", "members", "ping"] {
-        gateway = gateway.route(route, Arc::clone(&on_event));
+        gateway = gateway.route(route, on_event.clone());
     }
     let site = Router::new()
         .route("/", get(|| async { Html(PAGE) }))

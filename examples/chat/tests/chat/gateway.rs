@@ -12,9 +12,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, Payload, Target};
-use stateless_ws::local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
+use stateless_ws::lambda::{self, Context};
 use stateless_ws::store::InMemoryStore;
 use stateless_ws::{ConnectionId, Error, UserId, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, RunningGateway};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -40,15 +41,12 @@ impl Recorder {
             .collect()
     }
 
-    /// Wraps `inner`, recording each event first.
-    fn wrap(&self, inner: Handler) -> Handler {
-        let log = self.0.clone();
-        handler(move |event: WebSocketEvent| {
-            log.lock()
-                .unwrap()
-                .push(serde_json::to_value(&event).unwrap());
-            inner(event)
-        })
+    /// Records `event`.
+    fn record(&self, event: &WebSocketEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(event).unwrap());
     }
 
     async fn wait_for(&self, t: &str, n: usize) -> Vec<Value> {
@@ -87,11 +85,13 @@ async fn start_with(config: LocalGatewayConfig, tune: impl FnOnce(&mut ChatConfi
     tune(&mut chat_config);
     let chat = Arc::new(Chat::new(store.clone(), Arc::new(sender), chat_config));
     let events = Recorder::default();
-    let c = chat.clone();
-    let on_event = events.wrap(handler(move |event| {
+    let (c, recorder) = (chat.clone(), events.clone());
+    // The chat behind the adapter a Lambda runs, recording each event it receives first.
+    let on_event = lambda::service(move |event: WebSocketEvent, context: Context| {
+        recorder.record(&event);
         let chat = c.clone();
-        async move { chat.handle(&event, None).await }
-    }));
+        async move { Ok(chat.handle(&event, lambda::deadline(&context)).await) }
+    });
     let gateway = LocalGateway::new(config)
         .default_handler(on_event.clone())
         .route("join", on_event.clone())
@@ -448,15 +448,12 @@ async fn a_refused_connect_is_a_403_without_upgrade() {
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
         .route(
             "$connect",
-            handler(|event: WebSocketEvent| async move {
-                let WebSocketEvent::Connect(c) = event else {
-                    unreachable!()
-                };
-                if c.query("token") == Some("good") {
+            lambda::service(|c: stateless_ws::ConnectEvent, _: Context| async move {
+                Ok(if c.query("token") == Some("good") {
                     RouteResponse::ok()
                 } else {
                     RouteResponse::error(401, "no token")
-                }
+                })
             }),
         )
         .bind("127.0.0.1:0".parse().unwrap())

@@ -21,9 +21,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stateless_ws::UserId;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::local::RunningGateway;
+
 use stateless_ws::store::{ConnectionStore, DynamoDbStore};
-use stateless_ws_local::{LocalApi, Naming, Settings};
+use stateless_ws_local::{LocalApi, Naming, RunningGateway, Settings};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};

@@ -6,7 +6,7 @@
 //! MiniStack — and none of them checks request signatures, so requests go out unsigned over
 //! plain HTTP with hyper (already compiled for axum and the AWS SDK) rather than through
 //! `aws-sdk-lambda`, which would add a crate the size of the DynamoDB client to every build of
-//! the `local` feature and sign requests nobody checks.
+//! this crate and sign requests nobody checks.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -18,11 +18,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::event::{RouteResponse, WebSocketEvent};
+use stateless_ws::Result;
+
+use super::config_error;
+use stateless_ws::event::{RouteResponse, WebSocketEvent};
 
 /// API Gateway's integration timeout: 29 seconds.
-pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+pub(crate) const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
 
 /// The largest synchronous Lambda response: 6 MB. A larger answer is an integration failure.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -32,17 +34,8 @@ const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 ///
 /// Requests are unsigned: local runners do not check signatures. Only `http://` URLs are
 /// accepted — the endpoint is a process on this machine or a trusted network.
-///
-/// ```
-/// use std::time::Duration;
-/// use stateless_ws::local::InvokeEndpoint;
-/// let endpoint = InvokeEndpoint::new("http://127.0.0.1:9000")?.with_timeout(Duration::from_secs(5));
-/// assert_eq!(endpoint.url(), "http://127.0.0.1:9000");
-/// assert!(InvokeEndpoint::new("https://lambda.us-east-1.amazonaws.com").is_err());
-/// # Ok::<(), stateless_ws::Error>(())
-/// ```
 #[derive(Clone)]
-pub struct InvokeEndpoint {
+pub(crate) struct InvokeEndpoint {
     /// `http://host:port` plus an optional path prefix, without a trailing `/`.
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -64,9 +57,9 @@ impl InvokeEndpoint {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `url` is not an `http://` URL with a host, or has a query.
-    pub fn new(url: &str) -> Result<Self> {
-        let bad = |why: &str| Error::config(format!("Lambda endpoint {url:?}: {why}"));
+    /// [`Error::Config`](stateless_ws::Error::Config) when `url` is not an `http://` URL with a host, or has a query.
+    pub(crate) fn new(url: &str) -> Result<Self> {
+        let bad = |why: &str| config_error(format!("Lambda endpoint {url:?}: {why}"));
         let uri: hyper::Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
         if uri.scheme_str() != Some("http") {
             return Err(bad(
@@ -91,18 +84,20 @@ impl InvokeEndpoint {
     /// How long one invocation may take before it counts as a timeout (default
     /// [`INTEGRATION_TIMEOUT`], 29 s).
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// The endpoint's URL.
-    pub fn url(&self) -> &str {
+    #[cfg(test)]
+    fn url(&self) -> &str {
         &self.base
     }
 
     /// The integration timeout.
-    pub fn timeout(&self) -> Duration {
+    #[cfg(test)]
+    fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -246,7 +241,7 @@ impl fmt::Display for Failure {
 /// A route served by a function on an Invoke API endpoint; see
 /// [`LocalGateway::function`](super::LocalGateway::function).
 #[derive(Debug, Clone)]
-pub struct FunctionTarget {
+pub(crate) struct FunctionTarget {
     endpoint: InvokeEndpoint,
     name: String,
     two_way: bool,
@@ -258,9 +253,9 @@ impl FunctionTarget {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `function` is not a Lambda function name (letters, digits, `-`,
+    /// [`Error::Config`](stateless_ws::Error::Config) when `function` is not a Lambda function name (letters, digits, `-`,
     /// `_`, or an ARN's `:` and `.`; at most 170 characters): it becomes part of a URL path.
-    pub fn new(endpoint: InvokeEndpoint, function: impl Into<String>) -> Result<Self> {
+    pub(crate) fn new(endpoint: InvokeEndpoint, function: impl Into<String>) -> Result<Self> {
         let name = function.into();
         validate_function_name(&name)?;
         Ok(Self {
@@ -273,19 +268,14 @@ impl FunctionTarget {
     /// Whether the function's `body` is sent back to the caller (default true). API Gateway
     /// sends it only when the route has a route response; a one-way route discards it.
     #[must_use]
-    pub fn two_way(mut self, two_way: bool) -> Self {
+    pub(crate) fn two_way(mut self, two_way: bool) -> Self {
         self.two_way = two_way;
         self
     }
 
     /// The function's name.
-    pub fn function_name(&self) -> &str {
+    pub(crate) fn function_name(&self) -> &str {
         &self.name
-    }
-
-    /// The endpoint it is invoked on.
-    pub fn endpoint(&self) -> &InvokeEndpoint {
-        &self.endpoint
     }
 
     pub(super) async fn invoke_json(&self, payload: Vec<u8>) -> Invocation {
@@ -330,7 +320,7 @@ pub(super) fn validate_function_name(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::config(format!(
+        Err(config_error(format!(
             "{name:?} is not a Lambda function name (letters, digits, '-', '_', ':', '.'; at most 170)"
         )))
     }

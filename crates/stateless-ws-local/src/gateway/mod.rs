@@ -1,92 +1,27 @@
-//! A local API Gateway WebSocket endpoint: the whole stateless architecture on one machine.
-//!
-//! AWS's own tools cannot run WebSocket APIs locally. [`LocalGateway`] can: it accepts WebSocket
-//! clients on loopback, builds for each connect, message and close the event API Gateway would
-//! send (this crate's [`WebSocketEvent`] — the same JSON a Lambda receives, which
-//! `aws_lambda_events` parses too), calls your in-process handlers by route key, and serves the
-//! Management API (`POST|GET|DELETE /{stage}/@connections/{id}`) on the same port, so
-//! [`ApiGatewaySender`](crate::broadcast::ApiGatewaySender) — the AWS SDK's own client — works
-//! against it unchanged.
-//!
-//! ```
-//! use stateless_ws::local::{LocalGateway, LocalGatewayConfig, handler};
-//! use stateless_ws::{RouteResponse, WebSocketEvent};
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! // One handler for every route: accept each connect, echo each message to its sender.
-//! let gateway = LocalGateway::new(LocalGatewayConfig::default())
-//!     .default_handler(handler(|event: WebSocketEvent| async move {
-//!         match event {
-//!             WebSocketEvent::Message(message) => match message.body_text() {
-//!                 Ok(text) => RouteResponse::text(200, text),
-//!                 Err(e) => RouteResponse::error(400, e.to_string()),
-//!             },
-//!             _ => RouteResponse::ok(),
-//!         }
-//!     }))
-//!     .bind("127.0.0.1:0".parse().unwrap())
-//!     .await?;
-//! println!("clients: {}  management API: {}", gateway.ws_url(), gateway.management_endpoint());
-//! let report = gateway.shutdown().await; // every open connection gets its $disconnect
-//! assert_eq!(report.unfinished, 0);
-//! # Ok::<(), stateless_ws::Error>(())
-//! # }).unwrap();
-//! ```
-//!
-//! # Faithfulness
-//!
-//! | API Gateway | here |
-//! |---|---|
-//! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}` |
-//! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
-//! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
-//! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
-//! | a message route's response body is sent to the caller | same |
-//! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
-//! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
-//! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
-//! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
-//! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable; they act even while a send to the client is stuck |
-//! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
-//! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
-//!
-//! | a route integrated with a Lambda function | [`LocalGateway::function`]: the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
-//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
-//! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | [`LocalGateway::authorizer`], same |
-//!
-//! Not emulated: authorizer result caching, IAM signature checks (requests must be
-//! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
-//! In-process handlers need no authorizer: set the identity on the events yourself with a
-//! `$connect` wrapper, as the chat example's insecure demo mode does.
-//! Message routes run one at a time per connection, inside its socket loop.
-//! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
-//! still running then finish in the background and are counted in its [`ShutdownReport`].
-//! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive
-//! endpoints from `requestContext.domainName`, never from headers.
-//!
-//! # Layout
+//! The emulator: [`LocalGateway`] and what it serves (see the crate docs for the user guide).
 //!
 //! This file is the public API and the router. Beside it, private: `connection.rs` (the
 //! upgrade, the per-connection socket loop and its close codes), `context.rs` (what API Gateway
 //! would send: connection ids, request contexts, events, route selection), `management.rs`
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
-//! `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the REQUEST
-//! authorizer and its IAM policy).
+//! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
+//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the
+//! REQUEST authorizer and its IAM policy).
 
 mod authorizer;
 mod connection;
 mod context;
+mod in_process;
 mod invoke;
 mod management;
 mod time;
 
-pub use authorizer::{IdentitySource, RequestAuthorizer};
-pub use invoke::{FunctionTarget, INTEGRATION_TIMEOUT, InvokeEndpoint};
+pub(crate) use authorizer::RequestAuthorizer;
+pub(crate) use invoke::{FunctionTarget, InvokeEndpoint};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -94,29 +29,24 @@ use axum::Router;
 use axum::routing::{any, get};
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
-use crate::event::{RouteResponse, WebSocketEvent};
-use crate::ids::ConnectionId;
 use connection::{Live, upgrade};
+use in_process::InProcess;
 use invoke::Answer;
 use management::{management, unknown_path};
+use stateless_ws::event::WebSocketEvent;
+use stateless_ws::ids::ConnectionId;
+use stateless_ws::lambda::RouteHandler;
+use stateless_ws::{Error, Result};
+
+/// [`Error::Config`] with `message`: the error of every invalid setting of the gateway.
+pub(crate) fn config_error(message: impl Into<String>) -> Error {
+    Error::Config {
+        message: message.into(),
+    }
+}
 
 /// The largest message API Gateway accepts: 128 KB.
 pub const MAX_MESSAGE_SIZE: usize = 131_072;
-
-/// A boxed route handler: an event in, the integration's response out.
-pub type Handler = Arc<
-    dyn Fn(WebSocketEvent) -> Pin<Box<dyn Future<Output = RouteResponse> + Send>> + Send + Sync,
->;
-
-/// Wraps an async closure as a [`Handler`].
-pub fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(WebSocketEvent) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = RouteResponse> + Send + 'static,
-{
-    Arc::new(move |event| Box::pin(f(event)))
-}
 
 /// Settings of a [`LocalGateway`]; defaults are API Gateway's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +88,7 @@ pub struct LocalGatewayConfig {
     ///
     /// Never taken from a request: on AWS `domainName` is set by API Gateway, and a handler
     /// derives the management endpoint it stores from it
-    /// ([`RequestContext::management_endpoint`](crate::event::RequestContext::management_endpoint)),
+    /// ([`RequestContext::management_endpoint`](stateless_ws::event::RequestContext::management_endpoint)),
     /// so a client's `Host` header must not decide where signed requests go.
     pub domain_name: Option<String>,
 }
@@ -225,19 +155,19 @@ impl Shared {
 /// Invoke API.
 #[derive(Clone)]
 enum Route {
-    Handler(Handler),
+    Handler(InProcess),
     Function(Box<FunctionTarget>),
 }
 
 /// Calls what serves `route_key`; `None` when nothing does.
 async fn call(shared: &Shared, route_key: &str, event: WebSocketEvent) -> Option<Answer> {
     match shared.routes.get(route_key)? {
-        Route::Handler(handler) => Some(Answer::Response(handler(event).await)),
+        Route::Handler(function) => Some(function.call(&event).await),
         Route::Function(target) => Some(target.call(&event).await),
     }
 }
 
-/// Builds and starts a local gateway; see the [module docs](self).
+/// Builds and starts a local gateway; see the [crate docs](crate).
 #[must_use]
 pub struct LocalGateway {
     config: LocalGatewayConfig,
@@ -269,9 +199,20 @@ impl LocalGateway {
 
     /// Registers `handler` for `route_key` (`$connect`, `$disconnect`, `$default`, or a value of
     /// the route selection field such as `join`).
-    pub fn route(mut self, route_key: impl Into<String>, handler: Handler) -> Self {
-        self.routes
-            .insert(route_key.into(), Route::Handler(handler));
+    ///
+    /// The handler is what a Lambda function runs — [`lambda::service(handle)`](stateless_ws::lambda::service),
+    /// or any [`RouteHandler`] — and is called as Lambda calls it: with the event API Gateway
+    /// would send, as JSON, and a [`Context`](stateless_ws::lambda::Context) whose `deadline` is the
+    /// integration timeout (29 s) from now, with a fresh `request_id` and a function named
+    /// `{api_id}-{route}` (`local-connect`, `local-join`) in `invoked_function_arn` and
+    /// `env_config`.
+    pub fn route(self, route_key: impl Into<String>, handler: impl RouteHandler) -> Self {
+        self.route_arc(route_key.into(), Arc::new(handler))
+    }
+
+    fn route_arc(mut self, route_key: String, handler: Arc<dyn RouteHandler>) -> Self {
+        let function = InProcess::new(handler, &self.config.api_id, &route_key);
+        self.routes.insert(route_key, Route::Handler(function));
         self
     }
 
@@ -282,19 +223,7 @@ impl LocalGateway {
     /// the endpoint's timeout is API Gateway's integration failure: `$connect` is refused with
     /// 500, a message's caller gets `{"message": "Internal server error"` (or `"Endpoint
     /// request timed out"`)`, "connectionId": …, "requestId": …}`.
-    ///
-    /// ```no_run
-    /// use stateless_ws::local::{FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig};
-    /// # async fn run() -> stateless_ws::Result<()> {
-    /// let lambda = InvokeEndpoint::new("http://127.0.0.1:9000")?; // cargo lambda watch
-    /// let gateway = LocalGateway::new(LocalGatewayConfig::default())
-    ///     .function("$connect", FunctionTarget::new(lambda.clone(), "lambda_connect")?)
-    ///     .function("$default", FunctionTarget::new(lambda, "lambda_message")?)
-    ///     .bind("127.0.0.1:0".parse().unwrap())
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn function(mut self, route_key: impl Into<String>, target: FunctionTarget) -> Self {
+    pub(crate) fn function(mut self, route_key: impl Into<String>, target: FunctionTarget) -> Self {
         self.routes
             .insert(route_key.into(), Route::Function(Box::new(target)));
         self
@@ -306,7 +235,7 @@ impl LocalGateway {
     /// its IAM policy must allow `execute-api:Invoke` on the `methodArn` (403 otherwise, and on
     /// any matching `Deny`); an error or malformed answer is a 500. Its `principalId` and
     /// `context` become `requestContext.authorizer` of every event of the connection.
-    pub fn authorizer(mut self, authorizer: RequestAuthorizer) -> Self {
+    pub(crate) fn authorizer(mut self, authorizer: RequestAuthorizer) -> Self {
         self.authorizer = Some(authorizer);
         self
     }
@@ -314,10 +243,11 @@ impl LocalGateway {
     /// Registers `handler` for `$connect`, `$disconnect` and `$default` — with the route
     /// selection falling back to `$default`, every event reaches it (what a single Lambda
     /// serving all routes sees).
-    pub fn default_handler(self, handler: Handler) -> Self {
-        self.route("$connect", Arc::clone(&handler))
-            .route("$disconnect", Arc::clone(&handler))
-            .route("$default", handler)
+    pub fn default_handler(self, handler: impl RouteHandler) -> Self {
+        let handler: Arc<dyn RouteHandler> = Arc::new(handler);
+        self.route_arc("$connect".to_owned(), Arc::clone(&handler))
+            .route_arc("$disconnect".to_owned(), Arc::clone(&handler))
+            .route_arc("$default".to_owned(), handler)
     }
 
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
@@ -336,16 +266,16 @@ impl LocalGateway {
     pub async fn bind(self, addr: SocketAddr) -> Result<RunningGateway> {
         let stage = self.config.stage.clone();
         if stage.is_empty() || stage.contains('/') || stage.starts_with('@') {
-            return Err(Error::config(format!(
+            return Err(config_error(format!(
                 "local gateway stage {stage:?} must be one path segment"
             )));
         }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| Error::config(format!("cannot bind the local gateway to {addr}: {e}")))?;
+            .map_err(|e| config_error(format!("cannot bind the local gateway to {addr}: {e}")))?;
         let local_addr = listener
             .local_addr()
-            .map_err(|e| Error::config(format!("local gateway address: {e}")))?;
+            .map_err(|e| config_error(format!("local gateway address: {e}")))?;
         let domain_name = match &self.config.domain_name {
             Some(name) => {
                 // One host[:port]: it becomes `http(s)://{domainName}/{stage}` in handlers.
@@ -354,7 +284,7 @@ impl LocalGateway {
                         .chars()
                         .any(|c| !(c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
                 {
-                    return Err(Error::config(format!(
+                    return Err(config_error(format!(
                         "local gateway domain name {name:?} must be a host name, optionally with :port"
                     )));
                 }
@@ -452,7 +382,7 @@ impl RunningGateway {
         format!("ws://{}/{}", public_addr(self.addr), self.stage)
     }
 
-    /// The management API endpoint for [`ApiGatewaySender`](crate::broadcast::ApiGatewaySender):
+    /// The management API endpoint for [`ApiGatewaySender`](https://docs.rs/stateless-ws/latest/stateless_ws/broadcast/struct.ApiGatewaySender.html):
     /// `http://{addr}/{stage}`.
     pub fn management_endpoint(&self) -> String {
         format!("http://{}/{}", public_addr(self.addr), self.stage)

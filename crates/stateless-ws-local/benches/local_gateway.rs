@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use futures_util::StreamExt;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::local::{LocalGateway, LocalGatewayConfig, RunningGateway, handler};
+use stateless_ws::lambda::{self, Context};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{Membership, RoomId, RouteResponse, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, RunningGateway};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -38,18 +39,18 @@ async fn start() -> (RunningGateway, Broadcaster) {
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
         .route(
             "$connect",
-            handler(move |event: WebSocketEvent| {
+            lambda::service(move |event: WebSocketEvent, _: Context| {
                 let store = Arc::clone(&on_connect);
                 async move {
                     let WebSocketEvent::Connect(connect) = event else {
-                        return RouteResponse::ok();
+                        return Ok(RouteResponse::ok());
                     };
                     let room = RoomId::new(connect.query("room").unwrap_or("general")).unwrap();
                     let endpoint = connect.context.management_endpoint().unwrap();
                     let record = Membership::new(connect.context.connection_id, room)
                         .with_endpoint(endpoint);
                     store.join(&record).await.unwrap();
-                    RouteResponse::ok()
+                    Ok(RouteResponse::ok())
                 }
             }),
         )

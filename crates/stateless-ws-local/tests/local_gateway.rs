@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-use stateless_ws::local::{Handler, LocalGateway, LocalGatewayConfig, RunningGateway, handler};
+use stateless_ws::lambda::{self, Context, RouteHandler};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 use stateless_ws::{Membership, RoomId, RouteResponse, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig, RunningGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -26,25 +27,25 @@ fn lobby() -> RoomId {
 }
 
 /// `$connect` joins the lobby; `$disconnect` removes the connection.
-fn lobby_routes(store: &Arc<InMemoryStore>) -> (Handler, Handler) {
+fn lobby_routes(store: &Arc<InMemoryStore>) -> (impl RouteHandler, impl RouteHandler) {
     let s = Arc::clone(store);
-    let connect = handler(move |event: WebSocketEvent| {
+    let connect = lambda::service(move |event: WebSocketEvent, _: Context| {
         let store = Arc::clone(&s);
         async move {
             let WebSocketEvent::Connect(connect) = event else {
-                return RouteResponse::error(400, "not a connect");
+                return Ok(RouteResponse::error(400, "not a connect"));
             };
             let record = Membership::for_connect(&connect, lobby()).unwrap();
             store.join(&record).await.unwrap();
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     let s = Arc::clone(store);
-    let disconnect = handler(move |event: WebSocketEvent| {
+    let disconnect = lambda::service(move |event: WebSocketEvent, _: Context| {
         let store = Arc::clone(&s);
         async move {
             store.disconnect(event.connection_id()).await.unwrap();
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     (connect, disconnect)
@@ -89,12 +90,12 @@ async fn forged_host_header_does_not_redirect_management_calls() {
     let broadcaster = Broadcaster::new(store.clone(), sender);
     let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
     let r = Arc::clone(&reports);
-    let relay = handler(move |event: WebSocketEvent| {
+    let relay = lambda::service(move |event: WebSocketEvent, _: Context| {
         let broadcaster = broadcaster.clone();
         let reports = Arc::clone(&r);
         async move {
             let WebSocketEvent::Message(message) = &event else {
-                return RouteResponse::ok();
+                return Ok(RouteResponse::ok());
             };
             let payload = Payload::text(message.body_text().unwrap()).unwrap();
             let report = broadcaster
@@ -102,7 +103,7 @@ async fn forged_host_header_does_not_redirect_management_calls() {
                 .await
                 .unwrap();
             reports.lock().unwrap().push(format!("{report:?}"));
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
@@ -156,7 +157,10 @@ async fn lobby_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMem
     let gateway = LocalGateway::new(config)
         .route("$connect", connect)
         .route("$disconnect", disconnect)
-        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .route(
+            "$default",
+            lambda::service(|_: WebSocketEvent, _: Context| async { Ok(RouteResponse::ok()) }),
+        )
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -190,9 +194,7 @@ async fn management_client(gateway: &RunningGateway) -> aws_sdk_apigatewaymanage
 }
 
 /// The error code and HTTP status of an SDK error.
-fn code_and_status<E>(
-    err: &aws_sdk_apigatewaymanagement::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> (String, u16)
+fn code_and_status<E>(err: &aws_sdk_apigatewaymanagement::error::SdkError<E>) -> (String, u16)
 where
     E: aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata + std::fmt::Debug,
 {
@@ -352,19 +354,22 @@ async fn slow_disconnect_gateway(
     let (connect, _) = lobby_routes(&store);
     let s = Arc::clone(&store);
     let order = Arc::new(AtomicUsize::new(0));
-    let disconnect = handler(move |event: WebSocketEvent| {
+    let disconnect = lambda::service(move |event: WebSocketEvent, _: Context| {
         let store = Arc::clone(&s);
         let n = order.fetch_add(1, Ordering::SeqCst) as u64;
         async move {
             tokio::time::sleep(Duration::from_millis((n * 95) % 1_900)).await;
             store.disconnect(event.connection_id()).await.unwrap();
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     let gateway = LocalGateway::new(config)
         .route("$connect", connect)
         .route("$disconnect", disconnect)
-        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .route(
+            "$default",
+            lambda::service(|_: WebSocketEvent, _: Context| async { Ok(RouteResponse::ok()) }),
+        )
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -433,25 +438,28 @@ async fn abandoned_handshakes_leave_no_records() {
     let s = Arc::clone(&store);
     // Writes its record first, then works a little longer (as a Lambda whose PutItem has
     // landed while it prepares its answer).
-    let connect = handler(move |event: WebSocketEvent| {
+    let connect = lambda::service(move |event: WebSocketEvent, _: Context| {
         let store = Arc::clone(&s);
         async move {
             let WebSocketEvent::Connect(connect) = event else {
-                return RouteResponse::error(400, "not a connect");
+                return Ok(RouteResponse::error(400, "not a connect"));
             };
             store
                 .join(&Membership::for_connect(&connect, lobby()).unwrap())
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     let (_, disconnect) = lobby_routes(&store);
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
         .route("$connect", connect)
         .route("$disconnect", disconnect)
-        .route("$default", handler(|_| async { RouteResponse::ok() }))
+        .route(
+            "$default",
+            lambda::service(|_: WebSocketEvent, _: Context| async { Ok(RouteResponse::ok()) }),
+        )
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -675,11 +683,11 @@ async fn a_post_during_connect_is_gone_as_on_aws() {
     let sender = Arc::new(ApiGatewaySender::new(&common::local_sdk_config().await));
     let during = Arc::new(std::sync::Mutex::new(None));
     let (s, d) = (Arc::clone(&sender), Arc::clone(&during));
-    let connect = handler(move |event: WebSocketEvent| {
+    let connect = lambda::service(move |event: WebSocketEvent, _: Context| {
         let (sender, during) = (Arc::clone(&s), Arc::clone(&d));
         async move {
             let WebSocketEvent::Connect(connect) = event else {
-                return RouteResponse::error(400, "not a connect");
+                return Ok(RouteResponse::error(400, "not a connect"));
             };
             let record = Membership::for_connect(&connect, lobby()).unwrap();
             let target = stateless_ws::broadcast::Target::from(&record);
@@ -690,7 +698,7 @@ async fn a_post_during_connect_is_gone_as_on_aws() {
             )
             .await;
             *during.lock().unwrap() = Some((target, result));
-            RouteResponse::ok()
+            Ok(RouteResponse::ok())
         }
     });
     let gateway = LocalGateway::new(LocalGatewayConfig::default())

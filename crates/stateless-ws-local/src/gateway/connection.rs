@@ -18,7 +18,7 @@ use super::authorizer::Verdict;
 use super::context::{ConnectionInfo, new_request_id, select_route};
 use super::invoke::Answer;
 use super::{Shared, TaskGuard, call, time};
-use crate::event::WebSocketEvent;
+use stateless_ws::event::WebSocketEvent;
 
 /// How long a close frame may take to write before the TCP connection is dropped instead: a
 /// client that does not read cannot hold a closing connection open.

@@ -8,14 +8,15 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use super::config_error;
 use super::invoke::{FunctionTarget, Invocation, InvokeEndpoint, validate_function_name};
-use crate::error::{Error, Result};
-use crate::event::{Authorizer, ConnectEvent, WebSocketEvent};
+use stateless_ws::Result;
+use stateless_ws::event::{Authorizer, ConnectEvent, WebSocketEvent};
 
 /// Where API Gateway reads one identity of a `$connect` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum IdentitySource {
+pub(crate) enum IdentitySource {
     /// `route.request.header.{name}` (compared without regard to case).
     Header(String),
     /// `route.request.querystring.{name}`.
@@ -28,21 +29,21 @@ impl IdentitySource {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for anything else (context variables and stage variables are not
+    /// [`Error::Config`](stateless_ws::Error::Config) for anything else (context variables and stage variables are not
     /// emulated).
-    pub fn parse(expression: &str) -> Result<Self> {
+    pub(crate) fn parse(expression: &str) -> Result<Self> {
         let trimmed = expression.trim();
         let source = if let Some(name) = trimmed.strip_prefix("route.request.header.") {
             Self::Header(name.to_owned())
         } else if let Some(name) = trimmed.strip_prefix("route.request.querystring.") {
             Self::QueryString(name.to_owned())
         } else {
-            return Err(Error::config(format!(
+            return Err(config_error(format!(
                 "identity source {expression:?} is not supported: use route.request.header.NAME or route.request.querystring.NAME"
             )));
         };
         match &source {
-            Self::Header(name) | Self::QueryString(name) if name.is_empty() => Err(Error::config(
+            Self::Header(name) | Self::QueryString(name) if name.is_empty() => Err(config_error(
                 format!("identity source {expression:?} names no header or parameter"),
             )),
             _ => Ok(source),
@@ -61,16 +62,8 @@ impl IdentitySource {
 
 /// A Lambda REQUEST authorizer for `$connect`; see
 /// [`LocalGateway::authorizer`](super::LocalGateway::authorizer).
-///
-/// ```
-/// use stateless_ws::local::{InvokeEndpoint, RequestAuthorizer};
-/// let endpoint = InvokeEndpoint::new("http://127.0.0.1:9000")?;
-/// let authorizer = RequestAuthorizer::new(endpoint, "lambda_authorizer")?
-///     .identity_source("route.request.querystring.token")?;
-/// # Ok::<(), stateless_ws::Error>(())
-/// ```
 #[derive(Debug, Clone)]
-pub struct RequestAuthorizer {
+pub(crate) struct RequestAuthorizer {
     function: FunctionTarget,
     identity_sources: Vec<IdentitySource>,
     region: String,
@@ -84,8 +77,8 @@ impl RequestAuthorizer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `function` is not a Lambda function name.
-    pub fn new(endpoint: InvokeEndpoint, function: impl Into<String>) -> Result<Self> {
+    /// [`Error::Config`](stateless_ws::Error::Config) when `function` is not a Lambda function name.
+    pub(crate) fn new(endpoint: InvokeEndpoint, function: impl Into<String>) -> Result<Self> {
         Ok(Self {
             function: FunctionTarget::new(endpoint, function)?,
             identity_sources: Vec::new(),
@@ -100,8 +93,8 @@ impl RequestAuthorizer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the expression is not one of those two forms.
-    pub fn identity_source(mut self, expression: &str) -> Result<Self> {
+    /// [`Error::Config`](stateless_ws::Error::Config) when the expression is not one of those two forms.
+    pub(crate) fn identity_source(mut self, expression: &str) -> Result<Self> {
         self.identity_sources
             .push(IdentitySource::parse(expression)?);
         Ok(self)
@@ -112,11 +105,11 @@ impl RequestAuthorizer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when either holds characters an ARN part cannot (`:`, `/`, space).
-    pub fn arn_parts(mut self, region: &str, account_id: &str) -> Result<Self> {
+    /// [`Error::Config`](stateless_ws::Error::Config) when either holds characters an ARN part cannot (`:`, `/`, space).
+    pub(crate) fn arn_parts(mut self, region: &str, account_id: &str) -> Result<Self> {
         for (what, part) in [("region", region), ("account id", account_id)] {
             if part.is_empty() || validate_function_name(part).is_err() || part.contains(':') {
-                return Err(Error::config(format!(
+                return Err(config_error(format!(
                     "authorizer {what} {part:?} is not an ARN part"
                 )));
             }
@@ -124,16 +117,6 @@ impl RequestAuthorizer {
         region.clone_into(&mut self.region);
         account_id.clone_into(&mut self.account_id);
         Ok(self)
-    }
-
-    /// The authorizer function.
-    pub fn function(&self) -> &FunctionTarget {
-        &self.function
-    }
-
-    /// The identity sources.
-    pub fn identity_sources(&self) -> &[IdentitySource] {
-        &self.identity_sources
     }
 
     fn method_arn(&self, api_id: &str, stage: &str) -> String {

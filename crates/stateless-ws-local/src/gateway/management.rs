@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::connection::Posted;
 use super::{Shared, time};
-use crate::ids::ConnectionId;
+use stateless_ws::ids::ConnectionId;
 
 /// An error as the management API sends it: the SDK reads the type from `x-amzn-ErrorType`,
 /// not from the status (a bare 410 would be `Unhandled`).

@@ -9,10 +9,10 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 
 use super::{LocalGatewayConfig, Shared, time};
-use crate::event::{
+use stateless_ws::event::{
     Authorizer, ConnectEvent, DisconnectEvent, EventType, Headers, MessageEvent, RequestContext,
 };
-use crate::ids::ConnectionId;
+use stateless_ws::ids::ConnectionId;
 
 /// A fresh connection id in API Gateway's style: 11 base64 characters and `=`.
 fn new_connection_id() -> ConnectionId {

@@ -1,8 +1,11 @@
 //! Routes served by functions over the Lambda Invoke API, against a fake Invoke API (axum on
 //! loopback): how answers, function errors, timeouts and the REQUEST authorizer reach the
-//! client. The same paths with real runners are in examples/chat/tests/chat/real_functions.rs.
+//! client. Each gateway is built as users build it, from a template through `LocalApi`. The
+//! same paths with real runners are in examples/chat/tests/chat/real_functions.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,10 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use stateless_ws::local::{
-    FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig, RequestAuthorizer,
-    RunningGateway,
-};
+use stateless_ws_local::{LocalApi, Naming, RunningGateway, Settings};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -23,7 +23,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Log = Arc<Mutex<Vec<(String, Value)>>>;
 
-/// A fake Invoke API: each function name is a behaviour. Every call is logged.
+/// A fake Invoke API: each function name (the template's logical id) is a behaviour. Every call
+/// is logged.
 async fn invoke(
     State(log): State<Log>,
     Path(name): Path<String>,
@@ -35,21 +36,21 @@ async fn invoke(
     log.lock().unwrap().push((name.clone(), event.clone()));
     let context = &event["requestContext"];
     match name.as_str() {
-        "echo" => axum::Json(json!({"statusCode": 200, "body": json!({
+        "Echo" => axum::Json(json!({"statusCode": 200, "body": json!({
             "route": context["routeKey"], "authorizer": context["authorizer"]
         }).to_string()}))
         .into_response(),
-        "refuse" => axum::Json(json!({"statusCode": 401, "body": "no"})).into_response(),
-        "fails" => (
+        "Refuse" => axum::Json(json!({"statusCode": 401, "body": "no"})).into_response(),
+        "Fails" => (
             [("x-amz-function-error", "Unhandled")],
             axum::Json(json!({"errorMessage": "boom", "errorType": "Error"})),
         )
             .into_response(),
-        "slow" => {
+        "Slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             axum::Json(json!({"statusCode": 200})).into_response()
         }
-        "auth" => {
+        "Auth" => {
             let arn = event["methodArn"].as_str().unwrap();
             let answer = match event["queryStringParameters"]["token"].as_str() {
                 Some("allow") => json!({
@@ -77,7 +78,8 @@ async fn invoke(
     }
 }
 
-async fn fake_runner() -> (InvokeEndpoint, Log) {
+/// The fake runner's Invoke API endpoint, and its call log.
+async fn fake_runner() -> (String, Log) {
     let log = Log::default();
     let app = axum::Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
@@ -85,18 +87,57 @@ async fn fake_runner() -> (InvokeEndpoint, Log) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let endpoint = InvokeEndpoint::new(&url)
+    (url, log)
+}
+
+/// A template whose WebSocket API (route selection `$request.body.action`) serves `routes` —
+/// (route key, function, two-way) — with the REQUEST authorizer function `Auth` in front of
+/// `$connect` (identity source: the `token` query parameter) when `authorized`.
+fn template(routes: &[(&str, &str, bool)], authorized: bool) -> String {
+    let mut yaml = String::from(
+        "Resources:\n  Api:\n    Type: AWS::ApiGatewayV2::Api\n    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}\n",
+    );
+    let mut functions: BTreeSet<&str> = routes.iter().map(|route| route.1).collect();
+    if authorized {
+        functions.insert("Auth");
+        yaml.push_str("  Authorizer:\n    Type: AWS::ApiGatewayV2::Authorizer\n    Properties: {ApiId: !Ref Api, Name: auth, AuthorizerType: REQUEST, AuthorizerUri: !GetAtt Auth.Arn, IdentitySource: [route.request.querystring.token]}\n");
+    }
+    for function in functions {
+        writeln!(
+            yaml,
+            "  {function}:\n    Type: AWS::Lambda::Function\n    Properties: {{Handler: bootstrap}}"
+        )
+        .unwrap();
+    }
+    for (i, (key, function, two_way)) in routes.iter().enumerate() {
+        let auth = if authorized && *key == "$connect" {
+            ", AuthorizationType: CUSTOM, AuthorizerId: !Ref Authorizer"
+        } else {
+            ""
+        };
+        writeln!(yaml, "  Integration{i}:\n    Type: AWS::ApiGatewayV2::Integration\n    Properties: {{ApiId: !Ref Api, IntegrationType: AWS_PROXY, IntegrationUri: !GetAtt {function}.Arn}}").unwrap();
+        writeln!(yaml, "  Route{i}:\n    Type: AWS::ApiGatewayV2::Route\n    Properties: {{ApiId: !Ref Api, RouteKey: \"{key}\", Target: !Join [\"/\", [integrations, !Ref Integration{i}]]{auth}}}").unwrap();
+        if *two_way {
+            writeln!(yaml, "  Route{i}Response:\n    Type: AWS::ApiGatewayV2::RouteResponse\n    Properties: {{ApiId: !Ref Api, RouteId: !Ref Route{i}, RouteResponseKey: $default}}").unwrap();
+        }
+    }
+    yaml
+}
+
+/// Serves `routes` (see [`template`]) with every function on the Invoke API at `endpoint`
+/// under its logical id, with a 300 ms integration timeout.
+async fn serve(endpoint: &str, routes: &[(&str, &str, bool)], authorized: bool) -> RunningGateway {
+    let text = template(routes, authorized);
+    let api = LocalApi::from_template(&text, Settings::default(), None)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let names = api
+        .function_names(Naming::LogicalId, &BTreeMap::new())
+        .unwrap();
+    api.gateway(endpoint, &names, Some(Duration::from_millis(300)))
         .unwrap()
-        .with_timeout(Duration::from_millis(300));
-    (endpoint, log)
-}
-
-fn target(endpoint: &InvokeEndpoint, name: &str) -> FunctionTarget {
-    FunctionTarget::new(endpoint.clone(), name).unwrap()
-}
-
-async fn serve(gateway: LocalGateway) -> RunningGateway {
-    gateway.bind("127.0.0.1:0".parse().unwrap()).await.unwrap()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
 async fn reply(ws: &mut Client) -> Value {
@@ -123,12 +164,15 @@ async fn status_of_refused(url: &str) -> u16 {
 async fn answers_failures_and_timeouts_reach_the_client_as_on_api_gateway() {
     let (endpoint, _) = fake_runner().await;
     let gateway = serve(
-        LocalGateway::new(LocalGatewayConfig::default())
-            .function("two", target(&endpoint, "echo"))
-            .function("one", target(&endpoint, "echo").two_way(false))
-            .function("fails", target(&endpoint, "fails"))
-            .function("slow", target(&endpoint, "slow"))
-            .function("missing", target(&endpoint, "no-such-function")),
+        &endpoint,
+        &[
+            ("two", "Echo", true),
+            ("one", "Echo", false),
+            ("fails", "Fails", true),
+            ("slow", "Slow", true),
+            ("missing", "NoSuchFunction", true),
+        ],
+        false,
     )
     .await;
     let (mut ws, _) = connect_async(gateway.ws_url()).await.unwrap();
@@ -160,25 +204,17 @@ async fn answers_failures_and_timeouts_reach_the_client_as_on_api_gateway() {
 async fn connect_refusals_and_failures() {
     let (endpoint, _) = fake_runner().await;
     for (name, status) in [
-        ("refuse", 403),
-        ("fails", 500),
-        ("slow", 500),
-        ("nope", 500),
+        ("Refuse", 403),
+        ("Fails", 500),
+        ("Slow", 500),
+        ("NoSuchFunction", 500),
     ] {
-        let gateway = serve(
-            LocalGateway::new(LocalGatewayConfig::default())
-                .function("$connect", target(&endpoint, name)),
-        )
-        .await;
+        let gateway = serve(&endpoint, &[("$connect", name, false)], false).await;
         assert_eq!(status_of_refused(&gateway.ws_url()).await, status, "{name}");
         gateway.shutdown().await;
     }
     // Nothing listening: an integration failure too.
-    let closed = InvokeEndpoint::new("http://127.0.0.1:9").unwrap();
-    let gateway = serve(
-        LocalGateway::new(LocalGatewayConfig::default()).function("$connect", target(&closed, "x")),
-    )
-    .await;
+    let gateway = serve("http://127.0.0.1:9", &[("$connect", "X", false)], false).await;
     assert_eq!(status_of_refused(&gateway.ws_url()).await, 500);
     gateway.shutdown().await;
 }
@@ -186,15 +222,10 @@ async fn connect_refusals_and_failures() {
 #[tokio::test]
 async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_route() {
     let (endpoint, log) = fake_runner().await;
-    let authorizer = RequestAuthorizer::new(endpoint.clone(), "auth")
-        .unwrap()
-        .identity_source("route.request.querystring.token")
-        .unwrap();
     let gateway = serve(
-        LocalGateway::new(LocalGatewayConfig::default())
-            .authorizer(authorizer)
-            .function("$connect", target(&endpoint, "echo"))
-            .function("$default", target(&endpoint, "echo")),
+        &endpoint,
+        &[("$connect", "Echo", false), ("$default", "Echo", true)],
+        true,
     )
     .await;
     let url = gateway.ws_url();
@@ -217,17 +248,17 @@ async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_rou
 
     let calls = log.lock().unwrap().clone();
     let (name, request) = &calls[0];
-    assert_eq!(name, "auth");
+    assert_eq!(name, "Auth");
     assert_eq!(request["type"], "REQUEST");
     assert_eq!(
-        request["methodArn"],
-        "arn:aws:execute-api:us-east-1:123456789012:local/local/$connect"
+        request["methodArn"], "arn:aws:execute-api:us-east-1:123456789012:Api/local/$connect",
+        "the API's id is its logical id"
     );
     assert_eq!(request["requestContext"]["eventType"], "CONNECT");
     assert!(request["headers"].is_object());
     let connect = calls
         .iter()
-        .find(|(n, e)| n == "echo" && e["requestContext"]["routeKey"] == "$connect")
+        .find(|(n, e)| n == "Echo" && e["requestContext"]["routeKey"] == "$connect")
         .expect("$connect ran after the authorizer allowed");
     assert_eq!(
         connect.1["requestContext"]["authorizer"]["principalId"],

@@ -11,6 +11,11 @@ use serde_json::{Map, Value};
 
 use crate::TemplateError;
 
+mod api;
+mod yaml;
+
+pub use api::{AuthorizerSpec, FunctionSpec, RouteSpec, WebSocketApi};
+
 /// Values of the pseudo parameters (`AWS::Region`, …) and of parameters.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -56,7 +61,7 @@ impl Template {
     pub fn parse(text: &str, settings: Settings) -> Result<Self, TemplateError> {
         let yaml: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
-        let root = crate::yaml::long_form(yaml)?;
+        let root = yaml::long_form(yaml)?;
         if !root.get("Resources").is_some_and(Value::is_object) {
             return Err(TemplateError::Parse(
                 "the template has no Resources mapping".to_owned(),
