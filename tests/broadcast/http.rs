@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, ConnectionSender, Payload, Target};
-use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
+use stateless_ws::store::{ConnectionStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Error, Membership, RoomId, UserId};
 use stateless_ws_local::test_util::FakeManagementApi;
 
@@ -199,16 +199,9 @@ async fn an_endpoint_without_stage_is_refused_at_construction() {
 /// room larger than one DynamoDB page is reached in full; gone connections leave the table.
 #[tokio::test]
 async fn broadcaster_over_dynamodb() {
-    let Some(endpoint) = common::dynamodb_endpoint("broadcaster_over_dynamodb") else {
+    let Some(store) = common::ministack_store("broadcaster_over_dynamodb", "bcast", 7).await else {
         return;
     };
-    let store = DynamoDbStore::builder()
-        .client(common::dynamodb_client(&endpoint).await)
-        .table_name(common::unique_table("bcast"))
-        .page_size(7)
-        .build()
-        .unwrap();
-    store.ensure_table().await.unwrap();
     let store = Arc::new(store);
     let fake = FakeManagementApi::start("prod").await;
     let b = Broadcaster::new(store.clone(), Arc::new(sender_for(&fake).await))

@@ -34,6 +34,24 @@ pub(crate) async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client 
     aws_sdk_dynamodb::Client::new(&config)
 }
 
+/// A fresh table (named after `tag`) on MiniStack, with room pages of `page_size`; `None` after
+/// printing why when there is no endpoint (see [`dynamodb_endpoint`]).
+pub(crate) async fn ministack_store(
+    test: &str,
+    tag: &str,
+    page_size: u32,
+) -> Option<stateless_ws::store::DynamoDbStore> {
+    let endpoint = dynamodb_endpoint(test)?;
+    let store = stateless_ws::store::DynamoDbStore::builder()
+        .client(dynamodb_client(&endpoint).await)
+        .table_name(unique_table(tag))
+        .page_size(page_size)
+        .build()
+        .unwrap();
+    store.ensure_table().await.unwrap();
+    Some(store)
+}
+
 /// A table name no other test run has used.
 pub(crate) fn unique_table(tag: &str) -> String {
     let nanos = SystemTime::now()

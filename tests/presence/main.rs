@@ -18,15 +18,7 @@ fn memory() -> Arc<dyn ConnectionStore> {
 
 #[cfg(feature = "dynamodb")]
 async fn ministack(test: &str) -> Option<Arc<dyn ConnectionStore>> {
-    let endpoint = common::dynamodb_endpoint(test)?;
-    let store = stateless_ws::store::DynamoDbStore::builder()
-        .client(common::dynamodb_client(&endpoint).await)
-        .table_name(common::unique_table("presence"))
-        .page_size(3)
-        .build()
-        .unwrap();
-    store.ensure_table().await.unwrap();
-    Some(Arc::new(store))
+    Some(Arc::new(common::ministack_store(test, "presence", 3).await?))
 }
 
 /// One `#[tokio::test]` per store for each scenario.

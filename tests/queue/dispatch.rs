@@ -152,15 +152,7 @@ pub(crate) async fn without_a_queue_every_room_is_sent_in_line(store: Arc<dyn Co
 
 #[cfg(feature = "dynamodb")]
 async fn ministack(test: &str) -> Option<Arc<dyn ConnectionStore>> {
-    let endpoint = common::dynamodb_endpoint(test)?;
-    let store = stateless_ws::store::DynamoDbStore::builder()
-        .client(common::dynamodb_client(&endpoint).await)
-        .table_name(common::unique_table("dispatch"))
-        .page_size(2)
-        .build()
-        .unwrap();
-    store.ensure_table().await.unwrap();
-    Some(Arc::new(store))
+    Some(Arc::new(common::ministack_store(test, "dispatch", 2).await?))
 }
 
 macro_rules! on_both_stores {

@@ -653,15 +653,7 @@ async fn rooms_per_connection_are_capped() {
 }
 
 async fn dynamodb_store(tag: &str) -> Option<Arc<dyn ConnectionStore>> {
-    let endpoint = common::dynamodb_endpoint(tag)?;
-    let store = stateless_ws::store::DynamoDbStore::builder()
-        .client(common::dynamodb_client(&endpoint).await)
-        .table_name(common::unique_table("chat"))
-        .page_size(5)
-        .build()
-        .unwrap();
-    store.ensure_table().await.unwrap();
-    Some(Arc::new(store))
+    Some(Arc::new(common::ministack_store(tag, "chat", 5).await?))
 }
 
 #[tokio::test]
