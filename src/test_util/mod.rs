@@ -9,6 +9,8 @@
 //! The counterpart for delivery is [`RecordingSender`](crate::broadcast::RecordingSender), which
 //! is always compiled.
 
+mod counts;
 mod store;
 
-pub use store::{InstrumentedStore, StoreCounts, StoreOp};
+pub use counts::{StoreCounts, StoreOp};
+pub use store::InstrumentedStore;

@@ -18,7 +18,9 @@ fn memory() -> Arc<dyn ConnectionStore> {
 
 #[cfg(feature = "dynamodb")]
 async fn ministack(test: &str) -> Option<Arc<dyn ConnectionStore>> {
-    Some(Arc::new(common::ministack_store(test, "presence", 3).await?))
+    Some(Arc::new(
+        common::ministack_store(test, "presence", 3).await?,
+    ))
 }
 
 /// One `#[tokio::test]` per store for each scenario.

@@ -152,7 +152,9 @@ pub(crate) async fn without_a_queue_every_room_is_sent_in_line(store: Arc<dyn Co
 
 #[cfg(feature = "dynamodb")]
 async fn ministack(test: &str) -> Option<Arc<dyn ConnectionStore>> {
-    Some(Arc::new(common::ministack_store(test, "dispatch", 2).await?))
+    Some(Arc::new(
+        common::ministack_store(test, "dispatch", 2).await?,
+    ))
 }
 
 macro_rules! on_both_stores {
