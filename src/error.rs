@@ -202,7 +202,7 @@ pub enum Error {
     /// failed part-way. The jobs already queued are not withdrawn — they will be delivered — so
     /// calling again would send their targets a second copy; the counts say what is in the queue.
     #[error(
-        "fan-out {fanout_id} enqueued only in part: {queued_jobs} job(s) with {queued_targets} target(s) are queued and will be delivered, the rest is not"
+        "fan-out {fanout_id} enqueued only in part: {queued_jobs} job(s) with {queued_targets} target(s) are queued and will be delivered, {unknown_jobs} job(s) with {unknown_targets} target(s) may be (no answer from the queue; not sent again), the rest is not"
     )]
     Enqueue {
         /// The fan-out's id (also in every queued job).
@@ -211,9 +211,30 @@ pub enum Error {
         queued_jobs: usize,
         /// Targets in those jobs.
         queued_targets: usize,
+        /// Jobs whose send got no answer after it may have reached the queue
+        /// ([`Error::QueueOutcomeUnknown`]): queued or not, nobody knows, and they were not sent
+        /// again (that could deliver every target twice).
+        unknown_jobs: usize,
+        /// Targets in those jobs.
+        unknown_targets: usize,
         /// Why it stopped.
         #[source]
         source: Box<Error>,
+    },
+
+    /// A send to a job queue got no answer after the request may have reached it (a timeout, a
+    /// connection lost mid-request, an unreadable answer): the messages may be queued or not.
+    /// Not retryable — sending again could queue every job twice, and SQS standard queues do
+    /// not deduplicate.
+    #[error("{queue}: no answer after the request may have reached the queue ({reason})")]
+    QueueOutcomeUnknown {
+        /// The queue, e.g. `SqsQueue(https://…/fanout)`.
+        queue: String,
+        /// Why no answer counts.
+        reason: Cow<'static, str>,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
     },
 
     /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
@@ -332,4 +353,16 @@ mod tests {
             "DynamoDbStore(t): 1 item(s) left unprocessed after 5 attempt(s)"
         );
     }
+}
+
+/// The error and its causes, one after another: `Display` shows one layer only.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

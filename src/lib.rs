@@ -102,6 +102,8 @@ pub mod ids;
 pub mod lambda;
 pub mod presence;
 pub mod queue;
+#[cfg(any(feature = "apigw", feature = "sqs"))]
+mod sdk;
 pub mod store;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

@@ -230,7 +230,7 @@ where
     let connection_id = target.connection_id.clone();
     let unknown_outcome = match &err {
         SdkError::TimeoutError(_) => Some("no answer within the call timeout"),
-        SdkError::DispatchFailure(_) if !failed_to_connect(&err) => {
+        SdkError::DispatchFailure(_) if !crate::sdk::failed_to_connect(&err) => {
             Some("the connection failed while the request was in flight")
         }
         SdkError::ResponseError(_) => Some("the answer could not be read"),
@@ -274,35 +274,6 @@ where
             source,
         },
     }
-}
-
-/// Whether a dispatch failure happened while connecting, before the request was written.
-///
-/// The SDK's HTTP client (hyper-util) reports every connect-phase failure — DNS, TCP, TLS — as
-/// `client error (Connect)`; a refused or unreachable address also shows as an I/O error of that
-/// kind. Anything else is treated as possibly sent, which is the safe side: at worst a post that
-/// never left is reported with an unknown outcome instead of being retried.
-fn failed_to_connect(err: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind;
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::AddrNotAvailable
-                    | ErrorKind::HostUnreachable
-                    | ErrorKind::NetworkUnreachable
-            )
-        {
-            return true;
-        }
-        if e.to_string().starts_with("client error (Connect)") {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 fn to_system_time(t: Option<&DateTime>) -> Option<SystemTime> {

@@ -145,6 +145,21 @@
 //!   [delivery semantics](crate::broadcast::Broadcaster#delivery-semantics)), are logged and the
 //!   job is acknowledged.
 //! - **No order across jobs**: jobs are delivered concurrently, remainders later.
+//! - **A send with an unknown outcome is not sent again.** When `SendMessageBatch` times out,
+//!   loses its connection mid-request or answers unreadably, SQS may have queued the jobs
+//!   ([`Error::QueueOutcomeUnknown`](crate::Error::QueueOutcomeUnknown)); standard queues do not
+//!   deduplicate, so sending again could queue every job twice and deliver every target twice.
+//!   The planner stops and reports them: [`Error::Enqueue`](crate::Error::Enqueue)'s
+//!   `unknown_jobs` / `unknown_targets` (maybe queued), beside `queued_jobs` (queued) — the
+//!   caller decides, never blindly. A worker whose remainder send has an unknown outcome
+//!   acknowledges its job (redelivering the whole job too would duplicate it) and logs WARN with
+//!   the counts. A send that failed to connect never left and is retried.
+//!
+//!   Chosen over the alternatives: FIFO queues deduplicate by `MessageDeduplicationId` for 5
+//!   minutes, which would make a resend safe, but cap throughput per message group and cost more
+//!   per message; a worker-side "job done" record (a conditional write per job) would cost a
+//!   DynamoDB write per job and a table of its own. An unknown outcome is rare (an SQS call
+//!   without an answer) and is reported, not silent.
 //!
 //! # Throttling across workers
 //!

@@ -237,6 +237,8 @@ impl FanoutPlanner {
             batch_bytes: 0,
             queued_jobs: 0,
             queued_targets: 0,
+            unknown_jobs: 0,
+            unknown_targets: 0,
         })
     }
 }
@@ -252,6 +254,9 @@ struct Run {
     batch_bytes: usize,
     queued_jobs: usize,
     queued_targets: usize,
+    /// Jobs sent by a call with an unknown outcome: maybe queued, not sent again.
+    unknown_jobs: usize,
+    unknown_targets: usize,
 }
 
 impl Run {
@@ -309,6 +314,9 @@ impl Run {
             if outcome.sent[i] {
                 self.queued_jobs += 1;
                 self.queued_targets += targets;
+            } else if outcome.unknown[i] {
+                self.unknown_jobs += 1;
+                self.unknown_targets += targets;
             }
         }
         match outcome.error {
@@ -322,26 +330,33 @@ impl Run {
             fanout_id: self.fanout_id.clone(),
             queued_jobs: self.queued_jobs,
             queued_targets: self.queued_targets,
+            unknown_jobs: self.unknown_jobs,
+            unknown_targets: self.unknown_targets,
             source: Box::new(source),
         }
     }
 }
 
-/// What [`send_all`] achieved: which bodies the queue accepted, and the error that stopped it.
+/// What [`send_all`] achieved: which bodies the queue accepted, which may or may not be queued
+/// (a call with an unknown outcome), and the error that stopped it.
 #[derive(Debug)]
 pub(crate) struct SendOutcome {
     pub(crate) sent: Vec<bool>,
+    pub(crate) unknown: Vec<bool>,
     pub(crate) error: Option<Error>,
 }
 
 /// Sends `bodies` (≤ [`MAX_BATCH_ENTRIES`], ≤ [`MAX_BATCH_BYTES`]) in one batch, sending the
-/// entries that failed retryably again with backoff, up to `config.send_attempts` times.
+/// entries that failed retryably again with backoff, up to `config.send_attempts` times. A call
+/// whose outcome is unknown ([`Error::QueueOutcomeUnknown`]) is never sent again: its entries
+/// are reported `unknown`.
 pub(crate) async fn send_all(
     queue: &dyn JobQueue,
     config: &QueueConfig,
     bodies: Vec<String>,
 ) -> SendOutcome {
     let mut sent = vec![false; bodies.len()];
+    let mut unknown = vec![false; bodies.len()];
     let mut pending: Vec<usize> = (0..bodies.len()).collect();
     let attempts = config.send_attempts.max(1);
     let mut last_error = None;
@@ -371,6 +386,17 @@ pub(crate) async fn send_all(
                 };
                 return SendOutcome {
                     sent,
+                    unknown,
+                    error: Some(e),
+                };
+            }
+            Err(e @ Error::QueueOutcomeUnknown { .. }) => {
+                for &i in &pending {
+                    unknown[i] = true;
+                }
+                return SendOutcome {
+                    sent,
+                    unknown,
                     error: Some(e),
                 };
             }
@@ -382,6 +408,7 @@ pub(crate) async fn send_all(
             Err(e) => {
                 return SendOutcome {
                     sent,
+                    unknown,
                     error: Some(e),
                 };
             }
@@ -397,6 +424,7 @@ pub(crate) async fn send_all(
                 Err(e) => {
                     return SendOutcome {
                         sent,
+                        unknown,
                         error: Some(e),
                     };
                 }
@@ -404,7 +432,11 @@ pub(crate) async fn send_all(
         }
         pending = still;
         if pending.is_empty() {
-            return SendOutcome { sent, error: None };
+            return SendOutcome {
+                sent,
+                unknown,
+                error: None,
+            };
         }
         tracing::warn!(
             attempt,
@@ -414,6 +446,7 @@ pub(crate) async fn send_all(
     }
     SendOutcome {
         sent,
+        unknown,
         error: last_error,
     }
 }

@@ -172,6 +172,21 @@ impl SqsQueue {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let unknown = match &e {
+            SdkError::TimeoutError(_) => Some("no answer within the call timeout"),
+            SdkError::DispatchFailure(_) if !crate::sdk::failed_to_connect(&e) => {
+                Some("the connection failed while the request was in flight")
+            }
+            SdkError::ResponseError(_) => Some("the answer could not be read"),
+            _ => None,
+        };
+        if let Some(reason) = unknown {
+            return Error::QueueOutcomeUnknown {
+                queue: self.to_string(),
+                reason: reason.into(),
+                source: Box::new(e),
+            };
+        }
         let retryable = match &e {
             SdkError::ServiceError(_) => {
                 let status = e.raw_response().map_or(0, |r| r.status().as_u16());
@@ -188,9 +203,8 @@ impl SqsQueue {
                         )
                     )
             }
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
+            // Failed to connect: the request never left.
+            SdkError::DispatchFailure(_) => true,
             _ => false,
         };
         Error::Queue {

@@ -270,6 +270,23 @@ impl FanoutWorker {
                     remainder: leftover.len(),
                 }
             }
+            Some(error @ Error::QueueOutcomeUnknown { .. }) => {
+                // The remainder may well be queued: redelivering the whole job as well would
+                // send every target twice. Acknowledged, and said loudly.
+                tracing::warn!(
+                    error = %crate::error::chain(&error),
+                    delivered,
+                    remainder = leftover.len(),
+                    "re-enqueueing the remainder got no answer; it may or may not be queued and is not sent again: if it was lost, these targets miss this message"
+                );
+                JobOutcome::Requeued {
+                    job: summary,
+                    delivered,
+                    gone,
+                    failed,
+                    remainder: leftover.len(),
+                }
+            }
             Some(error) => {
                 tracing::error!(%error, "re-enqueueing the remainder failed; the queue will redeliver the whole job");
                 JobOutcome::Failed {
