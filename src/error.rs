@@ -304,6 +304,18 @@ impl Error {
     }
 }
 
+/// The error and its causes, one after another: `Display` shows one layer only.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,16 +365,4 @@ mod tests {
             "DynamoDbStore(t): 1 item(s) left unprocessed after 5 attempt(s)"
         );
     }
-}
-
-/// The error and its causes, one after another: `Display` shows one layer only.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
