@@ -92,7 +92,8 @@
 //! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
 //! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
-//! | a message route's response body is sent to the caller | same |
+//! | a message route's response body is sent to the caller | same; a body over the message limit (128 KB) is dropped with a WARN log (AWS does not document this case) |
+//! | each message invokes its integration on its own; responses come back in no promised order (AWS re:Post: "you can't rely on message ordering for the responses") | same, at most [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) (16) per connection; posts, `DELETE`, the limits and shutdown act while routes run |
 //! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
 //! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
 //! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
@@ -109,7 +110,9 @@
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
 //! In-process handlers need no authorizer: set the identity on the events yourself with a
 //! `$connect` wrapper, as the chat example's insecure demo mode does.
-//! Message routes run one at a time per connection, inside its socket loop.
+//! Message routes run as tasks beside their connection's socket loop, never inside it: a
+//! message beyond [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) waits
+//! unread until a route finishes.
 //! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
 //! still running then finish in the background and are counted in its [`ShutdownReport`].
 //! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive

@@ -91,6 +91,14 @@ pub struct LocalGatewayConfig {
     /// ([`RequestContext::management_endpoint`](stateless_ws::event::RequestContext::management_endpoint)),
     /// so a client's `Host` header must not decide where signed requests go.
     pub domain_name: Option<String>,
+    /// Most routes running at once for one connection (default 16; 0 counts as 1).
+    ///
+    /// Each message invokes its route on its own, as on API Gateway (which promises no order
+    /// for route responses): routes run beside the connection, never in its way — posts, `DELETE @connections`, the idle and duration limits and shutdown act
+    /// while a route runs, and answers are sent as routes finish, so two messages' answers may
+    /// arrive in either order (API Gateway does not order them either). A message that
+    /// arrives while this many routes run waits, unread, for one of them to finish.
+    pub max_routes_in_flight: usize,
 }
 
 impl Default for LocalGatewayConfig {
@@ -107,6 +115,7 @@ impl Default for LocalGatewayConfig {
             send_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             domain_name: None,
+            max_routes_in_flight: 16,
         }
     }
 }
@@ -121,8 +130,8 @@ struct Shared {
     authorizer: Option<RequestAuthorizer>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
-    /// Connections whose task — socket loop and then `$disconnect` — has not finished:
-    /// shutdown waits until this is 0.
+    /// Connection tasks (socket loop and then `$disconnect`) and route tasks that have not
+    /// finished: shutdown waits until this is 0.
     tasks: watch::Sender<usize>,
 }
 
@@ -393,8 +402,9 @@ impl RunningGateway {
         self.shared.live().len()
     }
 
-    /// Closes every open connection (close code 1001, each with its `$disconnect`), waits for
-    /// every `$disconnect` handler to finish, then stops the server — all within
+    /// Closes every open connection at once (close code 1001, each with its `$disconnect`,
+    /// whatever routes are running), waits for every `$disconnect` handler and every route
+    /// still running to finish, then stops the server — all within
     /// [`LocalGatewayConfig::shutdown_grace`]. A connection whose client does not read is
     /// dropped at the TCP level once its close frame cannot be written.
     pub async fn shutdown(self) -> ShutdownReport {
@@ -432,7 +442,8 @@ impl RunningGateway {
 pub struct ShutdownReport {
     /// Connections open when shutdown began.
     pub open_connections: usize,
-    /// Connections whose `$disconnect` handler (or `$connect`, for a handshake in progress) had
-    /// not finished when the grace period ended; they go on in the background.
+    /// Handlers — `$disconnect`, a message's route, or `$connect` for a handshake in
+    /// progress — that had not finished when the grace period ended; they go on in the
+    /// background.
     pub unfinished: usize,
 }
