@@ -903,3 +903,65 @@ async fn route_responses_over_the_message_limit_are_dropped() {
     assert_eq!(next_text(&mut ws).await.map(|t| t.len()), Some(131_072));
     gateway.shutdown().await;
 }
+
+/// Reads one HTTP response (head and a `content-length` body) from a keep-alive connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response");
+            response.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&response).to_lowercase();
+            if let Some(split) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if response.len() >= split + 4 + length {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a response in time");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+// Issue 17, item 12: idle keep-alive connections to the management API are closed.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let mut config = LocalGatewayConfig::default();
+    config.http_idle_timeout = Duration::from_millis(500);
+    let (gateway, store) = lobby_gateway(config).await;
+    let addr = gateway.local_addr();
+    let request = b"GET /local/@connections/AAAAAAAAAAA= HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        kept.write_all(request).await.unwrap();
+        let response = read_response(&mut kept).await;
+        assert!(response.starts_with("HTTP/1.1 410"), "{response}");
+    }
+    until_closed(&mut kept).await;
+    let closed = started.elapsed();
+    assert!(
+        closed >= Duration::from_millis(400) && closed < Duration::from_secs(3),
+        "idle keep-alive connection closed after {closed:?}"
+    );
+    // A connection that never sends a request, likewise.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    until_closed(&mut silent).await;
+
+    // A WebSocket connection is not an idle HTTP connection.
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    ws.send(Message::Ping(vec![1].into())).await.unwrap();
+    let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    assert!(matches!(pong, Some(Ok(Message::Pong(_)))), "{pong:?}");
+    gateway.shutdown().await;
+}
