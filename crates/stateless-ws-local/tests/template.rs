@@ -267,3 +267,108 @@ fn custom_authorization_needs_a_request_authorizer() {
     let on_message = connect.replace("$connect", "join");
     assert!(error(&on_message).contains("only valid on $connect"));
 }
+
+/// `LocalApi::from_template(text)` on a thread of its own: its outcome as text (the error's, or
+/// "ok") and how long it took, or a panic after `limit`.
+fn timed(text: String, limit: std::time::Duration) -> (String, std::time::Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let outcome = match LocalApi::from_template(&text, Settings::default(), None) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let _ = tx.send((outcome, started.elapsed()));
+    });
+    let (outcome, took) = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("template resolution still running after {limit:?}"));
+    eprintln!("{took:?}: {outcome}");
+    (outcome, took)
+}
+
+/// MINIMAL with the API's `RouteSelectionExpression` set to `expression` and `extra` sections.
+fn minimal_with(expression: &str, extra: &str) -> String {
+    MINIMAL.replace(
+        "Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.type}",
+        &format!("Properties:\n      ProtocolType: WEBSOCKET\n      RouteSelectionExpression: {expression}"),
+    ).replace("Parameters:\n  Mode: {Type: String}", &format!("Parameters:\n  Mode: {{Type: String, Default: m}}\n{extra}"))
+}
+
+// Issue 17, item 13: values used twice in nested Fn::Sub double at each level (2^26).
+#[test]
+fn nested_subs_resolve_each_value_once_and_cap_the_output() {
+    let mut value = "!Sub [\"${x}${x}\", {x: a}]".to_owned();
+    for _ in 1..26 {
+        value = format!("!Sub [\"${{x}}${{x}}\", {{x: {value}}}]");
+    }
+    let template = minimal_with(&value, "");
+    assert!(template.len() < 2_000, "{} bytes", template.len());
+    let (outcome, took) = timed(template, std::time::Duration::from_secs(5));
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert!(
+        outcome.contains("Api") && outcome.contains("RouteSelectionExpression"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("larger than"), "{outcome}");
+
+    // Shallower, the same shape resolves.
+    let mut value = "!Sub [\"${x}${x}\", {x: a}]".to_owned();
+    for _ in 1..8 {
+        value = format!("!Sub [\"${{x}}${{x}}\", {{x: {value}}}]");
+    }
+    let (outcome, _) = timed(
+        minimal_with(
+            &format!("!Sub [\"$request.body.${{x}}\", {{x: {value}}}]"),
+            "",
+        ),
+        std::time::Duration::from_secs(5),
+    );
+    assert_eq!(outcome, "ok");
+}
+
+#[test]
+fn twenty_thousand_chained_conditions_are_evaluated_quickly() {
+    // Each condition depends on the next one, against the order the section is read in.
+    let mut conditions = String::from("Conditions:\n");
+    let n = 20_000;
+    for i in 0..n - 1 {
+        conditions.push_str(&format!("  C{i:05}: !Not [!Condition C{:05}]\n", i + 1));
+    }
+    conditions.push_str(&format!("  C{:05}: !Equals [!Ref Mode, m]\n", n - 1));
+    let (outcome, took) = timed(
+        minimal_with("$request.body.type", &conditions),
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(outcome, "ok");
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+
+    // A cycle is named.
+    let cycle = "Conditions:\n  A: !Not [!Condition B]\n  B: !Not [!Condition A]\n";
+    let (outcome, _) = timed(
+        minimal_with("$request.body.type", cycle),
+        std::time::Duration::from_secs(5),
+    );
+    assert!(
+        outcome.contains("Conditions") && outcome.contains("cycle"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn a_depth_bomb_is_refused_naming_the_resource() {
+    let mut value = "$request.body.type".to_owned();
+    for _ in 0..100 {
+        value = format!("!If [Yes, {value}, x]");
+    }
+    let (outcome, took) = timed(
+        minimal_with(&value, "Conditions:\n  Yes: !Equals [a, a]\n"),
+        std::time::Duration::from_secs(5),
+    );
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert!(
+        outcome.contains("Api") && outcome.contains("RouteSelectionExpression"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("nested"), "{outcome}");
+}
