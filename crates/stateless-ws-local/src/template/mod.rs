@@ -50,7 +50,7 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `text` (YAML or JSON) and evaluates parameters (defaults, then overrides) and
+    /// Parses `text` (YAML or JSON, with or without a byte order mark) and evaluates parameters (defaults, then overrides) and
     /// the `Conditions` section.
     ///
     /// # Errors
@@ -59,6 +59,9 @@ impl Template {
     /// unknown parameter, a parameter has no value or one outside its `AllowedValues`, or a
     /// condition cannot be evaluated.
     pub fn parse(text: &str, settings: Settings) -> Result<Self, TemplateError> {
+        // A UTF-8 byte order mark, as some Windows editors write, is not content: left in,
+        // the YAML parser takes it for the start of a second document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let yaml: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
         let root = yaml::long_form(yaml)?;
