@@ -381,9 +381,8 @@ fn a_template_with_a_byte_order_mark_is_read() {
         format!("\u{feff}---{MINIMAL}"),
         format!("\u{feff}# a comment{MINIMAL}"),
         format!("\u{feff}AWSTemplateFormatVersion: '2010-09-09'{MINIMAL}"),
-        format!(
-            "\u{feff}{{\"Parameters\": {{\"Mode\": {{\"Type\": \"String\"}}}}, \"Resources\": {{\"Api\": {{\"Type\": \"AWS::ApiGatewayV2::Api\", \"Properties\": {{\"ProtocolType\": \"WEBSOCKET\", \"RouteSelectionExpression\": \"$request.body.type\"}}}}}}}}"
-        ),
+        "\u{feff}{\"Parameters\": {\"Mode\": {\"Type\": \"String\"}}, \"Resources\": {\"Api\": {\"Type\": \"AWS::ApiGatewayV2::Api\", \"Properties\": {\"ProtocolType\": \"WEBSOCKET\", \"RouteSelectionExpression\": \"$request.body.type\"}}}}"
+            .to_owned(),
     ] {
         let outcome = LocalApi::from_template(&text, with(&[("Mode", "m")]), None);
         let err = outcome
