@@ -104,7 +104,7 @@
 //! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //! | a route integrated with a Lambda function | a template's `AWS_PROXY` integration, served by [`LocalApi::gateway`] (and the binary): the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
 //! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; the gateway does not cut a handler off at the deadline |
-//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
+//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout); what failed goes to the log, and to the client (a `detail` field) only with [`expose_errors`](LocalGatewayConfig::expose_errors) / `--expose-errors` |
 //! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | the template's `AWS::ApiGatewayV2::Authorizer`, served by [`LocalApi::gateway`]; same |
 //!
 //! Not emulated: authorizer result caching, IAM signature checks (requests must be

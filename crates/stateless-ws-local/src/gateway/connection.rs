@@ -180,10 +180,13 @@ pub(super) async fn upgrade(
                 tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
                 Decision::Refuse(403, response.body)
             }
-            Some(Answer::Failed(failure)) => {
-                tracing::info!(connection = %info.connection_id, "$connect refused: integration failure");
-                let body = serde_json::json!({ "message": failure.message() }).to_string();
-                Decision::Refuse(500, Some(body))
+            Some(Answer::Failed(failure, detail)) => {
+                tracing::info!(connection = %info.connection_id, %detail, "$connect refused: integration failure");
+                let mut body = serde_json::json!({ "message": failure.message() });
+                if task_shared.config.expose_errors {
+                    body["detail"] = serde_json::Value::String(detail);
+                }
+                Decision::Refuse(500, Some(body.to_string()))
             }
             _ => Decision::Accept(Accepted {
                 shared: task_shared,
@@ -372,15 +375,12 @@ impl RouteTask {
         let request_id = event.context.request_id.clone();
         let reply = match call(shared, &route_key, WebSocketEvent::Message(event)).await {
             Some(Answer::Response(response)) => response.body.filter(|b| !b.is_empty()),
-            Some(Answer::Failed(failure)) => {
+            Some(Answer::Failed(failure, detail)) => {
                 // What API Gateway sends the caller when the integration fails, two-way route
-                // or not.
-                let body = serde_json::json!({
-                    "message": failure.message(),
-                    "connectionId": info.connection_id,
-                    "requestId": request_id,
-                });
-                Some(body.to_string())
+                // or not; what failed is logged where the call failed, and told the client
+                // only when the developer asked for it.
+                let detail = shared.config.expose_errors.then_some(detail.as_str());
+                Some(failure.body(&info.connection_id, request_id.as_deref(), detail))
             }
             None => {
                 // What API Gateway answers when no route matches and there is no $default.

@@ -96,6 +96,13 @@ pub struct LocalGatewayConfig {
     /// and connections that never send a request, are closed after it. Upgraded WebSocket
     /// connections are not concerned ([`idle_timeout`](Self::idle_timeout) governs them).
     pub http_idle_timeout: Duration,
+    /// Tell clients what failed when an integration fails (default `false`): the answer to a
+    /// message (and the refused `$connect`) then carries a `detail` beside API Gateway's
+    /// generic `"Internal server error"` — the function's error type and message, the Invoke
+    /// API's answer, the timeout. For development only: by default a client learns nothing
+    /// about the infrastructure (function names, endpoints, tables) and the details go to the
+    /// log, as on AWS.
+    pub expose_errors: bool,
     /// Most routes running at once for one connection (default 16; 0 counts as 1).
     ///
     /// Each message invokes its route on its own, as on API Gateway (which promises no order
@@ -121,6 +128,7 @@ impl Default for LocalGatewayConfig {
             shutdown_grace: Duration::from_secs(30),
             domain_name: None,
             http_idle_timeout: Duration::from_secs(60),
+            expose_errors: false,
             max_routes_in_flight: 16,
         }
     }
@@ -263,6 +271,13 @@ impl LocalGateway {
         self.route_arc("$connect".to_owned(), Arc::clone(&handler))
             .route_arc("$disconnect".to_owned(), Arc::clone(&handler))
             .route_arc("$default".to_owned(), handler)
+    }
+
+    /// Sets [`LocalGatewayConfig::expose_errors`]: integration failures tell the client what
+    /// failed (for development).
+    pub fn expose_errors(mut self, expose: bool) -> Self {
+        self.config.expose_errors = expose;
+        self
     }
 
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
