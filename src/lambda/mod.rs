@@ -46,9 +46,11 @@
 //! 2. Calls the handler inside a `tracing` span `websocket` with `event_type`, `route` and
 //!    `connection_id` (lambda_runtime's own span adds the request id).
 //! 3. Turns `Err(error)` into a [`RouteResponse`] with [`status_for`]'s status — 400 for invalid
-//!    input, 403, 410, 413, 429, and 500 for the rest — and `{"message": …}`: the error's text for
-//!    4xx, API Gateway's own `Internal server error` for 5xx (the full error goes to the log, not
-//!    to the client). [`Adapter::on_error`] replaces the mapping.
+//!    input, 403, 410, 413, 429, and 500 for the rest — and `{"message": …}`: the error's text
+//!    when it is about the client's input, API Gateway's own `Internal server error` otherwise
+//!    (a 403 from the management API, a 410 for another connection or a throttled table says
+//!    nothing to the client about the infrastructure; the full error goes to the log).
+//!    [`Adapter::on_error`] replaces the mapping.
 //!
 //! The invocation never fails from API Gateway's point of view: the status carries the outcome.
 //! On `$connect` a non-2xx status refuses the connection with that status.
@@ -56,7 +58,8 @@
 //! # Troubleshooting
 //!
 //! - **A client is refused with 500 on `$connect`.** The handler failed (the log has the error)
-//!   or returned an error mapped to 5xx; 4xx answers carry the reason in their body.
+//!   or returned an error mapped to 5xx; answers about the client's input (400, 413) carry the
+//!   reason in their body, the others only `Internal server error`: read the log.
 //! - **No logs.** Install a subscriber: [`init_tracing`] at the top of `main` (level from
 //!   `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`); without one nothing is logged.
 //! - **`MissingSigningRegion` / no region.** The SDK found no region: set `AWS_REGION` (Lambda
@@ -169,13 +172,26 @@ pub fn status_for(error: &Error) -> u16 {
 }
 
 /// The default answer for a handler error: [`status_for`]'s status with `{"message": …}` — the
-/// error's text for 4xx, `Internal server error` (API Gateway's wording) for 5xx.
+/// error's text when it is about the client's own input ([`Error::InvalidEvent`],
+/// [`Error::InvalidBody`], [`Error::InvalidId`], [`Error::InvalidPayload`],
+/// [`Error::PayloadTooLarge`]), `Internal server error` (API Gateway's wording) for every other
+/// error, 4xx included: [`Error::Forbidden`] names the management endpoint and its IAM
+/// permission, [`Error::Gone`] another client's connection id, [`Error::Throttled`] the table —
+/// nothing a client should read. The full error goes to the log.
 pub fn error_response(error: &Error) -> RouteResponse {
     let status = status_for(error);
-    if status >= 500 {
-        RouteResponse::error(status, "Internal server error")
-    } else {
+    let about_the_input = matches!(
+        error,
+        Error::InvalidEvent { .. }
+            | Error::InvalidBody { .. }
+            | Error::InvalidId { .. }
+            | Error::InvalidPayload { .. }
+            | Error::PayloadTooLarge { .. }
+    );
+    if about_the_input {
         RouteResponse::error(status, error.to_string())
+    } else {
+        RouteResponse::error(status, "Internal server error")
     }
 }
 
@@ -421,6 +437,47 @@ mod tests {
             .await;
         assert_eq!(custom.status_code, 503);
         assert_eq!(custom.body_json()["message"], "try later (500)");
+    }
+
+    #[tokio::test]
+    async fn infrastructure_errors_tell_the_client_nothing() {
+        let gone = ConnectionId::new("other-client=").unwrap();
+        let errors = [
+            Error::Gone {
+                connection_id: gone.clone(),
+            },
+            Error::Forbidden {
+                endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod".into(),
+                source: "AccessDenied".into(),
+            },
+            Error::Throttled {
+                backend: "DynamoDbStore(ws-connections)".into(),
+                source: "ProvisionedThroughputExceeded".into(),
+            },
+        ];
+        for error in errors {
+            let response = error_response(&error);
+            assert!(response.status_code >= 400, "{error}");
+            let body = response.body.unwrap_or_default();
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap()["message"],
+                "Internal server error",
+                "{error}"
+            );
+            for secret in [
+                "other-client",
+                "execute-api",
+                "ManageConnections",
+                "ws-connections",
+            ] {
+                assert!(!body.contains(secret), "{error}: {body}");
+            }
+        }
+        let too_large = error_response(&Error::PayloadTooLarge {
+            size: 200_000,
+            limit: 131_072,
+        });
+        assert!(too_large.body.unwrap().contains("131072"));
     }
 
     #[tokio::test]

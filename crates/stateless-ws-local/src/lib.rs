@@ -92,9 +92,11 @@
 //! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
 //! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
-//! | a message route's response body is sent to the caller | same |
+//! | a message route's response body is sent to the caller | same; a body over the message limit (128 KB) is dropped with a WARN log (AWS does not document this case) |
+//! | each message invokes its integration on its own; responses come back in no promised order (AWS re:Post: "you can't rely on message ordering for the responses") | same, at most [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) (16) per connection; posts, `DELETE`, the limits and shutdown act while routes run |
 //! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
 //! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
+//! | idle keep-alive HTTP connections to the management API are closed | after [`http_idle_timeout`](LocalGatewayConfig::http_idle_timeout) (60 s) without a request |
 //! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
 //! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
 //! | idle timeout 10 min, maximum duration 2 h, messages ≤ 128 KB (1009), no binary frames (1003) | same, configurable; they act even while a send to the client is stuck |
@@ -102,14 +104,16 @@
 //! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //! | a route integrated with a Lambda function | a template's `AWS_PROXY` integration, served by [`LocalApi::gateway`] (and the binary): the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
 //! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; the gateway does not cut a handler off at the deadline |
-//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout) |
+//! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout); what failed goes to the log, and to the client (a `detail` field) only with [`expose_errors`](LocalGatewayConfig::expose_errors) / `--expose-errors` |
 //! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | the template's `AWS::ApiGatewayV2::Authorizer`, served by [`LocalApi::gateway`]; same |
 //!
 //! Not emulated: authorizer result caching, IAM signature checks (requests must be
 //! signed, but any key is accepted), frame-level 32 KB limits, and the account throttle.
 //! In-process handlers need no authorizer: set the identity on the events yourself with a
 //! `$connect` wrapper, as the chat example's insecure demo mode does.
-//! Message routes run one at a time per connection, inside its socket loop.
+//! Message routes run as tasks beside their connection's socket loop, never inside it: a
+//! message beyond [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) waits
+//! unread until a route finishes.
 //! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
 //! still running then finish in the background and are counted in its [`ShutdownReport`].
 //! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive

@@ -223,7 +223,9 @@ impl LocalApi {
 
     /// Every function's environment in one file (`KEY=VALUE` lines, as `cargo lambda watch
     /// --env-file` and dotenv read them). A variable two functions set differently keeps the
-    /// first function's value, with a comment.
+    /// first function's value, with a comment. Values are quoted so that dotenv readers take
+    /// them literally: single quotes around a value with spaces, `$`, `"` or newlines;
+    /// double quotes with `\\`, `\"`, `\$`, `\n` escapes around one with `'` or `\\`.
     pub fn env_file(&self, management_endpoint: &str, extra: &BTreeMap<String, String>) -> String {
         let mut merged: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut conflicts = Vec::new();
@@ -256,15 +258,39 @@ impl LocalApi {
     }
 }
 
-/// A dotenv value: bare when safe, double-quoted (with `\` and `"` escaped) otherwise.
+/// A dotenv value that dotenv readers read back literally, `$` included — no `${USER}`
+/// expanded, no `cost$HOME` refused:
+///
+/// - bare when it holds only letters, digits and `-_./:,@%+=`;
+/// - else in single quotes, which Rust's `dotenvy` and the dotenv format take literally (no
+///   `$` expansion, no escapes; a newline stays a newline), when it holds no `'` and no `\`;
+/// - else in double quotes, `\` written `\\`, `"` as `\"`, `$` as `\$` and a newline as
+///   `\n`, which `dotenvy` reads back exactly.
+///
+/// python-dotenv (1.2, checked) expands `${NAME}` whatever the quoting: read the file with
+/// `interpolate=False` there.
 fn quote(value: &str) -> String {
     let safe = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_./:,@%+=".contains(c));
     if safe && !value.is_empty() {
         value.to_owned()
+    } else if !value.contains(['\'', '\\']) {
+        format!("'{value}'")
     } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        let mut quoted = String::with_capacity(value.len() + 2);
+        quoted.push('"');
+        for c in value.chars() {
+            match c {
+                '\\' => quoted.push_str("\\\\"),
+                '"' => quoted.push_str("\\\""),
+                '$' => quoted.push_str("\\$"),
+                '\n' => quoted.push_str("\\n"),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push('"');
+        quoted
     }
 }
 
@@ -299,9 +325,11 @@ mod tests {
     #[test]
     fn env_values_are_quoted_when_needed() {
         assert_eq!(quote("http://127.0.0.1:1/prod"), "http://127.0.0.1:1/prod");
-        assert_eq!(quote("a b"), "\"a b\"");
-        assert_eq!(quote(""), "\"\"");
-        assert_eq!(quote("x\"y"), "\"x\\\"y\"");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("x\"y $HOME"), "'x\"y $HOME'");
+        assert_eq!(quote("it's $HOME"), "\"it's \\$HOME\"");
+        assert_eq!(quote("a\\b\nc"), "\"a\\\\b\\nc\"");
     }
 
     #[test]

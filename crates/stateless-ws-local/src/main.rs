@@ -101,6 +101,12 @@ struct Args {
     #[arg(long, default_value = "123456789012")]
     account_id: String,
 
+    /// Tell clients what failed when a function fails (its error type and message, the Invoke
+    /// API's answer, the timeout), in a `detail` field beside "Internal server error". For
+    /// development: by default clients learn nothing about the infrastructure; the log has it.
+    #[arg(long)]
+    expose_errors: bool,
+
     /// Read the template, print what would be served, and exit.
     #[arg(long)]
     dry_run: bool,
@@ -167,7 +173,8 @@ async fn run(args: Args) -> Result<(), String> {
             &names,
             Some(Duration::from_secs_f64(args.timeout)),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .expose_errors(args.expose_errors);
     print_plan(&api, &names, &args);
     if args.dry_run {
         let management = format!("http://{}:{}/{stage}", args.host, args.port);
@@ -197,7 +204,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = tokio::signal::ctrl_c().await;
     let report = running.shutdown().await;
     println!(
-        "stopped: {} connection(s) were open, {} $disconnect(s) unfinished",
+        "stopped: {} connection(s) were open, {} handler(s) unfinished",
         report.open_connections, report.unfinished
     );
     Ok(())

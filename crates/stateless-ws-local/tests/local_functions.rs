@@ -127,6 +127,16 @@ fn template(routes: &[(&str, &str, bool)], authorized: bool) -> String {
 /// Serves `routes` (see [`template`]) with every function on the Invoke API at `endpoint`
 /// under its logical id, with a 300 ms integration timeout.
 async fn serve(endpoint: &str, routes: &[(&str, &str, bool)], authorized: bool) -> RunningGateway {
+    serve_exposing(endpoint, routes, authorized, false).await
+}
+
+/// [`serve`], with `LocalGatewayConfig::expose_errors` set to `expose`.
+async fn serve_exposing(
+    endpoint: &str,
+    routes: &[(&str, &str, bool)],
+    authorized: bool,
+    expose: bool,
+) -> RunningGateway {
     let text = template(routes, authorized);
     let api = LocalApi::from_template(&text, Settings::default(), None)
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -135,6 +145,7 @@ async fn serve(endpoint: &str, routes: &[(&str, &str, bool)], authorized: bool) 
         .unwrap();
     api.gateway(endpoint, &names, Some(Duration::from_millis(300)))
         .unwrap()
+        .expose_errors(expose)
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
@@ -198,6 +209,44 @@ async fn answers_failures_and_timeouts_reach_the_client_as_on_api_gateway() {
     }
     ws.close(None).await.unwrap();
     gateway.shutdown().await;
+}
+
+// Issue 17, item 15: what failed is the developer's business, told to the client only on
+// request.
+#[tokio::test]
+async fn integration_failures_tell_the_client_nothing_unless_asked() {
+    let (endpoint, _) = fake_runner().await;
+    let routes = [
+        ("fails", "Fails", true),
+        ("slow", "Slow", true),
+        ("missing", "NoSuchFunction", true),
+    ];
+    for expose in [false, true] {
+        let gateway = serve_exposing(&endpoint, &routes, false, expose).await;
+        let (mut ws, _) = connect_async(gateway.ws_url()).await.unwrap();
+        for (action, detail) in [
+            ("fails", "boom"),
+            ("missing", "NoSuchFunction"),
+            ("slow", "integration timeout"),
+        ] {
+            ws.send(Message::text(json!({"action": action}).to_string()))
+                .await
+                .unwrap();
+            let answer = reply(&mut ws).await;
+            let text = answer.to_string();
+            if expose {
+                let got = answer["detail"].as_str().unwrap_or_default();
+                assert!(got.contains(detail), "{action}: {answer}");
+            } else {
+                assert!(answer.get("detail").is_none(), "{action}: {answer}");
+                for secret in [detail, "127.0.0.1", "Fails", "Slow"] {
+                    assert!(!text.contains(secret), "{action}: {answer}");
+                }
+            }
+        }
+        ws.close(None).await.unwrap();
+        gateway.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -731,3 +731,237 @@ async fn a_post_during_connect_is_gone_as_on_aws() {
     assert_eq!(got, Message::text("now"));
     gateway.shutdown().await;
 }
+
+/// A gateway whose `$default` sleeps as many milliseconds as the message says, then answers
+/// `done {ms}`; a message `big {n}` is answered at once with `n` bytes.
+async fn slow_route_gateway(config: LocalGatewayConfig) -> (RunningGateway, Arc<InMemoryStore>) {
+    let store = Arc::new(InMemoryStore::new());
+    let (connect, disconnect) = lobby_routes(&store);
+    let slow = lambda::service(|event: WebSocketEvent, _: Context| async move {
+        let WebSocketEvent::Message(message) = &event else {
+            return Ok(RouteResponse::ok());
+        };
+        let text = message.body_text().unwrap().into_owned();
+        if let Some(n) = text.strip_prefix("big ") {
+            return Ok(RouteResponse::text(200, "x".repeat(n.parse().unwrap())));
+        }
+        let ms: u64 = text.parse().unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(RouteResponse::text(200, format!("done {ms}")))
+    });
+    let gateway = LocalGateway::new(config)
+        .route("$connect", connect)
+        .route("$disconnect", disconnect)
+        .route("$default", slow)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (gateway, store)
+}
+
+/// The next text frame, or `None` when the connection closed first.
+async fn next_text(ws: &mut Client) -> Option<String> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+// Issue 17, item 10: a route that takes 5 s holds up nothing of its connection.
+#[tokio::test]
+async fn a_running_route_does_not_block_its_connection() {
+    let (gateway, store) = slow_route_gateway(LocalGatewayConfig::default()).await;
+    let api = management_client(&gateway).await;
+    let (mut ws, id) = lobby_client(&gateway, &store).await;
+    ws.send(Message::text("5000")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A post while the route runs reaches the client at once.
+    let started = std::time::Instant::now();
+    api.post_to_connection()
+        .connection_id(id.as_str())
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+            "posted",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("posted"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "post delivered after {:?}",
+        started.elapsed()
+    );
+    // A second message's route runs beside the first, and answers first.
+    ws.send(Message::text("10")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("done 10"));
+    // DELETE closes the socket and runs $disconnect at once.
+    let started = std::time::Instant::now();
+    api.delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, None);
+    let closed = started.elapsed();
+    let disconnected = until_disconnected(&store).await + closed;
+    assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
+    assert!(
+        disconnected < Duration::from_secs(2),
+        "$disconnect after {disconnected:?}"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_timeout_and_shutdown_act_while_a_route_runs() {
+    let mut config = LocalGatewayConfig::default();
+    config.idle_timeout = Duration::from_secs(1);
+    config.shutdown_grace = Duration::from_secs(2);
+    let (gateway, store) = slow_route_gateway(config).await;
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    let started = std::time::Instant::now();
+    ws.send(Message::text("5000")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, None);
+    let closed = started.elapsed();
+    assert!(
+        closed < Duration::from_secs(3),
+        "idle close after {closed:?}"
+    );
+    until_disconnected(&store).await;
+
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    ws.send(Message::text("5000")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let shutdown = tokio::spawn(gateway.shutdown());
+    assert_eq!(next_text(&mut ws).await, None);
+    let closed = started.elapsed();
+    assert!(
+        closed < Duration::from_millis(1_500),
+        "closed after {closed:?}"
+    );
+    let report = shutdown.await.unwrap();
+    assert!(store.room_connections(&lobby()).await.unwrap().is_empty());
+    // Shutdown waits for the route within its grace (2 s), and reports it still running.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.open_connections, 1);
+    // Both 5 s routes (this connection's and the idle one's) still run.
+    assert_eq!(report.unfinished, 2, "{report:?}");
+}
+
+#[tokio::test]
+async fn routes_in_flight_per_connection_are_bounded() {
+    let mut config = LocalGatewayConfig::default();
+    config.max_routes_in_flight = 2;
+    let (gateway, store) = slow_route_gateway(config).await;
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    let started = std::time::Instant::now();
+    for ms in ["800", "800", "10"] {
+        ws.send(Message::text(ms)).await.unwrap();
+    }
+    // The third waits for a slot: it cannot answer before one of the 800 ms routes.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(next_text(&mut ws).await.unwrap());
+    }
+    assert_ne!(answers[0], "done 10", "{answers:?}");
+    assert!(answers.contains(&"done 10".to_owned()));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    gateway.shutdown().await;
+}
+
+// Issue 17, item 11: a route response over the message limit is not sent.
+#[tokio::test]
+async fn route_responses_over_the_message_limit_are_dropped() {
+    let (gateway, store) = slow_route_gateway(LocalGatewayConfig::default()).await;
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    for n in [1 << 20, 131_073] {
+        ws.send(Message::text(format!("big {n}"))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ws.send(Message::text("1")).await.unwrap();
+        let got = next_text(&mut ws)
+            .await
+            .map(|t| t.chars().take(20).collect::<String>());
+        assert_eq!(got.as_deref(), Some("done 1"), "after {n} bytes");
+    }
+    // Up to the limit, sent.
+    ws.send(Message::text("big 131072")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.map(|t| t.len()), Some(131_072));
+    gateway.shutdown().await;
+}
+
+/// Reads one HTTP response (head and a `content-length` body) from a keep-alive connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response");
+            response.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&response).to_lowercase();
+            if let Some(split) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if response.len() >= split + 4 + length {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a response in time");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+// Issue 17, item 12: idle keep-alive connections to the management API are closed.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let mut config = LocalGatewayConfig::default();
+    config.http_idle_timeout = Duration::from_millis(500);
+    let (gateway, store) = lobby_gateway(config).await;
+    let addr = gateway.local_addr();
+    let request = b"GET /local/@connections/AAAAAAAAAAA= HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        kept.write_all(request).await.unwrap();
+        let response = read_response(&mut kept).await;
+        assert!(response.starts_with("HTTP/1.1 410"), "{response}");
+    }
+    until_closed(&mut kept).await;
+    let closed = started.elapsed();
+    assert!(
+        closed >= Duration::from_millis(400) && closed < Duration::from_secs(3),
+        "idle keep-alive connection closed after {closed:?}"
+    );
+    // A connection that never sends a request, likewise.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    until_closed(&mut silent).await;
+
+    // A WebSocket connection is not an idle HTTP connection.
+    let (mut ws, _) = lobby_client(&gateway, &store).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    ws.send(Message::Ping(vec![1].into())).await.unwrap();
+    let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    assert!(matches!(pong, Some(Ok(Message::Pong(_)))), "{pong:?}");
+    gateway.shutdown().await;
+}

@@ -108,7 +108,7 @@ fn the_chat_template_with_its_authorizer() {
     );
     assert!(env.contains("AUTHORIZER_TOKENS=t:alice\n"), "{env}");
     assert!(env.contains("CHAT_REQUIRE_AUTH=true\n"), "{env}");
-    assert!(env.contains("EXTRA=\"a b\"\n"), "{env}");
+    assert!(env.contains("EXTRA='a b'\n"), "{env}");
     let mapped = api
         .function_names(
             Naming::Binary,
@@ -266,4 +266,232 @@ fn custom_authorization_needs_a_request_authorizer() {
     );
     let on_message = connect.replace("$connect", "join");
     assert!(error(&on_message).contains("only valid on $connect"));
+}
+
+/// `LocalApi::from_template(text)` on a thread of its own: its outcome as text (the error's, or
+/// "ok") and how long it took, or a panic after `limit`.
+fn timed(text: String, limit: std::time::Duration) -> (String, std::time::Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let outcome = match LocalApi::from_template(&text, Settings::default(), None) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let _ = tx.send((outcome, started.elapsed()));
+    });
+    let (outcome, took) = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("template resolution still running after {limit:?}"));
+    eprintln!("{took:?}: {outcome}");
+    (outcome, took)
+}
+
+/// MINIMAL with the API's `RouteSelectionExpression` set to `expression` and `extra` sections.
+fn minimal_with(expression: &str, extra: &str) -> String {
+    MINIMAL.replace(
+        "Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.type}",
+        &format!("Properties:\n      ProtocolType: WEBSOCKET\n      RouteSelectionExpression: {expression}"),
+    ).replace("Parameters:\n  Mode: {Type: String}", &format!("Parameters:\n  Mode: {{Type: String, Default: m}}\n{extra}"))
+}
+
+// Issue 17, item 13: values used twice in nested Fn::Sub double at each level (2^26).
+#[test]
+fn nested_subs_resolve_each_value_once_and_cap_the_output() {
+    let mut value = "!Sub [\"${x}${x}\", {x: a}]".to_owned();
+    for _ in 1..26 {
+        value = format!("!Sub [\"${{x}}${{x}}\", {{x: {value}}}]");
+    }
+    let template = minimal_with(&value, "");
+    assert!(template.len() < 2_000, "{} bytes", template.len());
+    let (outcome, took) = timed(template, std::time::Duration::from_secs(5));
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert!(
+        outcome.contains("Api") && outcome.contains("RouteSelectionExpression"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("larger than"), "{outcome}");
+
+    // Shallower, the same shape resolves.
+    let mut value = "!Sub [\"${x}${x}\", {x: a}]".to_owned();
+    for _ in 1..8 {
+        value = format!("!Sub [\"${{x}}${{x}}\", {{x: {value}}}]");
+    }
+    let (outcome, _) = timed(
+        minimal_with(
+            &format!("!Sub [\"$request.body.${{x}}\", {{x: {value}}}]"),
+            "",
+        ),
+        std::time::Duration::from_secs(5),
+    );
+    assert_eq!(outcome, "ok");
+}
+
+#[test]
+fn twenty_thousand_chained_conditions_are_evaluated_quickly() {
+    // Each condition depends on the next one, against the order the section is read in.
+    let mut conditions = String::from("Conditions:\n");
+    let n = 20_000;
+    for i in 0..n - 1 {
+        conditions.push_str(&format!("  C{i:05}: !Not [!Condition C{:05}]\n", i + 1));
+    }
+    conditions.push_str(&format!("  C{:05}: !Equals [!Ref Mode, m]\n", n - 1));
+    let (outcome, took) = timed(
+        minimal_with("$request.body.type", &conditions),
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(outcome, "ok");
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+
+    // A cycle is named.
+    let cycle = "Conditions:\n  A: !Not [!Condition B]\n  B: !Not [!Condition A]\n";
+    let (outcome, _) = timed(
+        minimal_with("$request.body.type", cycle),
+        std::time::Duration::from_secs(5),
+    );
+    assert!(
+        outcome.contains("Conditions") && outcome.contains("cycle"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn a_depth_bomb_is_refused_naming_the_resource() {
+    let mut value = "$request.body.type".to_owned();
+    for _ in 0..100 {
+        value = format!("!If [Yes, {value}, x]");
+    }
+    let (outcome, took) = timed(
+        minimal_with(&value, "Conditions:\n  Yes: !Equals [a, a]\n"),
+        std::time::Duration::from_secs(5),
+    );
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert!(
+        outcome.contains("Api") && outcome.contains("RouteSelectionExpression"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("nested"), "{outcome}");
+}
+
+// Issue 17, item 14: a UTF-8 byte order mark (as Windows editors write) is not a document.
+#[test]
+fn a_template_with_a_byte_order_mark_is_read() {
+    for text in [
+        format!("\u{feff}{MINIMAL}"),
+        format!("\u{feff}---{MINIMAL}"),
+        format!("\u{feff}# a comment{MINIMAL}"),
+        format!("\u{feff}AWSTemplateFormatVersion: '2010-09-09'{MINIMAL}"),
+        "\u{feff}{\"Parameters\": {\"Mode\": {\"Type\": \"String\"}}, \"Resources\": {\"Api\": {\"Type\": \"AWS::ApiGatewayV2::Api\", \"Properties\": {\"ProtocolType\": \"WEBSOCKET\", \"RouteSelectionExpression\": \"$request.body.type\"}}}}"
+            .to_owned(),
+    ] {
+        let outcome = LocalApi::from_template(&text, with(&[("Mode", "m")]), None);
+        let err = outcome
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            !err.contains("document") && !err.contains("BOM"),
+            "{err}: {:?}",
+            &text[..40]
+        );
+    }
+}
+
+/// A dotenv reader as `dotenvy` (what `cargo lambda watch --env-file` uses) reads a file:
+/// single quotes literal (across lines), double quotes with `\\ \" \$ \n` escapes and
+/// `$NAME`/`${NAME}` expanded, bare values expanded. Every expansion is recorded, so a test
+/// sees one the file did not mean.
+fn read_dotenv(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut values = BTreeMap::new();
+    let mut expanded = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        if rest.starts_with('#') || line_end == 0 {
+            rest = &rest[(line_end + 1).min(rest.len())..];
+            continue;
+        }
+        let (key, after) = rest.split_once('=').unwrap();
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let consumed;
+        match after.chars().next() {
+            Some('\'') => {
+                chars.next();
+                let close = after[1..].find('\'').expect("closing quote") + 1;
+                value.push_str(&after[1..close]);
+                consumed = close + 1;
+            }
+            Some('"') => {
+                chars.next();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().unwrap().1 {
+                            'n' => value.push('\n'),
+                            other => value.push(other),
+                        },
+                        '"' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        '$' => expanded.push(format!("{key}: ${}", &after[i + 1..])),
+                        c => value.push(c),
+                    }
+                }
+                consumed = end.expect("closing quote");
+            }
+            _ => {
+                let end = after.find('\n').unwrap_or(after.len());
+                let bare = &after[..end];
+                if bare.contains('$') {
+                    expanded.push(format!("{key}: {bare}"));
+                }
+                assert!(!bare.contains(['"', '\'', ' ', '#']), "{key}={bare}");
+                value.push_str(bare);
+                consumed = end;
+            }
+        }
+        values.insert(key.to_owned(), value);
+        rest = &after[consumed..];
+        assert!(
+            rest.is_empty() || rest.starts_with('\n'),
+            "junk after {key}: {rest:?}"
+        );
+        rest = rest.get(1..).unwrap_or("");
+    }
+    (values, expanded)
+}
+
+#[test]
+fn env_file_values_are_read_back_literally() {
+    let api = LocalApi::from_template(MINIMAL, with(&[("Mode", "m")]), None).unwrap();
+    let tricky = [
+        "cost$HOME",
+        "${USER}",
+        "a b",
+        "it's",
+        "say \"hi\"",
+        "both ' and \" and $x",
+        "back\\slash $y",
+        "two\nlines",
+        "tab\there # not a comment",
+        "",
+        "plain-value_1.2:3/4",
+    ];
+    let extra: BTreeMap<String, String> = tricky
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("V{i:02}"), (*v).to_owned()))
+        .collect();
+    let text = api.env_file("http://127.0.0.1:1/local", &extra);
+    let (values, expanded) = read_dotenv(&text);
+    assert!(
+        expanded.is_empty(),
+        "a reader would expand {expanded:?} in\n{text}"
+    );
+    for (key, value) in &extra {
+        assert_eq!(values.get(key), Some(value), "{key} in\n{text}");
+    }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::authorizer::Verdict;
@@ -180,10 +180,13 @@ pub(super) async fn upgrade(
                 tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
                 Decision::Refuse(403, response.body)
             }
-            Some(Answer::Failed(failure)) => {
-                tracing::info!(connection = %info.connection_id, "$connect refused: integration failure");
-                let body = serde_json::json!({ "message": failure.message() }).to_string();
-                Decision::Refuse(500, Some(body))
+            Some(Answer::Failed(failure, detail)) => {
+                tracing::info!(connection = %info.connection_id, %detail, "$connect refused: integration failure");
+                let mut body = serde_json::json!({ "message": failure.message() });
+                if task_shared.config.expose_errors {
+                    body["detail"] = serde_json::Value::String(detail);
+                }
+                Decision::Refuse(500, Some(body.to_string()))
             }
             _ => Decision::Accept(Accepted {
                 shared: task_shared,
@@ -251,9 +254,17 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
         last_activity: Instant::now(),
         send_timeout: config.send_timeout,
     };
+    // Routes run as tasks of their own, so that nothing a handler does — or takes long to do —
+    // holds up the connection's control: posts, DELETE, the limits and shutdown act at once.
+    // At most `max_routes_in_flight` run at a time; a message beyond that waits, unread, for a
+    // slot (the client's further frames wait in TCP), while everything else goes on.
+    let in_flight = max_routes_in_flight(config);
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let (replies, mut replies_rx) = mpsc::channel::<Message>(in_flight);
+    let mut waiting: Option<Utf8Bytes> = None;
     let ending = loop {
         let ended = tokio::select! {
-            incoming = socket.recv() => match incoming {
+            incoming = socket.recv(), if waiting.is_none() => match incoming {
                 None => Some(Ending(1006, "Connection lost".to_owned())),
                 Some(Err(e)) => {
                     let text = e.to_string();
@@ -267,8 +278,38 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
                 Some(Ok(message)) => {
                     limits.last_activity = Instant::now();
                     last_active_ms.store(now_ms(), Ordering::Relaxed);
-                    on_client_message(&shared, &info, &mut socket, &mut limits, message).await
+                    match on_client_message(&shared, &mut socket, message).await {
+                        Ok(text) => {
+                            waiting = text;
+                            None
+                        }
+                        Err(ending) => Some(ending),
+                    }
                 }
+            },
+            slot = Arc::clone(&slots).acquire_owned(), if waiting.is_some() => {
+                if let (Ok(slot), Some(text)) = (slot, waiting.take()) {
+                    let route = RouteTask {
+                        shared: Arc::clone(&shared),
+                        info: info.clone(),
+                        replies: replies.clone(),
+                        _slot: slot,
+                        _task: TaskGuard::new(&shared),
+                    };
+                    tokio::spawn(route.run(text));
+                }
+                None
+            }
+            reply = replies_rx.recv() => match reply {
+                Some(message) => {
+                    let ended = send_within(&mut socket, &mut limits, message).await;
+                    if ended.is_none() {
+                        last_active_ms.store(now_ms(), Ordering::Relaxed);
+                    }
+                    ended
+                }
+                // Never: this loop holds a sender.
+                None => None,
             },
             message = outbound_rx.recv() => match message {
                 Some(message) => {
@@ -299,10 +340,79 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
     };
     shared.live().remove(&info.connection_id);
     // The socket is dropped here, which closes the TCP connection even when the close frame
-    // could not be written.
+    // could not be written. Routes still running go on (Lambda does not cancel an invocation
+    // whose caller left); their answers have nowhere to go and are dropped.
     drop(socket);
+    drop(replies_rx);
     let Ending(code, reason) = ending;
     disconnect(&shared, &info, code, reason).await;
+}
+
+/// [`LocalGatewayConfig::max_routes_in_flight`](super::LocalGatewayConfig::max_routes_in_flight),
+/// at least 1.
+fn max_routes_in_flight(config: &super::LocalGatewayConfig) -> usize {
+    config.max_routes_in_flight.clamp(1, Semaphore::MAX_PERMITS)
+}
+
+/// One message's route, running beside the socket loop: it calls what serves the route and
+/// hands the answer to the loop.
+struct RouteTask {
+    shared: Arc<Shared>,
+    info: ConnectionInfo,
+    replies: mpsc::Sender<Message>,
+    /// The connection's slot, freed when the route has answered.
+    _slot: OwnedSemaphorePermit,
+    /// Shutdown waits for running handlers, as for `$disconnect`.
+    _task: TaskGuard,
+}
+
+impl RouteTask {
+    async fn run(self, text: Utf8Bytes) {
+        let shared = &self.shared;
+        let info = &self.info;
+        let route_key = select_route(shared, text.as_str());
+        let event = info.message_event(&shared.config, &route_key, text.as_str());
+        let request_id = event.context.request_id.clone();
+        let reply = match call(shared, &route_key, WebSocketEvent::Message(event)).await {
+            Some(Answer::Response(response)) => response.body.filter(|b| !b.is_empty()),
+            Some(Answer::Failed(failure, detail)) => {
+                // What API Gateway sends the caller when the integration fails, two-way route
+                // or not; what failed is logged where the call failed, and told the client
+                // only when the developer asked for it.
+                let detail = shared.config.expose_errors.then_some(detail.as_str());
+                Some(failure.body(&info.connection_id, request_id.as_deref(), detail))
+            }
+            None => {
+                // What API Gateway answers when no route matches and there is no $default.
+                let body = serde_json::json!({
+                    "message": "Forbidden",
+                    "connectionId": info.connection_id,
+                    "requestId": new_request_id(),
+                });
+                Some(body.to_string())
+            }
+        };
+        let Some(body) = reply else {
+            return;
+        };
+        let limit = shared.config.max_message_size;
+        if body.len() > limit {
+            // API Gateway's message quota applies to what it sends too (128 KB, as for
+            // `PostToConnection`); AWS does not document what becomes of a larger route
+            // response, so it is dropped — the connection stays open — and the developer told.
+            tracing::warn!(
+                connection = %info.connection_id,
+                route = %route_key,
+                request_id = request_id.as_deref().unwrap_or(""),
+                size = body.len(),
+                limit,
+                "route response dropped: larger than the message limit"
+            );
+            return;
+        }
+        // Fails only when the connection has ended: the answer has nowhere to go.
+        let _ = self.replies.send(Message::text(body)).await;
+    }
 }
 
 /// What ends a connection besides the client: `DELETE @connections`, shutdown, the idle and
@@ -404,59 +514,30 @@ fn now_ms() -> u64 {
     u64::try_from(time::epoch_millis(SystemTime::now())).unwrap_or(0)
 }
 
+/// What the loop does with a client's `message`: `Ok(Some(text))` is a message for a route,
+/// `Err` ends the connection.
 async fn on_client_message(
     shared: &Shared,
-    info: &ConnectionInfo,
     socket: &mut WebSocket,
-    limits: &mut Limits,
     message: Message,
-) -> Option<Ending> {
+) -> std::result::Result<Option<Utf8Bytes>, Ending> {
     let text = match message {
         Message::Text(text) => text,
         Message::Binary(_) => {
             close_within(socket, 1003, "Binary frames are not supported").await;
-            return Some(Ending(1003, "Binary frames are not supported".to_owned()));
+            return Err(Ending(1003, "Binary frames are not supported".to_owned()));
         }
         Message::Close(frame) => {
-            return Some(match frame {
+            return Err(match frame {
                 Some(f) => Ending(f.code, f.reason.as_str().to_owned()),
                 None => Ending(1005, "Client-side close frame status not set".to_owned()),
             });
         }
-        Message::Ping(_) | Message::Pong(_) => return None,
+        Message::Ping(_) | Message::Pong(_) => return Ok(None),
     };
     if text.len() > shared.config.max_message_size {
         close_within(socket, 1009, "Message too big").await;
-        return Some(Ending(1009, "Message too big".to_owned()));
+        return Err(Ending(1009, "Message too big".to_owned()));
     }
-    let route_key = select_route(shared, text.as_str());
-    let event = info.message_event(&shared.config, &route_key, text.as_str());
-    let request_id = event.context.request_id.clone();
-    match call(shared, &route_key, WebSocketEvent::Message(event)).await {
-        Some(Answer::Response(response)) => {
-            if let Some(body) = response.body.filter(|b| !b.is_empty()) {
-                return send_within(socket, limits, Message::text(body)).await;
-            }
-        }
-        Some(Answer::Failed(failure)) => {
-            // What API Gateway sends the caller when the integration fails, two-way route
-            // or not.
-            let body = serde_json::json!({
-                "message": failure.message(),
-                "connectionId": info.connection_id,
-                "requestId": request_id,
-            });
-            return send_within(socket, limits, Message::text(body.to_string())).await;
-        }
-        None => {
-            // What API Gateway answers when no route matches and there is no $default.
-            let body = serde_json::json!({
-                "message": "Forbidden",
-                "connectionId": info.connection_id,
-                "requestId": new_request_id(),
-            });
-            return send_within(socket, limits, Message::text(body.to_string())).await;
-        }
-    }
-    None
+    Ok(Some(text))
 }

@@ -70,7 +70,10 @@ impl InProcess {
             Ok(payload) => Answer::Response(self.handler.call(payload, self.context()).await),
             Err(e) => {
                 tracing::error!(function = %self.arn, error = %e, "cannot serialize the event");
-                Answer::Failed(IntegrationFailure::Error)
+                Answer::failed(
+                    IntegrationFailure::Error,
+                    format!("cannot serialize the event: {e}"),
+                )
             }
         }
     }

@@ -289,7 +289,10 @@ impl FunctionTarget {
             Ok(payload) => payload,
             Err(e) => {
                 tracing::error!(function = %self.name, error = %e, "cannot serialize the event");
-                return Answer::Failed(IntegrationFailure::Error);
+                return Answer::failed(
+                    IntegrationFailure::Error,
+                    format!("cannot serialize the event: {e}"),
+                );
             }
         };
         match self.invoke_json(payload).await {
@@ -302,11 +305,20 @@ impl FunctionTarget {
                 }
                 Err(why) => {
                     tracing::warn!(function = %self.name, "invalid answer: {why}");
-                    Answer::Failed(IntegrationFailure::Error)
+                    Answer::failed(
+                        IntegrationFailure::Error,
+                        format!("{}: invalid answer: {why}", self.name),
+                    )
                 }
             },
-            Invocation::Failed(Failure::Timeout(_)) => Answer::Failed(IntegrationFailure::Timeout),
-            Invocation::Failed(_) => Answer::Failed(IntegrationFailure::Error),
+            Invocation::Failed(failure @ Failure::Timeout(_)) => Answer::failed(
+                IntegrationFailure::Timeout,
+                format!("{}: {failure}", self.name),
+            ),
+            Invocation::Failed(failure) => Answer::failed(
+                IntegrationFailure::Error,
+                format!("{}: {failure}", self.name),
+            ),
         }
     }
 }
@@ -354,10 +366,17 @@ fn route_response(value: Value) -> std::result::Result<RouteResponse, String> {
     Ok(response)
 }
 
-/// What a route produced: a response, or API Gateway's integration failure.
+/// What a route produced: a response, or API Gateway's integration failure (and what went
+/// wrong, for the log and — with `expose_errors` — the client).
 pub(crate) enum Answer {
     Response(RouteResponse),
-    Failed(IntegrationFailure),
+    Failed(IntegrationFailure, String),
+}
+
+impl Answer {
+    pub(crate) fn failed(failure: IntegrationFailure, detail: impl Into<String>) -> Self {
+        Self::Failed(failure, detail.into())
+    }
 }
 
 /// The two integration failures a client can tell apart on API Gateway.
@@ -370,6 +389,25 @@ pub(crate) enum IntegrationFailure {
 }
 
 impl IntegrationFailure {
+    /// The body API Gateway sends a message's caller: `message`, `connectionId`, `requestId`;
+    /// with `detail` (the gateway's `expose_errors`, for development) also `detail`.
+    pub(crate) fn body(
+        self,
+        connection_id: &stateless_ws::ids::ConnectionId,
+        request_id: Option<&str>,
+        detail: Option<&str>,
+    ) -> String {
+        let mut body = serde_json::json!({
+            "message": self.message(),
+            "connectionId": connection_id,
+            "requestId": request_id,
+        });
+        if let Some(detail) = detail {
+            body["detail"] = Value::String(detail.to_owned());
+        }
+        body.to_string()
+    }
+
     /// The `message` API Gateway sends the client.
     pub(crate) fn message(self) -> &'static str {
         match self {

@@ -91,6 +91,26 @@ pub struct LocalGatewayConfig {
     /// ([`RequestContext::management_endpoint`](stateless_ws::event::RequestContext::management_endpoint)),
     /// so a client's `Host` header must not decide where signed requests go.
     pub domain_name: Option<String>,
+    /// How long an HTTP connection may wait for its next request (default 60 s, as an AWS
+    /// Application Load Balancer's idle timeout): the management API's keep-alive connections,
+    /// and connections that never send a request, are closed after it. Upgraded WebSocket
+    /// connections are not concerned ([`idle_timeout`](Self::idle_timeout) governs them).
+    pub http_idle_timeout: Duration,
+    /// Tell clients what failed when an integration fails (default `false`): the answer to a
+    /// message (and the refused `$connect`) then carries a `detail` beside API Gateway's
+    /// generic `"Internal server error"` — the function's error type and message, the Invoke
+    /// API's answer, the timeout. For development only: by default a client learns nothing
+    /// about the infrastructure (function names, endpoints, tables) and the details go to the
+    /// log, as on AWS.
+    pub expose_errors: bool,
+    /// Most routes running at once for one connection (default 16; 0 counts as 1).
+    ///
+    /// Each message invokes its route on its own, as on API Gateway (which promises no order
+    /// for route responses): routes run beside the connection, never in its way — posts, `DELETE @connections`, the idle and duration limits and shutdown act
+    /// while a route runs, and answers are sent as routes finish, so two messages' answers may
+    /// arrive in either order (API Gateway does not order them either). A message that
+    /// arrives while this many routes run waits, unread, for one of them to finish.
+    pub max_routes_in_flight: usize,
 }
 
 impl Default for LocalGatewayConfig {
@@ -107,6 +127,9 @@ impl Default for LocalGatewayConfig {
             send_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             domain_name: None,
+            http_idle_timeout: Duration::from_secs(60),
+            expose_errors: false,
+            max_routes_in_flight: 16,
         }
     }
 }
@@ -121,8 +144,8 @@ struct Shared {
     authorizer: Option<RequestAuthorizer>,
     connections: Mutex<HashMap<ConnectionId, Live>>,
     shutdown: watch::Receiver<bool>,
-    /// Connections whose task — socket loop and then `$disconnect` — has not finished:
-    /// shutdown waits until this is 0.
+    /// Connection tasks (socket loop and then `$disconnect`) and route tasks that have not
+    /// finished: shutdown waits until this is 0.
     tasks: watch::Sender<usize>,
 }
 
@@ -250,6 +273,13 @@ impl LocalGateway {
             .route_arc("$default".to_owned(), handler)
     }
 
+    /// Sets [`LocalGatewayConfig::expose_errors`]: integration failures tell the client what
+    /// failed (for development).
+    pub fn expose_errors(mut self, expose: bool) -> Self {
+        self.config.expose_errors = expose;
+        self
+    }
+
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
     /// `/{stage}` are the gateway's.
     pub fn merge(mut self, router: Router) -> Self {
@@ -314,19 +344,12 @@ impl LocalGateway {
             .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
         let app = gateway.merge(self.extra);
-        let mut server_stop = stop_rx;
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "local gateway server failed");
-            }
-        });
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            shared.config.http_idle_timeout,
+            stop_rx,
+        ));
         tracing::info!(%local_addr, %stage, "local gateway listening");
         Ok(RunningGateway {
             addr: local_addr,
@@ -335,6 +358,72 @@ impl LocalGateway {
             stop: stop_tx,
             server,
         })
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, over HTTP/1 with upgrades (axum::serve's loop,
+/// plus an idle timeout).
+///
+/// hyper's header read timeout runs from the moment a connection waits for a request — its
+/// first, or the next one on a keep-alive connection — so an idle keep-alive connection is
+/// closed after `idle_timeout` rather than held (with its descriptor and buffers) for ever.
+/// An upgraded WebSocket connection leaves hyper and is governed by the gateway's own limits.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    idle_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    // Dropped when the loop ends: each connection then shuts down gracefully.
+    let (closing, _) = watch::channel(());
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout.max(Duration::from_millis(1)))
+        .keep_alive(true);
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted: go on,
+                    // after a pause that lets the former pass.
+                    tracing::warn!(error = %e, "local gateway: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let router = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut router = router.clone();
+                async move {
+                    tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
+                        .await
+                }
+            },
+        );
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut closing = closing.subscribe();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closing.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
     }
 }
 
@@ -393,8 +482,9 @@ impl RunningGateway {
         self.shared.live().len()
     }
 
-    /// Closes every open connection (close code 1001, each with its `$disconnect`), waits for
-    /// every `$disconnect` handler to finish, then stops the server — all within
+    /// Closes every open connection at once (close code 1001, each with its `$disconnect`,
+    /// whatever routes are running), waits for every `$disconnect` handler and every route
+    /// still running to finish, then stops the server — all within
     /// [`LocalGatewayConfig::shutdown_grace`]. A connection whose client does not read is
     /// dropped at the TCP level once its close frame cannot be written.
     pub async fn shutdown(self) -> ShutdownReport {
@@ -432,7 +522,8 @@ impl RunningGateway {
 pub struct ShutdownReport {
     /// Connections open when shutdown began.
     pub open_connections: usize,
-    /// Connections whose `$disconnect` handler (or `$connect`, for a handshake in progress) had
-    /// not finished when the grace period ended; they go on in the background.
+    /// Handlers — `$disconnect`, a message's route, or `$connect` for a handshake in
+    /// progress — that had not finished when the grace period ended; they go on in the
+    /// background.
     pub unfinished: usize,
 }

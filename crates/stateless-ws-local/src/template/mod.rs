@@ -50,7 +50,7 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `text` (YAML or JSON) and evaluates parameters (defaults, then overrides) and
+    /// Parses `text` (YAML or JSON, with or without a byte order mark) and evaluates parameters (defaults, then overrides) and
     /// the `Conditions` section.
     ///
     /// # Errors
@@ -59,6 +59,9 @@ impl Template {
     /// unknown parameter, a parameter has no value or one outside its `AllowedValues`, or a
     /// condition cannot be evaluated.
     pub fn parse(text: &str, settings: Settings) -> Result<Self, TemplateError> {
+        // A UTF-8 byte order mark, as some Windows editors write, is not content: left in,
+        // the YAML parser takes it for the start of a second document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let yaml: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| TemplateError::Parse(e.to_string()))?;
         let root = yaml::long_form(yaml)?;
@@ -124,33 +127,60 @@ impl Template {
         Ok(values)
     }
 
+    /// Evaluates the `Conditions` section in dependency order (Kahn's algorithm): each
+    /// condition once, after the conditions it names — linear in the section's size, whatever
+    /// order its entries come in.
     fn evaluate_conditions(&self) -> Result<BTreeMap<String, bool>, TemplateError> {
         let mut values = BTreeMap::new();
         let Some(conditions) = self.root.get("Conditions").and_then(Value::as_object) else {
             return Ok(values);
         };
-        // Conditions may refer to each other: evaluate until nothing changes, at most once per
-        // condition (a cycle or an unknown name is an error).
-        for _ in 0..=conditions.len() {
-            let mut progressed = false;
-            for (name, body) in conditions {
-                if values.contains_key(name) {
-                    continue;
+        let mut waiting_on: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, body) in conditions {
+            let mut named = Vec::new();
+            condition_names(body, &mut named);
+            named.sort_unstable();
+            named.dedup();
+            for dependency in &named {
+                if !conditions.contains_key(*dependency) {
+                    return Err(TemplateError::at(
+                        &Location::new("Conditions", name),
+                        format!("refers to condition {dependency:?}, which does not exist"),
+                    ));
                 }
-                let at = Location::new("Conditions", name);
-                if let Ok(value) = self.condition_value(body, &at, &values) {
-                    values.insert(name.clone(), value);
-                    progressed = true;
-                }
+                dependents.entry(dependency).or_default().push(name);
             }
-            if values.len() == conditions.len() || !progressed {
-                break;
+            waiting_on.insert(name, named.len());
+        }
+        let mut ready: Vec<&str> = waiting_on
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(name, _)| *name)
+            .collect();
+        while let Some(name) = ready.pop() {
+            let at = Location::new("Conditions", name);
+            let body = &conditions[name];
+            let value = self.condition_value(body, &at, &values).map_err(|_| {
+                TemplateError::at(
+                    &at,
+                    "cannot be evaluated (Fn::Equals, Fn::Not, Fn::And, Fn::Or and Condition are supported)",
+                )
+            })?;
+            values.insert(name.to_owned(), value);
+            for dependent in dependents.get(name).into_iter().flatten() {
+                if let Some(n) = waiting_on.get_mut(dependent) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(dependent);
+                    }
+                }
             }
         }
         if let Some(name) = conditions.keys().find(|n| !values.contains_key(*n)) {
             return Err(TemplateError::at(
                 &Location::new("Conditions", name),
-                "cannot be evaluated (an unknown name, a cycle, or an unsupported function)",
+                "is part of a cycle of conditions",
             ));
         }
         Ok(values)
@@ -254,7 +284,11 @@ impl Template {
 
     /// A resolver for values found at `at`.
     pub fn resolver<'a>(&'a self, at: &'a Location) -> Resolver<'a> {
-        Resolver { template: self, at }
+        Resolver {
+            template: self,
+            at,
+            depth: std::cell::Cell::new(0),
+        }
     }
 
     /// Property `property` of resource `logical_id`, resolved; `None` when absent (or
@@ -323,15 +357,39 @@ impl Location {
     }
 }
 
+/// How deeply intrinsic functions may nest in one value. Real templates nest a handful; the
+/// cap keeps a hostile template from costing time or stack.
+const MAX_NESTING: usize = 32;
+
+/// The largest string a value may resolve to (1 MiB, the size of the largest template
+/// CloudFormation accepts): `Fn::Sub` and `Fn::Join` beyond it are errors, so a template that
+/// doubles a string at each level cannot take the process's memory.
+const MAX_VALUE_BYTES: usize = 1 << 20;
+
 /// Resolves intrinsic functions in values found at one location.
+///
+/// Each node is resolved once, and each `Fn::Sub` variable once however often the string
+/// names it; nesting is capped at 32 functions and strings at 1 MiB, with an error naming the
+/// resource and property.
 pub struct Resolver<'a> {
     template: &'a Template,
     at: &'a Location,
+    /// Intrinsic functions being resolved, outermost first.
+    depth: std::cell::Cell<usize>,
 }
 
 impl Resolver<'_> {
     fn fail(&self, message: impl Into<String>) -> TemplateError {
         TemplateError::at(self.at, message)
+    }
+
+    fn check_size(&self, function: &str, len: usize) -> Result<(), TemplateError> {
+        if len > MAX_VALUE_BYTES {
+            return Err(self.fail(format!(
+                "{function} resolves to a string larger than {MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        Ok(())
     }
 
     /// `value` with every intrinsic function replaced by its value; `None` for `AWS::NoValue`.
@@ -342,7 +400,16 @@ impl Resolver<'_> {
     /// support.
     pub fn resolve(&self, value: &Value) -> Result<Option<Value>, TemplateError> {
         if let Some((name, args)) = intrinsic(value) {
-            return self.function(name, args);
+            let depth = self.depth.get();
+            if depth >= MAX_NESTING {
+                return Err(self.fail(format!(
+                    "intrinsic functions nested more than {MAX_NESTING} deep"
+                )));
+            }
+            self.depth.set(depth + 1);
+            let resolved = self.function(name, args);
+            self.depth.set(depth);
+            return resolved;
         }
         Ok(Some(match value {
             Value::Array(items) => {
@@ -415,7 +482,9 @@ impl Resolver<'_> {
                     .iter()
                     .map(|p| scalar_text(p).ok_or_else(|| self.fail("Fn::Join joins strings")))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(Some(Value::String(parts.join(delimiter))))
+                let joined = parts.join(delimiter);
+                self.check_size("Fn::Join", joined.len())?;
+                Ok(Some(Value::String(joined)))
             }
             "Fn::Select" => {
                 let items = list(2)?;
@@ -517,6 +586,7 @@ impl Resolver<'_> {
             _ => return Err(self.fail("Fn::Sub takes a string or [string, {variables}]")),
         };
         let mut out = String::with_capacity(text.len());
+        let mut resolved: BTreeMap<&str, String> = BTreeMap::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
@@ -529,6 +599,8 @@ impl Resolver<'_> {
                 out.push_str("${");
                 out.push_str(literal);
                 out.push('}');
+            } else if let Some(text) = resolved.get(name) {
+                out.push_str(text);
             } else {
                 let value = match vars.and_then(|v| v.get(name)) {
                     Some(v) => self.resolve(v)?,
@@ -544,11 +616,34 @@ impl Resolver<'_> {
                     .and_then(scalar_text)
                     .ok_or_else(|| self.fail(format!("Fn::Sub: ${{{name}}} is not a string")))?;
                 out.push_str(&text);
+                resolved.insert(name, text);
             }
+            self.check_size("Fn::Sub", out.len())?;
             rest = &after[end + 1..];
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// Collects the condition names `{"Condition": name}` in `body` refers to.
+fn condition_names<'a>(body: &'a Value, into: &mut Vec<&'a str>) {
+    match body {
+        Value::Object(map) => {
+            if let (1, Some(Value::String(name))) = (map.len(), map.get("Condition")) {
+                into.push(name);
+                return;
+            }
+            for value in map.values() {
+                condition_names(value, into);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                condition_names(item, into);
+            }
+        }
+        _ => {}
     }
 }
 
