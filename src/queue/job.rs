@@ -19,6 +19,12 @@
 //!
 //! Sizes are exact: the packer knows the byte length of the body it will write before adding a
 //! target, so a job never exceeds the queue's message size.
+//!
+//! Bodies are SQS-safe: SQS refuses a message containing a character outside `#x9 | #xA | #xD |
+//! #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF`. serde_json escapes control characters but
+//! writes the noncharacters U+FFFE and U+FFFF raw, so the body writer escapes them as `\ufffe`
+//! / `\uffff` (valid JSON, read back as the same character): a room or payload containing them
+//! travels like any other.
 
 use std::sync::Arc;
 
@@ -188,10 +194,10 @@ impl Job {
         Ok(job)
     }
 
-    /// The job as a message body.
+    /// The job as a message body: JSON, with U+FFFE and U+FFFF escaped (SQS refuses them raw;
+    /// see the [module docs](self)).
     pub fn to_body(&self) -> String {
-        // A struct of strings, numbers and validated ids: serialization cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        to_sqs_json(self)
     }
 
     /// The fan-out this job belongs to.
@@ -264,9 +270,31 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// The length of `s` as a JSON string literal, quotes included.
+/// The length of `s` as a JSON string literal (as [`to_sqs_json`] writes it), quotes included.
 fn json_len(s: &str) -> usize {
-    serde_json::to_string(s).map_or(usize::MAX, |j| j.len())
+    to_sqs_json(s).len()
+}
+
+/// `value` as JSON that SQS accepts: serde_json's output with the noncharacters U+FFFE and
+/// U+FFFF — the only characters it writes raw that SQS refuses (control characters it escapes;
+/// surrogates cannot be in a `str`) — escaped. They can only occur inside string literals (the
+/// rest of JSON is ASCII), where `\ufffe` means the same character.
+pub(crate) fn to_sqs_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Strings, numbers and validated ids: serialization cannot fail.
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if !json.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return json;
+    }
+    json.replace('\u{FFFE}', "\\ufffe")
+        .replace('\u{FFFF}', "\\uffff")
+}
+
+/// Whether SQS accepts `body`: every character is `#x9 | #xA | #xD | #x20–#xD7FF |
+/// #xE000–#xFFFD | #x10000–#x10FFFF`. Returns the first character it refuses.
+pub(crate) fn sqs_refused_char(body: &str) -> Option<char> {
+    body.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    })
 }
 
 /// The JSON of one target with a 128-byte connection id and a 256-byte endpoint, rounded up.
@@ -358,7 +386,7 @@ impl JobPacker {
     /// than any API Gateway endpoint).
     pub(crate) fn push(&mut self, target: &Target) -> Result<Option<(String, usize)>> {
         let target = JobTarget::from(target);
-        let size = serde_json::to_string(&target).map_or(usize::MAX, |j| j.len());
+        let size = to_sqs_json(&target).len();
         let comma = usize::from(!self.targets.is_empty());
         let mut closed = None;
         if self.targets.len() >= self.max_targets
@@ -499,6 +527,31 @@ mod tests {
             assert!(matches!(err, Error::InvalidBody { .. }), "{err}");
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn bodies_escape_what_sqs_refuses_and_read_back_the_same() {
+        let room = RoomId::new("caf\u{FFFE}\u{FFFF}").unwrap();
+        let payload = Payload::text("x\u{FFFF}y").unwrap();
+        let mut packer = JobPacker::new(
+            "f",
+            JobContext::room(room.clone()),
+            &payload,
+            500,
+            1 << 20,
+            0,
+        )
+        .unwrap();
+        assert!(packer.push(&target(1)).unwrap().is_none());
+        let (body, _) = packer.finish().unwrap();
+        assert_eq!(sqs_refused_char(&body), None, "{body}");
+        assert!(body.contains("\\ufffe\\uffff"), "{body}");
+        let job = Job::parse(&body).unwrap();
+        assert_eq!(job.context().room.as_ref(), Some(&room));
+        assert_eq!(job.payload().unwrap(), payload);
+        assert_eq!(job.to_body(), body);
+        assert_eq!(sqs_refused_char("a\u{1}"), Some('\u{1}'));
+        assert_eq!(sqs_refused_char("\t\n\r\u{10FFFF}\u{FFFD}"), None);
     }
 
     #[test]

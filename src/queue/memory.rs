@@ -84,6 +84,10 @@ impl State {
 /// - [`receive`](Self::receive) hides each message it returns for the visibility timeout (30 s
 ///   by default, SQS's); [`delete`](Self::delete) removes it; a message not deleted in time is
 ///   visible again and its receive count grows;
+/// - [`send_batch`](JobQueue::send_batch) refuses what SQS refuses: more than 10 entries or
+///   1 MiB per call, a message over the queue's size, and (failing the whole call, as SQS's
+///   `InvalidMessageContents`) a body with a character outside `#x9 | #xA | #xD |
+///   #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF` — U+FFFE, U+FFFF, control characters;
 /// - a message received more than `max_receive_count` times (5 by default) moves to the
 ///   [`dead_letters`](Self::dead_letters) instead of being handed out;
 /// - [`spawn_workers`](Self::spawn_workers) runs N [`FanoutWorker`]s on it as tokio tasks.
@@ -331,6 +335,22 @@ impl JobQueue for InMemoryQueue {
                 .into(),
             });
         }
+        // SQS validates the characters of every entry before queueing any: one refused
+        // character fails the call (`InvalidMessageContents`), as SqsQueue reports it.
+        for body in bodies {
+            if let Some(c) = super::job::sqs_refused_char(body) {
+                return Err(Error::Queue {
+                    queue: "InMemoryQueue".to_owned(),
+                    retryable: false,
+                    source: format!(
+                        "InvalidMessageContents: invalid character '#x{:X}' in a message body; SQS allows \
+                         #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                        c as u32
+                    )
+                    .into(),
+                });
+            }
+        }
         let mut state = self.lock();
         let results = bodies
             .iter()
@@ -434,5 +454,22 @@ mod tests {
         q.wait_until_empty().await;
         let eleven = vec!["x".to_owned(); 11];
         assert!(q.send_batch(&eleven).await.is_err());
+        for refused in ["\u{FFFE}", "a\u{FFFF}", "\u{1}", "\u{8}"] {
+            let err = q
+                .send_batch(&["ok".to_owned(), refused.to_owned()])
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("InMemoryQueue"), "{err}");
+            assert!(!err.is_retryable());
+        }
+        assert!(q.is_empty(), "a refused call queues nothing");
+        let allowed = "\t\n\r \u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}".to_owned();
+        let roomy = InMemoryQueue::new();
+        roomy
+            .send_batch(&[allowed])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
 }
