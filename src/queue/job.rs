@@ -151,6 +151,113 @@ pub struct Job {
     target_count: usize,
     payload: JobPayload,
     targets: Vec<JobTarget>,
+    /// HMAC-SHA256 (hex) of the body written without this field, when the planner has a
+    /// [`JobKey`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+}
+
+/// The length of `,"sig":"…"`: 64 hex digits of HMAC-SHA256.
+const SIG_LEN: usize = 73;
+
+/// The key of the HMAC-SHA256 that the [`FanoutPlanner`](super::FanoutPlanner) writes into
+/// each job and the [`FanoutWorker`](super::FanoutWorker) checks, so that workers run only jobs
+/// the planner wrote: anyone with `sqs:SendMessage` on the queue can write a message, but not
+/// one signed with this key.
+///
+/// Give the planner and every worker the same key (`with_job_key`), e.g. from
+/// `FANOUT_JOB_KEY` ([`from_env`](Self::from_env); make one with `openssl rand -hex 32` and
+/// keep it in the functions' environment or a secret). A worker with a key refuses unsigned or
+/// mis-signed jobs as poison (they go to the dead-letter queue); a worker without one runs any
+/// job, and checks room membership instead (see
+/// [`FanoutWorker::with_membership_check`](super::FanoutWorker::with_membership_check)).
+/// `Debug` does not show the key.
+#[derive(Clone)]
+pub struct JobKey(Arc<hmac::Hmac<sha2::Sha256>>);
+
+impl std::fmt::Debug for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobKey(..)")
+    }
+}
+
+impl JobKey {
+    /// The fewest bytes a key may have: 32, HMAC-SHA256's output size.
+    pub const MIN_LEN: usize = 32;
+
+    /// A key of `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when it has fewer than [`MIN_LEN`](Self::MIN_LEN) bytes.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self> {
+        let bytes = bytes.as_ref();
+        if bytes.len() < Self::MIN_LEN {
+            return Err(Error::config(format!(
+                "a fan-out job key needs at least {} bytes, got {}",
+                Self::MIN_LEN,
+                bytes.len()
+            )));
+        }
+        let mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(bytes)
+            .map_err(|_| Error::config("HMAC-SHA256 refused the fan-out job key"))?;
+        Ok(Self(Arc::new(mac)))
+    }
+
+    /// The key in [`FANOUT_JOB_KEY`](crate::env::FANOUT_JOB_KEY) (its bytes as written, e.g. 64
+    /// hex digits), or `None` when it is unset.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when it is set but shorter than [`MIN_LEN`](Self::MIN_LEN) or not UTF-8.
+    pub fn from_env() -> Result<Option<Self>> {
+        crate::env::var(crate::env::FANOUT_JOB_KEY)?
+            .map(|v| {
+                Self::new(v.trim()).map_err(|_| {
+                    Error::config(format!(
+                        "{} must have at least {} bytes (e.g. `openssl rand -hex 32`)",
+                        crate::env::FANOUT_JOB_KEY,
+                        Self::MIN_LEN
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
+        (*self.0).clone()
+    }
+
+    fn sign(&self, unsigned_body: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = self.mac();
+        mac.update(unsigned_body.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn verify(&self, unsigned_body: &str, sig: &str) -> bool {
+        use hmac::Mac as _;
+        let Some(bytes) = decode_hex(sig) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(unsigned_body.as_bytes());
+        mac.verify_slice(&bytes).is_ok()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 impl Job {
@@ -195,9 +302,56 @@ impl Job {
     }
 
     /// The job as a message body: JSON, with U+FFFE and U+FFFF escaped (SQS refuses them raw;
-    /// see the [module docs](self)).
+    /// see the [module docs](self)). Unsigned (see [`to_signed_body`](Self::to_signed_body)).
     pub fn to_body(&self) -> String {
+        if self.sig.is_some() {
+            let unsigned = Self {
+                sig: None,
+                ..self.clone()
+            };
+            return to_sqs_json(&unsigned);
+        }
         to_sqs_json(self)
+    }
+
+    /// The job as a message body signed with `key` (HMAC-SHA256 of the unsigned body, in a
+    /// last field `sig`), or unsigned when `key` is `None`.
+    pub fn to_signed_body(&self, key: Option<&JobKey>) -> String {
+        let unsigned = self.to_body();
+        match key {
+            None => unsigned,
+            Some(key) => {
+                let sig = key.sign(&unsigned);
+                to_sqs_json(&Self {
+                    sig: Some(sig),
+                    ..self.clone()
+                })
+            }
+        }
+    }
+
+    /// Checks the job's signature with `key`: the HMAC-SHA256 of the job re-written unsigned
+    /// (what the worker will act on, whatever the body's spacing or field order), compared in
+    /// constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBody`] naming field `sig` when it is missing or does not match.
+    pub fn verify(&self, key: &JobKey) -> Result<()> {
+        let Some(sig) = self.sig.as_deref() else {
+            return Err(Error::invalid_body(
+                "fan-out job: field `sig`: missing, and this worker runs only signed jobs",
+                None,
+            ));
+        };
+        if key.verify(&self.to_body(), sig) {
+            Ok(())
+        } else {
+            Err(Error::invalid_body(
+                "fan-out job: field `sig`: does not match the job (not written by a planner with this key, or altered)",
+                None,
+            ))
+        }
     }
 
     /// The fan-out this job belongs to.
@@ -256,6 +410,7 @@ impl Job {
             generation: self.generation.saturating_add(1),
             target_count: targets.len(),
             targets: targets.iter().map(JobTarget::from).collect(),
+            sig: None,
             ..self.clone()
         }
     }
@@ -307,6 +462,7 @@ const ONE_TARGET_BOUND: usize = 450;
 #[derive(Debug)]
 pub(crate) struct JobPacker {
     header: Job,
+    key: Option<JobKey>,
     max_targets: usize,
     max_bytes: usize,
     next_shard: u32,
@@ -330,6 +486,7 @@ impl JobPacker {
         max_targets: usize,
         max_bytes: usize,
         enqueued_at_ms: u64,
+        key: Option<JobKey>,
     ) -> Result<Self> {
         if max_targets == 0 {
             return Err(Error::config("targets per job must be at least 1"));
@@ -344,9 +501,11 @@ impl JobPacker {
             target_count: max_targets,
             payload: JobPayload::encode(payload),
             targets: Vec::new(),
+            sig: None,
         };
         let mut packer = Self {
             header,
+            key,
             max_targets,
             max_bytes,
             next_shard: 0,
@@ -372,7 +531,7 @@ impl JobPacker {
     fn start_job(&mut self) {
         self.header.shard = self.next_shard;
         self.header.target_count = self.max_targets;
-        self.empty_len = self.header.to_body().len();
+        self.empty_len = self.header.to_body().len() + if self.key.is_some() { SIG_LEN } else { 0 };
         self.len = self.empty_len;
         self.targets.clear();
     }
@@ -416,7 +575,7 @@ impl JobPacker {
         job.target_count = self.targets.len();
         job.targets = std::mem::take(&mut self.targets);
         let count = job.targets.len();
-        let body = job.to_body();
+        let body = job.to_signed_body(self.key.as_ref());
         debug_assert!(body.len() <= self.len, "{} > {}", body.len(), self.len);
         self.next_shard = self.next_shard.saturating_add(1);
         self.start_job();
@@ -440,6 +599,7 @@ mod tests {
             max_targets,
             max_bytes,
             1,
+            None,
         )
         .unwrap();
         let mut bodies = Vec::new();
@@ -496,7 +656,8 @@ mod tests {
     #[test]
     fn a_payload_the_queue_cannot_hold_is_refused_up_front() {
         let big = Payload::text("a".repeat(Payload::MAX_SIZE)).unwrap();
-        let err = JobPacker::new("f", JobContext::default(), &big, 500, 64 * 1024, 0).unwrap_err();
+        let err =
+            JobPacker::new("f", JobContext::default(), &big, 500, 64 * 1024, 0, None).unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err}");
         assert!(err.to_string().contains("MaximumMessageSize"), "{err}");
     }
@@ -540,6 +701,7 @@ mod tests {
             500,
             1 << 20,
             0,
+            None,
         )
         .unwrap();
         assert!(packer.push(&target(1)).unwrap().is_none());
@@ -552,6 +714,40 @@ mod tests {
         assert_eq!(job.to_body(), body);
         assert_eq!(sqs_refused_char("a\u{1}"), Some('\u{1}'));
         assert_eq!(sqs_refused_char("\t\n\r\u{10FFFF}\u{FFFD}"), None);
+    }
+
+    #[test]
+    fn signed_bodies_verify_and_altered_ones_do_not() {
+        let key = JobKey::new([7u8; 32]).unwrap();
+        let payload = Payload::text("x\u{FFFE}").unwrap();
+        let mut packer = JobPacker::new(
+            "f",
+            JobContext::room(RoomId::new("r").unwrap()),
+            &payload,
+            2,
+            1 << 20,
+            0,
+            Some(key.clone()),
+        )
+        .unwrap();
+        let mut bodies = Vec::new();
+        for i in 0..3 {
+            bodies.extend(packer.push(&target(i)).unwrap().map(|(b, _)| b));
+        }
+        bodies.extend(packer.finish().map(|(b, _)| b));
+        assert_eq!(bodies.len(), 2);
+        for body in &bodies {
+            Job::parse(body).unwrap().verify(&key).unwrap();
+        }
+        let other = JobKey::new([8u8; 32]).unwrap();
+        assert!(Job::parse(&bodies[0]).unwrap().verify(&other).is_err());
+        let forged = bodies[0].replace("\"room\":\"r\"", "\"room\":\"s\"");
+        let err = Job::parse(&forged).unwrap().verify(&key).unwrap_err();
+        assert!(err.to_string().contains("`sig`"), "{err}");
+        let unsigned = Job::parse(&bodies[0]).unwrap().to_body();
+        assert!(Job::parse(&unsigned).unwrap().verify(&key).is_err());
+        assert!(JobKey::new([0u8; 31]).is_err());
+        assert_eq!(format!("{key:?}"), "JobKey(..)");
     }
 
     #[test]

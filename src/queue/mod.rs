@@ -178,7 +178,7 @@ mod sqs;
 mod worker;
 
 pub use dispatch::{Dispatched, RoomDispatch};
-pub use job::{Job, JobContext};
+pub use job::{Job, JobContext, JobKey};
 pub use memory::{InMemoryQueue, WorkerPool};
 pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]

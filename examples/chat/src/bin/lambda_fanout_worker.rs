@@ -7,13 +7,15 @@
 //! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
 //! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`
 //! (Gone cleanup), `APIGW_MANAGEMENT_URL` (targets whose record names no endpoint),
-//! `FANOUT_QUEUE_URL` and `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (remainders).
+//! `FANOUT_QUEUE_URL` and `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (remainders), `FANOUT_JOB_KEY` (the
+//! planner's key: with it only signed jobs run; without it each target's membership of the
+//! job's room is checked). Targets may name only `APIGW_MANAGEMENT_URL` as their endpoint.
 
 use std::sync::Arc;
 
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster};
 use stateless_ws::lambda::{self, LambdaError};
-use stateless_ws::queue::{FanoutWorker, SqsQueue};
+use stateless_ws::queue::{FanoutWorker, JobKey, SqsQueue};
 use stateless_ws::store::DynamoDbStore;
 
 /// Everything from the environment, once at start-up.
@@ -22,10 +24,12 @@ async fn worker() -> stateless_ws::Result<FanoutWorker> {
     let store = DynamoDbStore::from_env_with(&sdk)?;
     let sender = ApiGatewaySender::from_env().await?;
     let queue = SqsQueue::from_env_with(&sdk)?;
+    let key = JobKey::from_env()?;
     Ok(FanoutWorker::new(
         Broadcaster::new(Arc::new(store), Arc::new(sender)),
         Arc::new(queue),
-    ))
+    )
+    .with_job_key(key))
 }
 
 #[tokio::main]

@@ -225,6 +225,8 @@ async fn run(options: Options) -> Result<(), Error> {
     let addr = running.local_addr();
     // Started once the gateway is bound (a retry on another port must not start them twice).
     let workers = queued.map(|(queue, worker)| {
+        // Jobs are input: the workers post only to this gateway's management API.
+        let worker = worker.with_allowed_endpoints([running.management_endpoint().to_string()]);
         let n = options.queue_workers.max(1);
         println!(
             "queued fan-out: rooms above {} member(s) go through an in-memory queue, {n} worker(s)",
