@@ -179,7 +179,7 @@ mod worker;
 
 pub use dispatch::{Dispatched, RoomDispatch};
 pub use job::{Job, JobContext, JobKey};
-pub use memory::{InMemoryQueue, WorkerPool};
+pub use memory::{InMemoryQueue, PoolReport, WorkerPool};
 pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
