@@ -10,6 +10,8 @@ use super::job::{Job, JobKey};
 use super::planner::{QueueConfig, send_all};
 use crate::broadcast::{Broadcaster, Target};
 use crate::error::Error;
+use crate::presence::Presence;
+use crate::store::Membership;
 
 /// Membership look-ups in flight at once when the worker checks a room job's targets.
 const MEMBERSHIP_CONCURRENCY: usize = 32;
@@ -54,6 +56,10 @@ pub enum JobOutcome {
         gone: usize,
         /// Targets failed for good (413, unknown outcome, other refusals).
         failed: usize,
+        /// The records the Gone cleanup removed (every room of every gone target): the
+        /// departures, announced as `"left"` when the worker has a
+        /// [`Presence`] ([`FanoutWorker::with_presence`]).
+        removed: Vec<Membership>,
         /// Targets the worker refused to post to: an endpoint not in its allow-list, or (with
         /// the membership check) not a member of the job's room. Logged at ERROR.
         refused: usize,
@@ -69,6 +75,8 @@ pub enum JobOutcome {
         gone: usize,
         /// Targets failed for good.
         failed: usize,
+        /// The records the Gone cleanup removed (see `Completed`).
+        removed: Vec<Membership>,
         /// Targets refused (see `Completed`).
         refused: usize,
         /// Targets in the remainder job.
@@ -136,6 +144,7 @@ pub struct FanoutWorker {
     key: Option<JobKey>,
     allowed_endpoints: Option<Vec<Arc<str>>>,
     membership_check: Option<bool>,
+    presence: Option<Presence>,
 }
 
 impl fmt::Debug for FanoutWorker {
@@ -147,6 +156,7 @@ impl fmt::Debug for FanoutWorker {
             .field("key", &self.key)
             .field("allowed_endpoints", &self.allowed_endpoints)
             .field("membership_check", &self.membership_check)
+            .field("presence", &self.presence)
             .finish()
     }
 }
@@ -162,7 +172,21 @@ impl FanoutWorker {
             key: None,
             allowed_endpoints: None,
             membership_check: None,
+            presence: None,
         }
+    }
+
+    /// Announces the departures the Gone cleanup finds through `presence`: one `"left"` per
+    /// room to its remaining members ([`Presence::left`]), as the in-line path does with
+    /// [`Presence::departed`] — without it, members of queued rooms never learn that a gone
+    /// member left. The announcement is best-effort: a failure is logged at WARN and does not
+    /// fail the job. The worker's deadline ([`with_deadline`](Self::with_deadline)) applies to
+    /// it too. Build `presence` with the same `queue_above` and planner as the senders', so a
+    /// large room's `"left"` goes through the queue as well.
+    #[must_use]
+    pub fn with_presence(mut self, presence: Presence) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Runs only jobs signed with `key` (the planner's; see [`JobKey`]), and signs the
@@ -222,7 +246,9 @@ impl FanoutWorker {
     /// `lambda::sqs::run` does it for you). `None` means no deadline.
     #[must_use]
     pub fn with_deadline(mut self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
+        let deadline = deadline.into();
         self.broadcaster = self.broadcaster.with_deadline(deadline);
+        self.presence = self.presence.map(|p| p.with_deadline(deadline));
         self
     }
 
@@ -306,7 +332,9 @@ impl FanoutWorker {
             }
         };
         let (targets, refused, mut leftover) = self.screen(&job).await;
-        let report = self.broadcaster.send_to(targets, &payload).await;
+        let mut report = self.broadcaster.send_to(targets, &payload).await;
+        let removed = std::mem::take(&mut report.removed);
+        self.announce_departures(&removed).await;
 
         // Retry later: not attempted (deadline, or stopped by a 403) and failures safe to repeat.
         leftover.extend(report.not_attempted.iter().cloned().map(Target::from));
@@ -331,6 +359,7 @@ impl FanoutWorker {
                 delivered,
                 gone,
                 failed,
+                removed,
                 refused,
             };
         }
@@ -385,6 +414,7 @@ impl FanoutWorker {
                     delivered,
                     gone,
                     failed,
+                    removed,
                     refused,
                     remainder: leftover.len(),
                 }
@@ -395,6 +425,25 @@ impl FanoutWorker {
                     job: Some(summary),
                     error,
                 }
+            }
+        }
+    }
+
+    async fn announce_departures(&self, removed: &[Membership]) {
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        if removed.is_empty() {
+            return;
+        }
+        match presence.left(removed).await {
+            Ok(report) => tracing::debug!(
+                removed = removed.len(),
+                announcements = report.announcements.len(),
+                "departures announced"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, removed = removed.len(), "announcing the departures failed");
             }
         }
     }

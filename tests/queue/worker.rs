@@ -270,3 +270,43 @@ async fn a_job_slower_than_its_visibility_timeout_is_not_delivered_again() {
     assert!(queue.dead_letters().is_empty());
     assert_eq!(report.failed_deletes, 0, "{report:?}");
 }
+
+/// In a queued room the worker's Gone cleanup removes a member; with a `Presence` the worker
+/// announces it: the remaining members receive `"left"` (before: the records were removed and
+/// nobody was told).
+#[tokio::test]
+async fn a_gone_member_of_a_queued_room_is_announced_as_left() {
+    use stateless_ws::presence::Presence;
+    let (store, room) = room_of(5, 100).await;
+    let queue = Arc::new(InMemoryQueue::new());
+    let sender = RecordingSender::new();
+    sender.set_gone(&member(3));
+    let broadcaster = quick_broadcaster(store.clone(), &sender);
+    let worker = FanoutWorker::new(broadcaster.clone(), queue.clone())
+        .with_presence(Presence::new(broadcaster));
+    FanoutPlanner::new(store, queue.clone())
+        .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
+        .await
+        .unwrap();
+    let (_, body) = one_job(&queue).await;
+    let outcome = worker.process(&body).await;
+    match &outcome {
+        JobOutcome::Completed {
+            gone: 1, removed, ..
+        } => {
+            assert_eq!(removed.len(), 1);
+            assert_eq!(removed[0].connection_id, member(3));
+        }
+        other => panic!("{other:?}"),
+    }
+    for i in [0, 1, 2, 4] {
+        let got = sender.messages(&member(i));
+        let left: Vec<serde_json::Value> = got
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(|v| v["event"] == "left")
+            .collect();
+        assert_eq!(left.len(), 1, "member {i} got {got:?}");
+        assert_eq!(left[0]["room"], "big", "{}", left[0]);
+    }
+}

@@ -36,6 +36,7 @@ use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
 use stateless_ws::lambda::{self, Context};
+use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId, WebSocketEvent};
@@ -185,8 +186,15 @@ async fn run(options: Options) -> Result<(), Error> {
     let mut queued = None;
     if options.queue_above.is_some() {
         let queue = Arc::new(InMemoryQueue::new());
-        chat = chat.with_queue(FanoutPlanner::new(store, queue.clone()));
-        let worker = FanoutWorker::new(chat.broadcaster().clone(), queue.clone());
+        chat = chat.with_queue(FanoutPlanner::new(Arc::clone(&store), queue.clone()));
+        // The worker announces the departures its Gone cleanup finds, as the routes do.
+        let mut presence = PresenceConfig::default();
+        presence.queue_above = options.queue_above;
+        let presence = Presence::new(chat.broadcaster().clone())
+            .with_config(presence)
+            .with_queue(FanoutPlanner::new(store, queue.clone()));
+        let worker =
+            FanoutWorker::new(chat.broadcaster().clone(), queue.clone()).with_presence(presence);
         queued = Some((queue, worker));
     }
     let chat = Arc::new(chat);
