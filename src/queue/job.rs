@@ -301,8 +301,9 @@ impl Job {
         Ok(job)
     }
 
-    /// The job as a message body: JSON, with U+FFFE and U+FFFF escaped (SQS refuses them raw;
-    /// see the [module docs](self)). Unsigned (see [`to_signed_body`](Self::to_signed_body)).
+    /// The job as a message body: JSON, with U+FFFE and U+FFFF escaped as `\ufffe` / `\uffff`
+    /// (SQS refuses them raw and serde_json writes them raw; read back, they are the same
+    /// characters). Unsigned (see [`to_signed_body`](Self::to_signed_body)).
     pub fn to_body(&self) -> String {
         if self.sig.is_some() {
             let unsigned = Self {

@@ -145,6 +145,24 @@
 //!   [delivery semantics](crate::broadcast::Broadcaster#delivery-semantics)), are logged and the
 //!   job is acknowledged.
 //! - **No order across jobs**: jobs are delivered concurrently, remainders later.
+//! - **Within the visibility timeout**: a worker must finish a job before the queue's visibility
+//!   timeout ends, or the job comes back to another worker and its targets are sent twice. In a
+//!   Lambda the invocation's deadline (function timeout ≤ visibility / 6) bounds it;
+//!   [`WorkerPool`] gives each job the receive time + visibility − a margin as its deadline, and
+//!   reports a delete that failed anyway ([`PoolReport::failed_deletes`]).
+//! - **Departures are announced**: targets found gone are removed from the store (as in-line)
+//!   and, with [`FanoutWorker::with_presence`], announced as `"left"` to their rooms; the
+//!   outcome lists them (`removed`).
+//!
+//! # Jobs are input
+//!
+//! Anyone with `sqs:SendMessage` on the queue can write a job, so the worker checks what it
+//! reads (see [`FanoutWorker`]): at most [`QueueConfig::targets_per_job`] targets (else
+//! poison), endpoints only from its allow-list (others refused, not posted), with a [`JobKey`]
+//! (`FANOUT_JOB_KEY`) the planner's HMAC-SHA256 signature, and without one each room target's
+//! membership of the job's room. Bodies never contain what SQS refuses: U+FFFE and U+FFFF are
+//! written as `\ufffe` / `\uffff` (serde_json writes them raw), and [`InMemoryQueue`] refuses
+//! bodies SQS would refuse.
 //!
 //! # Throttling across workers
 //!
