@@ -173,3 +173,41 @@ async fn with_a_key_workers_run_only_jobs_the_planner_signed() {
     assert_eq!(sender.total_delivered(), 2);
     assert!(sender.messages(&id("s0=")).is_empty());
 }
+
+/// With `ApiGatewaySender` the default allow-list is its default endpoint
+/// (`APIGW_MANAGEMENT_URL`): a target naming it (trailing `/` or not) is posted to, another
+/// endpoint is refused.
+#[tokio::test]
+async fn the_api_gateway_senders_default_endpoint_is_allowed_by_default() {
+    use stateless_ws::broadcast::{ApiGatewaySender, BroadcastConfig};
+    let store = two_rooms().await;
+    let body = general_job(&store, None).await;
+    // Nothing listens there: a post is attempted (connection refused), not refused.
+    let sender = ApiGatewaySender::new(&crate::common::local_sdk_config().await)
+        .with_default_endpoint("http://127.0.0.1:1/prod")
+        .unwrap();
+    let mut config = BroadcastConfig::default();
+    config.retries = 0;
+    let worker = FanoutWorker::new(
+        Broadcaster::new(store, Arc::new(sender)).with_config(config),
+        Arc::new(InMemoryQueue::new()),
+    );
+    let other = with_targets(
+        &body,
+        vec![json!({"connectionId": "g0=", "endpoint": "http://127.0.0.1:1/other"})],
+    );
+    let outcome = worker.process(&other).await;
+    assert!(
+        matches!(outcome, JobOutcome::Completed { refused: 1, .. }),
+        "{outcome:?}"
+    );
+    let own = with_targets(
+        &body,
+        vec![json!({"connectionId": "g0=", "endpoint": "http://127.0.0.1:1/prod/"})],
+    );
+    let outcome = worker.process(&own).await;
+    assert!(
+        matches!(outcome, JobOutcome::Failed { .. }),
+        "attempted, and failed to connect: {outcome:?}"
+    );
+}
