@@ -12,6 +12,7 @@
 //! | `CONNECTION_TTL_SECONDS` | the same | how long a record lives | `7200` (2 h) |
 //! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
 //! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
+//! | `FANOUT_JOB_KEY` | `queue::JobKey::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 the planner writes into each fan-out job and workers check; the same value for planner and workers | unset: jobs unsigned, workers check room membership instead |
 //! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env_with` | the queue's `MaximumMessageSize`: jobs are packed to fit it (1,024–1,048,576) | `262144` (256 KiB) |
 //!
 //! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
@@ -35,6 +36,8 @@ pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
 
 /// The URL of the SQS queue of queued fan-out jobs (required by `SqsQueue::from_env_with`).
 pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
+/// The key of fan-out jobs' HMAC-SHA256 (read by `queue::JobKey::from_env`; unset: unsigned).
+pub const FANOUT_JOB_KEY: &str = "FANOUT_JOB_KEY";
 /// The fan-out queue's `MaximumMessageSize` in bytes (default 262,144): jobs are packed to fit it.
 pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES";
 

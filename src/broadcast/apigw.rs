@@ -303,6 +303,10 @@ impl fmt::Display for ApiGatewaySender {
 
 #[async_trait]
 impl ConnectionSender for ApiGatewaySender {
+    fn default_endpoint(&self) -> Option<&str> {
+        self.default_endpoint.as_deref()
+    }
+
     async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
         // No size check here: a `Payload` cannot exceed `Payload::MAX_SIZE`.
         let endpoint = self.endpoint_of(target)?;

@@ -303,6 +303,11 @@ impl Broadcaster {
         &self.config
     }
 
+    /// The per-invocation default endpoint ([`with_default_endpoint`](Self::with_default_endpoint)).
+    pub fn default_endpoint(&self) -> Option<&str> {
+        self.default_endpoint.as_deref()
+    }
+
     /// Sends `payload` to one connection (retries, and cleanup if it is gone, included).
     pub async fn send(&self, target: impl Into<Target>, payload: &Payload) -> BroadcastReport {
         self.send_to([target.into()], payload).await

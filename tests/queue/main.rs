@@ -12,6 +12,7 @@ mod kill;
 mod ministack;
 mod mocks;
 mod planner;
+mod trust;
 mod unknown;
 mod worker;
 

@@ -226,3 +226,61 @@ async fn notify_user_and_explicit_targets_are_queued_once_each() {
             .all(|t| t.endpoint.as_deref() == Some("https://x/prod"))
     );
 }
+
+/// SQS refuses U+FFFE and U+FFFF in a body (serde_json writes them raw): a room named with them
+/// must still fan out through the queue, and the in-memory queue must refuse what SQS refuses.
+#[tokio::test]
+async fn a_room_named_with_u_fffe_travels_through_the_queue() {
+    use stateless_ws::broadcast::{Broadcaster, RecordingSender};
+    use stateless_ws::queue::FanoutWorker;
+    use stateless_ws::store::{ConnectionStore, InMemoryStore};
+    use stateless_ws::{Membership, RoomId};
+    use std::sync::Arc;
+
+    let store = Arc::new(InMemoryStore::new());
+    let room = RoomId::new("caf\u{FFFE}\u{FFFF}").unwrap();
+    for i in 0..3 {
+        store
+            .join(&Membership::new(member(i), room.clone()))
+            .await
+            .unwrap();
+    }
+    let queue = Arc::new(InMemoryQueue::new());
+    let payload = Payload::text("hi \u{FFFF}").unwrap();
+    let enqueued = FanoutPlanner::new(store.clone(), queue.clone())
+        .enqueue_broadcast(&room, &payload, None)
+        .await
+        .unwrap();
+    assert_eq!((enqueued.jobs, enqueued.targets), (1, 3));
+    let got = queue.receive(1, Duration::ZERO).await;
+    let body = &got[0].body;
+    assert!(
+        !body.contains(['\u{FFFE}', '\u{FFFF}']),
+        "a body SQS would refuse: {body}"
+    );
+    assert_eq!(
+        Job::parse(body).unwrap().context().room.as_ref(),
+        Some(&room)
+    );
+    let sender = RecordingSender::new();
+    let worker = FanoutWorker::new(
+        Broadcaster::new(store, Arc::new(sender.clone())),
+        queue.clone(),
+    );
+    assert!(worker.process(body).await.is_ack());
+    assert_eq!(sender.total_delivered(), 3);
+
+    // What SQS refuses, the in-memory queue refuses, as a whole call.
+    let raw = vec![body.replace("\\ufffe", "\u{FFFE}")];
+    let err = queue.send_batch(&raw).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Queue {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

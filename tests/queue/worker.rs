@@ -230,3 +230,83 @@ async fn a_worker_pool_drains_the_queue_and_dead_letters_poison() {
         (1, "poison", 3)
     );
 }
+
+/// A job that outlives its visibility timeout: 10 targets behind a slow endpoint (250 ms a
+/// post, one at a time: a 2.5 s job) on a queue with a 1 s visibility timeout and two workers.
+/// Before: the job came back to the other worker every second, each copy re-sent to every
+/// target (5 copies each), and then it was dead-lettered. Now the pool gives each job a deadline
+/// inside its visibility timeout and re-enqueues the rest: at most one copy per target.
+#[tokio::test(start_paused = true)]
+async fn a_job_slower_than_its_visibility_timeout_is_not_delivered_again() {
+    let (store, room) = room_of(10, 100).await;
+    let queue = Arc::new(
+        InMemoryQueue::new()
+            .with_visibility_timeout(Duration::from_secs(1))
+            .with_max_receive_count(5),
+    );
+    let sender = RecordingSender::new();
+    sender.set_latency(Duration::from_millis(250));
+    let mut config = BroadcastConfig::default();
+    config.concurrency = 1;
+    let broadcaster = Broadcaster::new(store.clone(), Arc::new(sender.clone())).with_config(config);
+    let mut tuning = QueueConfig::default();
+    tuning.max_generations = 20;
+    let worker = FanoutWorker::new(broadcaster, queue.clone()).with_config(tuning);
+    FanoutPlanner::new(store, queue.clone())
+        .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
+        .await
+        .unwrap();
+    let pool = queue.spawn_workers(&worker, 2);
+    queue.wait_until_empty().await;
+    let report = pool.shutdown().await;
+    let copies: Vec<usize> = (0..10).map(|i| sender.messages(&member(i)).len()).collect();
+    eprintln!("copies per target: {copies:?}; {report:?}");
+    assert!(copies.iter().all(|&c| c <= 1), "{copies:?}");
+    // Each target is delivered once or reported failed (a post cut in flight by the deadline:
+    // its outcome is unknown, and it is not repeated).
+    let delivered = copies.iter().sum::<usize>() as u64;
+    assert_eq!(report.delivered, delivered, "{report:?}");
+    assert_eq!(report.delivered + report.failed_targets, 10, "{report:?}");
+    assert!(queue.dead_letters().is_empty());
+    assert_eq!(report.failed_deletes, 0, "{report:?}");
+}
+
+/// In a queued room the worker's Gone cleanup removes a member; with a `Presence` the worker
+/// announces it: the remaining members receive `"left"` (before: the records were removed and
+/// nobody was told).
+#[tokio::test]
+async fn a_gone_member_of_a_queued_room_is_announced_as_left() {
+    use stateless_ws::presence::Presence;
+    let (store, room) = room_of(5, 100).await;
+    let queue = Arc::new(InMemoryQueue::new());
+    let sender = RecordingSender::new();
+    sender.set_gone(&member(3));
+    let broadcaster = quick_broadcaster(store.clone(), &sender);
+    let worker = FanoutWorker::new(broadcaster.clone(), queue.clone())
+        .with_presence(Presence::new(broadcaster));
+    FanoutPlanner::new(store, queue.clone())
+        .enqueue_broadcast(&room, &Payload::text("hi").unwrap(), None)
+        .await
+        .unwrap();
+    let (_, body) = one_job(&queue).await;
+    let outcome = worker.process(&body).await;
+    match &outcome {
+        JobOutcome::Completed {
+            gone: 1, removed, ..
+        } => {
+            assert_eq!(removed.len(), 1);
+            assert_eq!(removed[0].connection_id, member(3));
+        }
+        other => panic!("{other:?}"),
+    }
+    for i in [0, 1, 2, 4] {
+        let got = sender.messages(&member(i));
+        let left: Vec<serde_json::Value> = got
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(|v| v["event"] == "left")
+            .collect();
+        assert_eq!(left.len(), 1, "member {i} got {got:?}");
+        assert_eq!(left[0]["room"], "big", "{}", left[0]);
+    }
+}

@@ -193,7 +193,8 @@ impl Chat {
     /// Everything from the environment, for a Lambda's start-up: [`DynamoDbStore::from_env`]
     /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain,
     /// [`ChatConfig::from_env`], and — when `FANOUT_QUEUE_URL` is set — the SQS queue of queued
-    /// fan-out (`SqsQueue::from_env_with`).
+    /// fan-out (`SqsQueue::from_env_with`), its jobs signed with `FANOUT_JOB_KEY` if set
+    /// (`JobKey::from_env`).
     ///
     /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
     /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
@@ -216,7 +217,10 @@ impl Chat {
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
                 let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
-                chat = chat.with_queue(FanoutPlanner::new(store, Arc::new(queue)));
+                // FANOUT_JOB_KEY, when set, signs the jobs (the worker checks them with it).
+                let key = stateless_ws::queue::JobKey::from_env()?;
+                chat =
+                    chat.with_queue(FanoutPlanner::new(store, Arc::new(queue)).with_job_key(key));
             }
             _ if queued => {
                 return Err(Error::Config {

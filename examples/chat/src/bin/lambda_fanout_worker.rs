@@ -7,13 +7,18 @@
 //! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then
 //! `sam deploy --template-file examples/chat/template.yaml`. Environment: `CONNECTIONS_TABLE`
 //! (Gone cleanup), `APIGW_MANAGEMENT_URL` (targets whose record names no endpoint),
-//! `FANOUT_QUEUE_URL` and `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (remainders).
+//! `FANOUT_QUEUE_URL` and `FANOUT_QUEUE_MAX_MESSAGE_BYTES` (remainders), `FANOUT_JOB_KEY` (the
+//! planner's key: with it only signed jobs run; without it each target's membership of the
+//! job's room is checked). Targets may name only `APIGW_MANAGEMENT_URL` as their endpoint.
+//! Members its Gone cleanup removes are announced as `"left"` to their rooms (the chat's
+//! `CHAT_QUEUE_ABOVE` / presence limits apply, as on the routes).
 
 use std::sync::Arc;
 
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster};
 use stateless_ws::lambda::{self, LambdaError};
-use stateless_ws::queue::{FanoutWorker, SqsQueue};
+use stateless_ws::presence::{Presence, PresenceConfig};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, JobKey, SqsQueue};
 use stateless_ws::store::DynamoDbStore;
 
 /// Everything from the environment, once at start-up.
@@ -21,11 +26,22 @@ async fn worker() -> stateless_ws::Result<FanoutWorker> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = DynamoDbStore::from_env_with(&sdk)?;
     let sender = ApiGatewaySender::from_env().await?;
-    let queue = SqsQueue::from_env_with(&sdk)?;
-    Ok(FanoutWorker::new(
-        Broadcaster::new(Arc::new(store), Arc::new(sender)),
-        Arc::new(queue),
-    ))
+    let queue: Arc<SqsQueue> = Arc::new(SqsQueue::from_env_with(&sdk)?);
+    let key = JobKey::from_env()?;
+    let store = Arc::new(store);
+    let broadcaster = Broadcaster::new(store.clone(), Arc::new(sender));
+    // Departures the Gone cleanup finds are announced as the chat's routes announce them:
+    // the same room-size limits, large rooms through the queue.
+    let chat = chat::ChatConfig::from_env()?;
+    let mut presence = PresenceConfig::default();
+    presence.max_room_size = chat.presence_max_room_size;
+    presence.queue_above = chat.queue_above;
+    let presence = Presence::new(broadcaster.clone())
+        .with_config(presence)
+        .with_queue(FanoutPlanner::new(store, queue.clone()).with_job_key(key.clone()));
+    Ok(FanoutWorker::new(broadcaster, queue)
+        .with_job_key(key)
+        .with_presence(presence))
 }
 
 #[tokio::main]

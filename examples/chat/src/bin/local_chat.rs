@@ -36,6 +36,7 @@ use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
 use stateless_ws::lambda::{self, Context};
+use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{Error, UserId, WebSocketEvent};
@@ -185,8 +186,15 @@ async fn run(options: Options) -> Result<(), Error> {
     let mut queued = None;
     if options.queue_above.is_some() {
         let queue = Arc::new(InMemoryQueue::new());
-        chat = chat.with_queue(FanoutPlanner::new(store, queue.clone()));
-        let worker = FanoutWorker::new(chat.broadcaster().clone(), queue.clone());
+        chat = chat.with_queue(FanoutPlanner::new(Arc::clone(&store), queue.clone()));
+        // The worker announces the departures its Gone cleanup finds, as the routes do.
+        let mut presence = PresenceConfig::default();
+        presence.queue_above = options.queue_above;
+        let presence = Presence::new(chat.broadcaster().clone())
+            .with_config(presence)
+            .with_queue(FanoutPlanner::new(store, queue.clone()));
+        let worker =
+            FanoutWorker::new(chat.broadcaster().clone(), queue.clone()).with_presence(presence);
         queued = Some((queue, worker));
     }
     let chat = Arc::new(chat);
@@ -225,6 +233,8 @@ async fn run(options: Options) -> Result<(), Error> {
     let addr = running.local_addr();
     // Started once the gateway is bound (a retry on another port must not start them twice).
     let workers = queued.map(|(queue, worker)| {
+        // Jobs are input: the workers post only to this gateway's management API.
+        let worker = worker.with_allowed_endpoints([running.management_endpoint().to_string()]);
         let n = options.queue_workers.max(1);
         println!(
             "queued fan-out: rooms above {} member(s) go through an in-memory queue, {n} worker(s)",
