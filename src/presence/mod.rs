@@ -13,8 +13,9 @@
 //!
 //! Every message is a [`PresenceEvent`]: `{"type":"presence","event":"joined"|"left"|"members",
 //! "room":…,"members":[{"memberId":…,"userId":…,"connections":N}],"at":<Unix ms>}`.
-//! A member's `memberId` is its user id, or the connection id of an anonymous connection (a
-//! member of its own); `connections` counts its live connections in the room after the change
+//! A member's `memberId` is `user:<user id>`, or `conn:<connection id>` for an anonymous
+//! connection (a member of its own) — namespaced, so a user id equal to a connection id is
+//! another member; `connections` counts its live connections in the room after the change
 //! (0 in `"left"`). A snapshot lists at most
 //! [`max_listed_members`](PresenceConfig::max_listed_members) (1,000) members or 128 KB of them,
 //! and says `"truncated": true` when it stopped there. Nothing else from the records is ever
@@ -41,7 +42,7 @@
 //! store.join(&record("alice1=", "alice")).await?;
 //! presence.entered(&record("alice1=", "alice")).await?;
 //! let event: PresenceEvent = serde_json::from_str(&sender.messages(&ConnectionId::new("bob1=")?)[0])?;
-//! assert_eq!((event.event, event.members[0].member_id.as_str()), (PresenceKind::Joined, "alice"));
+//! assert_eq!((event.event, event.members[0].member_id.as_str()), (PresenceKind::Joined, "user:alice"));
 //!
 //! // alice opens a second tab: still one member, nothing to announce.
 //! store.join(&record("alice2=", "alice")).await?;

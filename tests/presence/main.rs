@@ -55,6 +55,7 @@ on_both_stores!(
     max_room_size_turns_announcements_off,
     anonymous_connections_are_members_of_their_own,
     the_snapshot_lists_each_member_once,
+    a_user_and_an_anonymous_connection_with_one_id_are_two_members,
 );
 
 #[tokio::test]
