@@ -323,7 +323,7 @@ impl Broadcaster {
         async {
             // The first page is read before anything is sent: a room that cannot be listed is
             // the call's error. The rest is read while the workers post.
-            let first = self.store.room_page(room, None).await?;
+            let first = self.store.room_page(room, None, None).await?;
             let source = Source::Room(RoomSource {
                 store: Arc::clone(&self.store),
                 room: room.clone(),

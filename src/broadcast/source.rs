@@ -113,7 +113,7 @@ impl RoomSource {
                 listed.unread_from = Some(cursor);
                 return listed;
             }
-            let read = store.room_page(&room, Some(&cursor));
+            let read = store.room_page(&room, Some(&cursor), None);
             let result = match deadline {
                 None => read.await,
                 Some(d) => match tokio::time::timeout_at(d, read).await {

@@ -338,7 +338,7 @@ impl Presence {
         let mut snapshot = Snapshot::new(self.config.max_listed_members);
         let mut cursor = None;
         loop {
-            let page = self.store().room_page(room, cursor.as_ref()).await?;
+            let page = self.store().room_page(room, cursor.as_ref(), None).await?;
             for record in &page.records {
                 snapshot.add(record);
             }

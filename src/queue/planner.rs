@@ -147,7 +147,7 @@ impl FanoutPlanner {
         async {
             let mut cursor = None;
             loop {
-                let page = match self.store.room_page(room, cursor.as_ref()).await {
+                let page = match self.store.room_page(room, cursor.as_ref(), None).await {
                     Ok(page) => page,
                     Err(e) => return Err(run.partial(e)),
                 };
