@@ -102,6 +102,16 @@ impl BroadcastReport {
         self.not_attempted.extend(other.not_attempted);
     }
 
+    /// The first error the report holds, for a log line: a failed delivery's (a 403 first),
+    /// else the listing's, else the cleanup's. `None` when [`is_success`](Self::is_success),
+    /// or when only the deadline cut the fan-out (`not_attempted`, `unread_from`).
+    pub fn first_error(&self) -> Option<&Error> {
+        self.config_error()
+            .or_else(|| self.failed.first().map(|f| &f.error))
+            .or(self.listing_error.as_ref())
+            .or(self.cleanup_error.as_ref())
+    }
+
     /// The configuration error (403 Forbidden) that stopped the broadcast, if any.
     pub fn config_error(&self) -> Option<&Error> {
         self.failed

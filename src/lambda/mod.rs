@@ -297,7 +297,7 @@ where
     async move {
         match call {
             Err(error) => {
-                tracing::warn!(%error, "the payload is not an API Gateway WebSocket event this function serves");
+                tracing::warn!(error = %error.chain(), "the payload is not an API Gateway WebSocket event this function serves");
                 on_error(&error)
             }
             Ok((future, span)) => async move {
@@ -306,9 +306,9 @@ where
                     Err(error) => {
                         let response = on_error(&error);
                         if response.status_code >= 500 {
-                            tracing::error!(error = %error_chain(&error), status = response.status_code, "handler failed");
+                            tracing::error!(error = %error.chain(), status = response.status_code, "handler failed");
                         } else {
-                            tracing::info!(%error, status = response.status_code, "handler refused the request");
+                            tracing::info!(error = %error.chain(), status = response.status_code, "handler refused the request");
                         }
                         response
                     }
@@ -318,18 +318,6 @@ where
             .await,
         }
     }
-}
-
-/// The error and its causes, one after another: `Display` shows one layer only.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl<F, E, Fut> lambda_runtime::Service<LambdaEvent<Value>> for Adapter<F, E>

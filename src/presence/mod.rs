@@ -475,7 +475,7 @@ impl Presence {
                     }
                 }
             }
-            tracing::info!(%room, event = kind.as_str(), members = event.members.len(), "presence announced");
+            log_delivery(room, kind, event.members.len(), &delivery);
             report.announcements.push(Announcement {
                 room: room.clone(),
                 kind,
@@ -492,6 +492,38 @@ impl Presence {
         match (&self.queue, self.config.queue_above) {
             (Some(queue), Some(above)) => dispatch.with_queue(queue.clone(), above),
             _ => dispatch,
+        }
+    }
+}
+
+/// One line per announcement, by its outcome: INFO `presence announced` only when every
+/// recipient got it (or was found gone); WARN `presence announcement incomplete` with the first
+/// error's whole chain (`… 403 Forbidden …: ForbiddenException`) when a post failed, the room
+/// could not be read whole or the deadline cut it.
+fn log_delivery(room: &RoomId, kind: PresenceKind, members: usize, delivery: &Dispatched) {
+    let event = kind.as_str();
+    match delivery {
+        Dispatched::InLine(sent) if sent.is_success() => {
+            tracing::info!(%room, event, members, delivered = sent.delivered_count, "presence announced");
+        }
+        Dispatched::InLine(sent) => {
+            let error = sent.first_error().map(|e| e.chain().to_string());
+            tracing::warn!(
+                %room,
+                event,
+                members,
+                delivered = sent.delivered_count,
+                failed = sent.failed.len(),
+                not_attempted = sent.not_attempted.len(),
+                error = error.as_deref().unwrap_or("stopped by the deadline"),
+                "presence announcement incomplete"
+            );
+        }
+        Dispatched::Queued(enqueued) => {
+            tracing::info!(%room, event, members, jobs = enqueued.jobs, targets = enqueued.targets, "presence announcement queued");
+        }
+        Dispatched::TooLarge { read } => {
+            tracing::info!(%room, event, members, read, "presence not announced: the room is above max_room_size");
         }
     }
 }

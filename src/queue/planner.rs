@@ -375,7 +375,7 @@ pub(crate) async fn send_all(
                 };
             }
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, attempt, entries = batch.len(), "send_batch failed; retrying");
+                tracing::warn!(error = %e.chain(), attempt, entries = batch.len(), "send_batch failed; retrying");
                 last_error = Some(e);
                 continue;
             }
@@ -409,6 +409,7 @@ pub(crate) async fn send_all(
         tracing::warn!(
             attempt,
             failed = pending.len(),
+            error = %last_error.as_ref().map(|e| e.chain().to_string()).unwrap_or_default(),
             "queue entries failed; retrying"
         );
     }

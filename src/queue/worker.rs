@@ -145,7 +145,7 @@ impl FanoutWorker {
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(error) => {
-                tracing::error!(%error, "not a fan-out job; it will go to the dead-letter queue");
+                tracing::error!(error = %error.chain(), "not a fan-out job; it will go to the dead-letter queue");
                 return JobOutcome::Failed { job: None, error };
             }
         };
@@ -175,7 +175,7 @@ impl FanoutWorker {
                 )
                 .into(),
             };
-            tracing::error!(%error, "fan-out job past its generation limit");
+            tracing::error!(error = %error.chain(), "fan-out job past its generation limit");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -208,7 +208,7 @@ impl FanoutWorker {
             } else if f.error.is_retryable() {
                 leftover.push(Target::from(f.connection_id));
             } else {
-                tracing::warn!(connection = %f.connection_id, error = %f.error, attempts = f.attempts, "delivery failed for good");
+                tracing::warn!(connection = %f.connection_id, error = %f.error.chain(), attempts = f.attempts, "delivery failed for good");
                 failed += 1;
             }
         }
@@ -234,7 +234,7 @@ impl FanoutWorker {
                 )
                 .into(),
             });
-            tracing::warn!(%error, "fan-out job made no progress; the queue will redeliver it");
+            tracing::warn!(error = %error.chain(), "fan-out job made no progress; the queue will redeliver it");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -271,7 +271,7 @@ impl FanoutWorker {
                 }
             }
             Some(error) => {
-                tracing::error!(%error, "re-enqueueing the remainder failed; the queue will redeliver the whole job");
+                tracing::error!(error = %error.chain(), "re-enqueueing the remainder failed; the queue will redeliver the whole job");
                 JobOutcome::Failed {
                     job: Some(summary),
                     error,
