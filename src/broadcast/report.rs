@@ -62,7 +62,13 @@ pub struct BroadcastReport {
     /// [`connect_grace`](super::BroadcastConfig::connect_grace) says the client is most likely
     /// still in its `$connect`, which answers 410 too.
     pub kept_connecting: Vec<ConnectionId>,
-    /// Why removing the gone connections from the store failed, if it did.
+    /// Gone connections the cleanup did not remove: their records could not be read or removed
+    /// (see `cleanup_error`), or the deadline came first. Their records stay until a later
+    /// broadcast finds them gone again, or their TTL. A connection cut while its removal was in
+    /// flight may have lost some of its records.
+    pub not_cleaned: Vec<ConnectionId>,
+    /// Why removing the gone connections from the store failed, if it did, or that the deadline
+    /// left some `not_cleaned`.
     pub cleanup_error: Option<Error>,
     /// Whether a 403 Forbidden (wrong endpoint, stage or IAM) stopped the broadcast early.
     pub stopped_early: bool,
