@@ -248,7 +248,57 @@ pub enum Error {
     },
 }
 
+/// Shows an error and every cause under it ([`source`](std::error::Error::source) after
+/// `source`), joined by `": "` — `DynamoDbStore(ws): store request failed: service error:
+/// AccessDeniedException: …`. [`Error`]'s own `Display` names its layer only, so a log line
+/// that prints just `%error` loses the service's error code; logs print
+/// [`error.chain()`](Error::chain) instead. [`new`](Self::new) wraps any other error.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> ErrorChain<'a> {
+    /// The chain of `error`.
+    pub fn new(error: &'a (dyn std::error::Error + 'static)) -> Self {
+        Self(error)
+    }
+}
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.0, f)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl Error {
+    /// This error and its causes on one line ([`ErrorChain`]): what a log line should print.
+    ///
+    /// ```
+    /// let error = stateless_ws::Error::Store {
+    ///     backend: "DynamoDbStore(ws)".into(),
+    ///     source: "AccessDeniedException: not authorized to perform dynamodb:Query".into(),
+    /// };
+    /// assert_eq!(error.to_string(), "DynamoDbStore(ws): store request failed");
+    /// assert_eq!(
+    ///     error.chain().to_string(),
+    ///     "DynamoDbStore(ws): store request failed: AccessDeniedException: not authorized to perform dynamodb:Query"
+    /// );
+    /// ```
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
+    }
+
     /// Whether retrying the same operation later may succeed and is safe (throttling, transient
     /// backend failures, unprocessed batch items, retryable deliveries). An
     /// [`OutcomeUnknown`](Error::OutcomeUnknown) post is not: it may have been delivered.
@@ -302,18 +352,6 @@ impl Error {
             message: message.into(),
         }
     }
-}
-
-/// The error and its causes, one after another: `Display` shows one layer only.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

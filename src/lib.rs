@@ -113,7 +113,7 @@ pub mod test_util;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorChain, Result};
 pub use event::{
     Authorizer, ConnectEvent, DisconnectEvent, EventType, Identity, MessageEvent, RequestContext,
     RouteResponse, WebSocketEvent,

@@ -80,7 +80,9 @@ pub struct BroadcastConfig {
     /// broadcast reaching a client mid-`$connect` would delete the record `$connect` just
     /// wrote, and the client would connect into no room. A connection that really is gone
     /// keeps its record until a later broadcast or its TTL. Costs one strongly consistent
-    /// read of each gone connection's records.
+    /// read of each gone connection's records, 16 at a time (1,000 gone connections at 2 ms
+    /// a read: 126 ms, not 2 s), within the broadcast's deadline: those not read by halfway
+    /// to it are reported [`not_cleaned`](super::BroadcastReport::not_cleaned).
     pub connect_grace: Duration,
     /// With a deadline ([`Broadcaster::with_deadline`](super::Broadcaster::with_deadline)),
     /// the time kept at its end for the cleanup of gone connections (default 500 ms: a few

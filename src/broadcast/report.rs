@@ -62,7 +62,13 @@ pub struct BroadcastReport {
     /// [`connect_grace`](super::BroadcastConfig::connect_grace) says the client is most likely
     /// still in its `$connect`, which answers 410 too.
     pub kept_connecting: Vec<ConnectionId>,
-    /// Why removing the gone connections from the store failed, if it did.
+    /// Gone connections the cleanup did not remove: their records could not be read or removed
+    /// (see `cleanup_error`), or the deadline came first. Their records stay until a later
+    /// broadcast finds them gone again, or their TTL. A connection cut while its removal was in
+    /// flight may have lost some of its records.
+    pub not_cleaned: Vec<ConnectionId>,
+    /// Why removing the gone connections from the store failed, if it did, or that the deadline
+    /// left some `not_cleaned`.
     pub cleanup_error: Option<Error>,
     /// Whether a 403 Forbidden (wrong endpoint, stage or IAM) stopped the broadcast early.
     pub stopped_early: bool,
@@ -100,6 +106,16 @@ impl BroadcastReport {
         self.gone.extend(other.gone);
         self.failed.extend(other.failed);
         self.not_attempted.extend(other.not_attempted);
+    }
+
+    /// The first error the report holds, for a log line: a failed delivery's (a 403 first),
+    /// else the listing's, else the cleanup's. `None` when [`is_success`](Self::is_success),
+    /// or when only the deadline cut the fan-out (`not_attempted`, `unread_from`).
+    pub fn first_error(&self) -> Option<&Error> {
+        self.config_error()
+            .or_else(|| self.failed.first().map(|f| &f.error))
+            .or(self.listing_error.as_ref())
+            .or(self.cleanup_error.as_ref())
     }
 
     /// The configuration error (403 Forbidden) that stopped the broadcast, if any.

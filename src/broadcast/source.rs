@@ -113,7 +113,7 @@ impl RoomSource {
                 listed.unread_from = Some(cursor);
                 return listed;
             }
-            let read = store.room_page(&room, Some(&cursor));
+            let read = store.room_page(&room, Some(&cursor), None);
             let result = match deadline {
                 None => read.await,
                 Some(d) => match tokio::time::timeout_at(d, read).await {
@@ -127,7 +127,7 @@ impl RoomSource {
             match result {
                 Ok(next) => page = next,
                 Err(error) => {
-                    tracing::warn!(%room, %error, "reading the next page of the room failed");
+                    tracing::warn!(%room, error = %error.chain(), "reading the next page of the room failed");
                     listed.listing_error = Some(error);
                     listed.unread_from = Some(cursor);
                     return listed;

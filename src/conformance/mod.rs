@@ -54,7 +54,7 @@ pub use membership::{
 };
 pub use paging::{
     expired_records_inside_pages_are_skipped, join_and_leave_during_paging,
-    room_pages_cover_the_room_once,
+    room_page_limit_bounds_each_page, room_pages_cover_the_room_once,
 };
 
 /// Runs every scenario against `store`, one after another.
@@ -74,6 +74,7 @@ pub async fn run_all(store: &dyn ConnectionStore) {
     room_pages_cover_the_room_once(store).await;
     expired_records_inside_pages_are_skipped(store).await;
     join_and_leave_during_paging(store).await;
+    room_page_limit_bounds_each_page(store).await;
 }
 
 /// A prefix no other scenario run (in this process or an earlier one) has used.

@@ -12,7 +12,7 @@ async fn read_from(
 ) -> Vec<Page> {
     let mut pages = Vec::new();
     loop {
-        let page = store.room_page(r, cursor.as_ref()).await.unwrap();
+        let page = store.room_page(r, cursor.as_ref(), None).await.unwrap();
         cursor.clone_from(&page.next);
         pages.push(page);
         if cursor.is_none() {
@@ -85,7 +85,7 @@ pub async fn room_pages_cover_the_room_once(store: &dyn ConnectionStore) {
     }
     let empty = room(&p, "empty");
     assert_eq!(
-        store.room_page(&empty, None).await.unwrap(),
+        store.room_page(&empty, None, None).await.unwrap(),
         Page::default(),
         "an empty room is one empty last page"
     );
@@ -128,7 +128,7 @@ pub async fn join_and_leave_during_paging(store: &dyn ConnectionStore) {
     let p = unique("pages-moving");
     let r = room(&p, "r");
     let all = fill(store, &p, &r, MEMBERS).await;
-    let first = store.room_page(&r, None).await.unwrap();
+    let first = store.room_page(&r, None, None).await.unwrap();
     let Some(cursor) = first.next.clone() else {
         // One page holds the room: nothing can change between pages. The suite's own runs use
         // small pages so that the rest of this scenario runs.
@@ -186,4 +186,46 @@ pub async fn join_and_leave_during_paging(store: &dyn ConnectionStore) {
     let mut everyone = all;
     everyone.extend([early, late]);
     store.remove_connections(&everyone).await.unwrap();
+}
+
+/// Rule 12: a page read with a limit holds at most that many records, and reading page after
+/// page with it still lists every member once, in order; a limit of 0 reads as 1.
+pub async fn room_page_limit_bounds_each_page(store: &dyn ConnectionStore) {
+    const MEMBERS: usize = 12;
+    let p = unique("pages-limit");
+    let r = room(&p, "r");
+    let all = fill(store, &p, &r, MEMBERS).await;
+    for limit in [5, 1, 0] {
+        let mut ids = Vec::new();
+        let mut cursor: Option<PageCursor> = None;
+        let mut reads = 0;
+        loop {
+            let page = store
+                .room_page(&r, cursor.as_ref(), Some(limit))
+                .await
+                .unwrap();
+            reads += 1;
+            assert!(
+                page.records.len() <= limit.max(1),
+                "rule 12: a page read with limit {limit} returned {} records",
+                page.records.len()
+            );
+            ids.extend(page.records.iter().map(|m| m.connection_id.clone()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+            assert!(
+                reads <= 2 * MEMBERS + 2,
+                "room_page with limit {limit} never returned a last page"
+            );
+        }
+        assert_strictly_ordered(&ids, "a reading with a limit");
+        assert_eq!(
+            ids,
+            sorted(all.clone()),
+            "rule 12: limited pages (limit {limit}) still cover the room once"
+        );
+    }
+    store.remove_connections(&all).await.unwrap();
 }

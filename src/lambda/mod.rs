@@ -313,7 +313,7 @@ where
     async move {
         match call {
             Err(error) => {
-                tracing::warn!(%error, "the payload is not an API Gateway WebSocket event this function serves");
+                tracing::warn!(error = %error.chain(), "the payload is not an API Gateway WebSocket event this function serves");
                 on_error(&error)
             }
             Ok((future, span)) => async move {
@@ -322,9 +322,9 @@ where
                     Err(error) => {
                         let response = on_error(&error);
                         if response.status_code >= 500 {
-                            tracing::error!(error = %crate::error::chain(&error), status = response.status_code, "handler failed");
+                            tracing::error!(error = %error.chain(), status = response.status_code, "handler failed");
                         } else {
-                            tracing::info!(%error, status = response.status_code, "handler refused the request");
+                            tracing::info!(error = %error.chain(), status = response.status_code, "handler refused the request");
                         }
                         response
                     }

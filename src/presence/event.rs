@@ -42,8 +42,10 @@ impl PresenceKind {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Member {
-    /// The user id when the connection has one, else the connection id. Clients key their
-    /// member list on it.
+    /// `user:<user id>` when the connection has a user, else `conn:<connection id>`: the
+    /// prefixes keep a user id that equals an anonymous connection's id from naming the same
+    /// member. Clients key their member list on it and treat it as opaque (read the user from
+    /// `userId`).
     pub member_id: String,
     /// The user, when known (absent for anonymous connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,11 +66,18 @@ impl Member {
     }
 }
 
-/// The member id of a record: its user id, or its connection id when it has no user.
+/// The `memberId` prefix of a user.
+const USER_PREFIX: &str = "user:";
+/// The `memberId` prefix of an anonymous connection.
+const CONNECTION_PREFIX: &str = "conn:";
+
+/// The member id of a record: `user:<user id>`, or `conn:<connection id>` when it has no user.
+/// Both id spaces allow the same strings (a user id "abc=" and a connection "abc="), so the
+/// prefix is what keeps two members apart.
 pub(super) fn member_id(record: &Membership) -> String {
     match &record.user_id {
-        Some(user) => user.as_str().to_owned(),
-        None => record.connection_id.as_str().to_owned(),
+        Some(user) => format!("{USER_PREFIX}{user}"),
+        None => format!("{CONNECTION_PREFIX}{}", record.connection_id),
     }
 }
 
@@ -76,12 +85,16 @@ pub(super) fn member_id(record: &Membership) -> String {
 ///
 /// ```json
 /// {"type":"presence","event":"joined","room":"general",
-///  "members":[{"memberId":"alice","userId":"alice","connections":1}],"at":1764240000000}
+///  "members":[{"memberId":"user:alice","userId":"alice","connections":1}],"at":1764240000000}
 /// ```
 ///
 /// - `type` is always `"presence"` (the shape's version: a change that breaks clients gets a
 ///   new `type`);
 /// - `event` is `"joined"`, `"left"` or `"members"` ([`PresenceKind`]);
+/// - `memberId` is `user:<user id>` for a user (however many connections), `conn:<connection
+///   id>` for an anonymous connection. It used to be the bare id, so a user whose id equalled
+///   an anonymous connection's id was merged with it (and announced as gone when the
+///   connection left); clients compare `memberId`s and should not parse them;
 /// - `members`: one entry for a join or leave, several for a batch of departures found by a
 ///   broadcast's Gone cleanup, the room's members for `"members"`;
 /// - `at`: when the server made the event, in Unix milliseconds. Events are not ordered by
@@ -255,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_documented_shape_round_trips() {
-        let text = r#"{"type":"presence","event":"joined","room":"general","members":[{"memberId":"alice","userId":"alice","connections":1}],"at":1764240000000}"#;
+        let text = r#"{"type":"presence","event":"joined","room":"general","members":[{"memberId":"user:alice","userId":"alice","connections":1}],"at":1764240000000}"#;
         let event: PresenceEvent = serde_json::from_str(text).unwrap();
         assert_eq!(event.event, PresenceKind::Joined);
         assert_eq!(event.members[0].user_id.as_ref().unwrap(), "alice");
@@ -299,11 +312,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v["members"][0],
-            serde_json::json!({"memberId": "alice", "userId": "alice", "connections": 2})
+            serde_json::json!({"memberId": "user:alice", "userId": "alice", "connections": 2})
         );
         assert_eq!(
             v["members"][1],
-            serde_json::json!({"memberId": "c2=", "connections": 1}),
+            serde_json::json!({"memberId": "conn:c2=", "connections": 1}),
             "anonymous: its connection"
         );
         assert_eq!(

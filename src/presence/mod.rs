@@ -13,8 +13,9 @@
 //!
 //! Every message is a [`PresenceEvent`]: `{"type":"presence","event":"joined"|"left"|"members",
 //! "room":…,"members":[{"memberId":…,"userId":…,"connections":N}],"at":<Unix ms>}`.
-//! A member's `memberId` is its user id, or the connection id of an anonymous connection (a
-//! member of its own); `connections` counts its live connections in the room after the change
+//! A member's `memberId` is `user:<user id>`, or `conn:<connection id>` for an anonymous
+//! connection (a member of its own) — namespaced, so a user id equal to a connection id is
+//! another member; `connections` counts its live connections in the room after the change
 //! (0 in `"left"`). A snapshot lists at most
 //! [`max_listed_members`](PresenceConfig::max_listed_members) (1,000) members or 128 KB of them,
 //! and says `"truncated": true` when it stopped there. Nothing else from the records is ever
@@ -41,7 +42,7 @@
 //! store.join(&record("alice1=", "alice")).await?;
 //! presence.entered(&record("alice1=", "alice")).await?;
 //! let event: PresenceEvent = serde_json::from_str(&sender.messages(&ConnectionId::new("bob1=")?)[0])?;
-//! assert_eq!((event.event, event.members[0].member_id.as_str()), (PresenceKind::Joined, "alice"));
+//! assert_eq!((event.event, event.members[0].member_id.as_str()), (PresenceKind::Joined, "user:alice"));
 //!
 //! // alice opens a second tab: still one member, nothing to announce.
 //! store.join(&record("alice2=", "alice")).await?;
@@ -344,7 +345,7 @@ impl Presence {
         let mut snapshot = Snapshot::new(self.config.max_listed_members);
         let mut cursor = None;
         loop {
-            let page = self.store().room_page(room, cursor.as_ref()).await?;
+            let page = self.store().room_page(room, cursor.as_ref(), None).await?;
             for record in &page.records {
                 snapshot.add(record);
             }
@@ -481,7 +482,7 @@ impl Presence {
                     }
                 }
             }
-            tracing::info!(%room, event = kind.as_str(), members = event.members.len(), "presence announced");
+            log_delivery(room, kind, event.members.len(), &delivery);
             report.announcements.push(Announcement {
                 room: room.clone(),
                 kind,
@@ -498,6 +499,38 @@ impl Presence {
         match (&self.queue, self.config.queue_above) {
             (Some(queue), Some(above)) => dispatch.with_queue(queue.clone(), above),
             _ => dispatch,
+        }
+    }
+}
+
+/// One line per announcement, by its outcome: INFO `presence announced` only when every
+/// recipient got it (or was found gone); WARN `presence announcement incomplete` with the first
+/// error's whole chain (`… 403 Forbidden …: ForbiddenException`) when a post failed, the room
+/// could not be read whole or the deadline cut it.
+fn log_delivery(room: &RoomId, kind: PresenceKind, members: usize, delivery: &Dispatched) {
+    let event = kind.as_str();
+    match delivery {
+        Dispatched::InLine(sent) if sent.is_success() => {
+            tracing::info!(%room, event, members, delivered = sent.delivered_count, "presence announced");
+        }
+        Dispatched::InLine(sent) => {
+            let error = sent.first_error().map(|e| e.chain().to_string());
+            tracing::warn!(
+                %room,
+                event,
+                members,
+                delivered = sent.delivered_count,
+                failed = sent.failed.len(),
+                not_attempted = sent.not_attempted.len(),
+                error = error.as_deref().unwrap_or("stopped by the deadline"),
+                "presence announcement incomplete"
+            );
+        }
+        Dispatched::Queued(enqueued) => {
+            tracing::info!(%room, event, members, jobs = enqueued.jobs, targets = enqueued.targets, "presence announcement queued");
+        }
+        Dispatched::TooLarge { read } => {
+            tracing::info!(%room, event, members, read, "presence not announced: the room is above max_room_size");
         }
     }
 }

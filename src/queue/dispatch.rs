@@ -20,8 +20,9 @@ pub enum Dispatched {
     /// [`send_within`](RoomDispatch::send_within). [`send`](RoomDispatch::send) never answers
     /// this.
     TooLarge {
-        /// Recipients counted before reading stopped: more than `max` (whole pages are read,
-        /// so possibly a page more); the room may have more still.
+        /// Recipients counted before reading stopped: `max + 1` (reading stops there: at most
+        /// `max + 1` records are read, `max + 2` with the excluded connection); the room may
+        /// have more.
         read: usize,
     },
 }
@@ -36,7 +37,11 @@ pub enum Dispatched {
 /// [`send_within`](Self::send_within)'s `max`.
 ///
 /// To decide, the room is read page by page only until its size is known to pass the limit
-/// (more than `queue_above`, or `max`, recipients seen), never to its end. A small room is
+/// (more than `queue_above`, or `max`, recipients seen), never to its end, and each page read
+/// asks the store for only the records still needed (the `limit` of
+/// [`room_page`](crate::store::ConnectionStore::room_page)): deciding that a room of 10,000 is
+/// above 10 reads 11 records (12 when the excluded connection is among them), not a backend
+/// page of thousands. A small room is
 /// then sent to from the records read — one listing, not two; a large one is handed to the
 /// queue, whose planner reads it again as it packs the jobs. `queue_above = 0` (and no `max`)
 /// queues every room without reading it; without a queue (and no `max`) nothing needs
@@ -161,8 +166,10 @@ impl RoomDispatch {
         max: Option<usize>,
     ) -> Result<Dispatched> {
         let queue_above = self.queue_above();
-        // Past this many recipients the outcome is known: stop reading there.
-        let Some(limit) = max.max(queue_above) else {
+        // Past this many recipients the outcome is known: stop reading there. A maximum
+        // decides alone (above it nothing is sent; at or below it the whole room is known);
+        // otherwise the queue's threshold.
+        let Some(limit) = max.or(queue_above) else {
             let report = self.broadcaster.broadcast(room, payload, exclude).await?;
             return Ok(Dispatched::InLine(Box::new(report)));
         };
@@ -172,19 +179,24 @@ impl RoomDispatch {
             return self.enqueue(queue, room, payload, exclude).await;
         }
         let mut recipients: Vec<Target> = Vec::new();
+        let mut excluded_seen = exclude.is_none();
         let mut cursor = None;
         loop {
+            // Read only what can still matter: the recipients up to `limit + 1`, and the
+            // excluded connection while it may still show up.
+            let wanted = limit + 1 - recipients.len() + usize::from(!excluded_seen);
             let page = self
                 .broadcaster
                 .store()
-                .room_page(room, cursor.as_ref())
+                .room_page(room, cursor.as_ref(), Some(wanted))
                 .await?;
-            recipients.extend(
-                page.records
-                    .iter()
-                    .filter(|r| Some(&r.connection_id) != exclude)
-                    .map(Target::from),
-            );
+            for record in &page.records {
+                if Some(&record.connection_id) == exclude {
+                    excluded_seen = true;
+                } else {
+                    recipients.push(Target::from(record));
+                }
+            }
             if recipients.len() > limit {
                 break;
             }

@@ -158,7 +158,7 @@ impl FanoutPlanner {
         async {
             let mut cursor = None;
             loop {
-                let page = match self.store.room_page(room, cursor.as_ref()).await {
+                let page = match self.store.room_page(room, cursor.as_ref(), None).await {
                     Ok(page) => page,
                     Err(e) => return Err(run.partial(e)),
                 };
@@ -413,7 +413,7 @@ pub(crate) async fn send_all(
                 };
             }
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, attempt, entries = batch.len(), "send_batch failed; retrying");
+                tracing::warn!(error = %e.chain(), attempt, entries = batch.len(), "send_batch failed; retrying");
                 last_error = Some(e);
                 continue;
             }
@@ -453,6 +453,7 @@ pub(crate) async fn send_all(
         tracing::warn!(
             attempt,
             failed = pending.len(),
+            error = %last_error.as_ref().map(|e| e.chain().to_string()).unwrap_or_default(),
             "queue entries failed; retrying"
         );
     }

@@ -262,7 +262,7 @@ impl FanoutWorker {
         let job = match Job::parse(body) {
             Ok(job) => job,
             Err(error) => {
-                tracing::error!(%error, "not a fan-out job; it will go to the dead-letter queue");
+                tracing::error!(error = %error.chain(), "not a fan-out job; it will go to the dead-letter queue");
                 return JobOutcome::Failed { job: None, error };
             }
         };
@@ -316,7 +316,7 @@ impl FanoutWorker {
                 )
                 .into(),
             };
-            tracing::error!(%error, "fan-out job past its generation limit");
+            tracing::error!(error = %error.chain(), "fan-out job past its generation limit");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -347,7 +347,7 @@ impl FanoutWorker {
             } else if f.error.is_retryable() {
                 leftover.push(Target::from(f.connection_id));
             } else {
-                tracing::warn!(connection = %f.connection_id, error = %f.error, attempts = f.attempts, "delivery failed for good");
+                tracing::warn!(connection = %f.connection_id, error = %f.error.chain(), attempts = f.attempts, "delivery failed for good");
                 failed += 1;
             }
         }
@@ -375,7 +375,7 @@ impl FanoutWorker {
                 )
                 .into(),
             });
-            tracing::warn!(%error, "fan-out job made no progress; the queue will redeliver it");
+            tracing::warn!(error = %error.chain(), "fan-out job made no progress; the queue will redeliver it");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -423,7 +423,7 @@ impl FanoutWorker {
                 // The remainder may well be queued: redelivering the whole job as well would
                 // send every target twice. Acknowledged, and said loudly.
                 tracing::warn!(
-                    error = %crate::error::chain(&error),
+                    error = %error.chain(),
                     delivered,
                     remainder = leftover.len(),
                     "re-enqueueing the remainder got no answer; it may or may not be queued and is not sent again: if it was lost, these targets miss this message"
@@ -439,7 +439,7 @@ impl FanoutWorker {
                 }
             }
             Some(error) => {
-                tracing::error!(error = %crate::error::chain(&error), "re-enqueueing the remainder failed; the queue will redeliver the whole job");
+                tracing::error!(error = %error.chain(), "re-enqueueing the remainder failed; the queue will redeliver the whole job");
                 JobOutcome::Failed {
                     job: Some(summary),
                     error,

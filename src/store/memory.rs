@@ -256,7 +256,13 @@ impl ConnectionStore for InMemoryStore {
             .collect())
     }
 
-    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
+    async fn room_page(
+        &self,
+        room: &RoomId,
+        cursor: Option<&PageCursor>,
+        limit: Option<usize>,
+    ) -> Result<Page> {
+        let page_size = limit.map_or(self.page_size, |n| n.clamp(1, self.page_size));
         let now = self.now();
         let table = self.read();
         let Some(ids) = table.by_room.get(room) else {
@@ -269,9 +275,9 @@ impl ConnectionStore for InMemoryStore {
                 std::ops::Bound::Unbounded,
             )),
         };
-        let mut evaluated: Vec<&ConnectionId> = range.take(self.page_size + 1).collect();
-        let next = if evaluated.len() > self.page_size {
-            evaluated.truncate(self.page_size);
+        let mut evaluated: Vec<&ConnectionId> = range.take(page_size + 1).collect();
+        let next = if evaluated.len() > page_size {
+            evaluated.truncate(page_size);
             evaluated
                 .last()
                 .map(|last| PageCursor::after((*last).clone()))
@@ -381,7 +387,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let first = store.room_page(&room, None).await.unwrap();
+        let first = store.room_page(&room, None, None).await.unwrap();
         let names: Vec<&str> = first
             .records
             .iter()
@@ -390,7 +396,7 @@ mod tests {
         assert_eq!(names, ["a=", "b="]);
         let next = first.next.expect("a third record follows");
         assert_eq!(next.last_evaluated().as_str(), "b=");
-        let second = store.room_page(&room, Some(&next)).await.unwrap();
+        let second = store.room_page(&room, Some(&next), None).await.unwrap();
         assert_eq!(second.records.len(), 1);
         assert_eq!(second.next, None, "nothing follows: no cursor");
     }

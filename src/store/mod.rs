@@ -90,6 +90,12 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 ///     page (which may leave a page empty with a `next`), and a connection that joins or leaves
 ///     during the reading is listed once or not at all — never twice. Pages are bounded by the
 ///     backend's page size, so a reader's memory does not grow with the room.
+/// 12. **A page limit bounds the read.** With `limit: Some(n)`, `room_page` evaluates at most
+///     `n` records of the room (`Some(0)` reads as 1) — a DynamoDB `Limit`, a slice in memory —
+///     so it returns at most `n` records, possibly fewer or none with a `next` (expired records
+///     count as evaluated), and the next page starts after the last record evaluated. A caller
+///     that needs only the first few records of a huge room reads those, not a backend page of
+///     thousands.
 /// 11. **Joining without `connectedAt` stamps it**: a record joined with `connected_at: None`
 ///     is stored with the store's [`clock`](Self::clock)'s now (Unix seconds).
 ///
@@ -117,9 +123,15 @@ pub trait ConnectionStore: Send + Sync + Debug + Display + 'static {
     async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>>;
 
     /// One page of the connections in `room`, starting after `cursor` (from the start when
-    /// `None`). Follow [`Page::next`] until it is `None` to read the whole room; memory stays
-    /// bounded by the page size whatever the room's size. See contract rule 10.
-    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page>;
+    /// `None`), of at most `limit` records when given (else a backend page). Follow
+    /// [`Page::next`] until it is `None` to read the whole room; memory stays bounded by the
+    /// page size whatever the room's size. See contract rules 10 and 12.
+    async fn room_page(
+        &self,
+        room: &RoomId,
+        cursor: Option<&PageCursor>,
+        limit: Option<usize>,
+    ) -> Result<Page>;
 
     /// The connections in `room`, one record each: every [`room_page`](Self::room_page), read
     /// one after another and collected. Use `room_page` (or
@@ -129,7 +141,7 @@ pub trait ConnectionStore: Send + Sync + Debug + Display + 'static {
         let mut records = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.room_page(room, cursor.as_ref()).await?;
+            let page = self.room_page(room, cursor.as_ref(), None).await?;
             records.extend(page.records);
             match page.next {
                 Some(next) => cursor = Some(next),
@@ -207,8 +219,13 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for Arc<T> {
     async fn remove_connections(&self, connections: &[ConnectionId]) -> Result<Vec<Membership>> {
         (**self).remove_connections(connections).await
     }
-    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
-        (**self).room_page(room, cursor).await
+    async fn room_page(
+        &self,
+        room: &RoomId,
+        cursor: Option<&PageCursor>,
+        limit: Option<usize>,
+    ) -> Result<Page> {
+        (**self).room_page(room, cursor, limit).await
     }
     async fn room_connections(&self, room: &RoomId) -> Result<Vec<Membership>> {
         (**self).room_connections(room).await

@@ -314,9 +314,14 @@ impl ConnectionStore for InstrumentedStore {
         Ok(removed)
     }
 
-    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
+    async fn room_page(
+        &self,
+        room: &RoomId,
+        cursor: Option<&PageCursor>,
+        limit: Option<usize>,
+    ) -> Result<Page> {
         self.enter(StoreOp::RoomPage).await?;
-        let mut page = self.inner.room_page(room, cursor).await?;
+        let mut page = self.inner.room_page(room, cursor, limit).await?;
         let page_size = self.lock().page_size;
         if let Some(max) = page_size
             && page.records.len() > max
@@ -336,7 +341,7 @@ impl ConnectionStore for InstrumentedStore {
         let mut records = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.room_page(room, cursor.as_ref()).await?;
+            let page = self.room_page(room, cursor.as_ref(), None).await?;
             records.extend(page.records);
             match page.next {
                 Some(next) => cursor = Some(next),
@@ -497,7 +502,7 @@ mod tests {
     async fn a_smaller_page_size_pages_the_whole_room_once() {
         let (store, room) = filled(10).await;
         store.set_page_size(Some(3));
-        let first = store.room_page(&room, None).await.unwrap();
+        let first = store.room_page(&room, None, None).await.unwrap();
         assert_eq!(first.records.len(), 3);
         assert_eq!(first.next, Some(PageCursor::after(c(2))));
         let mut all = store.room_connections(&room).await.unwrap();

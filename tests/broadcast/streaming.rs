@@ -250,7 +250,11 @@ async fn a_deadline_while_reading_leaves_a_cursor_to_resume_from() {
     assert_eq!(cursor.last_evaluated(), &id(29));
     assert!(!report.is_success());
     // Resuming from the cursor reaches exactly the rest.
-    let rest = store.inner().room_page(&room, Some(&cursor)).await.unwrap();
+    let rest = store
+        .inner()
+        .room_page(&room, Some(&cursor), None)
+        .await
+        .unwrap();
     assert_eq!(
         rest.records.first().map(|m| m.connection_id.clone()),
         Some(id(30))

@@ -267,3 +267,29 @@ async fn every_query_page_is_followed() {
     ids.sort();
     assert_eq!(ids, ["c0", "c1", "c2"]);
 }
+
+/// Issue 17, item 7: a store error's `Display` names the store only; `chain()` — what the
+/// crate's logs print — carries the service's error code, here an `AccessDeniedException`.
+#[tokio::test]
+async fn access_denied_is_in_the_error_chain() {
+    let rule = mock!(Client::query).then_error(|| {
+        QueryError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: dynamodb:Query")
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let err = store(client, 8)
+        .connection_rooms(&ConnectionId::new("c0").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DynamoDbStore(ws-connections): store request failed"
+    );
+    let chain = err.chain().to_string();
+    assert!(chain.contains("AccessDeniedException"), "{chain}");
+}

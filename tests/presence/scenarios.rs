@@ -82,8 +82,14 @@ fn summary(events: &[PresenceEvent]) -> Vec<(PresenceKind, Vec<(String, usize)>)
         .collect()
 }
 
+/// A user member: `memberId` `user:<id>`.
 fn m(id: &str, n: usize) -> (String, usize) {
-    (id.to_owned(), n)
+    (format!("user:{id}"), n)
+}
+
+/// An anonymous connection: `memberId` `conn:<id>`.
+fn conn_m(id: &str, n: usize) -> (String, usize) {
+    (format!("conn:{id}"), n)
 }
 
 pub(crate) async fn two_tabs_are_one_member(store: Arc<dyn ConnectionStore>) {
@@ -225,7 +231,7 @@ pub(crate) async fn gone_cleanup_departures_are_batched_per_room(store: Arc<dyn 
     assert_eq!(presence.announcements.len(), 2, "one per room");
     let left_general = (
         PresenceKind::Left,
-        vec![m("anon", 0), m("carol", 0), m("dave", 0)],
+        vec![conn_m("anon", 0), m("carol", 0), m("dave", 0)],
     );
     assert_eq!(
         summary(&f.events("alice1")),
@@ -328,8 +334,8 @@ pub(crate) async fn anonymous_connections_are_members_of_their_own(
     assert_eq!(
         summary(&events),
         [
-            (PresenceKind::Joined, vec![m("anon1", 1)]),
-            (PresenceKind::Left, vec![m("anon1", 0)])
+            (PresenceKind::Joined, vec![conn_m("anon1", 1)]),
+            (PresenceKind::Left, vec![conn_m("anon1", 0)])
         ]
     );
     assert!(events.iter().all(|e| e.members[0].user_id.is_none()));
@@ -360,11 +366,11 @@ pub(crate) async fn the_snapshot_lists_each_member_once(store: Arc<dyn Connectio
     assert_eq!(
         listed,
         [
+            conn_m("x1", 1),
+            conn_m("y1", 1),
             m("alice", 3),
             m("bob", 2),
             m("carol", 1),
-            m("x1", 1),
-            m("y1", 1)
         ]
     );
 
@@ -412,4 +418,54 @@ pub(crate) async fn queued(store: Arc<dyn ConnectionStore>) {
     };
     assert_eq!(enqueued.targets, 3);
     assert_eq!(queue.len(), 1);
+}
+
+/// Issue 17, item 9: a user id equal to an anonymous connection's id names another member.
+pub(crate) async fn a_user_and_an_anonymous_connection_with_one_id_are_two_members(
+    store: Arc<dyn ConnectionStore>,
+) {
+    let f = Fixture::new(store);
+    let watcher = record("watcher1", Some("watcher"), "general");
+    let user = record("user-tab1", Some("abc="), "general");
+    let anon = record("abc=", None, "general");
+    f.join(&[&watcher, &user, &anon]).await;
+
+    let snapshot = f.presence.members(&room("general")).await.unwrap();
+    let mut ids: Vec<String> = snapshot
+        .members
+        .iter()
+        .map(|m| m.member_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        3,
+        "watcher, the user abc= and the connection abc=: {ids:?}"
+    );
+    let user_member = snapshot
+        .members
+        .iter()
+        .find(|m| m.user_id.is_some() && m.member_id != "user:watcher")
+        .map(|m| m.member_id.clone())
+        .unwrap();
+    assert_eq!(
+        snapshot
+            .members
+            .iter()
+            .map(|m| m.connections)
+            .sum::<usize>(),
+        3,
+        "no member merged with another"
+    );
+
+    // The anonymous connection leaves: the user abc= is not the one announced as gone.
+    let removed = f.store.disconnect(&id("abc=")).await.unwrap();
+    f.presence.left(&removed).await.unwrap();
+    let events = f.events("watcher1");
+    let left = events.last().unwrap();
+    assert_eq!(left.event, PresenceKind::Left);
+    assert_ne!(left.members[0].member_id, user_member);
+    assert_eq!(left.members[0].member_id, "conn:abc=");
+    assert_eq!(user_member, "user:abc=");
 }

@@ -274,3 +274,43 @@ async fn a_store_error_while_deciding_is_the_calls_error_and_nothing_is_sent() {
     assert!(matches!(result, Err(Error::Store { .. })), "{result:?}");
     assert_eq!(f.sender.total_delivered(), 0);
 }
+
+/// Issue 17, item 8: deciding that a room of 10,001 is above `max = 10` reads at most 11
+/// records (12 with the excluded connection among them), not a backend page of 4,000.
+#[tokio::test]
+async fn a_maximum_reads_at_most_max_plus_one_records_whatever_the_page_size() {
+    let store = InstrumentedStore::new(Arc::new(InMemoryStore::new()));
+    let f = Fixture::new(Arc::new(store.clone()));
+    for i in 0..10_001 {
+        let record = Membership::new(member(i), f.room.clone());
+        store.inner().join(&record).await.unwrap();
+    }
+    let outcome = f
+        .in_line()
+        .send_within(&f.room, &hi(), None, Some(10))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Dispatched::TooLarge { read: 11 }),
+        "{outcome:?}"
+    );
+    let counts = store.take_counts();
+    assert!(
+        counts.records(StoreOp::RoomPage) <= 11,
+        "read {counts} to decide 10,001 > 10"
+    );
+
+    // Excluding the first member: 11 recipients are 12 records.
+    let outcome = f
+        .in_line()
+        .send_within(&f.room, &hi(), Some(&member(0)), Some(10))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Dispatched::TooLarge { read: 11 }),
+        "{outcome:?}"
+    );
+    let counts = store.take_counts();
+    assert!(counts.records(StoreOp::RoomPage) <= 12, "read {counts}");
+    assert_eq!(f.sender.total_delivered(), 0);
+}

@@ -69,6 +69,7 @@ impl Chat {
 
 fn warn_if_incomplete(room: &RoomId, report: &BroadcastReport) {
     if !report.is_success() {
-        tracing::warn!(%room, %report, "room fan-out incomplete");
+        let error = report.first_error().map(|e| e.chain().to_string());
+        tracing::warn!(%room, %report, error = error.as_deref().unwrap_or(""), "room fan-out incomplete");
     }
 }

@@ -263,7 +263,7 @@ impl Chat {
             WebSocketEvent::Message(e) => self.on_message(e, deadline).await,
         };
         result.unwrap_or_else(|error| {
-            tracing::error!(%error, connection = %event.connection_id(), "chat handler failed");
+            tracing::error!(error = %error.chain(), connection = %event.connection_id(), "chat handler failed");
             chat_error(500, "internal error; please retry")
         })
     }

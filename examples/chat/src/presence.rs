@@ -99,6 +99,8 @@ fn log(what: &str, connection: &ConnectionId, result: stateless_ws::Result<Prese
             kept_connecting = report.kept_connecting.len(),
             "presence"
         ),
-        Err(error) => tracing::warn!(%connection, what, %error, "presence announcement failed"),
+        Err(error) => {
+            tracing::warn!(%connection, what, error = %error.chain(), "presence announcement failed");
+        }
     }
 }

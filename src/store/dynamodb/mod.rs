@@ -196,7 +196,7 @@ impl DynamoDbStore {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let (page, last) = self
-                .query_page(index, key, value, live_only, start.take())
+                .query_page(index, key, value, live_only, start.take(), None)
                 .await?;
             items.extend(page);
             match last {
@@ -215,7 +215,15 @@ impl DynamoDbStore {
         value: &str,
         live_only: bool,
         start: Option<HashMap<String, AttributeValue>>,
+        limit: Option<usize>,
     ) -> Result<(Vec<Item>, Option<Item>)> {
+        // DynamoDB's `Limit` counts the items evaluated, before the expiry filter: the caller's
+        // limit (at least 1) or the configured page size, whichever is smaller.
+        let limit = limit.map(|n| i32::try_from(n.max(1)).unwrap_or(i32::MAX));
+        let limit = match (limit, self.page_size) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut q = self
             .client
             .query()
@@ -224,7 +232,7 @@ impl DynamoDbStore {
             .expression_attribute_names("#k", key)
             .expression_attribute_values(":k", AttributeValue::S(value.to_owned()))
             .set_index_name(index.map(str::to_owned))
-            .set_limit(self.page_size)
+            .set_limit(limit)
             .set_exclusive_start_key(start);
         if index.is_none() {
             // The base table supports strongly consistent reads; GSIs do not.
@@ -360,7 +368,12 @@ impl ConnectionStore for DynamoDbStore {
         Ok(records)
     }
 
-    async fn room_page(&self, room: &RoomId, cursor: Option<&PageCursor>) -> Result<Page> {
+    async fn room_page(
+        &self,
+        room: &RoomId,
+        cursor: Option<&PageCursor>,
+        limit: Option<usize>,
+    ) -> Result<Page> {
         let room_key = room_key(room);
         // The index's key (roomId, connectionId) is also the table's: the cursor's connection id
         // and this listing's own room make the whole ExclusiveStartKey, so a cursor cannot
@@ -384,6 +397,7 @@ impl ConnectionStore for DynamoDbStore {
                 &room_key,
                 true,
                 start,
+                limit,
             )
             .await?;
         let next = match last {

@@ -233,7 +233,7 @@ async fn connect_join_send_leave_across_several_clients() {
     let event = next_presence(&mut alice).await;
     assert_eq!(
         (&event["event"], &event["members"][0]["memberId"]),
-        (&json!("left"), &json!("carol"))
+        (&json!("left"), &json!("user:carol"))
     );
 
     // Route selection: `join` and `send` had their own route keys, the rest went to $default.

@@ -114,11 +114,15 @@ impl App {
     }
 }
 
+/// An expected event; every member here is a user, `memberId` `user:<name>`.
 fn ev(event: &str, room: &str, members: &[(&str, u64)]) -> Seen {
     (
         event.to_owned(),
         room.to_owned(),
-        members.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect(),
+        members
+            .iter()
+            .map(|(m, n)| (format!("user:{m}"), *n))
+            .collect(),
     )
 }
 
@@ -191,7 +195,10 @@ async fn join_and_leave_announce_and_members_answers_the_snapshot() {
         })
         .collect();
     listed.sort();
-    assert_eq!(listed, [("alice".to_owned(), 1), ("bob".to_owned(), 2)]);
+    assert_eq!(
+        listed,
+        [("user:alice".to_owned(), 1), ("user:bob".to_owned(), 2)]
+    );
 
     assert_eq!(
         app.say("alice1=", json!({"action": "leave", "room": "games"}))

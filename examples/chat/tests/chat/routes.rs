@@ -219,7 +219,10 @@ async fn routes_scenario(store: Arc<dyn ConnectionStore>) {
     let resp = app
         .say("alice", json!({"action": "members", "room": games}))
         .await;
-    assert_eq!(member_ids(&resp.body_json()), ["alice-id", "bob-id"]);
+    assert_eq!(
+        member_ids(&resp.body_json()),
+        ["user:alice-id", "user:bob-id"]
+    );
 
     // ping refreshes the TTL
     let before = app
@@ -582,7 +585,10 @@ async fn records_read_per_message(rooms: usize) -> (u64, u64) {
         )
         .await;
     assert_eq!(resp.status_code, 200);
-    assert_eq!(member_ids(&resp.body_json()), ["alice-id", "bob-id"]);
+    assert_eq!(
+        member_ids(&resp.body_json()),
+        ["user:alice-id", "user:bob-id"]
+    );
     let members = records_read(&store.take_counts());
     (send, members)
 }
