@@ -400,34 +400,25 @@ impl FanoutWorker {
         )
         .await;
         match outcome.error {
-            None => {
-                tracing::info!(
-                    delivered,
-                    gone,
-                    failed,
-                    refused,
-                    remainder = leftover.len(),
-                    "fan-out job partly done; the rest re-enqueued"
-                );
-                JobOutcome::Requeued {
-                    job: summary,
-                    delivered,
-                    gone,
-                    failed,
-                    removed,
-                    refused,
-                    remainder: leftover.len(),
+            None | Some(Error::QueueOutcomeUnknown { .. }) => {
+                match &outcome.error {
+                    None => tracing::info!(
+                        delivered,
+                        gone,
+                        failed,
+                        refused,
+                        remainder = leftover.len(),
+                        "fan-out job partly done; the rest re-enqueued"
+                    ),
+                    // The remainder may well be queued: redelivering the whole job as well would
+                    // send every target twice. Acknowledged, and said loudly.
+                    Some(error) => tracing::warn!(
+                        error = %error.chain(),
+                        delivered,
+                        remainder = leftover.len(),
+                        "re-enqueueing the remainder got no answer; it may or may not be queued and is not sent again: if it was lost, these targets miss this message"
+                    ),
                 }
-            }
-            Some(error @ Error::QueueOutcomeUnknown { .. }) => {
-                // The remainder may well be queued: redelivering the whole job as well would
-                // send every target twice. Acknowledged, and said loudly.
-                tracing::warn!(
-                    error = %error.chain(),
-                    delivered,
-                    remainder = leftover.len(),
-                    "re-enqueueing the remainder got no answer; it may or may not be queued and is not sent again: if it was lost, these targets miss this message"
-                );
                 JobOutcome::Requeued {
                     job: summary,
                     delivered,
