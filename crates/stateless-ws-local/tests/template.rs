@@ -68,10 +68,10 @@ fn the_chat_template_without_its_authorizer() {
     assert_eq!(env["CONNECTION_TTL_SECONDS"], "7200");
     assert_eq!(env["CHAT_REQUIRE_AUTH"], "false");
     // The fan-out queue is not served locally: its Ref is a placeholder, and the tool says so.
-    assert_eq!(env["FANOUT_QUEUE_URL"], "FanoutPlanner");
+    assert_eq!(env["FANOUT_QUEUE_URL"], "FanoutQueue");
     assert!(
         spec.notes.iter().any(|n| n.starts_with(
-            "FANOUT_QUEUE_URL=FanoutPlanner is the logical id of the AWS::SQS::Queue"
+            "FANOUT_QUEUE_URL=FanoutQueue is the logical id of the AWS::SQS::Queue"
         )),
         "{:?}",
         spec.notes

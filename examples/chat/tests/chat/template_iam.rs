@@ -13,7 +13,7 @@ fn iam_is_least_privilege() {
         {"Fn::GetAtt": [table_id, "Arn"]},
         {"Fn::Sub": format!("${{{table_id}.Arn}}/index/*")},
     ]);
-    let queue_resource = json!([{"Fn::GetAtt": ["FanoutPlanner", "Arn"]}]);
+    let queue_resource = json!([{"Fn::GetAtt": ["FanoutQueue", "Arn"]}]);
     let expected: [(&str, &[&str]); 5] = [
         // Presence: $connect and $disconnect announce to the room (issue 12).
         (

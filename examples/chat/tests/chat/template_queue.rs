@@ -9,7 +9,7 @@ use super::template::{
 };
 
 fn queue_arn() -> Value {
-    json!({"Fn::GetAtt": ["FanoutPlanner", "Arn"]})
+    json!({"Fn::GetAtt": ["FanoutQueue", "Arn"]})
 }
 
 #[test]
@@ -17,7 +17,7 @@ fn the_queue_redrives_to_its_dead_letter_queue() {
     let t = template();
     let queues = of_type(&t, "AWS::SQS::Queue");
     assert_eq!(queues.len(), 2, "the queue and its DLQ");
-    let queue = &resource(&t, "FanoutPlanner")["Properties"];
+    let queue = &resource(&t, "FanoutQueue")["Properties"];
     let redrive = &queue["RedrivePolicy"];
     assert_eq!(
         redrive["deadLetterTargetArn"],
@@ -38,7 +38,7 @@ fn the_queue_redrives_to_its_dead_letter_queue() {
 #[test]
 fn jobs_are_packed_for_the_queues_message_size_and_time_out_after_the_worker() {
     let t = template();
-    let queue = &resource(&t, "FanoutPlanner")["Properties"];
+    let queue = &resource(&t, "FanoutQueue")["Properties"];
     let size = queue["MaximumMessageSize"].as_u64().unwrap();
     assert!((1_024..=1_048_576).contains(&size));
     for binary in ["lambda_message", "lambda_fanout_worker"] {
@@ -53,7 +53,7 @@ fn jobs_are_packed_for_the_queues_message_size_and_time_out_after_the_worker() {
         );
         assert_eq!(
             env["FANOUT_QUEUE_URL"],
-            json!({"Ref": "FanoutPlanner"}),
+            json!({"Ref": "FanoutQueue"}),
             "{id}"
         );
     }
