@@ -52,6 +52,8 @@ fn iam_is_least_privilege() {
             "lambda_fanout_worker",
             &[
                 "dynamodb:BatchWriteItem",
+                // Membership checks of jobs without a key, presence's confirmations.
+                "dynamodb:GetItem",
                 "dynamodb:Query",
                 "execute-api:ManageConnections",
                 "sqs:ChangeMessageVisibility",
