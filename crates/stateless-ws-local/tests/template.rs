@@ -70,9 +70,8 @@ fn the_chat_template_without_its_authorizer() {
     // The fan-out queue is not served locally: its Ref is a placeholder, and the tool says so.
     assert_eq!(env["FANOUT_QUEUE_URL"], "FanoutQueue");
     assert!(
-        spec.notes.iter().any(|n| n.starts_with(
-            "FANOUT_QUEUE_URL=FanoutQueue is the logical id of the AWS::SQS::Queue"
-        )),
+        spec.notes.iter().any(|n| n
+            .starts_with("FANOUT_QUEUE_URL=FanoutQueue is the logical id of the AWS::SQS::Queue")),
         "{:?}",
         spec.notes
     );
