@@ -204,6 +204,7 @@ use crate::error::Result;
 
 mod dispatch;
 mod job;
+mod key;
 pub mod memory;
 mod planner;
 #[cfg(feature = "sqs")]
