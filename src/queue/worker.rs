@@ -270,7 +270,7 @@ impl FanoutWorker {
         if let Some(key) = &self.key
             && let Err(error) = job.verify(key)
         {
-            tracing::error!(%error, fanout_id = %summary.fanout_id, "fan-out job refused; it will go to the dead-letter queue");
+            tracing::error!(error = %error.chain(), fanout_id = %summary.fanout_id, "fan-out job refused; it will go to the dead-letter queue");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -298,7 +298,7 @@ impl FanoutWorker {
                 ),
                 None,
             );
-            tracing::error!(%error, "fan-out job refused; it will go to the dead-letter queue");
+            tracing::error!(error = %error.chain(), "fan-out job refused; it will go to the dead-letter queue");
             return JobOutcome::Failed {
                 job: Some(summary),
                 error,
@@ -453,7 +453,7 @@ impl FanoutWorker {
                 "departures announced"
             ),
             Err(error) => {
-                tracing::warn!(%error, removed = removed.len(), "announcing the departures failed");
+                tracing::warn!(error = %error.chain(), removed = removed.len(), "announcing the departures failed");
             }
         }
     }
