@@ -91,6 +91,15 @@ pub struct BroadcastConfig {
     /// itself. At most half of the time left when the fan-out starts is kept, so a short
     /// budget still posts. Not used when [`cleanup_gone`](Self::cleanup_gone) is off.
     pub cleanup_reserve: Duration,
+    /// With a deadline, how long before posting stops no new post starts (default 250 ms;
+    /// at most a quarter of the time left when the fan-out starts): the posts in flight then
+    /// have this long to be answered before they are cut. A post cut in flight has an unknown
+    /// outcome and is reported failed, never repeated, so its client may miss the message;
+    /// a post not started is reported not attempted (a queue worker re-enqueues it). API
+    /// Gateway answers a post in tens of milliseconds, so with the default a cut happens only
+    /// to a post far slower than usual. Zero starts posts until the very end (the behaviour
+    /// before 0.2).
+    pub in_flight_reserve: Duration,
     /// Repeat a post whose outcome is unknown ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown):
     /// a timeout after the request was sent, a connection dropped mid-request), within
     /// [`retries`](Self::retries) (default `false`).
@@ -127,6 +136,7 @@ impl Default for BroadcastConfig {
             cleanup_gone: true,
             connect_grace: Duration::from_secs(30),
             cleanup_reserve: Duration::from_millis(500),
+            in_flight_reserve: Duration::from_millis(250),
             retry_unknown_outcome: false,
             list_delivered: true,
         }

@@ -82,9 +82,11 @@
 //! In a Lambda, give each invocation its own copy with the invocation's deadline:
 //! `broadcaster.clone().with_deadline(lambda::deadline(&context))` (feature `lambda`; the
 //! deadline already keeps a 250 ms margin). Posting then stops
-//! [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) earlier still, for the Gone cleanup, so
-//! with less than about 750 ms left nothing is attempted — `report.not_attempted` says who was
-//! skipped. A context without a deadline (`Context::default()` in tests) means no deadline.
+//! [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) earlier still, for the Gone cleanup, and
+//! posts stop starting [`in_flight_reserve`](BroadcastConfig::in_flight_reserve) before that, so
+//! that the posts in flight are answered rather than cut — `report.not_attempted` says who was
+//! skipped (each reserve takes at most a share of the time left, so a short budget still
+//! posts). A context without a deadline (`Context::default()` in tests) means no deadline.
 //!
 //! # Which management endpoint
 //!
@@ -247,10 +249,12 @@ impl Broadcaster {
     /// Makes every call end by `deadline`, whatever the endpoint does.
     ///
     /// Posting stops [`cleanup_reserve`](BroadcastConfig::cleanup_reserve) before it (at most
-    /// half the time left), so that the cleanup of gone connections still runs:
+    /// half the time left), so that the cleanup of gone connections still runs, and no post
+    /// starts in the [`in_flight_reserve`](BroadcastConfig::in_flight_reserve) before that
+    /// (at most a quarter of the time left), so that the posts in flight are answered in time:
     ///
     /// - targets not yet tried then are reported **not attempted** — nothing was sent;
-    /// - posts in flight then are abandoned and reported **failed** with
+    /// - posts still in flight when posting stops are abandoned and reported **failed** with
     ///   [`Error::OutcomeUnknown`] — the request may have
     ///   reached API Gateway, so "not attempted" would be untrue — and are not repeated;
     /// - no retry is scheduled past it;
@@ -499,7 +503,8 @@ impl Broadcaster {
     async fn deliver(&self, source: Source, payload: &Payload) -> BroadcastReport {
         let started = Instant::now();
 
-        // Posting stops early enough to leave the cleanup its reserved slice of the deadline.
+        // Posting stops early enough to leave the cleanup its reserved slice of the deadline,
+        // and posts stop starting early enough for those in flight to be answered by then.
         let post_deadline = self.deadline.map(|deadline| {
             if !self.config.cleanup_gone {
                 return deadline;
@@ -507,11 +512,18 @@ impl Broadcaster {
             let left = deadline.saturating_duration_since(started);
             deadline - self.config.cleanup_reserve.min(left / 2)
         });
+        let start_by = self.deadline.zip(post_deadline).map(|(deadline, cut)| {
+            let left = deadline.saturating_duration_since(started);
+            cut - self.config.in_flight_reserve.min(left / 4)
+        });
         let mut report = pool::run(
             Arc::clone(&self.sender),
             payload.clone(),
             self.config.clone(),
-            post_deadline,
+            pool::Deadlines {
+                start_by,
+                cut: post_deadline,
+            },
             source,
         )
         .await;

@@ -29,8 +29,8 @@ fn queued_targets(config: &BroadcastConfig) -> usize {
 
 /// Posts `payload` to every target `source` yields and reports the outcome of each.
 ///
-/// `deadline` is when posting stops: no post starts, and none stays in flight, after it; the
-/// source stops reading then too.
+/// `deadlines.start_by` is when posts stop starting (the source stops reading then too, and no
+/// retry is begun after it); `deadlines.cut` is when the posts still in flight are abandoned.
 ///
 /// Fills the delivery buckets, `retries`, `stopped_early`, `final_concurrency` and what the
 /// source could not list (`unread_from`, `listing_error`); the cleanup of gone connections and
@@ -39,9 +39,10 @@ pub(super) async fn run(
     sender: Arc<dyn ConnectionSender>,
     payload: Payload,
     config: BroadcastConfig,
-    deadline: Option<Instant>,
+    deadlines: Deadlines,
     source: Source,
 ) -> BroadcastReport {
+    let Deadlines { start_by, cut } = deadlines;
     let limiter = Limiter::new(&config);
     let (tx, rx) = mpsc::channel::<Target>(queued_targets(&config));
     let rx = Arc::new(Mutex::new(rx));
@@ -49,7 +50,8 @@ pub(super) async fn run(
         sender,
         payload,
         config,
-        deadline,
+        start_by,
+        cut,
         stop: AtomicBool::new(false),
         retries: AtomicU64::new(0),
         targets: Arc::clone(&rx),
@@ -76,7 +78,7 @@ pub(super) async fn run(
         report
     };
     let (listed, mut report) =
-        tokio::join!(source.feed(tx, deadline, || shared.stopped()), workers);
+        tokio::join!(source.feed(tx, start_by, || shared.stopped()), workers);
     let Listed {
         unsent,
         unread_from,
@@ -96,12 +98,21 @@ pub(super) async fn run(
     report
 }
 
+/// When a fan-out's posting ends: no post starts after `start_by`, and a post still in flight
+/// at `cut` is abandoned (`start_by` ≤ `cut`; `None`: never).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Deadlines {
+    pub(super) start_by: Option<Instant>,
+    pub(super) cut: Option<Instant>,
+}
+
 /// State shared by the workers of one fan-out.
 struct Shared {
     sender: Arc<dyn ConnectionSender>,
     payload: Payload,
     config: BroadcastConfig,
-    deadline: Option<Instant>,
+    start_by: Option<Instant>,
+    cut: Option<Instant>,
     /// Set by a 403: configuration errors fail every post the same way.
     stop: AtomicBool,
     retries: AtomicU64,
@@ -117,7 +128,7 @@ impl Shared {
     /// The next target, or `None` when there is none left or the deadline passed first.
     async fn next_target(&self) -> Option<Target> {
         let next = async { self.targets.lock().await.recv().await };
-        match self.deadline {
+        match self.start_by {
             None => next.await,
             Some(deadline) => tokio::time::timeout_at(deadline, next).await.ok().flatten(),
         }
@@ -140,7 +151,7 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> BroadcastReport {
         if shared.stopped() {
             break;
         }
-        let Some(slot) = limiter.acquire_until(shared.deadline).await else {
+        let Some(slot) = limiter.acquire_until(shared.start_by).await else {
             break;
         };
         if shared.stopped() {
@@ -203,11 +214,12 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
     loop {
         attempt += 1;
         let post = shared.sender.post(target, &shared.payload);
-        let answer = match shared.deadline {
+        let answer = match shared.cut {
             None => post.await,
-            // The deadline bounds the whole call: a post still in flight then is abandoned. It
-            // may have been delivered, so it is failed with an unknown outcome rather than
-            // reported "not attempted", and never repeated (there is no time left anyway).
+            // The deadline bounds the whole call: a post still in flight at the cut is
+            // abandoned. It may have been delivered, so it is failed with an unknown outcome
+            // rather than reported "not attempted", and never repeated (there is no time left
+            // anyway).
             Some(deadline) => tokio::time::timeout_at(deadline, post)
                 .await
                 .unwrap_or_else(|_| {
@@ -269,12 +281,12 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
             return Outcome::Failed(error, attempt);
         }
         let wait = crate::backoff::delay(attempt, backoff, shared.config.backoff_cap());
-        if shared.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+        if shared.start_by.is_some_and(|d| Instant::now() + wait >= d) {
             return Outcome::Failed(error, attempt);
         }
         drop(slot.take());
         tokio::time::sleep(wait).await;
-        match limiter.acquire_until(shared.deadline).await {
+        match limiter.acquire_until(shared.start_by).await {
             Some(s) => slot = Some(s),
             None => return Outcome::Failed(error, attempt),
         }

@@ -106,6 +106,15 @@
 //! [`RoomDispatch`] does: the connections an announcement goes to, so not the one entering.
 //! The chat example sets it from `CHAT_PRESENCE_MAX_ROOM_SIZE`.
 //!
+//! In-line, [`entered`](Presence::entered) returns only once its N − 1 posts are answered, so a
+//! `$connect` takes longer the larger the room — and in a connect storm (N clients entering at
+//! once) every one of them does. With a queue and [`PresenceConfig::queue_above`], a
+//! `$connect` into a room above it reads the room and sends one job per 500 recipients, and the
+//! workers post: its latency no longer depends on the room (`benches/presence.rs`, store and
+//! management API latencies like DynamoDB's and API Gateway's: one `$connect` into a room of 100
+//! / 400 takes 51 / 108 ms in-line, 38 / 38 ms queued above 50). The chat example queues
+//! presence above `CHAT_PRESENCE_QUEUE_ABOVE` (its template: 100).
+//!
 //! # IAM
 //!
 //! A `$connect` or `$disconnect` function that announces presence posts: grant it

@@ -26,6 +26,10 @@ pub mod env {
     /// sent: rooms that large get no `"joined"` / `"left"`; unset, every room (the default). The
     /// `members` snapshot is always answered.
     pub const PRESENCE_MAX_ROOM_SIZE: &str = "CHAT_PRESENCE_MAX_ROOM_SIZE";
+    /// Presence announcements to more connections than this (the one entering not counted) go
+    /// through the queue (`FANOUT_QUEUE_URL`), so that a `$connect` takes the same time in a
+    /// room of 100 or 100,000; unset, [`QUEUE_ABOVE`] applies.
+    pub const PRESENCE_QUEUE_ABOVE: &str = "CHAT_PRESENCE_QUEUE_ABOVE";
 }
 
 /// Where the user id of a connection comes from.
@@ -87,6 +91,13 @@ pub struct ChatConfig {
     /// ([`PresenceConfig::max_room_size`](stateless_ws::presence::PresenceConfig::max_room_size));
     /// `None` (the default): every room. Each join or leave in a room of N costs N − 1 posts.
     pub presence_max_room_size: Option<usize>,
+    /// Presence announcements to more connections than this (the one entering not counted) go
+    /// through the queue, as [`PresenceConfig::queue_above`](stateless_ws::presence::PresenceConfig::queue_above);
+    /// `None` (the default): [`queue_above`](Self::queue_above) applies. Lower than
+    /// `queue_above`, it keeps `$connect` and `$disconnect` short in busy rooms: in-line, each
+    /// posts to every other member before it returns (a connect storm of N clients costs each
+    /// one N − 1 posts); queued, each sends one job.
+    pub presence_queue_above: Option<usize>,
 }
 
 /// The default of [`ChatConfig::max_rooms_per_connection`]: 50 rooms, far more than a chat
@@ -105,6 +116,7 @@ impl Default for ChatConfig {
             max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
             queue_above: None,
             presence_max_room_size: None,
+            presence_queue_above: None,
         }
     }
 }
@@ -127,7 +139,26 @@ fn env_string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// A whole number of `what` in `name`, if set.
+fn env_count(name: &str, what: &str) -> Result<Option<usize>> {
+    env_string(name)
+        .map(|v| {
+            v.trim().parse::<usize>().map_err(|_| Error::Config {
+                message: format!(
+                    "environment variable {name} must be a whole number of {what}, got {v:?}"
+                ),
+            })
+        })
+        .transpose()
+}
+
 impl ChatConfig {
+    /// The presence threshold in effect: [`presence_queue_above`](Self::presence_queue_above),
+    /// else [`queue_above`](Self::queue_above).
+    pub fn presence_queue_threshold(&self) -> Option<usize> {
+        self.presence_queue_above.or(self.queue_above)
+    }
+
     /// The configuration from the environment (see [`env`](mod@env)); unset variables keep the defaults.
     /// Read it once at start-up.
     ///
@@ -168,23 +199,9 @@ impl ChatConfig {
                 }
             };
         }
-        if let Some(v) = env_string(env::QUEUE_ABOVE) {
-            config.queue_above = Some(v.trim().parse::<usize>().map_err(|_| Error::Config {
-                message: format!(
-                    "environment variable {} must be a whole number of members, got {v:?}",
-                    env::QUEUE_ABOVE
-                ),
-            })?);
-        }
-        if let Some(v) = env_string(env::PRESENCE_MAX_ROOM_SIZE) {
-            config.presence_max_room_size =
-                Some(v.trim().parse::<usize>().map_err(|_| Error::Config {
-                    message: format!(
-                        "environment variable {} must be a whole number of connections, got {v:?}",
-                        env::PRESENCE_MAX_ROOM_SIZE
-                    ),
-                })?);
-        }
+        config.queue_above = env_count(env::QUEUE_ABOVE, "members")?;
+        config.presence_queue_above = env_count(env::PRESENCE_QUEUE_ABOVE, "connections")?;
+        config.presence_max_room_size = env_count(env::PRESENCE_MAX_ROOM_SIZE, "connections")?;
         config.management_endpoint = env_string(stateless_ws::env::APIGW_MANAGEMENT_URL);
         Ok(config)
     }

@@ -201,8 +201,8 @@ impl Chat {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the missing or invalid variable, or `CHAT_QUEUE_ABOVE` set
-    /// without `FANOUT_QUEUE_URL`. Never panics.
+    /// [`Error::Config`] naming the missing or invalid variable, or `CHAT_QUEUE_ABOVE` /
+    /// `CHAT_PRESENCE_QUEUE_ABOVE` set without `FANOUT_QUEUE_URL`. Never panics.
     pub async fn from_env() -> Result<Self> {
         let config = ChatConfig::from_env()?;
         let store = stateless_ws::store::DynamoDbStore::from_env().await?;
@@ -212,7 +212,7 @@ impl Chat {
             sender = sender.with_default_endpoint(endpoint)?;
         }
         let store: Arc<dyn ConnectionStore> = Arc::new(store);
-        let queued = config.queue_above.is_some();
+        let queued = config.queue_above.is_some() || config.presence_queue_above.is_some();
         let mut chat = Self::new(Arc::clone(&store), Arc::new(sender), config);
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
@@ -225,8 +225,9 @@ impl Chat {
             _ if queued => {
                 return Err(Error::Config {
                     message: format!(
-                        "environment variable {} is set but {} is not: there is no queue to fan out through",
+                        "environment variable {} or {} is set but {} is not: there is no queue to fan out through",
                         env::QUEUE_ABOVE,
+                        env::PRESENCE_QUEUE_ABOVE,
                         stateless_ws::env::FANOUT_QUEUE_URL
                     ),
                 });

@@ -35,12 +35,12 @@ impl Chat {
     }
 
     /// Presence for one invocation: the invocation's broadcaster, the queue for rooms above
-    /// [`ChatConfig::queue_above`](crate::ChatConfig::queue_above), and
+    /// [`ChatConfig::presence_queue_threshold`](crate::ChatConfig::presence_queue_threshold), and
     /// [`ChatConfig::presence_max_room_size`](crate::ChatConfig::presence_max_room_size).
     pub fn presence(&self, ctx: &RequestContext, deadline: Option<Instant>) -> Presence {
         let mut config = PresenceConfig::default();
         config.max_room_size = self.config.presence_max_room_size;
-        config.queue_above = self.config.queue_above;
+        config.queue_above = self.config.presence_queue_threshold();
         let presence = Presence::new(self.broadcaster_for(ctx, deadline)).with_config(config);
         match self.queue_for(ctx) {
             Some(queue) => presence.with_queue(queue),

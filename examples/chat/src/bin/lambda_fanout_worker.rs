@@ -35,7 +35,7 @@ async fn worker() -> stateless_ws::Result<FanoutWorker> {
     let chat = chat::ChatConfig::from_env()?;
     let mut presence = PresenceConfig::default();
     presence.max_room_size = chat.presence_max_room_size;
-    presence.queue_above = chat.queue_above;
+    presence.queue_above = chat.presence_queue_threshold();
     let presence = Presence::new(broadcaster.clone())
         .with_config(presence)
         .with_queue(FanoutPlanner::new(store, queue.clone()).with_job_key(key.clone()));

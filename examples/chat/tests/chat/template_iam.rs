@@ -24,6 +24,8 @@ fn iam_is_least_privilege() {
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "execute-api:ManageConnections",
+                // Presence to rooms above PresenceQueueAbove goes through the queue (issue 17).
+                "sqs:SendMessage",
             ],
         ),
         (
@@ -33,6 +35,7 @@ fn iam_is_least_privilege() {
                 "dynamodb:GetItem",
                 "dynamodb:Query",
                 "execute-api:ManageConnections",
+                "sqs:SendMessage",
             ],
         ),
         (

@@ -8,6 +8,14 @@ use super::template::{
     actions, function_by_binary, of_type, ref_target, resource, statements, strings, template,
 };
 
+/// Every function that enqueues (the routes: messages and presence) or consumes (the worker).
+const QUEUE_USERS: [&str; 4] = [
+    "lambda_connect",
+    "lambda_disconnect",
+    "lambda_message",
+    "lambda_fanout_worker",
+];
+
 fn queue_arn() -> Value {
     json!({"Fn::GetAtt": ["FanoutQueue", "Arn"]})
 }
@@ -41,7 +49,7 @@ fn jobs_are_packed_for_the_queues_message_size_and_time_out_after_the_worker() {
     let queue = &resource(&t, "FanoutQueue")["Properties"];
     let size = queue["MaximumMessageSize"].as_u64().unwrap();
     assert!((1_024..=1_048_576).contains(&size));
-    for binary in ["lambda_message", "lambda_fanout_worker"] {
+    for binary in QUEUE_USERS {
         let (id, function) = function_by_binary(&t, binary);
         let env = &function["Properties"]["Environment"]["Variables"];
         assert_eq!(
@@ -66,6 +74,55 @@ fn jobs_are_packed_for_the_queues_message_size_and_time_out_after_the_worker() {
     );
     // Retention at least the longest connection (2 h): a job outlives no connection it names.
     assert!(queue["MessageRetentionPeriod"].as_u64() >= Some(7_200));
+}
+
+/// Presence goes through the queue above `PresenceQueueAbove`, so `$connect` does not post to
+/// every member of a busy room before it returns; every function that writes or reads jobs
+/// shares one job key (a worker with a key refuses jobs signed without it).
+#[test]
+fn presence_queues_above_its_own_threshold_and_every_job_user_shares_one_key() {
+    let t = template();
+    let threshold = &t["Parameters"]["PresenceQueueAbove"];
+    assert_eq!(threshold["Default"], json!("100"));
+    let key = &t["Parameters"]["FanoutJobKey"];
+    assert_eq!(key["NoEcho"], json!(true), "the key is a secret");
+    assert_eq!(key["Default"], json!(""));
+    let pattern = key["AllowedPattern"].as_str().unwrap();
+    assert_eq!(
+        pattern, "^(|.{32,})$",
+        "empty, or JobKey::MIN_LEN bytes at least"
+    );
+    for binary in QUEUE_USERS {
+        let (id, function) = function_by_binary(&t, binary);
+        let env = &function["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            env["FANOUT_JOB_KEY"],
+            json!({"Ref": "FanoutJobKey"}),
+            "{id}"
+        );
+        assert_eq!(
+            env["CHAT_PRESENCE_QUEUE_ABOVE"],
+            json!({"Ref": "PresenceQueueAbove"}),
+            "{id}"
+        );
+        assert_eq!(
+            env["CHAT_QUEUE_ABOVE"],
+            json!({"Ref": "QueueAbove"}),
+            "{id}"
+        );
+    }
+    // The key reaches no other function (the authorizer).
+    for (id, function) in of_type(&t, "AWS::Serverless::Function") {
+        if !QUEUE_USERS.contains(&super::template::binary_of(function)) {
+            let env = &function["Properties"]["Environment"]["Variables"];
+            assert!(env.get("FANOUT_JOB_KEY").is_none(), "{id}");
+        }
+    }
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]
+            .get("FANOUT_JOB_KEY")
+            .is_none()
+    );
 }
 
 #[test]
@@ -103,7 +160,7 @@ fn the_worker_is_triggered_by_the_queue_with_partial_batch_failures() {
 }
 
 #[test]
-fn only_the_message_function_enqueues_and_only_the_worker_consumes() {
+fn only_the_routes_enqueue_and_only_the_worker_consumes() {
     let t = template();
     for (id, function) in of_type(&t, "AWS::Serverless::Function") {
         let sqs: Vec<&str> = actions(function)
@@ -112,7 +169,7 @@ fn only_the_message_function_enqueues_and_only_the_worker_consumes() {
             .collect();
         let binary = super::template::binary_of(function);
         let expected: &[&str] = match binary {
-            "lambda_message" => &["sqs:SendMessage"],
+            "lambda_connect" | "lambda_disconnect" | "lambda_message" => &["sqs:SendMessage"],
             "lambda_fanout_worker" => &[
                 "sqs:ChangeMessageVisibility",
                 "sqs:DeleteMessage",
