@@ -86,8 +86,11 @@ impl ConnectionSender for StandIn {
     }
 }
 
-/// `$connect` latencies and post counts by `variant/N`, for the summary.
-static RESULTS: Mutex<BTreeMap<String, (Vec<Duration>, u64, u64)>> = Mutex::new(BTreeMap::new());
+/// What the runs of one `variant/N` saw: `$connect` latencies, posts delivered, 410s.
+type Seen = (Vec<Duration>, u64, u64);
+
+/// By `variant/N`, for the summary.
+static RESULTS: Mutex<BTreeMap<String, Seen>> = Mutex::new(BTreeMap::new());
 
 /// The parts of one run: a room of `members` connections already open, and presence as
 /// `variant` announces.
