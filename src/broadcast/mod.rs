@@ -516,6 +516,17 @@ impl Broadcaster {
             let left = deadline.saturating_duration_since(started);
             cut - self.config.in_flight_reserve.min(left / 4)
         });
+        if let Some(deadline) = self.deadline
+            && deadline <= started
+        {
+            // Nothing will be posted: say so before the summary, with how late it is (a runner
+            // that hands functions an impossible deadline shows up here).
+            tracing::warn!(
+                past_deadline_ms =
+                    u64::try_from(started.duration_since(deadline).as_millis()).unwrap_or(u64::MAX),
+                "fan-out begins past its deadline: nothing will be posted (see the summary's not_attempted)"
+            );
+        }
         let mut report = pool::run(
             Arc::clone(&self.sender),
             payload.clone(),

@@ -99,7 +99,7 @@ mod events;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqs")))]
 pub mod sqs;
 
-pub use deadline::{DEADLINE_MARGIN, deadline};
+pub use deadline::{DEADLINE_MARGIN, MAX_INVOCATION, deadline};
 
 /// An event type a handler can take: [`WebSocketEvent`] (any), or one of [`ConnectEvent`],
 /// [`DisconnectEvent`], [`MessageEvent`] for a function wired to those routes only. Sealed.

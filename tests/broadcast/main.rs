@@ -7,6 +7,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../presence/logs.rs"]
+mod logs;
+
 mod delivery;
 mod http;
 mod memory;

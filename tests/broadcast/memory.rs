@@ -110,6 +110,59 @@ async fn single_send_reports_and_cleans_a_gone_connection() {
     assert!(store.is_empty());
 }
 
+/// A runner's impossible deadline (`cargo lambda watch` 1.9.2 sends `600000`, which read as
+/// epoch milliseconds is 1970) is no deadline: the fan-out delivers. Before: every target was
+/// `not_attempted` and the only trace was an INFO line. A fan-out that does begin past its
+/// deadline says so at WARN, with the counts.
+#[tokio::test(flavor = "current_thread")]
+async fn an_impossible_lambda_deadline_delivers_and_a_late_fan_out_warns() {
+    use stateless_ws::lambda::{Context, deadline};
+
+    let capture = crate::logs::LogCapture::default();
+    let _guard = tracing::subscriber::set_default(capture.subscriber());
+    let (store, sender, b) = setup();
+    let room = RoomId::new("r").unwrap();
+    for i in 0..3 {
+        store
+            .join(&Membership::new(id(&format!("c{i}=")), room.clone()))
+            .await
+            .unwrap();
+    }
+    let payload = Payload::text("x").unwrap();
+    let mut context = Context::default();
+    context.deadline = 600_000;
+    let report = b
+        .clone()
+        .with_deadline(deadline(&context))
+        .broadcast(&room, &payload, None)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered.len(), 3, "{report}");
+    assert_eq!(sender.total_delivered(), 3);
+    let text = capture.text();
+    assert!(
+        text.contains("WARN") && text.contains("Context.deadline (600000)"),
+        "{text}"
+    );
+
+    // A deadline that has really passed: nothing is posted, and the log says so at WARN.
+    let late = std::time::Instant::now() - Duration::from_millis(5);
+    let report = b
+        .with_deadline(late)
+        .broadcast(&room, &payload, None)
+        .await
+        .unwrap();
+    assert_eq!(report.not_attempted.len(), 3, "{report}");
+    let text = capture.text();
+    assert!(text.contains("fan-out begins past its deadline"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains("fan-out incomplete")
+            && l.contains("not_attempted=3")),
+        "{text}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_deadline_midway_leaves_the_rest_not_attempted() {
     let (store, sender, b) = setup();
