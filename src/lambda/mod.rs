@@ -9,6 +9,7 @@
 //! | [`RouteHandler`] | what the adapter is, object-safe: `stateless-ws-local`'s gateway runs the same value in-process |
 //! | [`deadline`], [`DEADLINE_MARGIN`] | the invocation's deadline for [`Broadcaster::with_deadline`](crate::broadcast::Broadcaster::with_deadline) and the queue worker |
 //! | [`status_for`], [`error_response`] | how a handler error becomes the answer |
+//! | [`authorizer`] | a REQUEST authorizer for `$connect`: `lambda::authorizer::run(f)`, `f` from an [`AuthorizerRequest`](authorizer::AuthorizerRequest) to a [`Decision`](authorizer::Decision) (allow / deny / unauthorized) |
 //! | `sqs` (with feature `sqs`) | the SQS-triggered fan-out worker: `lambda::sqs::run(worker)` |
 //! | conversions | from `aws_lambda_events`' `ApiGatewayWebsocketProxyRequest`, to and from its `ApiGatewayProxyResponse` |
 //!
@@ -93,6 +94,7 @@ use crate::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
 
+pub mod authorizer;
 mod deadline;
 mod events;
 #[cfg(feature = "sqs")]

@@ -7,14 +7,16 @@
 //! Gateway then passes to every route of the connection as `requestContext.authorizer`. The
 //! chat handlers take the user id from there, never from the query string.
 //!
+//! Built on `stateless_ws::lambda::authorizer` (no `lambda_runtime` code of its own).
+//!
 //! Environment: `AUTHORIZER_TOKENS` = comma-separated `token:userId` pairs. The token is read
 //! from the query string `token` (browsers cannot set headers on a WebSocket) or the
 //! `Authorization: Bearer …` header.
 
 use std::collections::HashMap;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use stateless_ws::lambda::authorizer::{self, AuthorizerRequest, Decision};
+use stateless_ws::lambda::{Context, LambdaError};
 
 /// The demo token table, read once at start-up.
 #[derive(Debug, Default)]
@@ -54,77 +56,72 @@ impl Tokens {
     }
 }
 
-fn presented_token(request: &Value) -> Option<&str> {
-    if let Some(t) = request["queryStringParameters"]["token"].as_str() {
+fn presented_token(request: &AuthorizerRequest) -> Option<&str> {
+    if let Some(t) = request.connect.query("token") {
         return Some(t);
     }
-    let headers = request["headers"].as_object()?;
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.as_str())
+    request
+        .connect
+        .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// The authorizer's answer: an IAM policy on the `$connect` method and the principal.
-fn decide(tokens: &Tokens, request: &Value) -> Value {
-    let method_arn = request["methodArn"].as_str().unwrap_or("*");
-    let user = presented_token(request).and_then(|t| tokens.user_of(t));
-    let (effect, principal) = match user {
-        Some(user) => ("Allow", user),
-        None => ("Deny", "anonymous"),
-    };
-    json!({
-        "principalId": principal,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn}]
-        },
-        "context": {"authenticated": user.is_some()}
-    })
+/// The decision: allow the token's user, deny anything else (403). API Gateway itself answers
+/// 401 to a request with neither identity source, before invoking this.
+fn decide(tokens: &Tokens, request: &AuthorizerRequest) -> Decision {
+    match presented_token(request).and_then(|t| tokens.user_of(t)) {
+        Some(user) => Decision::allow(user).with_context("authenticated", true),
+        None => Decision::deny("anonymous"),
+    }
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+async fn main() -> Result<(), LambdaError> {
+    stateless_ws::lambda::init_tracing();
     let tokens = Tokens::parse(&std::env::var("AUTHORIZER_TOKENS").unwrap_or_default())?;
     if tokens.0.is_empty() {
         tracing::warn!("AUTHORIZER_TOKENS is empty: every connection will be denied");
     }
     let tokens = &tokens;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<Value, Error>(decide(tokens, &event.payload))
-    }))
+    authorizer::run(move |request: AuthorizerRequest, _: Context| async move {
+        Ok::<_, LambdaError>(decide(tokens, &request))
+    })
     .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    fn request(query: Value, headers: Value) -> Value {
-        json!({
+    /// The chat's decision as the function answers it (through the library's glue).
+    fn decide_json(tokens: &Tokens, query: Value, headers: Value) -> Value {
+        let request = AuthorizerRequest::try_from(json!({
             "type": "REQUEST",
             "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/$connect",
             "queryStringParameters": query,
             "headers": headers,
             "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "C1="}
-        })
+        }))
+        .unwrap();
+        decide(tokens, &request).into_response(&request).unwrap()
     }
 
     #[test]
     fn allows_known_tokens_and_denies_the_rest() {
         let tokens = Tokens::parse("s3cret:alice, other:bob").unwrap();
-        let allow = decide(&tokens, &request(json!({"token": "s3cret"}), Value::Null));
+        let allow = decide_json(&tokens, json!({"token": "s3cret"}), Value::Null);
         assert_eq!(allow["principalId"], "alice");
         assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow");
         assert_eq!(
             allow["policyDocument"]["Statement"][0]["Resource"],
             "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/$connect"
         );
-        let header = decide(
+        assert_eq!(allow["context"]["authenticated"], true);
+        let header = decide_json(
             &tokens,
-            &request(Value::Null, json!({"Authorization": "Bearer other"})),
+            Value::Null,
+            json!({"Authorization": "Bearer other"}),
         );
         assert_eq!(header["principalId"], "bob");
         for bad in [
@@ -133,7 +130,7 @@ mod tests {
             json!({"userId": "alice"}),
             Value::Null,
         ] {
-            let deny = decide(&tokens, &request(bad.clone(), Value::Null));
+            let deny = decide_json(&tokens, bad.clone(), Value::Null);
             assert_eq!(
                 deny["policyDocument"]["Statement"][0]["Effect"], "Deny",
                 "{bad}"
