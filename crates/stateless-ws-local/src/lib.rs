@@ -134,6 +134,7 @@ mod template;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
+mod tls;
 
 pub use gateway::{
     LocalGateway, LocalGatewayConfig, MAX_MESSAGE_SIZE, RunningGateway, ShutdownReport,
@@ -142,3 +143,4 @@ pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
 pub use template::{
     AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, Template, WebSocketApi,
 };
+pub use tls::{CA_BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, CaError, LocalCa, trust_env};
