@@ -154,15 +154,7 @@ impl LocalCa {
     /// `$HOME/.local/share/stateless-ws-local` (the XDG default); `None` when neither variable
     /// is set (a relative `XDG_DATA_HOME` is ignored, as the XDG specification says).
     pub fn default_dir() -> Option<PathBuf> {
-        let var = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        var("XDG_DATA_HOME")
-            .filter(|p| p.is_absolute())
-            .or_else(|| var("HOME").map(|home| home.join(".local/share")))
-            .map(|data| data.join("stateless-ws-local"))
+        default_dir_in(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
     }
 
     /// The CA kept in `dir`, made there (directory mode 0700, key 0600) when absent. Safe
@@ -344,6 +336,17 @@ impl LocalCa {
     }
 }
 
+fn default_dir_in(
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let set = |v: Option<std::ffi::OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+    set(xdg_data_home)
+        .filter(|p| p.is_absolute())
+        .or_else(|| set(home).map(|home| home.join(".local/share")))
+        .map(|data| data.join("stateless-ws-local"))
+}
+
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -480,3 +483,7 @@ fn replace(path: &Path, content: &[u8], mode: u32) -> Result<(), CaError> {
         io_error("write", path)(e)
     })
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;

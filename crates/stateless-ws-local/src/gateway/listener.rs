@@ -76,6 +76,17 @@ impl GatewayTls {
     }
 }
 
+/// The host part of a `host[:port]` domain name (`[v6]:port` and a bare IPv6 address too).
+pub(super) fn host_of(domain_name: &str) -> &str {
+    if let Some(rest) = domain_name.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match domain_name.split_once(':') {
+        Some((host, port)) if !port.contains(':') => host,
+        _ => domain_name,
+    }
+}
+
 /// An error and its sources, for a message that has no other way to carry them.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -250,5 +261,24 @@ fn handshake_failed(tls: &GatewayTls, peer: SocketAddr, error: &std::io::Error) 
         );
     } else {
         tracing::debug!(%peer, error = %error, "local gateway: TLS handshake failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_certificate_names_the_domain_names_host() {
+        for (domain, host) in [
+            ("127.0.0.1:3002", "127.0.0.1"),
+            ("ws.example.test:8443", "ws.example.test"),
+            ("ws.example.test", "ws.example.test"),
+            ("[::1]:3002", "::1"),
+            ("[fe80::1]", "fe80::1"),
+            ("::1", "::1"),
+        ] {
+            assert_eq!(host_of(domain), host, "{domain}");
+        }
     }
 }

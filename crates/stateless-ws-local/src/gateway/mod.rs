@@ -359,7 +359,7 @@ impl LocalGateway {
         };
         // The certificate names what clients may dial besides loopback: the configured domain's
         // host and a specific bind address.
-        let mut hosts = vec![host_of(&domain_name).to_owned()];
+        let mut hosts = vec![listener::host_of(&domain_name).to_owned()];
         if !local_addr.ip().is_unspecified() {
             hosts.push(local_addr.ip().to_string());
         }
@@ -402,17 +402,6 @@ impl LocalGateway {
             server,
             tls,
         })
-    }
-}
-
-/// The host part of a `host[:port]` domain name (`[v6]:port` and a bare IPv6 address too).
-fn host_of(domain_name: &str) -> &str {
-    if let Some(rest) = domain_name.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match domain_name.split_once(':') {
-        Some((host, port)) if !port.contains(':') => host,
-        _ => domain_name,
     }
 }
 
