@@ -1,6 +1,8 @@
 //! Helpers shared by the gateway's tests and benches.
 #![allow(dead_code)]
 
+pub(crate) mod tls;
+
 /// An `SdkConfig` with the fake credentials and region the local servers accept (the gateway's
 /// management API checks that requests are signed, not by whom).
 pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
