@@ -312,6 +312,15 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_tls_costs() {
     let dir = CaDir::new("cost");
+    // Starting a gateway: a new CA, then a kept one (a fresh server key and certificate, the
+    // bundle compared), then no TLS.
+    let mut starts = Vec::new();
+    for (label, tls) in [("new CA", true), ("kept CA", true), ("no TLS", false)] {
+        let started = Instant::now();
+        let (gateway, _) = gateway(&dir.0, |c| c.tls = tls).await;
+        starts.push((label, started.elapsed()));
+        gateway.shutdown().await;
+    }
     let (gateway, connects) = gateway(&dir.0, |_| {}).await;
     let addr = gateway.local_addr();
     let ca_pem = gateway.local_ca().unwrap().cert_pem();
@@ -361,6 +370,12 @@ async fn what_tls_costs() {
         "TCP connect + TLS 1.3     {:>8.3} ms (median of 50)",
         tls.as_secs_f64() * 1e3
     );
+    for (label, took) in &starts {
+        eprintln!(
+            "bind, {label:<8}          {:>8.3} ms",
+            took.as_secs_f64() * 1e3
+        );
+    }
     for (label, took) in &posts {
         eprintln!(
             "PostToConnection {label:<6}   {:>8.3} ms (median of 180 warm)",
