@@ -7,7 +7,8 @@
 #   scripts/dynamodb-local.sh endpoint  # prints the endpoint URL, exit 1 if not running
 #
 # MiniStack (PyPI, MIT) is installed into a virtualenv, by default
-# $REPO/.cache/ministack-venv (override with MINISTACK_VENV). The server listens on a
+# $REPO/.cache/ministack-venv (override with MINISTACK_VENV), with a pinned boto3 beside it for
+# the Python handlers MiniStack runs with that venv's interpreter. The server listens on a
 # free loopback port; its pid, endpoint and log live in $REPO/.cache/.
 # Other settings: MINISTACK_PYTHON (interpreter that creates the venv, default python3),
 # MINISTACK_START_TIMEOUT (seconds to wait for the first answer, default 60).
@@ -15,6 +16,10 @@
 set -euo pipefail
 
 MINISTACK_VERSION=1.5.33
+# MiniStack runs Python Lambda handlers with its own interpreter (the venv's python, whatever the
+# function's Runtime says), so the venv is their site-packages: MiniStack brings botocore
+# (==1.43.106) but not boto3, which AWS's samples import. The boto3 release of that botocore.
+BOTO3_VERSION=1.43.106
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$REPO/.cache"
@@ -104,6 +109,19 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
             "ministack==$MINISTACK_VERSION" >&2 ||
             die "pip install ministack==$MINISTACK_VERSION failed"
+    fi
+    ensure_boto3
+}
+
+# Also for a MiniStack already running from a venv made before boto3 was installed here.
+ensure_boto3() {
+    local installed
+    installed="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("boto3"))' 2>/dev/null || true)"
+    if [[ "$installed" != "$BOTO3_VERSION" ]]; then
+        log "installing boto3==$BOTO3_VERSION into $VENV (for Python handlers run by MiniStack)"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "boto3==$BOTO3_VERSION" >&2 ||
+            die "pip install boto3==$BOTO3_VERSION failed"
     fi
 }
 
@@ -200,6 +218,7 @@ cmd_start() {
     if pid="$(running_pid)"; then
         if endpoint="$(recorded_endpoint)" && [[ -x "$VENV/bin/python" ]] && answers "$endpoint"; then
             log "MiniStack already running (pid $pid)"
+            ensure_boto3
             echo "$endpoint"
             return 0
         fi

@@ -18,6 +18,43 @@
 //! With the `test-util` feature, `test_util::FakeManagementApi` stands in for the
 //! Management API alone, with injectable faults (410, 429, hangs, delays).
 //!
+//! ## HTTPS management endpoint
+//!
+//! Handlers in the wild build the management endpoint as `https://{domainName}/{stage}` from the
+//! event and post with their SDK. The gateway's port therefore speaks TLS and plain HTTP side by
+//! side (the first byte of a connection tells them apart: 0x16 starts a TLS handshake): `ws://`,
+//! `wss://`, `http://` and `https://` all work, [`RunningGateway::https_management_endpoint`] is
+//! `https://127.0.0.1:{port}/{stage}` — `domainName` as the events carry it — and plain `http://`
+//! is unchanged ([`RunningGateway::management_endpoint`] stays `http://`).
+//!
+//! The certificate is issued at each start by a [`LocalCa`] generated once and kept in
+//! [`LocalGatewayConfig::ca_dir`] (default `$XDG_DATA_HOME/stateless-ws-local`, else
+//! `~/.local/share/stateless-ws-local`): `ca.pem`, `ca-key.pem` (mode 0600) and `ca-bundle.pem`
+//! (the CA and the system's roots, since `SSL_CERT_FILE` and `AWS_CA_BUNDLE` *replace* a
+//! process's roots). [`trust_env`] gives the variables each runtime reads — `AWS_CA_BUNDLE`
+//! (boto3), `SSL_CERT_FILE` (OpenSSL, Python's `ssl`, and the Rust AWS SDK's default HTTPS
+//! client, whose `rustls-native-certs` reads it), `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`
+//! (Node) — and the binary prints and writes them. The README has the table of runtimes (tested
+//! or cited), the Rust SDK's source references, and what `sam local` needs.
+//!
+//! ```
+//! use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut config = LocalGatewayConfig::default();
+//! # let dir = std::env::temp_dir().join(format!("sws-doc-ca-{}", std::process::id()));
+//! config.ca_dir = Some(dir.clone()); // default: ~/.local/share/stateless-ws-local
+//! let gateway = LocalGateway::new(config).bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let ca = gateway.local_ca().expect("TLS is on by default");
+//! println!("{} (trust {})", gateway.https_management_endpoint().unwrap(), ca.cert_path().display());
+//! for (name, value) in ca.trust_env() {
+//!     println!("{name}={value}"); // AWS_CA_BUNDLE=…/ca-bundle.pem, NODE_EXTRA_CA_CERTS=…/ca.pem, …
+//! }
+//! gateway.shutdown().await;
+//! # let _ = std::fs::remove_dir_all(dir);
+//! # Ok::<(), stateless_ws::Error>(())
+//! # }).unwrap();
+//! ```
+//!
 //! ## In-process handlers
 //!
 //! A route's handler is what the Lambda function runs: `lambda::service(handle)` — the same
@@ -88,7 +125,8 @@
 //!
 //! | API Gateway | here |
 //! |---|---|
-//! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}` |
+//! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}`, and `wss://` on the same port (a local CA's certificate) |
+//! | management API at `https://{domainName}/{stage}` | same, and `http://` on the same port; `domainName` is `127.0.0.1:{port}` (or [`LocalGatewayConfig::domain_name`]) |
 //! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
 //! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
@@ -123,7 +161,8 @@
 //!
 //! `gateway/` is the emulator ([`LocalGateway`]; the connection loop, the management API, the
 //! Invoke API client and the REQUEST authorizer are private modules beside it); `template/`
-//! reads SAM/CloudFormation templates; `local_api.rs` joins the two ([`LocalApi`]);
+//! reads SAM/CloudFormation templates; `local_api.rs` joins the two ([`LocalApi`]); `tls.rs` is
+//! the local CA ([`LocalCa`]) that certifies the gateway's TLS;
 //! `test_util.rs` is the fake management API (feature `test-util`); `main.rs` the binary.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -134,6 +173,7 @@ mod template;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
+mod tls;
 
 pub use gateway::{
     LocalGateway, LocalGatewayConfig, MAX_MESSAGE_SIZE, RunningGateway, ShutdownReport,
@@ -142,3 +182,4 @@ pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
 pub use template::{
     AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, Template, WebSocketApi,
 };
+pub use tls::{CA_BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, CaError, LocalCa, trust_env};

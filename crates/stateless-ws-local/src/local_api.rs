@@ -256,6 +256,30 @@ impl LocalApi {
         }
         out
     }
+
+    /// Every function's environment as `sam local start-lambda --env-vars` (and `sam local
+    /// invoke`) read it: one object per function, keyed by logical id — SAM's highest-priority
+    /// key — so each function gets exactly its own variables.
+    ///
+    /// SAM sets only the variables a function's `Environment` declares in the template: the
+    /// file overrides their values but adds none. Declare the trust variables there (e.g. in
+    /// `Globals`) for them to reach a `sam local` function.
+    pub fn env_json(&self, management_endpoint: &str, extra: &BTreeMap<String, String>) -> String {
+        let functions: BTreeMap<&String, BTreeMap<String, String>> = self
+            .api
+            .functions
+            .keys()
+            .map(|logical| {
+                (
+                    logical,
+                    self.environment(logical, management_endpoint, extra),
+                )
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&functions).unwrap_or_default();
+        text.push('\n');
+        text
+    }
 }
 
 /// A dotenv value that dotenv readers read back literally, `$` included — no `${USER}`

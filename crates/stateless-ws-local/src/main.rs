@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use stateless_ws_local::{LocalApi, Naming, Settings, parse_pairs};
+use stateless_ws_local::{LocalApi, LocalCa, Naming, Settings, parse_pairs, trust_env};
 
 /// Serve the API Gateway WebSocket API of a SAM/CloudFormation template on this machine,
 /// invoking your real Lambda functions through a local runner.
@@ -24,7 +24,13 @@ use stateless_ws_local::{LocalApi, Naming, Settings, parse_pairs};
 /// reach the clients through the printed management endpoint (APIGW_MANAGEMENT_URL).
 ///
 /// The functions need that variable and the template's others: `--env-file` writes them in the
-/// format `cargo lambda watch --env-file` reads (restart the watcher after the first run).
+/// format `cargo lambda watch --env-file` reads (restart the watcher after the first run),
+/// `--env-json` as `sam local start-lambda --env-vars` reads them.
+///
+/// The port also speaks TLS (wss://, https://), so handlers that post to
+/// https://{requestContext.domainName}/{stage}, as AWS's samples do, work unmodified once they
+/// trust the local CA (kept in --ca-dir): the printed environment has the variables for that
+/// (AWS_CA_BUNDLE, SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS).
 #[derive(Debug, Parser)]
 #[command(name = "stateless-ws-local", version, verbatim_doc_comment)]
 struct Args {
@@ -83,6 +89,21 @@ struct Args {
     /// pointing at this gateway.
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
+
+    /// Write the functions' environment here as JSON, one object per function by logical id:
+    /// the file `sam local start-lambda --env-vars` reads (SAM sets only the variables a
+    /// function's Environment declares).
+    #[arg(long, value_name = "PATH")]
+    env_json: Option<PathBuf>,
+
+    /// Where the local CA that issues the gateway's TLS certificate is kept (made on first
+    /// use; default $XDG_DATA_HOME/stateless-ws-local, else ~/.local/share/stateless-ws-local).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+
+    /// Serve plain ws:// and http:// only: no TLS, no CA, no trust variables.
+    #[arg(long, conflicts_with = "ca_dir")]
+    no_tls: bool,
 
     /// Add or replace a variable in the printed environment and --env-file (repeatable), e.g.
     /// CONNECTIONS_TABLE=my-table or AWS_ENDPOINT_URL=http://127.0.0.1:4566.
@@ -159,7 +180,7 @@ async fn run(args: Args) -> Result<(), String> {
     let names = api
         .function_names(naming, &overrides)
         .map_err(|e| e.to_string())?;
-    let extra = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
+    let user_env = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 900.0) {
         return Err("--timeout must be between 0 and 900 seconds".to_owned());
     }
@@ -167,18 +188,27 @@ async fn run(args: Args) -> Result<(), String> {
         api.set_stage(stage);
     }
     let stage = api.api().stage.clone();
-    let gateway = api
+    let mut gateway = api
         .gateway(
             &args.lambda_endpoint,
             &names,
             Some(Duration::from_secs_f64(args.timeout)),
         )
         .map_err(|e| e.to_string())?
-        .expose_errors(args.expose_errors);
+        .expose_errors(args.expose_errors)
+        .tls(!args.no_tls);
+    if let Some(dir) = &args.ca_dir {
+        gateway = gateway.ca_dir(dir);
+    }
     print_plan(&api, &names, &args);
     if args.dry_run {
         let management = format!("http://{}:{}/{stage}", args.host, args.port);
-        print_env(&api.env_file(&management, &extra));
+        let ca_dir = args.ca_dir.clone().or_else(LocalCa::default_dir);
+        let trust = match ca_dir {
+            Some(dir) if !args.no_tls => trust_env(&dir),
+            _ => BTreeMap::new(),
+        };
+        print_env(&api.env_file(&management, &with_trust(trust, &user_env)));
         return Ok(());
     }
     let running = gateway
@@ -186,16 +216,46 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let management = running.management_endpoint();
-    let env_file = api.env_file(&management, &extra);
     println!();
     println!("WebSocket URL        {}", running.ws_url());
     println!("management endpoint  {management}");
+    let trust = match (
+        running.wss_url(),
+        running.https_management_endpoint(),
+        running.local_ca(),
+    ) {
+        (Some(wss), Some(https), Some(ca)) => {
+            println!("  over TLS           {wss}");
+            println!("  over TLS           {https}");
+            println!(
+                "local CA             {} (trust it once; the bundle adds the system's roots: {})",
+                ca.cert_path().display(),
+                ca.bundle_path().display()
+            );
+            ca.trust_env()
+        }
+        _ => {
+            println!("TLS                  off (plain ws:// and http:// only)");
+            BTreeMap::new()
+        }
+    };
+    let extra = with_trust(trust, &user_env);
+    let env_file = api.env_file(&management, &extra);
     print_env(&env_file);
     if let Some(path) = &args.env_file {
         std::fs::write(path, &env_file)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!(
             "wrote {} (cargo lambda watch --env-file {})",
+            path.display(),
+            path.display()
+        );
+    }
+    if let Some(path) = &args.env_json {
+        std::fs::write(path, api.env_json(&management, &extra))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "wrote {} (sam local start-lambda --env-vars {})",
             path.display(),
             path.display()
         );
@@ -245,6 +305,17 @@ fn print_plan(api: &LocalApi, names: &BTreeMap<String, String>, args: &Args) {
     for note in &spec.notes {
         println!("  note: {note}");
     }
+}
+
+/// The variables that trust the local CA, then the user's `--env` on top (which may replace
+/// them, e.g. to point at a CA path as a container sees it).
+fn with_trust(
+    trust: BTreeMap<String, String>,
+    user_env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut extra = trust;
+    extra.extend(user_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    extra
 }
 
 fn print_env(env_file: &str) {

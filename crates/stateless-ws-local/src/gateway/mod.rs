@@ -6,13 +6,15 @@
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
 //! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
 //! `Context`), `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the
-//! REQUEST authorizer and its IAM policy).
+//! REQUEST authorizer and its IAM policy), `listener.rs` (the port: TLS and plain HTTP side by
+//! side, and the HTTP/1 loop).
 
 mod authorizer;
 mod connection;
 mod context;
 mod in_process;
 mod invoke;
+mod listener;
 mod management;
 mod time;
 
@@ -22,6 +24,7 @@ pub(crate) use invoke::{FunctionTarget, InvokeEndpoint};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +35,7 @@ use tokio::sync::watch;
 use connection::{Live, upgrade};
 use in_process::InProcess;
 use invoke::Answer;
+use listener::GatewayTls;
 use management::{management, unknown_path};
 use stateless_ws::event::WebSocketEvent;
 use stateless_ws::ids::ConnectionId;
@@ -111,6 +115,22 @@ pub struct LocalGatewayConfig {
     /// arrive in either order (API Gateway does not order them either). A message that
     /// arrives while this many routes run waits, unread, for one of them to finish.
     pub max_routes_in_flight: usize,
+    /// Accept TLS on the gateway's port beside plain HTTP (default `true`): `wss://` and
+    /// `https://` work as `ws://` and `http://` do, so a handler's
+    /// `https://{domainName}/{stage}` reaches the management API. Each connection is told apart
+    /// by its first byte (a TLS handshake starts with 0x16, no HTTP request does).
+    ///
+    /// The certificate is issued at each start by a CA kept in [`ca_dir`](Self::ca_dir) (see
+    /// [`LocalCa`](crate::LocalCa)). When that is the default directory and it cannot be used
+    /// (no `HOME`, read-only), the gateway serves plain HTTP alone and logs a WARN.
+    pub tls: bool,
+    /// Where the local CA is kept (default `None`: [`LocalCa::default_dir`](crate::LocalCa::default_dir),
+    /// `$XDG_DATA_HOME/stateless-ws-local` or `~/.local/share/stateless-ws-local`). A directory
+    /// set here must work: [`LocalGateway::bind`] fails otherwise.
+    pub ca_dir: Option<PathBuf>,
+    /// How long a client may take over its TLS handshake (default 10 s); a client that sends a
+    /// ClientHello and then nothing is dropped after it.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for LocalGatewayConfig {
@@ -130,6 +150,9 @@ impl Default for LocalGatewayConfig {
             http_idle_timeout: Duration::from_secs(60),
             expose_errors: false,
             max_routes_in_flight: 16,
+            tls: true,
+            ca_dir: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -280,6 +303,18 @@ impl LocalGateway {
         self
     }
 
+    /// Sets [`LocalGatewayConfig::tls`]: TLS beside plain HTTP on the port (on by default).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.config.tls = on;
+        self
+    }
+
+    /// Sets [`LocalGatewayConfig::ca_dir`]: where the local CA is kept (it must then work).
+    pub fn ca_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.ca_dir = Some(dir.into());
+        self
+    }
+
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
     /// `/{stage}` are the gateway's.
     pub fn merge(mut self, router: Router) -> Self {
@@ -291,8 +326,8 @@ impl LocalGateway {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the address cannot be bound or the stage is not a single path
-    /// segment.
+    /// [`Error::Config`] when the address cannot be bound, the stage is not a single path
+    /// segment, or the CA directory set in [`LocalGatewayConfig::ca_dir`] cannot be used.
     pub async fn bind(self, addr: SocketAddr) -> Result<RunningGateway> {
         let stage = self.config.stage.clone();
         if stage.is_empty() || stage.contains('/') || stage.starts_with('@') {
@@ -322,6 +357,13 @@ impl LocalGateway {
             }
             None => public_addr(local_addr).to_string(),
         };
+        // The certificate names what clients may dial besides loopback: the configured domain's
+        // host and a specific bind address.
+        let mut hosts = vec![listener::host_of(&domain_name).to_owned()];
+        if !local_addr.ip().is_unspecified() {
+            hosts.push(local_addr.ip().to_string());
+        }
+        let tls = GatewayTls::new(&self.config, &hosts)?.map(Arc::new);
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             config: self.config,
@@ -344,86 +386,22 @@ impl LocalGateway {
             .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
         let app = gateway.merge(self.extra);
-        let server = tokio::spawn(serve(
+        let server = tokio::spawn(listener::serve(
             listener,
             app,
             shared.config.http_idle_timeout,
+            tls.clone(),
             stop_rx,
         ));
-        tracing::info!(%local_addr, %stage, "local gateway listening");
+        tracing::info!(%local_addr, %stage, tls = tls.is_some(), "local gateway listening");
         Ok(RunningGateway {
             addr: local_addr,
             stage,
             shared,
             stop: stop_tx,
             server,
+            tls,
         })
-    }
-}
-
-/// Serves `app` on `listener` until `stop`, over HTTP/1 with upgrades (axum::serve's loop,
-/// plus an idle timeout).
-///
-/// hyper's header read timeout runs from the moment a connection waits for a request — its
-/// first, or the next one on a keep-alive connection — so an idle keep-alive connection is
-/// closed after `idle_timeout` rather than held (with its descriptor and buffers) for ever.
-/// An upgraded WebSocket connection leaves hyper and is governed by the gateway's own limits.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    idle_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    // Dropped when the loop ends: each connection then shuts down gracefully.
-    let (closing, _) = watch::channel(());
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle_timeout.max(Duration::from_millis(1)))
-        .keep_alive(true);
-    let mut stopped = std::pin::pin!(async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    });
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, or a connection reset before it was accepted: go on,
-                    // after a pause that lets the former pass.
-                    tracing::warn!(error = %e, "local gateway: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stopped => break,
-        };
-        let router = app.clone();
-        let service = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                let mut router = router.clone();
-                async move {
-                    tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
-                        .await
-                }
-            },
-        );
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut closing = closing.subscribe();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = closing.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            let _ = connection.await;
-        });
     }
 }
 
@@ -448,6 +426,7 @@ pub struct RunningGateway {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    tls: Option<Arc<GatewayTls>>,
 }
 
 impl fmt::Debug for RunningGateway {
@@ -456,6 +435,7 @@ impl fmt::Debug for RunningGateway {
             .field("addr", &self.addr)
             .field("stage", &self.stage)
             .field("connections", &self.connection_count())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -475,6 +455,29 @@ impl RunningGateway {
     /// `http://{addr}/{stage}`.
     pub fn management_endpoint(&self) -> String {
         format!("http://{}/{}", public_addr(self.addr), self.stage)
+    }
+
+    /// Where WebSocket clients connect over TLS: `wss://{addr}/{stage}` — `None` when the
+    /// gateway serves no TLS ([`LocalGatewayConfig::tls`]).
+    pub fn wss_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|_| format!("wss://{}/{}", public_addr(self.addr), self.stage))
+    }
+
+    /// The management API over TLS: `https://{domainName}/{stage}`, the endpoint handlers in
+    /// the wild build from the event's `requestContext` — `None` without TLS. Its certificate
+    /// is issued by [`local_ca`](Self::local_ca).
+    pub fn https_management_endpoint(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|_| format!("https://{}/{}", self.shared.domain_name, self.stage))
+    }
+
+    /// The CA that issued the gateway's TLS certificate (its files, and the variables that make
+    /// runtimes trust it) — `None` without TLS.
+    pub fn local_ca(&self) -> Option<&crate::LocalCa> {
+        self.tls.as_ref().map(|tls| &tls.ca)
     }
 
     /// Open connections.

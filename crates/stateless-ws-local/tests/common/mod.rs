@@ -1,6 +1,8 @@
 //! Helpers shared by the gateway's tests and benches.
 #![allow(dead_code)]
 
+pub(crate) mod tls;
+
 /// An `SdkConfig` with the fake credentials and region the local servers accept (the gateway's
 /// management API checks that requests are signed, not by whom).
 pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
@@ -11,4 +13,24 @@ pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
         ))
         .load()
         .await
+}
+
+/// The MiniStack endpoint from `DYNAMODB_ENDPOINT` (scripts/test.sh starts MiniStack and sets
+/// it), or `None` after printing why the test is skipped. Under scripts/test.sh
+/// (`STATELESS_WS_REQUIRE_DYNAMODB=1`) a missing endpoint fails the test instead: the README's
+/// test command never skips these.
+#[allow(clippy::panic)]
+pub(crate) fn ministack_endpoint(test: &str) -> Option<String> {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint),
+        _ if std::env::var("STATELESS_WS_REQUIRE_DYNAMODB").as_deref() == Ok("1") => {
+            panic!("{test}: DYNAMODB_ENDPOINT is not set but STATELESS_WS_REQUIRE_DYNAMODB=1")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: DYNAMODB_ENDPOINT is not set (run scripts/test.sh, which starts MiniStack)"
+            );
+            None
+        }
+    }
 }
