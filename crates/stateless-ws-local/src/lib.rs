@@ -90,7 +90,7 @@
 //! |---|---|
 //! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}` |
 //! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
-//! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
+//! | `$connect` answering non-2xx refuses the upgrade with that status (the guide's subprotocol example: the function returns 400, wscat reports "Unexpected server response: 400"); a proxy integration's body reaches a client only through a route response | same: the function's status (3xx–5xx), empty body, no upgrade; a `statusCode` below 200 or above 599 is an integration failure (500) |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
 //! | a message route's response body is sent to the caller | same; a body over the message limit (128 KB) is dropped with a WARN log (AWS does not document this case) |
 //! | each message invokes its integration on its own; responses come back in no promised order (AWS re:Post: "you can't rely on message ordering for the responses") | same, at most [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) (16) per connection; posts, `DELETE`, the limits and shutdown act while routes run |

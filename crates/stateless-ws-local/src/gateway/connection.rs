@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::authorizer::Verdict;
 use super::context::{ConnectionInfo, new_request_id, select_route};
-use super::invoke::Answer;
+use super::invoke::{Answer, IntegrationFailure};
 use super::{Shared, TaskGuard, call, time};
 use stateless_ws::event::WebSocketEvent;
 
@@ -139,8 +139,34 @@ impl Drop for Accepted {
 /// What `$connect` (and the authorizer before it) decided.
 enum Decision {
     Accept(Accepted),
-    /// The HTTP status of the refused upgrade and its body.
+    /// The HTTP status of the refused upgrade and its body (none: an empty body).
     Refuse(u16, Option<String>),
+}
+
+/// The refusal of a `$connect` whose integration answered `status` (not 2xx).
+///
+/// As on API Gateway, the client's upgrade request gets that status — 400 stays 400, 500 stays
+/// 500 (the AWS guide's subprotocol example: the function returns `{statusCode: 400}` and wscat
+/// reports "Unexpected server response: 400") — and only the status: a Lambda proxy
+/// integration's `body` reaches a client only through a route response, which `$connect` does
+/// not send, so whatever the function put there (often what went wrong) stays in the log. A
+/// status no HTTP response can carry as a refusal (below 200 — a 101 would claim the upgrade —
+/// or above 599) is an unusable answer: an integration failure, 500.
+fn refusal(shared: &Shared, info: &ConnectionInfo, status: u16) -> Decision {
+    if (300..600).contains(&status) {
+        tracing::info!(connection = %info.connection_id, status, "$connect refused by its integration");
+        return Decision::Refuse(status, None);
+    }
+    let failure = IntegrationFailure::Error;
+    let detail = format!(
+        "$connect answered statusCode {status}, which is not an HTTP status a refusal can carry"
+    );
+    tracing::warn!(connection = %info.connection_id, "{detail}: refused with 500");
+    let mut body = serde_json::json!({ "message": failure.message() });
+    if shared.config.expose_errors {
+        body["detail"] = serde_json::Value::String(detail);
+    }
+    Decision::Refuse(500, Some(body.to_string()))
 }
 
 /// `GET /{stage}`: runs `$connect`, then upgrades unless the handler refused.
@@ -177,8 +203,7 @@ pub(super) async fn upgrade(
         let answer = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
         let outcome = match answer {
             Some(Answer::Response(response)) if !response.is_success() => {
-                tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-                Decision::Refuse(403, response.body)
+                refusal(&task_shared, &info, response.status_code)
             }
             Some(Answer::Failed(failure, detail)) => {
                 tracing::info!(connection = %info.connection_id, %detail, "$connect refused: integration failure");
@@ -200,9 +225,8 @@ pub(super) async fn upgrade(
     let accepted = match decision.await {
         Ok(Decision::Accept(accepted)) => accepted,
         Ok(Decision::Refuse(status, body)) => {
-            let body = body.unwrap_or_else(|| "Forbidden".to_owned());
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-            return (status, body).into_response();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, body.unwrap_or_default()).into_response();
         }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };

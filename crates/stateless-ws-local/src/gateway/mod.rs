@@ -241,7 +241,8 @@ impl LocalGateway {
 
     /// Serves `route_key` with a real function: each event is sent to `target` over the Lambda
     /// Invoke API and its answer mapped as API Gateway maps a Lambda proxy integration's — on
-    /// `$connect` a non-2xx `statusCode` refuses the upgrade (403); on a two-way route the
+    /// `$connect` a non-2xx `statusCode` refuses the upgrade with that status and an empty
+    /// body; on a two-way route the
     /// `body` goes back to the caller. A function error, an unusable answer or no answer within
     /// the endpoint's timeout is API Gateway's integration failure: `$connect` is refused with
     /// 500, a message's caller gets `{"message": "Internal server error"` (or `"Endpoint
