@@ -347,6 +347,41 @@ async fn a_connect_refusal_keeps_the_functions_status_and_not_its_body() {
     gateway.shutdown().await;
 }
 
+// Issue 18, item 6: a repeated query key reaches the function with every value, in order, in
+// `multiValueQueryStringParameters`, and its last value in `queryStringParameters` (as API
+// Gateway's Lambda proxy events hold them); values are decoded as API Gateway decodes them.
+#[tokio::test]
+async fn repeated_query_keys_reach_the_function_with_every_value() {
+    let (endpoint, log) = fake_runner().await;
+    let gateway = serve(&endpoint, &[("$connect", "Echo", false)], false).await;
+    let url = format!(
+        "{}?room=a&room=b&room=c&x=%41%2Bb+c%20d&flag&empty=&%C3%A9t%C3%A9=%E2%9C%93",
+        gateway.ws_url()
+    );
+    let (ws, _) = connect_async(url).await.unwrap();
+    drop(ws);
+    let calls = log.lock().unwrap().clone();
+    let (_, event) = calls
+        .iter()
+        .find(|(_, e)| e["requestContext"]["routeKey"] == "$connect")
+        .expect("$connect ran");
+    assert_eq!(
+        event["multiValueQueryStringParameters"],
+        json!({
+            "room": ["a", "b", "c"],
+            "x": ["A+b c d"],
+            "flag": [""],
+            "empty": [""],
+            "été": ["✓"],
+        })
+    );
+    assert_eq!(
+        event["queryStringParameters"],
+        json!({"room": "c", "x": "A+b c d", "flag": "", "empty": "", "été": "✓"})
+    );
+    gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_route() {
     let (endpoint, log) = fake_runner().await;

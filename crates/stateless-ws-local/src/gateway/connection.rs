@@ -1,7 +1,6 @@
 //! One client connection: the HTTP upgrade (and its `$connect`), the socket loop, and how a
 //! connection ends (close codes, `$disconnect`).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -178,12 +177,12 @@ pub(super) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let guard = TaskGuard::new(&shared);
     let mut info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
-    let mut connect = info.connect_event(&shared.config, &headers, query);
+    let mut connect = info.connect_event(&shared.config, &headers, &query);
     let (decided, decision) = oneshot::channel();
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
