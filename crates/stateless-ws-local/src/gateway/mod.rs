@@ -5,8 +5,8 @@
 //! would send: connection ids, request contexts, events, route selection), `management.rs`
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
 //! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
-//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the
-//! REQUEST authorizer and its IAM policy).
+//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API), `authorizer.rs` (the
+//! REQUEST authorizer and its IAM policy) and `not_found.rs` (requests for a stage not served).
 
 mod authorizer;
 mod connection;
@@ -14,6 +14,7 @@ mod context;
 mod in_process;
 mod invoke;
 mod management;
+mod not_found;
 mod time;
 
 pub(crate) use authorizer::RequestAuthorizer;
@@ -282,7 +283,9 @@ impl LocalGateway {
     }
 
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
-    /// `/{stage}` are the gateway's.
+    /// `/{stage}` are the gateway's. A request that no route of either matches (and that
+    /// `router`'s own fallback, if any, answers with an empty 404) gets a 404 naming the stage
+    /// served, and a WARN log line.
     pub fn merge(mut self, router: Router) -> Self {
         self.extra = self.extra.merge(router);
         self
@@ -344,7 +347,18 @@ impl LocalGateway {
             )
             .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
-        let app = gateway.merge(self.extra);
+        let public = public_addr(local_addr);
+        let unserved = not_found::Unserved::new(
+            &stage,
+            format!("ws://{public}/{stage}"),
+            format!("http://{public}/{stage}"),
+        );
+        let app = gateway
+            .merge(self.extra)
+            .layer(axum::middleware::from_fn_with_state(
+                unserved,
+                not_found::explain,
+            ));
         let server = tokio::spawn(serve(
             listener,
             app,
