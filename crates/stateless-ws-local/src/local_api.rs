@@ -169,6 +169,9 @@ impl LocalApi {
             })
         };
         let mut config = LocalGatewayConfig::default();
+        if let Some(timeout) = timeout {
+            config.integration_timeout = timeout;
+        }
         config.stage.clone_from(&self.api.stage);
         config.api_id.clone_from(&self.api.logical_id);
         config.route_selection.clone_from(&self.api.route_selection);

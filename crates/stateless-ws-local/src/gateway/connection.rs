@@ -10,12 +10,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::authorizer::Verdict;
-use super::context::{ConnectionInfo, new_request_id, select_route};
+use super::context::ConnectionInfo;
 use super::invoke::{Answer, IntegrationFailure};
+use super::route::{RouteTask, call_within, max_routes_in_flight};
 use super::{Shared, TaskGuard, call, time};
 use stateless_ws::event::WebSocketEvent;
 
@@ -199,7 +200,13 @@ pub(super) async fn upgrade(
                 }
             }
         }
-        let answer = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
+        let (answer, guard) = call_within(
+            &task_shared,
+            "$connect",
+            WebSocketEvent::Connect(connect),
+            guard,
+        )
+        .await;
         let outcome = match answer {
             Some(Answer::Response(response)) if !response.is_success() => {
                 refusal(&task_shared, &info, response.status_code)
@@ -212,10 +219,15 @@ pub(super) async fn upgrade(
                 }
                 Decision::Refuse(500, Some(body.to_string()))
             }
-            _ => Decision::Accept(Accepted {
-                shared: task_shared,
-                parts: Some((info, guard)),
-            }),
+            _ => match guard {
+                Some(guard) => Decision::Accept(Accepted {
+                    shared: task_shared,
+                    parts: Some((info, guard)),
+                }),
+                // Never: only a call that timed out or panicked keeps the guard, and both are
+                // failures.
+                None => Decision::Refuse(500, None),
+            },
         };
         // When the upgrade request is gone, the decision is dropped here: an accepted
         // connection then gets its $disconnect (see `Accepted`).
@@ -316,8 +328,8 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
                         shared: Arc::clone(&shared),
                         info: info.clone(),
                         replies: replies.clone(),
-                        _slot: slot,
-                        _task: TaskGuard::new(&shared),
+                        slot,
+                        task: TaskGuard::new(&shared),
                     };
                     tokio::spawn(route.run(text));
                 }
@@ -369,73 +381,6 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
     drop(replies_rx);
     let Ending(code, reason) = ending;
     disconnect(&shared, &info, code, reason).await;
-}
-
-/// [`LocalGatewayConfig::max_routes_in_flight`](super::LocalGatewayConfig::max_routes_in_flight),
-/// at least 1.
-fn max_routes_in_flight(config: &super::LocalGatewayConfig) -> usize {
-    config.max_routes_in_flight.clamp(1, Semaphore::MAX_PERMITS)
-}
-
-/// One message's route, running beside the socket loop: it calls what serves the route and
-/// hands the answer to the loop.
-struct RouteTask {
-    shared: Arc<Shared>,
-    info: ConnectionInfo,
-    replies: mpsc::Sender<Message>,
-    /// The connection's slot, freed when the route has answered.
-    _slot: OwnedSemaphorePermit,
-    /// Shutdown waits for running handlers, as for `$disconnect`.
-    _task: TaskGuard,
-}
-
-impl RouteTask {
-    async fn run(self, text: Utf8Bytes) {
-        let shared = &self.shared;
-        let info = &self.info;
-        let route_key = select_route(shared, text.as_str());
-        let event = info.message_event(&shared.config, &route_key, text.as_str());
-        let request_id = event.context.request_id.clone();
-        let reply = match call(shared, &route_key, WebSocketEvent::Message(event)).await {
-            Some(Answer::Response(response)) => response.body.filter(|b| !b.is_empty()),
-            Some(Answer::Failed(failure, detail)) => {
-                // What API Gateway sends the caller when the integration fails, two-way route
-                // or not; what failed is logged where the call failed, and told the client
-                // only when the developer asked for it.
-                let detail = shared.config.expose_errors.then_some(detail.as_str());
-                Some(failure.body(&info.connection_id, request_id.as_deref(), detail))
-            }
-            None => {
-                // What API Gateway answers when no route matches and there is no $default.
-                let body = serde_json::json!({
-                    "message": "Forbidden",
-                    "connectionId": info.connection_id,
-                    "requestId": new_request_id(),
-                });
-                Some(body.to_string())
-            }
-        };
-        let Some(body) = reply else {
-            return;
-        };
-        let limit = shared.config.max_message_size;
-        if body.len() > limit {
-            // API Gateway's message quota applies to what it sends too (128 KB, as for
-            // `PostToConnection`); AWS does not document what becomes of a larger route
-            // response, so it is dropped — the connection stays open — and the developer told.
-            tracing::warn!(
-                connection = %info.connection_id,
-                route = %route_key,
-                request_id = request_id.as_deref().unwrap_or(""),
-                size = body.len(),
-                limit,
-                "route response dropped: larger than the message limit"
-            );
-            return;
-        }
-        // Fails only when the connection has ended: the answer has nowhere to go.
-        let _ = self.replies.send(Message::text(body)).await;
-    }
 }
 
 /// What ends a connection besides the client: `DELETE @connections`, shutdown, the idle and

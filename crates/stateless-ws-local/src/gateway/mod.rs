@@ -6,7 +6,8 @@
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
 //! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
 //! `Context`), `invoke.rs` (routes served over the Lambda Invoke API), `authorizer.rs` (the
-//! REQUEST authorizer and its IAM policy) and `not_found.rs` (requests for a stage not served).
+//! REQUEST authorizer and its IAM policy), `route.rs` (a message's route, beside its connection)
+//! and `not_found.rs` (requests for a stage not served).
 
 mod authorizer;
 mod connection;
@@ -15,6 +16,7 @@ mod in_process;
 mod invoke;
 mod management;
 mod not_found;
+mod route;
 mod time;
 
 pub(crate) use authorizer::RequestAuthorizer;
@@ -106,12 +108,35 @@ pub struct LocalGatewayConfig {
     pub expose_errors: bool,
     /// Most routes running at once for one connection (default 16; 0 counts as 1).
     ///
-    /// Each message invokes its route on its own, as on API Gateway (which promises no order
-    /// for route responses): routes run beside the connection, never in its way — posts, `DELETE @connections`, the idle and duration limits and shutdown act
-    /// while a route runs, and answers are sent as routes finish, so two messages' answers may
-    /// arrive in either order (API Gateway does not order them either). A message that
-    /// arrives while this many routes run waits, unread, for one of them to finish.
+    /// What API Gateway does with several messages of one connection: it invokes each
+    /// message's integration on its own and promises no order — "In the WebSocket protocol,
+    /// communication is two-way. Responses are asynchronous and are not necessarily received
+    /// by the client in the same order as the client's messages were sent" (API Gateway
+    /// developer guide, "Invoking your backend integration: `$default` route and custom
+    /// routes") — and waits for each integration 29 s at most. The gateway does the same:
+    /// routes run beside the connection, never in its way (posts, `DELETE @connections`, the
+    /// idle and duration limits and shutdown act while a route runs); answers are sent as
+    /// routes finish, so two messages' answers may arrive in either order; a slow or hung
+    /// route holds up none of the connection's other messages, and past
+    /// [`integration_timeout`](Self::integration_timeout) its caller gets "Endpoint request
+    /// timed out" and its slot is freed.
+    ///
+    /// Where it differs: API Gateway documents no per-connection bound (only the account's
+    /// request rate, and Lambda's concurrency); here a message that arrives while this many
+    /// routes of its connection run waits, unread (its frames wait in TCP), until one
+    /// answers or times out — so a client cannot make one connection start unbounded work.
+    /// With one route per message and handlers that answer within the timeout, the two
+    /// behave alike.
     pub max_routes_in_flight: usize,
+    /// How long the gateway waits for a route's answer (default 29 s, API Gateway's
+    /// integration timeout): past it, a message's caller gets `{"message": "Endpoint request
+    /// timed out", ...}` and its slot among [`max_routes_in_flight`](Self::max_routes_in_flight)
+    /// is freed, a `$connect` is refused with 500. The handler is not cancelled — Lambda does
+    /// not stop a function because API Gateway stopped waiting — it goes on in the background
+    /// (and [`RunningGateway::shutdown`] waits for it as for any route). In-process handlers
+    /// get this as their `Context` deadline; for template functions the CLI's `--timeout` sets
+    /// it.
+    pub integration_timeout: Duration,
 }
 
 impl Default for LocalGatewayConfig {
@@ -131,6 +156,7 @@ impl Default for LocalGatewayConfig {
             http_idle_timeout: Duration::from_secs(60),
             expose_errors: false,
             max_routes_in_flight: 16,
+            integration_timeout: invoke::INTEGRATION_TIMEOUT,
         }
     }
 }
@@ -235,7 +261,12 @@ impl LocalGateway {
     }
 
     fn route_arc(mut self, route_key: String, handler: Arc<dyn RouteHandler>) -> Self {
-        let function = InProcess::new(handler, &self.config.api_id, &route_key);
+        let function = InProcess::new(
+            handler,
+            &self.config.api_id,
+            &route_key,
+            self.config.integration_timeout,
+        );
         self.routes.insert(route_key, Route::Handler(function));
         self
     }
