@@ -83,6 +83,17 @@
 //! sources from the query string or headers), the `Stage` name, the functions' `Environment`
 //! (SAM `Globals` included), `Parameters`, `Conditions`, and the intrinsic functions.
 //!
+//! `Ref` and `Fn::GetAtt` return what CloudFormation documents for each resource type: a
+//! DynamoDB table's name (its `TableName`, else `{stack}-{LogicalId}` — CloudFormation adds a
+//! random suffix), an SQS queue's URL (as the endpoint of [`Settings::endpoint`] forms it, e.g.
+//! MiniStack's `http://127.0.0.1:4566/000000000000/NAME`), a function's name, the API id, a
+//! stage's name, with their `Arn`, `StreamArn`, `QueueName`, `QueueUrl`, `ApiEndpoint`, …
+//! attributes. A name that is itself an intrinsic (`!Sub "${AWS::StackName}-connections"`)
+//! resolves through the same resolver. `AWS::AccountId` defaults to `000000000000`, MiniStack's
+//! and LocalStack's. Values with nothing behind them locally (a table to create, a queue URL, the
+//! account id) are [`StandIn`]s: [`LocalApi::stand_ins`] says which variables hold each and what
+//! to do, and the binary prints that note at start-up.
+//!
 //! # Faithfulness
 //!
 //!
@@ -142,5 +153,5 @@ pub use gateway::{
 };
 pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
 pub use template::{
-    AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, Template, WebSocketApi,
+    AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, StandIn, Template, WebSocketApi,
 };

@@ -71,9 +71,20 @@ struct Args {
     port: u16,
 
     /// The stage in the URL (default: the StageName of the template's AWS::ApiGatewayV2::Stage,
-    /// else `local`).
+    /// else `local`); also what `Ref` of that Stage gives the functions.
     #[arg(long)]
     stage: Option<String>,
+
+    /// The AWS endpoint the functions use locally (MiniStack, LocalStack), e.g.
+    /// http://127.0.0.1:4566: put in their environment as AWS_ENDPOINT_URL, and queue URLs are
+    /// the ones it gives ({endpoint}/{account}/{name}). `--env AWS_ENDPOINT_URL=...` counts too.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<String>,
+
+    /// AWS::StackName, and the first part of the names of resources without one
+    /// ({stack}-{LogicalId}: a table without TableName, a queue without QueueName).
+    #[arg(long, default_value = "local")]
+    stack_name: String,
 
     /// Which WebSocket API to serve, by logical id, when the template has several.
     #[arg(long, value_name = "LOGICAL_ID")]
@@ -97,8 +108,9 @@ struct Args {
     #[arg(long, default_value = "us-east-1")]
     region: String,
 
-    /// AWS::AccountId in the template and in the authorizer's methodArn.
-    #[arg(long, default_value = "123456789012")]
+    /// AWS::AccountId in the template and in the authorizer's methodArn (default: the account
+    /// MiniStack and LocalStack use for a non-numeric access key).
+    #[arg(long, default_value = "000000000000")]
     account_id: String,
 
     /// Tell clients what failed when a function fails (its error type and message, the Invoke
@@ -141,14 +153,22 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("cannot read {}: {e}", args.template.display()))?;
+    let mut extra = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
+    if let Some(endpoint) = &args.aws_endpoint {
+        extra
+            .entry("AWS_ENDPOINT_URL".to_owned())
+            .or_insert_with(|| endpoint.clone());
+    }
     let settings = Settings {
         region: args.region.clone(),
         account_id: args.account_id.clone(),
+        stack_name: args.stack_name.clone(),
         parameter_overrides: parse_pairs("--parameter-overrides", &args.parameter_overrides)
             .map_err(|e| e.to_string())?,
-        ..Settings::default()
+        stage: args.stage.clone(),
+        endpoint: extra.get("AWS_ENDPOINT_URL").cloned(),
     };
-    let mut api = LocalApi::from_template(&text, settings, args.api.as_deref())
+    let api = LocalApi::from_template(&text, settings, args.api.as_deref())
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
     let naming = match args.function_names {
         NamingArg::LogicalId => Naming::LogicalId,
@@ -159,12 +179,8 @@ async fn run(args: Args) -> Result<(), String> {
     let names = api
         .function_names(naming, &overrides)
         .map_err(|e| e.to_string())?;
-    let extra = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 900.0) {
         return Err("--timeout must be between 0 and 900 seconds".to_owned());
-    }
-    if let Some(stage) = &args.stage {
-        api.set_stage(stage);
     }
     let stage = api.api().stage.clone();
     let gateway = api
@@ -176,6 +192,9 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .expose_errors(args.expose_errors);
     print_plan(&api, &names, &args);
+    for stand_in in api.stand_ins(&extra) {
+        println!("  note: {}", stand_in.note());
+    }
     if args.dry_run {
         let management = format!("http://{}:{}/{stage}", args.host, args.port);
         print_env(&api.env_file(&management, &extra));

@@ -414,8 +414,8 @@ async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_rou
     assert_eq!(name, "Auth");
     assert_eq!(request["type"], "REQUEST");
     assert_eq!(
-        request["methodArn"], "arn:aws:execute-api:us-east-1:123456789012:Api/local/$connect",
-        "the API's id is its logical id"
+        request["methodArn"], "arn:aws:execute-api:us-east-1:000000000000:Api/local/$connect",
+        "the API's id is its logical id; the account MiniStack's"
     );
     assert_eq!(request["requestContext"]["eventType"], "CONNECT");
     assert!(request["headers"].is_object());
