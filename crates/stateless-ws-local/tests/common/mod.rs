@@ -12,3 +12,22 @@ pub(crate) async fn local_sdk_config() -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// The MiniStack endpoint from `DYNAMODB_ENDPOINT`, or `None` after printing why the test is
+/// skipped. With `STATELESS_WS_REQUIRE_DYNAMODB=1` (`scripts/test.sh`) a missing endpoint fails
+/// the test instead: the README's test command never skips these.
+#[allow(clippy::panic)]
+pub(crate) fn dynamodb_endpoint(test: &str) -> Option<String> {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint),
+        _ if std::env::var("STATELESS_WS_REQUIRE_DYNAMODB").as_deref() == Ok("1") => {
+            panic!("{test}: DYNAMODB_ENDPOINT is not set but STATELESS_WS_REQUIRE_DYNAMODB=1")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: DYNAMODB_ENDPOINT is not set (run scripts/test.sh, which starts MiniStack)"
+            );
+            None
+        }
+    }
+}
