@@ -86,8 +86,11 @@ impl ConnectionSender for StandIn {
     }
 }
 
+/// One `variant/N`'s `$connect` latencies and its two post counts.
+type Measured = (Vec<Duration>, u64, u64);
+
 /// `$connect` latencies and post counts by `variant/N`, for the summary.
-static RESULTS: Mutex<BTreeMap<String, (Vec<Duration>, u64, u64)>> = Mutex::new(BTreeMap::new());
+static RESULTS: Mutex<BTreeMap<String, Measured>> = Mutex::new(BTreeMap::new());
 
 /// The parts of one run: a room of `members` connections already open, and presence as
 /// `variant` announces.
