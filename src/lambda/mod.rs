@@ -55,7 +55,7 @@
 //! The invocation never fails from API Gateway's point of view: the status carries the outcome.
 //! On `$connect` a non-2xx status refuses the connection with that status — the client's
 //! upgrade request gets that status and nothing else: API Gateway does not pass the body on
-//! (see [`RouteResponse`](crate::RouteResponse)), so a refused client learns the status code
+//! (see [`RouteResponse`]), so a refused client learns the status code
 //! only, and the reason is for the log.
 //!
 //! # Troubleshooting
