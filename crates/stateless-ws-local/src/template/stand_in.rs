@@ -122,12 +122,15 @@ impl StandIn {
                         shell_quote(&name)
                     ),
                 };
-                (
-                    format!("the name of the DynamoDB table {id}{generated}"),
-                    format!(
-                        "it exists locally only once created (unless MiniStack has it): {command}; or pass an existing table with --env {first}=NAME"
+                let advice = match endpoint {
+                    Some(endpoint) => format!(
+                        "it exists at {endpoint} only once created there: {command}; or pass an existing table with --env {first}=NAME"
                     ),
-                )
+                    None => format!(
+                        "without --aws-endpoint the functions reach your AWS account, where it exists only once created or deployed: {command}; or point them at MiniStack with --aws-endpoint URL, or pass an existing table with --env {first}=NAME"
+                    ),
+                };
+                (format!("the name of the DynamoDB table {id}{generated}"), advice)
             }
             Source::Queue(id) => {
                 let name = queue_name(template, id).unwrap_or_else(|| id.clone());
