@@ -7,7 +7,12 @@ use serde_json::Value;
 /// `{"statusCode": …, "body": …}`.
 ///
 /// - On `$connect`, a status outside 2xx refuses the connection: the client's upgrade request
-///   gets that status (API Gateway answers a failed or erroring integration with 500).
+///   gets that status — 400 stays 400, 401 stays 401 (the AWS guide's subprotocol example: the
+///   function returns `{statusCode: 400}` and wscat reports "Unexpected server response: 400") —
+///   and only the status: `body` does not reach the client (API Gateway passes a body on only
+///   through a route response, and `$connect` sends none), so log the reason rather than
+///   returning it. A failed or erroring integration is a 500; an authorizer's refusal a 401
+///   (identity source missing) or 403 (`Deny`).
 /// - On a route with a *route response* (a two-way route), `body` is sent back to the caller as
 ///   a message. On one-way routes API Gateway discards it.
 /// - On `$disconnect` the answer is ignored.

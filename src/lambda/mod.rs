@@ -54,13 +54,17 @@
 //!    [`Adapter::on_error`] replaces the mapping.
 //!
 //! The invocation never fails from API Gateway's point of view: the status carries the outcome.
-//! On `$connect` a non-2xx status refuses the connection with that status.
+//! On `$connect` a non-2xx status refuses the connection with that status — the client's
+//! upgrade request gets that status and nothing else: API Gateway does not pass the body on
+//! (see [`RouteResponse`]), so a refused client learns the status code
+//! only, and the reason is for the log.
 //!
 //! # Troubleshooting
 //!
 //! - **A client is refused with 500 on `$connect`.** The handler failed (the log has the error)
 //!   or returned an error mapped to 5xx; answers about the client's input (400, 413) carry the
-//!   reason in their body, the others only `Internal server error`: read the log.
+//!   reason in their body, the others only `Internal server error`: read the log. (On
+//!   `$connect` no body reaches the client at all, only the status.)
 //! - **No logs.** Install a subscriber: [`init_tracing`] at the top of `main` (level from
 //!   `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`); without one nothing is logged.
 //! - **`MissingSigningRegion` / no region.** The SDK found no region: set `AWS_REGION` (Lambda

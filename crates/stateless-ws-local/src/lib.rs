@@ -120,6 +120,17 @@
 //! sources from the query string or headers), the `Stage` name, the functions' `Environment`
 //! (SAM `Globals` included), `Parameters`, `Conditions`, and the intrinsic functions.
 //!
+//! `Ref` and `Fn::GetAtt` return what CloudFormation documents for each resource type: a
+//! DynamoDB table's name (its `TableName`, else `{stack}-{LogicalId}` — CloudFormation adds a
+//! random suffix), an SQS queue's URL (as the endpoint of [`Settings::endpoint`] forms it, e.g.
+//! MiniStack's `http://127.0.0.1:4566/000000000000/NAME`), a function's name, the API id, a
+//! stage's name, with their `Arn`, `StreamArn`, `QueueName`, `QueueUrl`, `ApiEndpoint`, …
+//! attributes. A name that is itself an intrinsic (`!Sub "${AWS::StackName}-connections"`)
+//! resolves through the same resolver. `AWS::AccountId` defaults to `000000000000`, MiniStack's
+//! and LocalStack's. Values with nothing behind them locally (a table to create, a queue URL, the
+//! account id) are [`StandIn`]s: [`LocalApi::stand_ins`] says which variables hold each and what
+//! to do, and the binary prints that note at start-up.
+//!
 //! # Faithfulness
 //!
 //!
@@ -128,12 +139,14 @@
 //! | `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` | `ws://127.0.0.1:{port}/{stage}`, and `wss://` on the same port (a local CA's certificate) |
 //! | management API at `https://{domainName}/{stage}` | same, and `http://` on the same port; `domainName` is `127.0.0.1:{port}` (or [`LocalGatewayConfig::domain_name`]) |
 //! | connection ids like `L0SM9cOFvHc=` | 12 base64 characters ending in `=` |
-//! | `$connect` answering non-2xx refuses the upgrade | HTTP 403, no upgrade |
+//! | `$connect` answering non-2xx refuses the upgrade with that status (the guide's subprotocol example: the function returns 400, wscat reports "Unexpected server response: 400"); a proxy integration's body reaches a client only through a route response | same: the function's status (3xx–5xx), empty body, no upgrade; a `statusCode` below 200 or above 599 is an integration failure (500) |
 //! | route selection `$request.body.action`, `$default` fallback, non-JSON to `$default` | same (the path is configurable) |
 //! | a message route's response body is sent to the caller | same; a body over the message limit (128 KB) is dropped with a WARN log (AWS does not document this case) |
-//! | each message invokes its integration on its own; responses come back in no promised order (AWS re:Post: "you can't rely on message ordering for the responses") | same, at most [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) (16) per connection; posts, `DELETE`, the limits and shutdown act while routes run |
+//! | each message invokes its integration on its own: "Responses are asynchronous and are not necessarily received by the client in the same order as the client's messages were sent" (developer guide); a hung integration is given up after 29 s ("Endpoint request timed out") | same: a hung route holds up no other message of its connection; answers in the order routes finish; at most [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) (16) per connection (API Gateway has no such bound: see there); [`integration_timeout`](LocalGatewayConfig::integration_timeout) (29 s) frees a hung route's slot; posts, `DELETE`, the limits and shutdown act while routes run |
+//! | `$connect`'s query string: "API Gateway supports multiple headers and query string parameters that have the same name" (developer guide); `queryStringParameters` keeps a repeated key's last value | same: `?room=a&room=b` gives `multiValueQueryStringParameters` `{"room": ["a", "b"]}` and `queryStringParameters` `{"room": "b"}`; `%XX` and `+` decoded as API Gateway does |
 //! | `requestContext.domainName` is set by API Gateway | set by the gateway: [`LocalGatewayConfig::domain_name`] or the bound address, never the client's `Host` |
 //! | Management API `POST`/`GET`/`DELETE @connections/{id}`; 410 `GoneException`, 413 `PayloadTooLargeException` | same, every error with `x-amzn-ErrorType` and `{"message": ...}`; a malformed id is 400 `BadRequestException`; other paths under the stage 403 `ForbiddenException`; other methods 405 |
+//! | a management call to a stage that does not exist: 403 `ForbiddenException` | same, its message naming the stage served (`no stage "prod" here; this gateway serves stage "local": ws://127.0.0.1:3002/local ...`); a WebSocket client (or any request) at another path gets a 404 with that sentence; both logged at WARN, once a minute per path and at most 16 paths a minute |
 //! | idle keep-alive HTTP connections to the management API are closed | after [`http_idle_timeout`](LocalGatewayConfig::http_idle_timeout) (60 s) without a request |
 //! | `PostToConnection` `Data` is a blob | delivered unchanged: a text frame when it is UTF-8, a binary frame otherwise |
 //! | 429 `LimitExceededException` when "the WebSocket client side buffer is full" | same: per connection ≤ [`max_queued_bytes`](LocalGatewayConfig::max_queued_bytes) and [`max_queued_messages`](LocalGatewayConfig::max_queued_messages) waiting; a client that accepts nothing for [`send_timeout`](LocalGatewayConfig::send_timeout) is dropped |
@@ -141,7 +154,7 @@
 //! | `DELETE @connections` closes the socket and runs `$disconnect` | same (the TCP connection is dropped when the close frame cannot be written within 1 s) |
 //! | a Lambda invocation is not cancelled when its caller goes away | `$connect` runs to completion in its own task; if it accepted but the upgrade failed, `$disconnect` follows |
 //! | a route integrated with a Lambda function | a template's `AWS_PROXY` integration, served by [`LocalApi::gateway`] (and the binary): the function on a Lambda Invoke API endpoint (`cargo lambda watch`, `sam local start-lambda`, MiniStack), 29 s timeout |
-//! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; the gateway does not cut a handler off at the deadline |
+//! | Lambda hands each invocation a `Context`: request id, deadline, function ARN | in-process routes get one too: a fresh UUID `request_id`, `deadline` 29 s away (epoch ms), function `{api_id}-{route}` (e.g. `local-join`) in `invoked_function_arn` and `env_config`; at the deadline the caller gets API Gateway's timeout answer, and the handler — like a Lambda whose caller stopped waiting — is not cancelled but goes on in the background |
 //! | a failing integration: `$connect` 500; a message's caller gets `{"message": "Internal server error", "connectionId", "requestId"}` | same (`"Endpoint request timed out"` after the timeout); what failed goes to the log, and to the client (a `detail` field) only with [`expose_errors`](LocalGatewayConfig::expose_errors) / `--expose-errors` |
 //! | Lambda REQUEST authorizer on `$connect`: 401 missing identity source, 403 on `Deny`, 500 on error; `principalId` and `context` in `requestContext.authorizer` | the template's `AWS::ApiGatewayV2::Authorizer`, served by [`LocalApi::gateway`]; same |
 //!
@@ -151,7 +164,7 @@
 //! `$connect` wrapper, as the chat example's insecure demo mode does.
 //! Message routes run as tasks beside their connection's socket loop, never inside it: a
 //! message beyond [`max_routes_in_flight`](LocalGatewayConfig::max_routes_in_flight) waits
-//! unread until a route finishes.
+//! unread until a route answers or reaches the integration timeout.
 //! [`RunningGateway::shutdown`] waits at most [`LocalGatewayConfig::shutdown_grace`]; handlers
 //! still running then finish in the background and are counted in its [`ShutdownReport`].
 //! The `$connect` event's `headers` are the client's, `Host` included, as on AWS: derive
@@ -180,6 +193,6 @@ pub use gateway::{
 };
 pub use local_api::{LocalApi, Naming, TemplateError, parse_pairs};
 pub use template::{
-    AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, Template, WebSocketApi,
+    AuthorizerSpec, FunctionSpec, Location, RouteSpec, Settings, StandIn, Template, WebSocketApi,
 };
 pub use tls::{CA_BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, CaError, LocalCa, trust_env};

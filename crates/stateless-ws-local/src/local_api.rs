@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::gateway::{
     FunctionTarget, InvokeEndpoint, LocalGateway, LocalGatewayConfig, RequestAuthorizer,
 };
-use crate::template::{Location, Settings, Template, WebSocketApi};
+use crate::template::{Location, Settings, StandIn, Template, WebSocketApi};
 
 /// What is wrong with a template (or the options given for it).
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +93,28 @@ impl LocalApi {
         &self.api
     }
 
-    /// Serves the API under `stage` instead of the template's.
+    /// Serves the API under `stage` instead of the template's. The functions' environment
+    /// was resolved with the template's stage: to have `Ref` of the stage (`${Stage}`) give
+    /// `stage` too, read the template with [`Settings::stage`] instead.
     pub fn set_stage(&mut self, stage: &str) {
         stage.clone_into(&mut self.api.stage);
+    }
+
+    /// The stand-ins in the functions' environment ([`WebSocketApi::stand_ins`]) that reach
+    /// them: without the variables `extra` replaces (`--env`), nor `APIGW_MANAGEMENT_URL`,
+    /// which the gateway sets. Print each one's [`note`](StandIn::note) once at start-up.
+    pub fn stand_ins(&self, extra: &BTreeMap<String, String>) -> Vec<StandIn> {
+        self.api
+            .stand_ins
+            .iter()
+            .filter_map(|stand_in| {
+                let mut stand_in = stand_in.clone();
+                stand_in.variables.retain(|v| {
+                    !extra.contains_key(v) && v != stateless_ws::env::APIGW_MANAGEMENT_URL
+                });
+                (!stand_in.variables.is_empty()).then_some(stand_in)
+            })
+            .collect()
     }
 
     /// The template.
@@ -169,6 +188,9 @@ impl LocalApi {
             })
         };
         let mut config = LocalGatewayConfig::default();
+        if let Some(timeout) = timeout {
+            config.integration_timeout = timeout;
+        }
         config.stage.clone_from(&self.api.stage);
         config.api_id.clone_from(&self.api.logical_id);
         config.route_selection.clone_from(&self.api.route_selection);

@@ -77,9 +77,20 @@ struct Args {
     port: u16,
 
     /// The stage in the URL (default: the StageName of the template's AWS::ApiGatewayV2::Stage,
-    /// else `local`).
+    /// else `local`); also what `Ref` of that Stage gives the functions.
     #[arg(long)]
     stage: Option<String>,
+
+    /// The AWS endpoint the functions use locally (MiniStack, LocalStack), e.g.
+    /// http://127.0.0.1:4566: put in their environment as AWS_ENDPOINT_URL, and queue URLs are
+    /// the ones it gives ({endpoint}/{account}/{name}). `--env AWS_ENDPOINT_URL=...` counts too.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<String>,
+
+    /// AWS::StackName, and the first part of the names of resources without one
+    /// ({stack}-{LogicalId}: a table without TableName, a queue without QueueName).
+    #[arg(long, default_value = "local")]
+    stack_name: String,
 
     /// Which WebSocket API to serve, by logical id, when the template has several.
     #[arg(long, value_name = "LOGICAL_ID")]
@@ -118,8 +129,9 @@ struct Args {
     #[arg(long, default_value = "us-east-1")]
     region: String,
 
-    /// AWS::AccountId in the template and in the authorizer's methodArn.
-    #[arg(long, default_value = "123456789012")]
+    /// AWS::AccountId in the template and in the authorizer's methodArn (default: the account
+    /// MiniStack and LocalStack use for a non-numeric access key).
+    #[arg(long, default_value = "000000000000")]
     account_id: String,
 
     /// Tell clients what failed when a function fails (its error type and message, the Invoke
@@ -162,14 +174,22 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("cannot read {}: {e}", args.template.display()))?;
+    let mut extra = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
+    if let Some(endpoint) = &args.aws_endpoint {
+        extra
+            .entry("AWS_ENDPOINT_URL".to_owned())
+            .or_insert_with(|| endpoint.clone());
+    }
     let settings = Settings {
         region: args.region.clone(),
         account_id: args.account_id.clone(),
+        stack_name: args.stack_name.clone(),
         parameter_overrides: parse_pairs("--parameter-overrides", &args.parameter_overrides)
             .map_err(|e| e.to_string())?,
-        ..Settings::default()
+        stage: args.stage.clone(),
+        endpoint: extra.get("AWS_ENDPOINT_URL").cloned(),
     };
-    let mut api = LocalApi::from_template(&text, settings, args.api.as_deref())
+    let api = LocalApi::from_template(&text, settings, args.api.as_deref())
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
     let naming = match args.function_names {
         NamingArg::LogicalId => Naming::LogicalId,
@@ -180,12 +200,8 @@ async fn run(args: Args) -> Result<(), String> {
     let names = api
         .function_names(naming, &overrides)
         .map_err(|e| e.to_string())?;
-    let user_env = parse_pairs("--env", &args.env).map_err(|e| e.to_string())?;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 900.0) {
         return Err("--timeout must be between 0 and 900 seconds".to_owned());
-    }
-    if let Some(stage) = &args.stage {
-        api.set_stage(stage);
     }
     let stage = api.api().stage.clone();
     let mut gateway = api
@@ -201,6 +217,9 @@ async fn run(args: Args) -> Result<(), String> {
         gateway = gateway.ca_dir(dir);
     }
     print_plan(&api, &names, &args);
+    for stand_in in api.stand_ins(&extra) {
+        println!("  note: {}", stand_in.note());
+    }
     if args.dry_run {
         let management = format!("http://{}:{}/{stage}", args.host, args.port);
         let ca_dir = args.ca_dir.clone().or_else(LocalCa::default_dir);
@@ -208,7 +227,7 @@ async fn run(args: Args) -> Result<(), String> {
             Some(dir) if !args.no_tls => trust_env(&dir),
             _ => BTreeMap::new(),
         };
-        print_env(&api.env_file(&management, &with_trust(trust, &user_env)));
+        print_env(&api.env_file(&management, &with_trust(trust, &extra)));
         return Ok(());
     }
     let running = gateway
@@ -239,7 +258,7 @@ async fn run(args: Args) -> Result<(), String> {
             BTreeMap::new()
         }
     };
-    let extra = with_trust(trust, &user_env);
+    let extra = with_trust(trust, &extra);
     let env_file = api.env_file(&management, &extra);
     print_env(&env_file);
     if let Some(path) = &args.env_file {

@@ -41,6 +41,12 @@ async fn invoke(
         }).to_string()}))
         .into_response(),
         "Refuse" => axum::Json(json!({"statusCode": 401, "body": "no"})).into_response(),
+        // `Status400`, `Status503`, ...: that status, with a body the client must not see.
+        status if status.starts_with("Status") => axum::Json(json!({
+            "statusCode": status["Status".len()..].parse::<u16>().unwrap(),
+            "body": "the function's reason (secret)"
+        }))
+        .into_response(),
         "Fails" => (
             [("x-amz-function-error", "Unhandled")],
             axum::Json(json!({"errorMessage": "boom", "errorType": "Error"})),
@@ -253,7 +259,7 @@ async fn integration_failures_tell_the_client_nothing_unless_asked() {
 async fn connect_refusals_and_failures() {
     let (endpoint, _) = fake_runner().await;
     for (name, status) in [
-        ("Refuse", 403),
+        ("Refuse", 401),
         ("Fails", 500),
         ("Slow", 500),
         ("NoSuchFunction", 500),
@@ -265,6 +271,114 @@ async fn connect_refusals_and_failures() {
     // Nothing listening: an integration failure too.
     let gateway = serve("http://127.0.0.1:9", &[("$connect", "X", false)], false).await;
     assert_eq!(status_of_refused(&gateway.ws_url()).await, 500);
+    gateway.shutdown().await;
+}
+
+/// The raw answer to a WebSocket upgrade request for `url` (`ws://host:port/path?query`):
+/// status and body, read until the server closes.
+async fn raw_upgrade(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("ws://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nhost: {host}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            response.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&response).to_lowercase();
+            if n == 0 {
+                return;
+            }
+            if let Some(split) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if response.len() >= split + 4 + length {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a response in time");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head[9..12].parse().unwrap(), body.to_owned())
+}
+
+// Issue 18, item 3: a $connect answering 400 is refused with 400, as on API Gateway (the
+// guide's subprotocol example: "the Lambda integration returns a 400 error, and the connection
+// is unsuccessful", wscat: "Unexpected server response: 400"), not with 403.
+#[tokio::test]
+async fn a_connect_refusal_keeps_the_functions_status_and_not_its_body() {
+    let (endpoint, _) = fake_runner().await;
+    for status in [400, 401, 403, 404, 409, 429, 500, 503] {
+        let name = format!("Status{status}");
+        let gateway = serve(&endpoint, &[("$connect", &name, false)], false).await;
+        // A real WebSocket client sees the function's status on the handshake.
+        match connect_async(gateway.ws_url()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), status);
+            }
+            other => panic!(
+                "{name}: expected HTTP {status}, got {:?}",
+                other.map(|r| r.1)
+            ),
+        }
+        // The status only: the function's body stays between it and the gateway's log.
+        let (got, body) = raw_upgrade(&gateway.ws_url()).await;
+        assert_eq!((got, body.as_str()), (status, ""), "{name}");
+        assert_eq!(gateway.connection_count(), 0);
+        gateway.shutdown().await;
+    }
+    // A statusCode no refusal can carry (a 1xx would claim the upgrade) is an unusable answer.
+    let gateway = serve(&endpoint, &[("$connect", "Status101", false)], false).await;
+    let (status, body) = raw_upgrade(&gateway.ws_url()).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("Internal server error"), "{body}");
+    gateway.shutdown().await;
+}
+
+// Issue 18, item 6: a repeated query key reaches the function with every value, in order, in
+// `multiValueQueryStringParameters`, and its last value in `queryStringParameters` (as API
+// Gateway's Lambda proxy events hold them); values are decoded as API Gateway decodes them.
+#[tokio::test]
+async fn repeated_query_keys_reach_the_function_with_every_value() {
+    let (endpoint, log) = fake_runner().await;
+    let gateway = serve(&endpoint, &[("$connect", "Echo", false)], false).await;
+    let url = format!(
+        "{}?room=a&room=b&room=c&x=%41%2Bb+c%20d&flag&empty=&%C3%A9t%C3%A9=%E2%9C%93",
+        gateway.ws_url()
+    );
+    let (ws, _) = connect_async(url).await.unwrap();
+    drop(ws);
+    let calls = log.lock().unwrap().clone();
+    let (_, event) = calls
+        .iter()
+        .find(|(_, e)| e["requestContext"]["routeKey"] == "$connect")
+        .expect("$connect ran");
+    assert_eq!(
+        event["multiValueQueryStringParameters"],
+        json!({
+            "room": ["a", "b", "c"],
+            "x": ["A+b c d"],
+            "flag": [""],
+            "empty": [""],
+            "été": ["✓"],
+        })
+    );
+    assert_eq!(
+        event["queryStringParameters"],
+        json!({"room": "c", "x": "A+b c d", "flag": "", "empty": "", "été": "✓"})
+    );
     gateway.shutdown().await;
 }
 
@@ -300,8 +414,8 @@ async fn the_request_authorizer_guards_connect_and_its_context_reaches_every_rou
     assert_eq!(name, "Auth");
     assert_eq!(request["type"], "REQUEST");
     assert_eq!(
-        request["methodArn"], "arn:aws:execute-api:us-east-1:123456789012:Api/local/$connect",
-        "the API's id is its logical id"
+        request["methodArn"], "arn:aws:execute-api:us-east-1:000000000000:Api/local/$connect",
+        "the API's id is its logical id; the account MiniStack's"
     );
     assert_eq!(request["requestContext"]["eventType"], "CONNECT");
     assert!(request["headers"].is_object());

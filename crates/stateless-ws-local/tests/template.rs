@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use stateless_ws_local::{LocalApi, Naming, Settings, TemplateError};
+use stateless_ws_local::{LocalApi, Naming, Settings, StandIn, TemplateError};
 
 const CHAT: &str = include_str!("../../../examples/chat/template.yaml");
 
@@ -61,24 +61,42 @@ fn the_chat_template_without_its_authorizer() {
         &BTreeMap::new(),
     );
     assert_eq!(env["APIGW_MANAGEMENT_URL"], "http://127.0.0.1:1/prod");
-    assert_eq!(
-        env["CONNECTIONS_TABLE"], "ConnectionsTable",
-        "a resource's Ref is its logical id"
-    );
+    // Issue 18, item 2: a table's Ref is its name — without TableName, {stack}-{LogicalId}
+    // (CloudFormation adds a random suffix) — never its logical id.
+    assert_eq!(env["CONNECTIONS_TABLE"], "local-ConnectionsTable");
     assert_eq!(env["CONNECTION_TTL_SECONDS"], "7200");
     assert_eq!(env["CHAT_REQUIRE_AUTH"], "false");
-    // The fan-out queue is not served locally: its Ref is a placeholder, and the tool says so.
-    assert_eq!(env["FANOUT_QUEUE_URL"], "FanoutQueue");
+    // A queue's Ref is its URL, in account 000000000000 (MiniStack's, LocalStack's).
+    assert_eq!(
+        env["FANOUT_QUEUE_URL"],
+        "https://sqs.us-east-1.amazonaws.com/000000000000/local-FanoutQueue"
+    );
+    // Neither has anything behind it locally: one note each, naming the variables and what to
+    // do (the table's create-table input from the template).
+    let stand_ins = api.stand_ins(&BTreeMap::new());
+    let notes: Vec<String> = stand_ins.iter().map(StandIn::note).collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(notes[0].starts_with("local-ConnectionsTable (in CONNECTIONS_TABLE) is the name of the DynamoDB table ConnectionsTable"), "{notes:#?}");
     assert!(
-        spec.notes.iter().any(|n| n
-            .starts_with("FANOUT_QUEUE_URL=FanoutQueue is the logical id of the AWS::SQS::Queue")),
-        "{:?}",
-        spec.notes
+        notes[0].contains("aws dynamodb create-table --cli-input-json '{"),
+        "{notes:#?}"
     );
     assert!(
-        !spec.notes.iter().any(|n| n.contains("CONNECTIONS_TABLE")),
-        "the table's logical id is the usual local table name: no note"
+        notes[0].contains("update-time-to-live") && notes[0].contains("AttributeName=ttl"),
+        "{notes:#?}"
     );
+    let input = stand_ins[0].create_table.as_ref().unwrap();
+    assert_eq!(input["TableName"], "local-ConnectionsTable");
+    assert_eq!(
+        input["GlobalSecondaryIndexes"][0]["IndexName"],
+        "roomId-index"
+    );
+    assert_eq!(input["BillingMode"], "PAY_PER_REQUEST");
+    assert!(notes[1].starts_with("https://sqs.us-east-1.amazonaws.com/000000000000/local-FanoutQueue (in FANOUT_QUEUE_URL) is queue FanoutQueue"), "{notes:#?}");
+    assert!(notes[1].contains("--aws-endpoint"), "{notes:#?}");
+    // A variable given with --env is the developer's: no note.
+    let extra = [("CONNECTIONS_TABLE".to_owned(), "mine".to_owned())].into();
+    assert_eq!(api.stand_ins(&extra).len(), 1);
 }
 
 #[test]

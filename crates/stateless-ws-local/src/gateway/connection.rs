@@ -1,7 +1,6 @@
 //! One client connection: the HTTP upgrade (and its `$connect`), the socket loop, and how a
 //! connection ends (close codes, `$disconnect`).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,12 +10,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::authorizer::Verdict;
-use super::context::{ConnectionInfo, new_request_id, select_route};
-use super::invoke::Answer;
+use super::context::ConnectionInfo;
+use super::invoke::{Answer, IntegrationFailure};
+use super::route::{RouteTask, call_within, max_routes_in_flight};
 use super::{Shared, TaskGuard, call, time};
 use stateless_ws::event::WebSocketEvent;
 
@@ -139,8 +139,34 @@ impl Drop for Accepted {
 /// What `$connect` (and the authorizer before it) decided.
 enum Decision {
     Accept(Accepted),
-    /// The HTTP status of the refused upgrade and its body.
+    /// The HTTP status of the refused upgrade and its body (none: an empty body).
     Refuse(u16, Option<String>),
+}
+
+/// The refusal of a `$connect` whose integration answered `status` (not 2xx).
+///
+/// As on API Gateway, the client's upgrade request gets that status — 400 stays 400, 500 stays
+/// 500 (the AWS guide's subprotocol example: the function returns `{statusCode: 400}` and wscat
+/// reports "Unexpected server response: 400") — and only the status: a Lambda proxy
+/// integration's `body` reaches a client only through a route response, which `$connect` does
+/// not send, so whatever the function put there (often what went wrong) stays in the log. A
+/// status no HTTP response can carry as a refusal (below 200 — a 101 would claim the upgrade —
+/// or above 599) is an unusable answer: an integration failure, 500.
+fn refusal(shared: &Shared, info: &ConnectionInfo, status: u16) -> Decision {
+    if (300..600).contains(&status) {
+        tracing::info!(connection = %info.connection_id, status, "$connect refused by its integration");
+        return Decision::Refuse(status, None);
+    }
+    let failure = IntegrationFailure::Error;
+    let detail = format!(
+        "$connect answered statusCode {status}, which is not an HTTP status a refusal can carry"
+    );
+    tracing::warn!(connection = %info.connection_id, "{detail}: refused with 500");
+    let mut body = serde_json::json!({ "message": failure.message() });
+    if shared.config.expose_errors {
+        body["detail"] = serde_json::Value::String(detail);
+    }
+    Decision::Refuse(500, Some(body.to_string()))
 }
 
 /// `GET /{stage}`: runs `$connect`, then upgrades unless the handler refused.
@@ -152,12 +178,12 @@ pub(super) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let guard = TaskGuard::new(&shared);
     let mut info = ConnectionInfo::from_upgrade(peer, &headers, &shared.domain_name);
-    let mut connect = info.connect_event(&shared.config, &headers, query);
+    let mut connect = info.connect_event(&shared.config, &headers, &query);
     let (decided, decision) = oneshot::channel();
     let task_shared = Arc::clone(&shared);
     tokio::spawn(async move {
@@ -174,11 +200,16 @@ pub(super) async fn upgrade(
                 }
             }
         }
-        let answer = call(&task_shared, "$connect", WebSocketEvent::Connect(connect)).await;
+        let (answer, guard) = call_within(
+            &task_shared,
+            "$connect",
+            WebSocketEvent::Connect(connect),
+            guard,
+        )
+        .await;
         let outcome = match answer {
             Some(Answer::Response(response)) if !response.is_success() => {
-                tracing::info!(connection = %info.connection_id, status = response.status_code, "$connect refused");
-                Decision::Refuse(403, response.body)
+                refusal(&task_shared, &info, response.status_code)
             }
             Some(Answer::Failed(failure, detail)) => {
                 tracing::info!(connection = %info.connection_id, %detail, "$connect refused: integration failure");
@@ -188,10 +219,15 @@ pub(super) async fn upgrade(
                 }
                 Decision::Refuse(500, Some(body.to_string()))
             }
-            _ => Decision::Accept(Accepted {
-                shared: task_shared,
-                parts: Some((info, guard)),
-            }),
+            _ => match guard {
+                Some(guard) => Decision::Accept(Accepted {
+                    shared: task_shared,
+                    parts: Some((info, guard)),
+                }),
+                // Never: only a call that timed out or panicked keeps the guard, and both are
+                // failures.
+                None => Decision::Refuse(500, None),
+            },
         };
         // When the upgrade request is gone, the decision is dropped here: an accepted
         // connection then gets its $disconnect (see `Accepted`).
@@ -200,9 +236,8 @@ pub(super) async fn upgrade(
     let accepted = match decision.await {
         Ok(Decision::Accept(accepted)) => accepted,
         Ok(Decision::Refuse(status, body)) => {
-            let body = body.unwrap_or_else(|| "Forbidden".to_owned());
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-            return (status, body).into_response();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, body.unwrap_or_default()).into_response();
         }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
@@ -293,8 +328,8 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
                         shared: Arc::clone(&shared),
                         info: info.clone(),
                         replies: replies.clone(),
-                        _slot: slot,
-                        _task: TaskGuard::new(&shared),
+                        slot,
+                        task: TaskGuard::new(&shared),
                     };
                     tokio::spawn(route.run(text));
                 }
@@ -346,73 +381,6 @@ async fn serve_connection(accepted: Accepted, mut socket: WebSocket) {
     drop(replies_rx);
     let Ending(code, reason) = ending;
     disconnect(&shared, &info, code, reason).await;
-}
-
-/// [`LocalGatewayConfig::max_routes_in_flight`](super::LocalGatewayConfig::max_routes_in_flight),
-/// at least 1.
-fn max_routes_in_flight(config: &super::LocalGatewayConfig) -> usize {
-    config.max_routes_in_flight.clamp(1, Semaphore::MAX_PERMITS)
-}
-
-/// One message's route, running beside the socket loop: it calls what serves the route and
-/// hands the answer to the loop.
-struct RouteTask {
-    shared: Arc<Shared>,
-    info: ConnectionInfo,
-    replies: mpsc::Sender<Message>,
-    /// The connection's slot, freed when the route has answered.
-    _slot: OwnedSemaphorePermit,
-    /// Shutdown waits for running handlers, as for `$disconnect`.
-    _task: TaskGuard,
-}
-
-impl RouteTask {
-    async fn run(self, text: Utf8Bytes) {
-        let shared = &self.shared;
-        let info = &self.info;
-        let route_key = select_route(shared, text.as_str());
-        let event = info.message_event(&shared.config, &route_key, text.as_str());
-        let request_id = event.context.request_id.clone();
-        let reply = match call(shared, &route_key, WebSocketEvent::Message(event)).await {
-            Some(Answer::Response(response)) => response.body.filter(|b| !b.is_empty()),
-            Some(Answer::Failed(failure, detail)) => {
-                // What API Gateway sends the caller when the integration fails, two-way route
-                // or not; what failed is logged where the call failed, and told the client
-                // only when the developer asked for it.
-                let detail = shared.config.expose_errors.then_some(detail.as_str());
-                Some(failure.body(&info.connection_id, request_id.as_deref(), detail))
-            }
-            None => {
-                // What API Gateway answers when no route matches and there is no $default.
-                let body = serde_json::json!({
-                    "message": "Forbidden",
-                    "connectionId": info.connection_id,
-                    "requestId": new_request_id(),
-                });
-                Some(body.to_string())
-            }
-        };
-        let Some(body) = reply else {
-            return;
-        };
-        let limit = shared.config.max_message_size;
-        if body.len() > limit {
-            // API Gateway's message quota applies to what it sends too (128 KB, as for
-            // `PostToConnection`); AWS does not document what becomes of a larger route
-            // response, so it is dropped — the connection stays open — and the developer told.
-            tracing::warn!(
-                connection = %info.connection_id,
-                route = %route_key,
-                request_id = request_id.as_deref().unwrap_or(""),
-                size = body.len(),
-                limit,
-                "route response dropped: larger than the message limit"
-            );
-            return;
-        }
-        // Fails only when the connection has ended: the answer has nowhere to go.
-        let _ = self.replies.send(Message::text(body)).await;
-    }
 }
 
 /// What ends a connection besides the client: `DELETE @connections`, shutdown, the idle and

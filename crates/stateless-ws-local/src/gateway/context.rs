@@ -44,6 +44,33 @@ fn headers_of(map: &HeaderMap) -> (Headers, Headers<Vec<String>>) {
     (single, multi)
 }
 
+/// `queryStringParameters` and `multiValueQueryStringParameters` of the query string's `pairs`
+/// (already decoded, in the order the client sent them), as API Gateway fills them for a Lambda
+/// proxy integration: every value of a repeated key, in order, in the multi-value map; its
+/// last value in the single-value map (`?room=a&room=b` → `{"room": ["a", "b"]}` and
+/// `{"room": "b"}`).
+///
+/// AWS documents that "API Gateway supports multiple headers and query string parameters that
+/// have the same name" (developer guide, "Support for multi-value headers and query string
+/// parameters") without saying which value the single-value map keeps; API Gateway keeps the
+/// last (a REST API's Lambda proxy event for `?x=1&x=2&x=3` holds `{"x": "3"}` and
+/// `{"x": ["1", "2", "3"]}`, as measured in floci-io/floci#3548 and reported since 2018 in
+/// aws/aws-lambda-go#42; a WebSocket `$connect` event carries the same two fields). Decoding is the form decoding axum's `Query`
+/// does and API Gateway's events show: `%XX` sequences become their bytes (read as UTF-8, an
+/// invalid sequence as U+FFFD), `+` a space (`?sort=-+createdAt` arrives as `"- createdAt"`),
+/// a key without `=` an empty value.
+fn query_parameters(
+    pairs: &[(String, String)],
+) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+    let mut single = BTreeMap::new();
+    let mut multi: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, value) in pairs {
+        single.insert(key.clone(), value.clone());
+        multi.entry(key.clone()).or_default().push(value.clone());
+    }
+    (single, multi)
+}
+
 /// The parts of a request context every event of a connection shares.
 #[derive(Clone)]
 pub(super) struct ConnectionInfo {
@@ -98,12 +125,13 @@ impl ConnectionInfo {
         ctx
     }
 
-    /// The `$connect` event, with the upgrade request's headers and query string.
+    /// The `$connect` event, with the upgrade request's headers and query string (its pairs in
+    /// order, decoded: see [`query_parameters`]).
     pub(super) fn connect_event(
         &self,
         config: &LocalGatewayConfig,
         headers: &HeaderMap,
-        query: BTreeMap<String, String>,
+        query: &[(String, String)],
     ) -> ConnectEvent {
         let mut connect = ConnectEvent::new(self.connection_id.clone());
         connect.context = self.context(config, EventType::Connect, "$connect");
@@ -111,11 +139,9 @@ impl ConnectionInfo {
         let (single, multi) = headers_of(headers);
         connect.headers = single;
         connect.multi_value_headers = multi;
-        connect.multi_value_query_string_parameters = query
-            .iter()
-            .map(|(k, v)| (k.clone(), vec![v.clone()]))
-            .collect();
-        connect.query_string_parameters = query;
+        let (single, multi) = query_parameters(query);
+        connect.query_string_parameters = single;
+        connect.multi_value_query_string_parameters = multi;
         connect
     }
 

@@ -2,12 +2,12 @@
 //! JSON and a [`Context`] like the one Lambda would hand that invocation.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use stateless_ws::event::WebSocketEvent;
 use stateless_ws::lambda::{Context, RouteHandler};
 
-use super::invoke::{Answer, INTEGRATION_TIMEOUT, IntegrationFailure};
+use super::invoke::{Answer, IntegrationFailure};
 use super::time;
 
 /// The region and account of the functions' ARNs (those of the authorizer's `methodArn` too).
@@ -21,12 +21,20 @@ pub(super) struct InProcess {
     /// `arn:aws:lambda:{region}:{account}:function:{name}`.
     arn: String,
     env_config: Arc<lambda_runtime::Config>,
+    /// How long API Gateway waits for the answer: the `Context` deadline.
+    timeout: Duration,
 }
 
 impl InProcess {
     /// `handler` serving `route_key` of API `api_id`, as function `{api_id}-{route}` (the route
-    /// key without its `$`, other characters a function name cannot hold as `-`).
-    pub(super) fn new(handler: Arc<dyn RouteHandler>, api_id: &str, route_key: &str) -> Self {
+    /// key without its `$`, other characters a function name cannot hold as `-`), whose
+    /// invocations have `timeout` (the integration timeout) to answer.
+    pub(super) fn new(
+        handler: Arc<dyn RouteHandler>,
+        api_id: &str,
+        route_key: &str,
+        timeout: Duration,
+    ) -> Self {
         let name: String = format!("{api_id}-{}", route_key.trim_start_matches('$'))
             .chars()
             .map(|c| {
@@ -49,6 +57,7 @@ impl InProcess {
             handler,
             arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"),
             env_config: Arc::new(env_config),
+            timeout,
         }
     }
 
@@ -57,7 +66,7 @@ impl InProcess {
     fn context(&self) -> Context {
         let mut context = Context::default();
         context.request_id = new_invocation_id();
-        let deadline = SystemTime::now() + INTEGRATION_TIMEOUT;
+        let deadline = SystemTime::now() + self.timeout;
         context.deadline = u64::try_from(time::epoch_millis(deadline)).unwrap_or(0);
         context.invoked_function_arn.clone_from(&self.arn);
         context.env_config = Arc::clone(&self.env_config);
@@ -98,7 +107,8 @@ fn new_invocation_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
+    use crate::gateway::invoke::INTEGRATION_TIMEOUT;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn the_context_is_lambdas() {
@@ -113,7 +123,7 @@ mod tests {
                 Box::pin(async { stateless_ws::RouteResponse::ok() })
             }
         }
-        let function = InProcess::new(Arc::new(Nothing), "local", "$connect");
+        let function = InProcess::new(Arc::new(Nothing), "local", "$connect", INTEGRATION_TIMEOUT);
         let context = function.context();
         assert_eq!(
             context.invoked_function_arn,
@@ -131,7 +141,7 @@ mod tests {
             left > Duration::from_secs(28) && left <= INTEGRATION_TIMEOUT,
             "{left:?}"
         );
-        let odd = InProcess::new(Arc::new(Nothing), "api", "a.b/c");
+        let odd = InProcess::new(Arc::new(Nothing), "api", "a.b/c", INTEGRATION_TIMEOUT);
         assert_eq!(odd.env_config.function_name, "api-a-b-c");
     }
 }

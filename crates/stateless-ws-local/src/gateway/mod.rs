@@ -5,9 +5,10 @@
 //! would send: connection ids, request contexts, events, route selection), `management.rs`
 //! (`@connections` and AWS-style errors), `time.rs` (API Gateway's timestamp formats),
 //! `in_process.rs` (routes served by a [`RouteHandler`] in this process, with Lambda's
-//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API) and `authorizer.rs` (the
-//! REQUEST authorizer and its IAM policy), `listener.rs` (the port: TLS and plain HTTP side by
-//! side, and the HTTP/1 loop).
+//! `Context`), `invoke.rs` (routes served over the Lambda Invoke API), `authorizer.rs` (the
+//! REQUEST authorizer and its IAM policy), `route.rs` (a message's route, beside its connection),
+//! `not_found.rs` (requests for a stage not served) and `listener.rs` (the port: TLS and plain
+//! HTTP side by side, and the HTTP/1 loop).
 
 mod authorizer;
 mod connection;
@@ -16,6 +17,8 @@ mod in_process;
 mod invoke;
 mod listener;
 mod management;
+mod not_found;
+mod route;
 mod time;
 
 pub(crate) use authorizer::RequestAuthorizer;
@@ -109,11 +112,25 @@ pub struct LocalGatewayConfig {
     pub expose_errors: bool,
     /// Most routes running at once for one connection (default 16; 0 counts as 1).
     ///
-    /// Each message invokes its route on its own, as on API Gateway (which promises no order
-    /// for route responses): routes run beside the connection, never in its way — posts, `DELETE @connections`, the idle and duration limits and shutdown act
-    /// while a route runs, and answers are sent as routes finish, so two messages' answers may
-    /// arrive in either order (API Gateway does not order them either). A message that
-    /// arrives while this many routes run waits, unread, for one of them to finish.
+    /// What API Gateway does with several messages of one connection: it invokes each
+    /// message's integration on its own and promises no order — "In the WebSocket protocol,
+    /// communication is two-way. Responses are asynchronous and are not necessarily received
+    /// by the client in the same order as the client's messages were sent" (API Gateway
+    /// developer guide, "Invoking your backend integration: `$default` route and custom
+    /// routes") — and waits for each integration 29 s at most. The gateway does the same:
+    /// routes run beside the connection, never in its way (posts, `DELETE @connections`, the
+    /// idle and duration limits and shutdown act while a route runs); answers are sent as
+    /// routes finish, so two messages' answers may arrive in either order; a slow or hung
+    /// route holds up none of the connection's other messages, and past
+    /// [`integration_timeout`](Self::integration_timeout) its caller gets "Endpoint request
+    /// timed out" and its slot is freed.
+    ///
+    /// Where it differs: API Gateway documents no per-connection bound (only the account's
+    /// request rate, and Lambda's concurrency); here a message that arrives while this many
+    /// routes of its connection run waits, unread (its frames wait in TCP), until one
+    /// answers or times out — so a client cannot make one connection start unbounded work.
+    /// With one route per message and handlers that answer within the timeout, the two
+    /// behave alike.
     pub max_routes_in_flight: usize,
     /// Accept TLS on the gateway's port beside plain HTTP (default `true`): `wss://` and
     /// `https://` work as `ws://` and `http://` do, so a handler's
@@ -131,6 +148,15 @@ pub struct LocalGatewayConfig {
     /// How long a client may take over its TLS handshake (default 10 s); a client that sends a
     /// ClientHello and then nothing is dropped after it.
     pub tls_handshake_timeout: Duration,
+    /// How long the gateway waits for a route's answer (default 29 s, API Gateway's
+    /// integration timeout): past it, a message's caller gets `{"message": "Endpoint request
+    /// timed out", ...}` and its slot among [`max_routes_in_flight`](Self::max_routes_in_flight)
+    /// is freed, a `$connect` is refused with 500. The handler is not cancelled — Lambda does
+    /// not stop a function because API Gateway stopped waiting — it goes on in the background
+    /// (and [`RunningGateway::shutdown`] waits for it as for any route). In-process handlers
+    /// get this as their `Context` deadline; for template functions the CLI's `--timeout` sets
+    /// it.
+    pub integration_timeout: Duration,
 }
 
 impl Default for LocalGatewayConfig {
@@ -153,6 +179,7 @@ impl Default for LocalGatewayConfig {
             tls: true,
             ca_dir: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            integration_timeout: invoke::INTEGRATION_TIMEOUT,
         }
     }
 }
@@ -257,14 +284,20 @@ impl LocalGateway {
     }
 
     fn route_arc(mut self, route_key: String, handler: Arc<dyn RouteHandler>) -> Self {
-        let function = InProcess::new(handler, &self.config.api_id, &route_key);
+        let function = InProcess::new(
+            handler,
+            &self.config.api_id,
+            &route_key,
+            self.config.integration_timeout,
+        );
         self.routes.insert(route_key, Route::Handler(function));
         self
     }
 
     /// Serves `route_key` with a real function: each event is sent to `target` over the Lambda
     /// Invoke API and its answer mapped as API Gateway maps a Lambda proxy integration's — on
-    /// `$connect` a non-2xx `statusCode` refuses the upgrade (403); on a two-way route the
+    /// `$connect` a non-2xx `statusCode` refuses the upgrade with that status and an empty
+    /// body; on a two-way route the
     /// `body` goes back to the caller. A function error, an unusable answer or no answer within
     /// the endpoint's timeout is API Gateway's integration failure: `$connect` is refused with
     /// 500, a message's caller gets `{"message": "Internal server error"` (or `"Endpoint
@@ -316,7 +349,9 @@ impl LocalGateway {
     }
 
     /// Serves `router`'s routes on the same port (e.g. a demo page at `/`). Paths under
-    /// `/{stage}` are the gateway's.
+    /// `/{stage}` are the gateway's. A request that no route of either matches (and that
+    /// `router`'s own fallback, if any, answers with an empty 404) gets a 404 naming the stage
+    /// served, and a WARN log line.
     pub fn merge(mut self, router: Router) -> Self {
         self.extra = self.extra.merge(router);
         self
@@ -385,7 +420,18 @@ impl LocalGateway {
             )
             .route(&format!("/{stage}/{{*rest}}"), any(unknown_path))
             .with_state(Arc::clone(&shared));
-        let app = gateway.merge(self.extra);
+        let public = public_addr(local_addr);
+        let unserved = not_found::Unserved::new(
+            &stage,
+            format!("ws://{public}/{stage}"),
+            format!("http://{public}/{stage}"),
+        );
+        let app = gateway
+            .merge(self.extra)
+            .layer(axum::middleware::from_fn_with_state(
+                unserved,
+                not_found::explain,
+            ));
         let server = tokio::spawn(listener::serve(
             listener,
             app,

@@ -6,16 +6,14 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::TemplateError;
+use crate::template::resources::{API, LAMBDA_FUNCTION, SAM_FUNCTION, STAGE, TABLE};
+use crate::template::stand_in::{self, Recorded, Source, StandIn};
 use crate::template::{Location, Template, scalar_text};
 
-const API: &str = "AWS::ApiGatewayV2::Api";
 const ROUTE: &str = "AWS::ApiGatewayV2::Route";
 const INTEGRATION: &str = "AWS::ApiGatewayV2::Integration";
 const ROUTE_RESPONSE: &str = "AWS::ApiGatewayV2::RouteResponse";
 const AUTHORIZER: &str = "AWS::ApiGatewayV2::Authorizer";
-const STAGE: &str = "AWS::ApiGatewayV2::Stage";
-const SAM_FUNCTION: &str = "AWS::Serverless::Function";
-const LAMBDA_FUNCTION: &str = "AWS::Lambda::Function";
 
 /// One route and the function that serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +49,9 @@ pub struct FunctionSpec {
     pub binary: Option<String>,
     /// Its environment (SAM `Globals` merged with its own), resolved.
     pub environment: BTreeMap<String, String>,
+    /// The stand-ins each variable's value holds (variable → values made up for resources
+    /// with no local counterpart): see [`WebSocketApi::stand_ins`].
+    stand_ins: BTreeMap<String, Vec<Recorded>>,
 }
 
 /// The WebSocket API of a template, ready to be served.
@@ -60,7 +61,8 @@ pub struct WebSocketApi {
     pub logical_id: String,
     /// The field of `RouteSelectionExpression` `$request.body.<field>` (dots for nesting).
     pub route_selection: String,
-    /// The stage's name (from an `AWS::ApiGatewayV2::Stage` of the API; `local` without one).
+    /// The stage's name ([`Settings::stage`](crate::Settings::stage), else the `StageName` of an
+    /// `AWS::ApiGatewayV2::Stage` of the API, else `local`).
     pub stage: String,
     /// The routes, by route key.
     pub routes: Vec<RouteSpec>,
@@ -70,6 +72,10 @@ pub struct WebSocketApi {
     pub functions: BTreeMap<String, FunctionSpec>,
     /// What of the template is not emulated, one sentence each.
     pub notes: Vec<String>,
+    /// The values in the functions' environment that stand in for something with nothing
+    /// behind it locally — a table to create, a queue URL, the account id — each once, with
+    /// the variables that hold it and what to do ([`StandIn::note`]).
+    pub stand_ins: Vec<StandIn>,
 }
 
 impl WebSocketApi {
@@ -114,13 +120,14 @@ impl WebSocketApi {
             authorizer: None,
             functions: BTreeMap::new(),
             notes: Vec::new(),
+            stand_ins: Vec::new(),
         };
         api.read_routes(template)?;
         for function in api.function_ids() {
             let spec = function_spec(template, &function)?;
             api.functions.insert(function, spec);
         }
-        api.note_placeholders(template);
+        api.stand_ins = api.collect_stand_ins(template);
         Ok(api)
     }
 
@@ -132,24 +139,48 @@ impl WebSocketApi {
         ids
     }
 
-    /// A `Ref` to a resource this tool does not serve (a queue, a bucket) resolves to its logical
-    /// id, which is no usable value locally: say which variables carry one.
-    fn note_placeholders(&mut self, template: &Template) {
-        let mut seen = std::collections::BTreeSet::new();
+    /// Every stand-in the functions' variables hold, once per thing it stands for (a queue's
+    /// URL, name and ARN make one note, with the value met first), with the variables that
+    /// hold it. A variable whose value is a table's name without naming the table (`!Ref
+    /// TableName`, a parameter the table's `TableName` uses too) counts as holding it.
+    fn collect_stand_ins(&self, template: &Template) -> Vec<StandIn> {
+        let tables: Vec<(String, String)> = template
+            .resources()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(TABLE))
+            .filter_map(|(id, _)| Some((stand_in::table_name(template, id)?, id.to_owned())))
+            .collect();
+        let mut found: Vec<(Recorded, std::collections::BTreeSet<String>)> = Vec::new();
+        let mut add = |recorded: &Recorded, variable: &str| match found
+            .iter_mut()
+            .find(|(r, _)| r.source == recorded.source)
+        {
+            Some((_, variables)) => {
+                variables.insert(variable.to_owned());
+            }
+            None => found.push((recorded.clone(), [variable.to_owned()].into())),
+        };
         for spec in self.functions.values() {
-            for (name, value) in &spec.environment {
-                let Some(kind) = template.resource_type(value) else {
-                    continue;
-                };
-                if kind == "AWS::DynamoDB::Table" || !seen.insert(name.clone()) {
-                    continue;
+            for (variable, recorded) in &spec.stand_ins {
+                for r in recorded {
+                    add(r, variable);
                 }
-                self.notes.push(format!(
-                    "{name}={value} is the logical id of the {kind} {value} (what Ref gives here); \
-                     give the real value with --env {name}=... if the functions use it locally"
-                ));
+            }
+            for (variable, value) in &spec.environment {
+                if let Some((name, id)) = tables.iter().find(|(name, _)| name == value) {
+                    let recorded = Recorded {
+                        value: name.clone(),
+                        source: Source::Table(id.clone()),
+                    };
+                    add(&recorded, variable);
+                }
             }
         }
+        found
+            .into_iter()
+            .map(|(recorded, variables)| {
+                StandIn::describe(template, &recorded, variables.into_iter().collect())
+            })
+            .collect()
     }
 
     fn read_routes(&mut self, template: &Template) -> Result<(), TemplateError> {
@@ -293,8 +324,12 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-/// The stage of `api`: the `StageName` of its `AWS::ApiGatewayV2::Stage`, or `local`.
+/// The stage of `api`: [`Settings::stage`](crate::Settings::stage) when set, else the
+/// `StageName` of its `AWS::ApiGatewayV2::Stage`, else `local`.
 fn stage_of(template: &Template, api: &str) -> Result<String, TemplateError> {
+    if let Some(stage) = &template.settings().stage {
+        return Ok(stage.clone());
+    }
     for (id, resource) in template.resources() {
         if resource.get("Type").and_then(Value::as_str) == Some(STAGE)
             && template.string_property(id, "ApiId")?.as_deref() == Some(api)
@@ -411,22 +446,21 @@ fn function_spec(template: &Template, id: &str) -> Result<FunctionSpec, Template
             format!("is {kind:?}, not a Lambda function"),
         ));
     }
-    let mut environment = BTreeMap::new();
+    let mut environment = Environment::default();
     if kind == Some(SAM_FUNCTION)
         && let Some(globals) = template
             .globals("Function")
             .and_then(|g| g.get("Environment"))
     {
-        let at = Location::new("Globals", "Function.Environment");
-        let resolved = template.resolver(&at).resolve(globals)?;
-        merge_variables(&mut environment, resolved.as_ref(), &at)?;
+        environment.merge(template, globals, "Globals", "Function.Environment")?;
     }
-    let at = Location::new(id, "Environment");
-    merge_variables(
-        &mut environment,
-        template.property(id, "Environment")?.as_ref(),
-        &at,
-    )?;
+    if let Some(own) = template
+        .resource(id)
+        .and_then(|r| r.get("Properties"))
+        .and_then(|p| p.get("Environment"))
+    {
+        environment.merge(template, own, id, "Environment")?;
+    }
     let binary = template
         .string_property(id, "CodeUri")
         .ok()
@@ -435,27 +469,72 @@ fn function_spec(template: &Template, id: &str) -> Result<FunctionSpec, Template
     Ok(FunctionSpec {
         logical_id: id.to_owned(),
         binary,
-        environment,
+        environment: environment.values,
+        stand_ins: environment.stand_ins,
     })
 }
 
-fn merge_variables(
-    into: &mut BTreeMap<String, String>,
-    environment: Option<&Value>,
-    at: &Location,
-) -> Result<(), TemplateError> {
-    let Some(variables) = environment.and_then(|e| e.get("Variables")) else {
-        return Ok(());
-    };
-    let variables = variables
-        .as_object()
-        .ok_or_else(|| TemplateError::at(at, "Variables must be a mapping"))?;
-    for (name, value) in variables {
-        let text = scalar_text(value)
-            .ok_or_else(|| TemplateError::at(at, format!("variable {name} is not a string")))?;
-        into.insert(name.clone(), text);
+/// A function's variables as they are merged (`Globals` first), with the stand-ins each
+/// value holds.
+#[derive(Default)]
+struct Environment {
+    values: BTreeMap<String, String>,
+    stand_ins: BTreeMap<String, Vec<Recorded>>,
+}
+
+impl Environment {
+    /// Adds the variables of `environment` (an `Environment` property, found at `resource`,
+    /// `property`), each resolved on its own so that its stand-ins are its own.
+    fn merge(
+        &mut self,
+        template: &Template,
+        environment: &Value,
+        resource: &str,
+        property: &str,
+    ) -> Result<(), TemplateError> {
+        let at = Location::new(resource, property);
+        let resolver = template.resolver(&at);
+        // `Environment` or its `Variables` may be an intrinsic (`!If [...]`): resolved as a
+        // whole, then every variable holds every stand-in found.
+        let resolved_environment;
+        let environment = match environment.get("Variables") {
+            Some(_) => environment,
+            None => {
+                resolved_environment = resolver.resolve(environment)?;
+                match &resolved_environment {
+                    Some(value) => value,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let Some(variables) = environment.get("Variables") else {
+            return Ok(());
+        };
+        let variables = match variables.as_object() {
+            Some(map) if crate::template::intrinsic(variables).is_none() => map.clone(),
+            _ => match resolver.resolve(variables)? {
+                None => return Ok(()),
+                Some(Value::Object(map)) => map,
+                Some(_) => return Err(TemplateError::at(&at, "Variables must be a mapping")),
+            },
+        };
+        let shared = resolver.take_recorded();
+        for (name, value) in &variables {
+            let variable_at = Location::new(resource, &format!("{property}.Variables.{name}"));
+            let resolver = template.resolver(&variable_at);
+            let Some(value) = resolver.resolve(value)? else {
+                continue; // AWS::NoValue
+            };
+            let text = scalar_text(&value).ok_or_else(|| {
+                TemplateError::at(&variable_at, format!("variable {name} is not a string"))
+            })?;
+            let mut recorded = resolver.take_recorded();
+            recorded.extend(shared.iter().cloned());
+            self.values.insert(name.clone(), text);
+            self.stand_ins.insert(name.clone(), recorded);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `../../target/lambda/lambda_connect/` → `lambda_connect` (cargo-lambda's layout).

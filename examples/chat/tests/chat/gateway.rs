@@ -444,7 +444,7 @@ async fn idle_connections_are_closed_with_a_disconnect() {
 }
 
 #[tokio::test]
-async fn a_refused_connect_is_a_403_without_upgrade() {
+async fn a_refused_connect_keeps_its_status_without_upgrade() {
     let gateway = LocalGateway::new(LocalGatewayConfig::default())
         .route(
             "$connect",
@@ -463,8 +463,9 @@ async fn a_refused_connect_is_a_403_without_upgrade() {
         .await
         .unwrap_err();
     match err {
-        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 403),
-        other => panic!("expected an HTTP 403, got {other}"),
+        // The handler's 401, as API Gateway answers a $connect refused with 401 (issue 18).
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
+        other => panic!("expected an HTTP 401, got {other}"),
     }
     assert_eq!(gateway.connection_count(), 0);
     let (ok, _) = connect_async(format!("{}?token=good", gateway.ws_url()))
