@@ -8,7 +8,8 @@
 # Steps, stopping at the first failure: rustfmt check, cargo test of the whole workspace (the
 # library and the chat example; all targets, then doctests), clippy and rustdoc with warnings
 # denied, each feature of the library compiled on its own, and the chat page in headless
-# Chromium. Tests and lints use --workspace --all-features so dependencies are compiled once.
+# Chromium, then the local walkthrough of crates/stateless-ws-local/README.md run as written
+# (scripts/walkthrough.sh). Tests and lints use --workspace --all-features so dependencies are compiled once.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -118,5 +119,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p stateless-ws --no-deps
 
 banner "examples/chat/tests/browser-test.sh (headless Chromium against the chat example)"
 "$REPO/examples/chat/tests/browser-test.sh"
+
+banner "scripts/walkthrough.sh (crates/stateless-ws-local/README.md's local walkthrough, as written)"
+"$REPO/scripts/walkthrough.sh"
 
 banner "all checks passed"
