@@ -153,3 +153,29 @@ impl fmt::Display for BroadcastReport {
         Ok(())
     }
 }
+
+/// The fan-out's one summary line: INFO when every target was delivered or found gone, else
+/// WARN with the first error's whole chain (the service's error code is in its sources).
+pub(super) fn log_outcome(report: &BroadcastReport) {
+    macro_rules! summary {
+        ($level:ident, $($extra:tt)*) => {
+            tracing::$level!(
+                targets = report.targets(),
+                delivered = report.delivered_count,
+                gone = report.gone.len(),
+                failed = report.failed.len(),
+                not_attempted = report.not_attempted.len(),
+                retries = report.retries,
+                cleaned = report.removed.len(),
+                stopped_early = report.stopped_early,
+                duration_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+                $($extra)*
+            )
+        };
+    }
+    match report.first_error() {
+        None if report.is_success() => summary!(info, "fan-out finished"),
+        None => summary!(warn, "fan-out incomplete"),
+        Some(error) => summary!(warn, error = %error.chain(), "fan-out incomplete"),
+    }
+}
