@@ -96,6 +96,7 @@ pub mod clock;
 pub mod env;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod ids;
 #[cfg(feature = "lambda")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
