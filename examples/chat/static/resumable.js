@@ -74,7 +74,9 @@ function isEnvelope(frame) {
  * A fresh feed (no epoch, offset 0) adopts the epoch of the first envelope or page it gets, and a
  * `recovered: false` page reports no `reload` to it: it had nothing to lose. A page whose
  * messages continue the feed within its epoch is applied as recovered, whatever its flag says
- * (an answer to an older resume arriving late must not reset the feed).
+ * (an answer to an older resume arriving late must not reset the feed), and a `recovered:
+ * false` page of an empty room (no epoch, no messages) is ignored by a feed that has an epoch:
+ * it has nothing to show, and the room's next message, in a new epoch, leads to the reload.
  */
 export class RoomFeed {
   /**
@@ -139,6 +141,12 @@ export class RoomFeed {
     this.asked = null;
     const start = messages.length > 0 ? messages[0].offset - 1 : head;
     const continues = epoch !== null && epoch === this.epoch && start <= this.last;
+    if (page.recovered === false && epoch === null && messages.length === 0 && this.epoch !== null) {
+      // An empty room: nothing to show. Either the answer was read before the messages this
+      // feed has seen were appended, or they all expired — then the next message comes in a
+      // new epoch, and the resume it leads to reloads.
+      return out;
+    }
     if (page.recovered === false && !continues) {
       const fresh = this.epoch === null && this.last === 0;
       if (!fresh) out.reload = { epoch, head };

@@ -114,14 +114,15 @@ test('recovered: false in the same epoch (the messages after last are no longer 
   assert.deepEqual(f.position(), { epoch: 'e1', offset: 51 });
 });
 
-test('recovered: false with an empty room → reload to its head', () => {
+test('recovered: false of an empty room is ignored; the next message, in a new epoch, reloads', () => {
   const f = feed({ epoch: 'e1', offset: 10 });
-  const out = f.history(page([], { epoch: null, recovered: false, head: 0 }));
-  assert.deepEqual(out.reload, { epoch: null, head: 0 });
-  assert.deepEqual(out.show, []);
-  assert.deepEqual(f.position(), { epoch: null, offset: 0 });
-  assert.deepEqual(offsets(f.receive(env(1, { epoch: 'e9' })).show), [1]);
-  assert.deepEqual(f.position(), { epoch: 'e9', offset: 1 });
+  assert.deepEqual(f.history(page([], { epoch: null, recovered: false, head: 0 })), { show: [], resume: null, reload: null });
+  assert.deepEqual(f.position(), { epoch: 'e1', offset: 10 });
+  const live = f.receive(env(1, { epoch: 'e9' }));
+  assert.deepEqual(live.resume, { epoch: 'e1', offset: 10 });
+  const out = f.history(page([env(1, { epoch: 'e9' })], { epoch: 'e9', recovered: false }));
+  assert.deepEqual(out.reload, { epoch: 'e9', head: 1 });
+  assert.deepEqual(offsets(out.show), [1]);
 });
 
 test('a fresh feed adopts the first page without a reload, whatever recovered says', () => {
