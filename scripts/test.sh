@@ -9,7 +9,8 @@
 # library and the chat example; all targets, then doctests), clippy and rustdoc with warnings
 # denied, each feature of the library compiled on its own, the resumable rooms client's Node
 # tests (examples/chat/tests/resumable/), and the chat page in headless Chromium, then the local
-# walkthrough of crates/stateless-ws-local/README.md run as written (scripts/walkthrough.sh). Tests and lints use --workspace --all-features so dependencies are compiled once.
+# walkthrough of crates/stateless-ws-local/README.md run as written (scripts/walkthrough.sh).
+# Tests and lints use --workspace --all-features so dependencies are compiled once.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
