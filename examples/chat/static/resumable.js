@@ -219,7 +219,15 @@ export class RoomFeed {
   }
 }
 
-const OPEN = 1;
+/** Calls an application callback; an exception is reported, not let loose in the feed's loop. */
+function callSafely(callback, ...args) {
+  try {
+    callback(...args);
+  } catch (error) {
+    if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+    else setTimeout(() => { throw error; }, 0);
+  }
+}
 
 /**
  * A WebSocket that reconnects and resumes its rooms. See the header of this file.
@@ -227,6 +235,8 @@ const OPEN = 1;
  * `send(obj)` sends JSON when the socket is open (returns `true`); while it is not, the message
  * waits in a queue of at most `maxQueue` (100) messages — the oldest is dropped when it is full —
  * sent right after the resumes of the next open (returns `false`). `close()` drops the queue.
+ * An exception thrown by a callback is reported (`reportError`, else an uncaught error on a
+ * timer) and does not stop the envelopes after it from being delivered.
  */
 export class ResumableSocket {
   constructor(url, {
@@ -332,7 +342,7 @@ export class ResumableSocket {
     if (ws) {
       try { ws.close(code, reason); } catch { /* already closing */ }
     }
-    this.onStatus('closed');
+    callSafely(this.onStatus, 'closed');
   }
 
   /** The delay before reconnect attempt `attempt` (0-based): exponential, capped, full jitter. */
@@ -345,7 +355,7 @@ export class ResumableSocket {
   _connect() {
     if (this.closed) return;
     this.reconnectTimer = null;
-    this.onStatus('connecting');
+    callSafely(this.onStatus, 'connecting');
     let ws;
     try {
       ws = this.protocols === undefined ? new this.WebSocket(this.url) : new this.WebSocket(this.url, this.protocols);
@@ -364,7 +374,7 @@ export class ResumableSocket {
     this.isOpen = true;
     this.attempt = 0;
     this.heard.clear();
-    this.onStatus('open');
+    callSafely(this.onStatus, 'open');
     for (const [room, feed] of this.feeds) this._resume(room, feed.resumeRequest());
     clearTimeout(this.settleTimer);
     this.settleTimer = setTimeout(() => this._settle(), this.settleMs);
@@ -386,7 +396,7 @@ export class ResumableSocket {
     this.isOpen = false;
     clearTimeout(this.settleTimer);
     this.settleTimer = null;
-    this.onStatus('closed');
+    callSafely(this.onStatus, 'closed');
     this._scheduleReconnect();
   }
 
@@ -408,19 +418,19 @@ export class ResumableSocket {
     try {
       frame = JSON.parse(text);
     } catch {
-      this.onOther(text);
+      callSafely(this.onOther, text);
       return;
     }
     const kind = frame && typeof frame === 'object' ? frame.type : undefined;
     const feed = (kind === ENVELOPE_TYPE || kind === HISTORY_TYPE) ? this.feeds.get(frame.room) : undefined;
     if (feed === undefined) {
-      this.onOther(frame);
+      callSafely(this.onOther, frame);
       return;
     }
     this.heard.add(frame.room);
     const out = kind === ENVELOPE_TYPE ? feed.receive(frame) : feed.history(frame);
-    if (out.reload) this.onReload(frame.room, out.reload);
-    for (const envelope of out.show) this.onMessage(envelope);
+    if (out.reload) callSafely(this.onReload, frame.room, out.reload);
+    for (const envelope of out.show) callSafely(this.onMessage, envelope);
     if (out.resume) this._resume(frame.room, out.resume);
   }
 }

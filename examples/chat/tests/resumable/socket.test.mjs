@@ -225,3 +225,25 @@ test('a WebSocket constructor that throws is retried with backoff', (t) => {
   t.mock.timers.tick(50);
   assert.equal(calls, 2);
 });
+
+test('a callback that throws is reported and does not stop the envelopes after it', (t) => {
+  const reported = [];
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'reportError');
+  globalThis.reportError = (error) => reported.push(error.message);
+  t.after(() => {
+    if (saved) Object.defineProperty(globalThis, 'reportError', saved);
+    else delete globalThis.reportError;
+  });
+  const seen = [];
+  const { current, socket } = setup(t, {
+    onMessage: (e) => {
+      seen.push(e.offset);
+      if (e.offset === 1) throw new Error('render failed');
+    },
+  });
+  current().open();
+  current().deliver(page([env(1), env(2), env(3)]));
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.deepEqual(reported, ['render failed']);
+  assert.equal(socket.positions()[ROOM].offset, 3);
+});
