@@ -96,6 +96,8 @@ export class RoomFeed {
     this.held = new Map();
     /** the position last asked for and not answered yet (to ask once per gap) */
     this.asked = null;
+    /** answers in a row that left a gap without progress and were asked again */
+    this.fruitless = 0;
   }
 
   /** Where the feed is: the epoch and the highest offset shown. */
@@ -172,10 +174,20 @@ export class RoomFeed {
         this._hold(envelope); // a hole inside a page (should not happen): ask below
       }
     }
+    if (this.last > before) this.fruitless = 0;
     if (page.more === true) {
       out.resume = this.resumeRequest();
-    } else if (this.held.size > 0 && this.last > before) {
-      out.resume = this.resumeRequest(); // progress, but a gap before the held ones remains
+    } else if (this.held.size > 0) {
+      // A gap before the held ones remains. Every held envelope was appended before it came, so
+      // a read now finds the gap — ask again after progress, or when this page was read before
+      // the first held one was appended (its head is below it); a few times at most without
+      // progress, so that a page that never fills it (an answer to an old resume, a server out
+      // of step) cannot start a loop. The next envelope or reconnect asks again anyway.
+      const firstHeld = Math.min(...this.held.keys());
+      if (this.last > before || (head < firstHeld && this.fruitless < 3)) {
+        if (this.last === before) this.fruitless += 1;
+        out.resume = this.resumeRequest();
+      }
     }
     return out;
   }

@@ -219,6 +219,23 @@ test('a page that makes progress but leaves a gap before held envelopes asks aga
   assert.deepEqual(out.resume, { epoch: 'e1', offset: 3 });
 });
 
+test('a page without progress asks again only when read before the held ones were appended, a few times at most', () => {
+  const f = feed({ epoch: 'e1', offset: 3 });
+  assert.ok(f.receive(env(6)).resume);
+  // Read before 4..6 were appended (head 3): ask again, up to three times without progress.
+  for (let i = 0; i < 3; i++) assert.deepEqual(f.history(page([], { head: 3 })).resume, { epoch: 'e1', offset: 3 });
+  assert.equal(f.history(page([], { head: 3 })).resume, null);
+  // Progress resets the count.
+  const out = f.history(page([env(4)], { head: 4 }));
+  assert.deepEqual(offsets(out.show), [4]);
+  assert.deepEqual(out.resume, { epoch: 'e1', offset: 4 });
+  assert.deepEqual(f.history(page([], { head: 4 })).resume, { epoch: 'e1', offset: 4 });
+  // A page whose head is past the held one but does not fill the gap: not asked again.
+  assert.equal(f.history(page([], { head: 9 })).resume, null);
+  // The next live envelope asks again.
+  assert.deepEqual(f.receive(env(7)).resume, { epoch: 'e1', offset: 4 });
+});
+
 test('resumeRequest gives the position and lets the next jump be asked again only after it moves', () => {
   const f = feed({ epoch: 'e1', offset: 4 });
   assert.deepEqual(f.resumeRequest(), { epoch: 'e1', offset: 4 });
