@@ -19,8 +19,8 @@
 //   2. drops an offset ≤ last, or an id already shown;
 //   3. holds an envelope after a jump (offset > last + 1) and asks for the gap with a resume
 //      from last, then shows the held ones once the gap is filled;
-//   4. resumes after every (re)connect — and once more a second or two later when nothing
-//      arrived for the room — and asks for the next page while `more` is true;
+//   4. resumes after every (re)connect — and once more a second or two later when no live
+//      message followed in the room — and asks for the next page while `more` is true;
 //   5. reloads when a page says `recovered: false` (the history it had is gone), starting again
 //      from the page's epoch and messages; an epoch change seen live leads there through a resume.
 //
@@ -283,7 +283,7 @@ export class ResumableSocket {
     this.random = random;
     /** @type {Map<string, RoomFeed>} */
     this.feeds = new Map();
-    /** rooms that got a message or page since the last open */
+    /** rooms that got a live room.message since the last open */
     this.heard = new Set();
     this.queue = [];
     this.attempt = 0;
@@ -395,6 +395,9 @@ export class ResumableSocket {
     for (const obj of queued) this.send(obj);
   }
 
+  // The second resume (the protocol's last paragraph): a publisher's fan-out may have missed this
+  // connection for a moment after it joined (a lagging secondary index), and nothing reveals the
+  // loss until the next message jumps. A room with no live message since the open resumes again.
   _settle() {
     this.settleTimer = null;
     if (!this.isOpen) return;
@@ -439,7 +442,8 @@ export class ResumableSocket {
       callSafely(this.onOther, frame);
       return;
     }
-    this.heard.add(frame.room);
+    // A live message after the resume: no member-list lag hid this connection from the room.
+    if (kind === ENVELOPE_TYPE) this.heard.add(frame.room);
     const out = kind === ENVELOPE_TYPE ? feed.receive(frame) : feed.history(frame);
     if (out.reload) callSafely(this.onReload, frame.room, out.reload);
     for (const envelope of out.show) callSafely(this.onMessage, envelope);

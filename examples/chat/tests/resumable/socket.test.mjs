@@ -119,6 +119,30 @@ test('a second resume settleMs after open when nothing arrived for the room', (t
   assert.equal(current().resumes().length, 3); // once
 });
 
+test('the answer to the first resume does not count as a message that followed: the settle resume is sent', (t) => {
+  const { current } = setup(t);
+  current().open();
+  current().deliver(page([env(1), env(2)]));
+  t.mock.timers.tick(1500);
+  assert.deepEqual(current().resumes(), [
+    { action: 'resume', room: ROOM, epoch: null, offset: 0 },
+    { action: 'resume', room: ROOM, epoch: 'e1', offset: 2 },
+  ]);
+});
+
+test('a drop before the settle time: no settle resume on the dead socket, a fresh one after the next open', (t) => {
+  const { current, sockets } = setup(t, { backoff: { initialMs: 100, jitter: false } });
+  current().open();
+  current().drop();
+  t.mock.timers.tick(100);
+  assert.equal(sockets.length, 2);
+  assert.equal(sockets[0].resumes().length, 1);
+  current().open();
+  t.mock.timers.tick(1500);
+  assert.equal(sockets[0].resumes().length, 1);
+  assert.equal(sockets[1].resumes().length, 2);
+});
+
 test('reconnects after a drop with exponential backoff, capped, and resumes from the latest position', (t) => {
   const { current, sockets, log } = setup(t, { backoff: { initialMs: 100, maxMs: 1000, jitter: false } });
   current().open();
