@@ -299,7 +299,10 @@ export class ResumableSocket {
     this._connect();
   }
 
-  /** Follows `room` from `position` ({epoch, offset}; default: from the start); resumes now if open. */
+  /**
+   * Follows `room` from `position` ({epoch, offset}); resumes now if open. Without a position the
+   * first resume (null, 0) is answered with what the log keeps of the room.
+   */
   addRoom(room, { epoch = null, offset = 0 } = {}) {
     const options = { room, epoch, offset };
     if (this.feedOptions.maxSeenIds !== undefined) options.maxSeenIds = this.feedOptions.maxSeenIds;
