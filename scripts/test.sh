@@ -7,9 +7,10 @@
 #
 # Steps, stopping at the first failure: rustfmt check, cargo test of the whole workspace (the
 # library and the chat example; all targets, then doctests), clippy and rustdoc with warnings
-# denied, each feature of the library compiled on its own, and the chat page in headless
-# Chromium, then the local walkthrough of crates/stateless-ws-local/README.md run as written
-# (scripts/walkthrough.sh). Tests and lints use --workspace --all-features so dependencies are compiled once.
+# denied, each feature of the library compiled on its own, the resumable rooms client's Node
+# tests (examples/chat/tests/resumable/), and the chat page in headless Chromium, then the local
+# walkthrough of crates/stateless-ws-local/README.md run as written (scripts/walkthrough.sh).
+# Tests and lints use --workspace --all-features so dependencies are compiled once.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -116,6 +117,9 @@ banner "cargo check -p stateless-ws --lib (default features)"
 cargo check -p stateless-ws --lib
 banner "RUSTDOCFLAGS=-D warnings cargo doc -p stateless-ws --no-deps (default features)"
 RUSTDOCFLAGS="-D warnings" cargo doc -p stateless-ws --no-deps
+
+banner "node --test examples/chat/tests/resumable/ (the resumable rooms client, examples/chat/static/resumable.js)"
+node --test --test-reporter=spec "$REPO/examples/chat/tests/resumable/"
 
 banner "examples/chat/tests/browser-test.sh (headless Chromium against the chat example)"
 "$REPO/examples/chat/tests/browser-test.sh"
