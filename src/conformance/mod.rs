@@ -36,6 +36,7 @@ use crate::store::Membership;
 use crate::store::{ConnectionStore, ConnectionStoreExt};
 
 mod expiry;
+pub mod history;
 mod listing;
 mod membership;
 mod paging;

@@ -85,10 +85,12 @@ use crate::error::{Error, Result};
 use crate::ids::RoomId;
 
 mod envelope;
+mod memory;
 
 pub use envelope::{
     ENVELOPE_TYPE, Envelope, HISTORY_TYPE, History, LogMessage, Position, new_epoch,
 };
+pub use memory::InMemoryLog;
 
 /// The most bytes one envelope may take as JSON: one WebSocket message through API Gateway.
 pub const MAX_ENVELOPE_BYTES: usize = 128 * 1024;
