@@ -84,6 +84,19 @@ fn page_bytes(page: &History) -> usize {
 pub async fn offsets_are_one_two_three_in_one_epoch(log: &dyn MessageLog) {
     let r = room(&unique("offsets"), "r");
     assert_eq!(log.head(&r).await.unwrap(), None, "a new room has no head");
+    let empty = log
+        .read(&r, &Position::start(), ReadLimits::default())
+        .await
+        .unwrap();
+    assert!(
+        empty.messages.is_empty() && !empty.more,
+        "rule 3: a new room has no messages"
+    );
+    assert_eq!(
+        (empty.epoch, empty.head),
+        (None, 0),
+        "rule 3: a room with no message kept has no epoch and head 0"
+    );
     let before = unix_millis(log);
     let a = log
         .append(&r, LogMessage::new(json!("a")).with_id("msg-a"))

@@ -254,11 +254,11 @@ impl MessageLog for InMemoryLog {
         let mut bytes = 0usize;
         for m in r.messages.iter().skip(skip) {
             let full = page.len() >= limits.max_messages.max(1)
-                || (!page.is_empty() && bytes + m.bytes > limits.max_bytes);
+                || (!page.is_empty() && bytes.saturating_add(m.bytes) > limits.max_bytes);
             if full {
                 break;
             }
-            bytes += m.bytes;
+            bytes = bytes.saturating_add(m.bytes);
             page.push(m.envelope.clone());
         }
         let more = page.last().is_some_and(|m| m.offset < r.last);
