@@ -73,6 +73,9 @@
 //!
 //! The trait is object-safe; handlers hold `Arc<dyn MessageLog>`. `Display` names the backend and
 //! its resource (`InMemoryLog`, `DynamoDbLog(ws-messages)`).
+//!
+//! [`InMemoryLog`] keeps the log in memory (tests, the local gateway, single-process apps); the
+//! scenarios every backend runs are in `conformance::history` (feature `conformance`).
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
