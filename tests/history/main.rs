@@ -3,6 +3,8 @@
 //! manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod publish;
+
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
