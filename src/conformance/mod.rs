@@ -15,6 +15,8 @@
 //! that passed may fail a later minor release's suite (as object_store does with its
 //! integration tests). Pin the crate's version in the backend's dev-dependencies.
 //!
+//! The [`MessageLog`](crate::history::MessageLog) scenarios are in [`history`].
+//!
 //! Scenarios panic with a message naming the broken rule, like any test assertion. Each uses
 //! fresh, unique ids, so they can share one table with each other and with earlier runs. They
 //! assume the store's clock is within a few minutes of the system clock, a TTL of at least one
@@ -36,6 +38,7 @@ use crate::store::Membership;
 use crate::store::{ConnectionStore, ConnectionStoreExt};
 
 mod expiry;
+pub mod history;
 mod listing;
 mod membership;
 mod paging;

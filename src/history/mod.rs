@@ -73,6 +73,9 @@
 //!
 //! The trait is object-safe; handlers hold `Arc<dyn MessageLog>`. `Display` names the backend and
 //! its resource (`InMemoryLog`, `DynamoDbLog(ws-messages)`).
+//!
+//! [`InMemoryLog`] keeps the log in memory (tests, the local gateway, single-process apps); the
+//! scenarios every backend runs are in `conformance::history` (feature `conformance`).
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
@@ -85,11 +88,13 @@ use crate::error::{Error, Result};
 use crate::ids::RoomId;
 
 mod envelope;
+mod memory;
 mod publish;
 
 pub use envelope::{
     ENVELOPE_TYPE, Envelope, HISTORY_TYPE, History, LogMessage, Position, new_epoch,
 };
+pub use memory::InMemoryLog;
 pub use publish::{Published, Publisher, ResumeLimits, Resumed};
 
 /// The most bytes one envelope may take as JSON: one WebSocket message through API Gateway.
