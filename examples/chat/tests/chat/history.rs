@@ -361,3 +361,149 @@ async fn a_gone_member_is_still_cleaned_up_when_publishing() {
         .any(|v| v["type"] == "presence" && v["event"] == "left");
     assert!(left, "carol was told bob left");
 }
+
+/// Real WebSocket clients through the local gateway: a client that was away resumes and gets
+/// what it missed, posted to it during its own `resume` route.
+mod through_the_local_gateway {
+    use std::time::Duration;
+
+    use chat::{Chat, ChatConfig, IdentitySource};
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use stateless_ws::broadcast::ApiGatewaySender;
+    use stateless_ws::history::InMemoryLog;
+    use stateless_ws::lambda::{self, Context};
+    use stateless_ws::store::InMemoryStore;
+    use stateless_ws::{Error, WebSocketEvent};
+    use stateless_ws_local::{LocalGateway, LocalGatewayConfig, RunningGateway};
+    use std::sync::Arc;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+    use crate::common;
+
+    type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn start() -> RunningGateway {
+        let store = Arc::new(InMemoryStore::new());
+        let sender = ApiGatewaySender::new(&common::local_sdk_config().await);
+        let mut config = ChatConfig::default();
+        config.identity = IdentitySource::InsecureQueryString {
+            param: "userId".into(),
+        };
+        let chat = Arc::new(
+            Chat::new(store, Arc::new(sender), config).with_log(Arc::new(InMemoryLog::new())),
+        );
+        let on_event = lambda::service(move |event: WebSocketEvent, context: Context| {
+            let chat = chat.clone();
+            async move { Ok::<_, Error>(chat.handle(&event, lambda::deadline(&context)).await) }
+        });
+        LocalGateway::new(LocalGatewayConfig::default())
+            .default_handler(on_event)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn client(gateway: &RunningGateway, query: &str) -> Client {
+        connect_async(format!("{}?{query}", gateway.ws_url()))
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// The next message that is not a presence event.
+    async fn next_json(ws: &mut Client) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("a message in time")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(text) = msg {
+                let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                if value["type"] != "presence" {
+                    return value;
+                }
+            }
+        }
+    }
+
+    async fn send(ws: &mut Client, body: Value) {
+        ws.send(Message::text(body.to_string())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_was_away_resumes_what_it_missed() {
+        let gateway = start().await;
+        let mut alice = client(&gateway, "room=general&userId=alice").await;
+        let mut bob = client(&gateway, "room=general&userId=bob").await;
+
+        let mut epoch = Value::Null;
+        for (i, text) in ["one", "two"].into_iter().enumerate() {
+            send(
+                &mut alice,
+                json!({"action": "send", "room": "general", "message": text}),
+            )
+            .await;
+            let ack = next_json(&mut alice).await;
+            assert_eq!(
+                (&ack["type"], &ack["offset"]),
+                (&json!("sent"), &json!(i + 1))
+            );
+            epoch = ack["epoch"].clone();
+            let envelope = next_json(&mut bob).await;
+            assert_eq!(envelope["type"], "room.message", "{envelope}");
+            assert_eq!(envelope["data"]["message"], text);
+        }
+
+        // Bob goes away; two messages are sent meanwhile.
+        bob.close(None).await.unwrap();
+        drop(bob);
+        for text in ["three", "four"] {
+            send(
+                &mut alice,
+                json!({"action": "send", "room": "general", "message": text}),
+            )
+            .await;
+            assert_eq!(next_json(&mut alice).await["type"], "sent");
+        }
+
+        // Bob is back on a new connection and resumes from offset 2.
+        let mut bob = client(&gateway, "room=general&userId=bob").await;
+        send(
+            &mut bob,
+            json!({"action": "resume", "room": "general", "epoch": epoch, "offset": 2}),
+        )
+        .await;
+        let (mut page, mut answer) = (None, None);
+        for _ in 0..2 {
+            let value = next_json(&mut bob).await;
+            match value["type"].as_str() {
+                Some("room.history") => page = Some(value),
+                Some("resumed") => answer = Some(value),
+                _ => panic!("unexpected {value}"),
+            }
+        }
+        let (page, answer) = (page.unwrap(), answer.unwrap());
+        assert_eq!(
+            answer,
+            json!({"type": "resumed", "room": "general", "pages": 1, "messages": 2,
+                   "recovered": true, "more": false})
+        );
+        let texts: Vec<_> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["offset"].clone(), m["data"]["message"].clone()))
+            .collect();
+        assert_eq!(
+            texts,
+            [(json!(3), json!("three")), (json!(4), json!("four"))]
+        );
+        gateway.shutdown().await;
+    }
+}
