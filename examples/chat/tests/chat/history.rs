@@ -362,6 +362,53 @@ async fn a_gone_member_is_still_cleaned_up_when_publishing() {
     assert!(left, "carol was told bob left");
 }
 
+#[tokio::test]
+async fn a_queued_room_gets_the_envelope_through_the_workers() {
+    use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
+    use stateless_ws::{Membership, RoomId};
+
+    let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+    let sender = RecordingSender::new();
+    let queue = Arc::new(InMemoryQueue::new());
+    let mut config = ChatConfig::default();
+    config.queue_above = Some(0);
+    for conn in ["alice", "bob"] {
+        let member = Membership::new(
+            ConnectionId::new(conn).unwrap(),
+            RoomId::new("lobby").unwrap(),
+        );
+        store.join(&member).await.unwrap();
+    }
+    let chat = Chat::new(Arc::clone(&store), Arc::new(sender.clone()), config)
+        .with_queue(FanoutPlanner::new(store, queue.clone()))
+        .with_log(Arc::new(InMemoryLog::new()));
+    let app = App { chat, sender };
+
+    // Records and an event without an endpoint (as in queued.rs): a worker refuses targets on
+    // endpoints it does not serve, and this one is set up to serve none in particular.
+    let body = json!({"action": "send", "room": "lobby", "message": "hi"}).to_string();
+    let event = WebSocketEvent::Message(stateless_ws::event::MessageEvent::new(
+        ConnectionId::new("alice").unwrap(),
+        body,
+    ));
+    let answer = app.chat.handle(&event, None).await.body_json();
+    assert_eq!(
+        (&answer["type"], &answer["offset"]),
+        (&json!("queued"), &json!(1)),
+        "{answer}"
+    );
+    assert!(answer["epoch"].is_string(), "{answer}");
+    let worker = FanoutWorker::new(app.chat.broadcaster().clone(), queue.clone());
+    let pool = queue.spawn_workers(&worker, 1);
+    queue.wait_until_empty().await;
+    pool.shutdown().await;
+    let inbox = app.inbox("bob");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["type"], "room.message");
+    assert_eq!(inbox[0]["offset"], 1);
+    assert_eq!(inbox[0]["data"]["message"], "hi");
+}
+
 /// Real WebSocket clients through the local gateway: a client that was away resumes and gets
 /// what it missed, posted to it during its own `resume` route.
 mod through_the_local_gateway {
