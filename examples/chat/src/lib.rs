@@ -436,8 +436,8 @@ impl Chat {
         Ok(RouteResponse::ok())
     }
 
-    /// A message route (`join`, `leave`, `send`, `members`, `ping`, `resume`, `$default`), chosen by the
-    /// body's `action` as API Gateway's `$request.body.action` does.
+    /// A message route (`join`, `leave`, `send`, `members`, `ping`, `resume`, `$default`),
+    /// chosen by the body's `action` as API Gateway's `$request.body.action` does.
     ///
     /// # Errors
     ///
