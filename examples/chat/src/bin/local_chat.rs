@@ -300,3 +300,19 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn history_is_on_by_default_and_no_history_turns_it_off() {
+        assert!(parse_args(args(&[])).is_ok_and(|o| o.history));
+        assert!(parse_args(args(&["--no-history", "--port", "0"])).is_ok_and(|o| !o.history));
+        assert!(parse_args(args(&["--help"])).is_err_and(|usage| usage.contains("--no-history")));
+    }
+}
