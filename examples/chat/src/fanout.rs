@@ -2,12 +2,14 @@
 //! broadcaster, or — for rooms above [`ChatConfig::queue_above`](crate::ChatConfig::queue_above)
 //! recipients, the sender not counted — through the fan-out queue.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
 use stateless_ws::broadcast::{BroadcastReport, Payload};
 use stateless_ws::error::Result;
 use stateless_ws::event::RequestContext;
+use stateless_ws::history::{LogMessage, MessageLog, Published, Publisher};
 use stateless_ws::ids::{ConnectionId, RoomId};
 use stateless_ws::queue::{Dispatched, FanoutPlanner, RoomDispatch};
 
@@ -26,7 +28,11 @@ impl Chat {
 
     /// How one invocation sends to a room: its broadcaster, and its queue for rooms above
     /// [`ChatConfig::queue_above`](crate::ChatConfig::queue_above).
-    fn dispatch_for(&self, ctx: &RequestContext, deadline: Option<Instant>) -> RoomDispatch {
+    pub(crate) fn dispatch_for(
+        &self,
+        ctx: &RequestContext,
+        deadline: Option<Instant>,
+    ) -> RoomDispatch {
         let dispatch = RoomDispatch::new(self.broadcaster_for(ctx, deadline));
         match (self.queue_for(ctx), self.config.queue_above) {
             (Some(queue), Some(above)) => dispatch.with_queue(queue, above),
@@ -53,7 +59,39 @@ impl Chat {
             .dispatch_for(ctx, deadline)
             .send(room, &payload, exclude)
             .await?;
-        match &dispatched {
+        self.after_dispatch(room, &dispatched, ctx, deadline).await;
+        Ok(dispatched)
+    }
+
+    /// Appends `message` to the room's `log`, then sends its envelope as
+    /// [`send_to_room`](Self::send_to_room) sends a message (same dispatch, same Gone cleanup and
+    /// presence). An append that fails sends nothing.
+    pub(crate) async fn publish_to_room(
+        &self,
+        log: &Arc<dyn MessageLog>,
+        room: &RoomId,
+        message: Value,
+        exclude: Option<&ConnectionId>,
+        ctx: &RequestContext,
+        deadline: Option<Instant>,
+    ) -> Result<Published> {
+        let published = Publisher::new(Arc::clone(log), self.dispatch_for(ctx, deadline))
+            .publish(room, LogMessage::new(message), exclude)
+            .await?;
+        self.after_dispatch(room, &published.delivery, ctx, deadline)
+            .await;
+        Ok(published)
+    }
+
+    /// Logs how a room fan-out went and announces the departures of connections it found gone.
+    async fn after_dispatch(
+        &self,
+        room: &RoomId,
+        dispatched: &Dispatched,
+        ctx: &RequestContext,
+        deadline: Option<Instant>,
+    ) {
+        match dispatched {
             Dispatched::InLine(report) => {
                 warn_if_incomplete(room, report);
                 self.announce_departed(report, ctx, deadline).await;
@@ -63,7 +101,6 @@ impl Chat {
             }
             _ => {}
         }
-        Ok(dispatched)
     }
 }
 

@@ -14,7 +14,8 @@
 //! | `$disconnect` | removes the connection from every room (idempotent), announces `"left"` to each | 200 |
 //! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), announces `"joined"` | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
 //! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room), announces `"left"` | `{"type":"left","room":"r","userId":…}` |
-//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}`, or for a room above [`ChatConfig::queue_above`] handed to the fan-out queue, `{"type":"queued","room":"r","targets":N,"jobs":M}` at once |
+//! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}`, or for a room above [`ChatConfig::queue_above`] handed to the fan-out queue, `{"type":"queued","room":"r","targets":N,"jobs":M}` at once; with a [message log](Chat::with_log) the message is appended first and both answers add its `"offset"` and `"epoch"` |
+//! | `resume` | `{"action":"resume","room":"r","epoch":"…" \| null,"offset":N}`: with a [message log](Chat::with_log), posts to the caller the history of a room it has joined after (epoch, offset), as `room.history` pages | `{"type":"resumed","room":"r","pages":P,"messages":M,"recovered":bool,"more":bool}`; 400 when the chat has no log |
 //! | `members` | `{"action":"members","room":"r"}`: who is in a room the caller has joined | the presence snapshot `{"type":"presence","event":"members","room":"r","members":[{"memberId":…,"userId":…,"connections":N}],"at":…}` |
 //! | `ping` | refreshes the connection's TTL | `{"type":"pong"}` |
 //! | `$default` | anything else: unknown action, not JSON | `{"type":"error","message":…}` |
@@ -28,8 +29,11 @@
 //! "last room" check, the TTL of each record): at most
 //! [`max_rooms_per_connection`](ChatConfig::max_rooms_per_connection) of them.
 //!
-//! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`,
-//! and the presence events of [`stateless_ws::presence`]: `{"type":"presence","event":"joined" |
+//! Messages delivered to room members are JSON: `{"type":"message","room":…,"userId":…,"message":…}`
+//! — or, with a [message log](Chat::with_log), that object as the `data` of the history envelope
+//! `{"type":"room.message","room":…,"epoch":…,"offset":N,"id":…,"at":…,"data":{…}}` (see
+//! [`stateless_ws::history`] for the protocol a client follows to lose nothing across
+//! reconnects) — and the presence events of [`stateless_ws::presence`]: `{"type":"presence","event":"joined" |
 //! "left","room":…,"members":[…],"at":…}` — a user with two tabs is one member, `"joined"`
 //! when their first connection enters a room and `"left"` when their last leaves, whichever way
 //! (`$connect`, `join`, `$disconnect`, `leave`, or removed after a 410 by a `send`'s cleanup,
@@ -43,6 +47,14 @@
 //! take it from the store, never from the message. A body that tries to set `userId` is refused.
 //! Only [`IdentitySource::InsecureQueryString`], an explicit demo mode, reads the user from the
 //! query string.
+//!
+//! # History (opt-in)
+//!
+//! [`Chat::with_log`] gives the chat a [`MessageLog`]: `send` appends each message to the room's
+//! log before fanning it out ([`Publisher::publish`]; an append that fails answers an error and
+//! sends nothing), and `resume` lets a reconnecting client get what it missed
+//! ([`Publisher::resume`], bounded by [`ResumeLimits::default`]). Without a log the chat behaves
+//! as if history did not exist, and `resume` answers an error.
 
 use std::sync::Arc;
 
@@ -61,6 +73,7 @@ use stateless_ws::error::{Error, Result};
 use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
+use stateless_ws::history::{MessageLog, Position, Publisher, ResumeLimits};
 use stateless_ws::ids::{RoomId, UserId};
 use stateless_ws::queue::{Dispatched, FanoutPlanner};
 use stateless_ws::store::Membership;
@@ -104,12 +117,29 @@ pub enum ChatAction {
     },
     /// `{"action":"ping"}`: refresh the connection's TTL.
     Ping,
+    /// `{"action":"resume","room":"r","epoch":"…"|null,"offset":N}`: the history of a room the
+    /// caller has joined after (epoch, offset), posted to the caller (needs a message log).
+    Resume {
+        /// The room.
+        #[serde(deserialize_with = "room")]
+        room: RoomId,
+        /// The epoch the client knows; `null` (or absent) when it has none.
+        #[serde(default, deserialize_with = "epoch")]
+        epoch: Option<String>,
+        /// The highest offset the client has shown (0: none).
+        #[serde(deserialize_with = "offset")]
+        offset: u64,
+    },
 }
 
 impl ChatAction {
     /// The `action` values, as clients spell them.
-    pub const NAMES: [&str; 5] = ["join", "leave", "send", "members", "ping"];
+    pub const NAMES: [&str; 6] = ["join", "leave", "send", "members", "ping", "resume"];
 }
+
+/// The longest `epoch` a client may send: the logs' epochs are 16 characters; anything much
+/// longer is not one of them.
+const MAX_EPOCH_LEN: usize = 64;
 
 // The tagged enum buffers its content before choosing a variant, so a deserializer error can't
 // say which key it came from; each field's own deserializer names it instead.
@@ -119,6 +149,27 @@ fn room<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<RoomId, D::Error
 
 fn message<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
     string_field("message", d)
+}
+
+fn epoch<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Err(serde::de::Error::custom(
+            "`epoch` is empty: send null when you have none",
+        )),
+        Value::String(s) if s.len() > MAX_EPOCH_LEN => Err(serde::de::Error::custom(format!(
+            "`epoch` is {} bytes; an epoch is at most {MAX_EPOCH_LEN}",
+            s.len()
+        ))),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(serde::de::Error::custom("`epoch` must be a string or null")),
+    }
+}
+
+fn offset<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    Value::deserialize(d)?
+        .as_u64()
+        .ok_or_else(|| serde::de::Error::custom("`offset` must be a non-negative integer"))
 }
 
 fn string_field<'de, T, D>(name: &str, d: D) -> std::result::Result<T, D::Error>
@@ -155,6 +206,7 @@ pub struct Chat {
     broadcaster: Broadcaster,
     config: ChatConfig,
     queue: Option<FanoutPlanner>,
+    log: Option<Arc<dyn MessageLog>>,
 }
 
 /// Keys a client may not put in a message: the sender is the connection's identity.
@@ -172,7 +224,22 @@ impl Chat {
             store,
             config,
             queue: None,
+            log: None,
         }
+    }
+
+    /// Keeps every room message in `log` (see [History](self#history-opt-in)): `send` appends
+    /// before it fans out and answers the message's `offset` and `epoch`; `resume` posts a
+    /// client what it missed.
+    #[must_use]
+    pub fn with_log(mut self, log: Arc<dyn MessageLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The message log, when history is on.
+    pub fn log(&self) -> Option<&Arc<dyn MessageLog>> {
+        self.log.as_ref()
     }
 
     /// Fans out through `queue` the rooms larger than [`ChatConfig::queue_above`]; workers
@@ -234,6 +301,9 @@ impl Chat {
             }
             _ => {}
         }
+        // TODO(issue 19): when `MESSAGES_TABLE` is set, `chat.with_log(DynamoDbLog::from_env…)`.
+        // `DynamoDbLog` is on branch i19-ddb, not merged here yet; until it is, a deployed chat
+        // has no history (and `resume` answers that it is not enabled).
         Ok(chat)
     }
 
@@ -366,8 +436,8 @@ impl Chat {
         Ok(RouteResponse::ok())
     }
 
-    /// A message route (`join`, `leave`, `send`, `members`, `ping`, `$default`), chosen by the
-    /// body's `action` as API Gateway's `$request.body.action` does.
+    /// A message route (`join`, `leave`, `send`, `members`, `ping`, `resume`, `$default`),
+    /// chosen by the body's `action` as API Gateway's `$request.body.action` does.
     ///
     /// # Errors
     ///
@@ -382,7 +452,7 @@ impl Chat {
             Err(_) => {
                 return Ok(chat_error(
                     400,
-                    "message is not valid JSON: send {\"action\": \"join\" | \"leave\" | \"send\" | \"members\" | \"ping\", ...}",
+                    "message is not valid JSON: send {\"action\": \"join\" | \"leave\" | \"send\" | \"members\" | \"ping\" | \"resume\", ...}",
                 ));
             }
         };
@@ -409,7 +479,7 @@ impl Chat {
             return Ok(chat_error(
                 400,
                 format!(
-                    "unknown action `{action_name}`: expected join, leave, send, members or ping"
+                    "unknown action `{action_name}`: expected join, leave, send, members, ping or resume"
                 ),
             ));
         }
@@ -521,10 +591,30 @@ impl Chat {
                 let outgoing =
                     json!({"type": "message", "room": room, "userId": user, "message": message});
                 let exclude = (!self.config.echo_to_sender).then_some(me);
-                let answer = match self
-                    .send_to_room(&room, &outgoing, exclude, ctx, deadline)
-                    .await?
-                {
+                let (dispatched, logged) = match &self.log {
+                    None => (
+                        self.send_to_room(&room, &outgoing, exclude, ctx, deadline)
+                            .await?,
+                        None,
+                    ),
+                    Some(log) => match self
+                        .publish_to_room(log, &room, outgoing, exclude, ctx, deadline)
+                        .await
+                    {
+                        Ok(published) => (published.delivery, Some(published.envelope)),
+                        Err(Error::PayloadTooLarge { size, limit }) => {
+                            return Ok(chat_error(
+                                400,
+                                format!(
+                                    "`message` does not fit the room's history: {size} bytes as \
+                                     logged, the limit is {limit}"
+                                ),
+                            ));
+                        }
+                        Err(e) => return Err(e),
+                    },
+                };
+                let mut answer = match dispatched {
                     Dispatched::InLine(report) => json!({
                         "type": "sent",
                         "room": room,
@@ -544,7 +634,51 @@ impl Chat {
                         return Ok(chat_error(500, "internal error; please retry"));
                     }
                 };
+                if let Some(envelope) = logged {
+                    answer["offset"] = json!(envelope.offset);
+                    answer["epoch"] = json!(envelope.epoch);
+                }
                 Ok(RouteResponse::json(200, &answer))
+            }
+            ChatAction::Resume {
+                room,
+                epoch,
+                offset,
+            } => {
+                let Some(log) = &self.log else {
+                    return Ok(chat_error(
+                        400,
+                        "`resume` is not available: this chat keeps no message history",
+                    ));
+                };
+                // After the join is written, as the protocol asks: a message appended before
+                // this read is in the history, one appended after reaches the caller live.
+                let Some(membership) = self.store.membership(me, &room).await? else {
+                    return Ok(chat_error(
+                        403,
+                        format!("not in room `{room}`: join it before resuming"),
+                    ));
+                };
+                let mut from = Position::start();
+                from.epoch = epoch;
+                from.offset = offset;
+                let resumed = Publisher::new(Arc::clone(log), self.dispatch_for(ctx, deadline))
+                    .resume(&membership, &room, &from, ResumeLimits::default())
+                    .await?;
+                if let Some(report) = resumed.reports.iter().find(|r| !r.is_success()) {
+                    tracing::warn!(%room, connection = %me, %report, "resume: a history page was not delivered");
+                }
+                Ok(RouteResponse::json(
+                    200,
+                    &json!({
+                        "type": "resumed",
+                        "room": room,
+                        "pages": resumed.pages,
+                        "messages": resumed.messages,
+                        "recovered": resumed.recovered,
+                        "more": resumed.more,
+                    }),
+                ))
             }
             ChatAction::Members { room } => {
                 if self.store.membership(me, &room).await?.is_none() {

@@ -1,6 +1,7 @@
-//! The message routes as an AWS Lambda function: `join`, `leave`, `send`, `members`, `ping` and
-//! `$default`, selected by the body's `action` (the API's `RouteSelectionExpression` is
-//! `$request.body.action`). Each answers the caller through the route response, and `send`
+//! The message routes as an AWS Lambda function: `join`, `leave`, `send`, `members`, `ping`,
+//! `resume` and `$default`, selected by the body's `action` (the API's `RouteSelectionExpression`
+//! is `$request.body.action`; `resume` has no route of its own in `template.yaml` yet and reaches
+//! this function through `$default`). Each answers the caller through the route response, and `send`
 //! fans out to the room through the API Gateway Management API, cleaning up gone connections.
 //!
 //! Build and deploy: `cargo lambda build --release --arm64 -p chat`, then

@@ -14,6 +14,9 @@
 //!   are fanned out through an in-memory queue drained by `--queue-workers W` (default 2)
 //!   in-process workers — the queued path of `lambda_fanout_worker`, without AWS. `send` then
 //!   answers `{"type":"queued",…}` and the page shows "queued for N in M jobs".
+//! - `--no-history`: no message log. By default every room message is kept in an in-memory
+//!   `InMemoryLog` (24 h, 10,000 messages per room), so `send` answers its `offset` and `epoch`
+//!   and a reconnecting client can `resume` (see the `history` module of `stateless_ws`).
 //!
 //! The billing service: `curl -X POST 'http://127.0.0.1:8080/notify?user=alice' -d '{"type":"invoice.paid"}'`
 //! pushes the JSON to every connection of `alice` through the management API, exactly as
@@ -35,6 +38,7 @@ use axum::routing::{get, post};
 use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
+use stateless_ws::history::InMemoryLog;
 use stateless_ws::lambda::{self, Context};
 use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
@@ -52,6 +56,7 @@ struct Options {
     idle_timeout: Duration,
     queue_above: Option<usize>,
     queue_workers: usize,
+    history: bool,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
@@ -62,6 +67,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         idle_timeout: Duration::from_secs(600),
         queue_above: None,
         queue_workers: 2,
+        history: true,
     };
     if let Some(v) = std::env::var(chat::env::QUEUE_ABOVE)
         .ok()
@@ -98,8 +104,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     .parse()
                     .map_err(|e| format!("--queue-workers: {e}"))?;
             }
+            "--no-history" => options.history = false,
             "-h" | "--help" => {
-                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS] [--queue-above N] [--queue-workers W]".to_owned());
+                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS] [--queue-above N] [--queue-workers W] [--no-history]".to_owned());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -182,6 +189,10 @@ async fn run(options: Options) -> Result<(), Error> {
     };
     config.queue_above = options.queue_above;
     let mut chat = Chat::new(Arc::clone(&store), Arc::new(sender), config);
+    if options.history {
+        chat = chat.with_log(Arc::new(InMemoryLog::new()));
+        println!("message history: in memory (--no-history to turn it off)");
+    }
     // Queued fan-out: an in-memory queue (SQS's semantics) and workers in this process.
     let mut queued = None;
     if options.queue_above.is_some() {
@@ -287,5 +298,21 @@ async fn main() -> std::process::ExitCode {
             eprintln!("local_chat: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn history_is_on_by_default_and_no_history_turns_it_off() {
+        assert!(parse_args(args(&[])).is_ok_and(|o| o.history));
+        assert!(parse_args(args(&["--no-history", "--port", "0"])).is_ok_and(|o| !o.history));
+        assert!(parse_args(args(&["--help"])).is_err_and(|usage| usage.contains("--no-history")));
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod gateway;
+mod history;
 mod presence;
 mod queued;
 mod real_functions;
