@@ -84,7 +84,12 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::RoomId;
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod envelope;
+
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbLog, DynamoDbLogBuilder};
 
 pub use envelope::{
     ENVELOPE_TYPE, Envelope, HISTORY_TYPE, History, LogMessage, Position, new_epoch,
