@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +33,7 @@ mod attr {
 }
 
 /// Appends tried before giving up when other appenders keep taking the next offset.
-const DEFAULT_MAX_APPEND_ATTEMPTS: u32 = 20;
+const DEFAULT_MAX_APPEND_ATTEMPTS: u32 = 50;
 
 /// A [`MessageLog`] on a DynamoDB table of its own (the routing table is not touched).
 ///
@@ -80,7 +81,7 @@ const DEFAULT_MAX_APPEND_ATTEMPTS: u32 = 20;
 /// its retention, it starts a new epoch ([`new_epoch`](super::new_epoch)) at offset 1, else it
 /// takes the next offset in the same epoch. It writes with `PutItem` under
 /// `attribute_not_exists(seq)`: when another appender took that place first
-/// (`ConditionalCheckFailedException`) it reads again and retries, up to 20 attempts
+/// (`ConditionalCheckFailedException`) it reads again and retries, up to 50 attempts
 /// ([`DynamoDbLogBuilder::max_append_attempts`]) with a small jittered backoff, then fails with
 /// [`Error::Throttled`]. Only successful puts take an offset, so offsets have no holes. Two
 /// appenders that both find an empty room both start an epoch; one put wins and the other
@@ -124,6 +125,7 @@ pub struct DynamoDbLog {
     config: LogConfig,
     clock: Arc<dyn Clock>,
     max_append_attempts: u32,
+    lost_races: Arc<AtomicU64>,
 }
 
 /// The room's newest item, as the log sees it.
@@ -222,6 +224,12 @@ impl DynamoDbLog {
     /// The DynamoDB client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// How many conditional puts this log (and its clones) lost to another appender since it
+    /// was built: a measure of contention on hot rooms, for metrics.
+    pub fn lost_races(&self) -> u64 {
+        self.lost_races.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> u64 {
@@ -376,6 +384,8 @@ impl MessageLog for DynamoDbLog {
         let mut data = Some(message.data);
         for attempt in 1..=self.max_append_attempts {
             let now = self.now_ms();
+            // Always the true newest: retrying at the winner's place + 1 (from `ALL_OLD`) only
+            // chases the other appenders one place behind.
             let newest = self.newest(&key).await?;
             let (seq, epoch, offset) = match newest {
                 Some(n) if self.is_live(&n, now) => (n.seq + 1, n.epoch, n.offset + 1),
@@ -416,6 +426,7 @@ impl MessageLog for DynamoDbLog {
                 Ok(_) => return Ok(envelope),
                 Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
                     data = Some(envelope.data);
+                    self.lost_races.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(log = %self, room = %room, attempt, seq, "offset taken by another appender; reading again");
                     tokio::time::sleep(crate::backoff::delay(
                         attempt,
@@ -609,7 +620,7 @@ impl DynamoDbLogBuilder {
     }
 
     /// How many times an append is tried while other appenders take the next offset first
-    /// (default 20; at least 1).
+    /// (default 50; at least 1).
     pub fn max_append_attempts(mut self, attempts: u32) -> Self {
         self.max_append_attempts = Some(attempts);
         self
@@ -647,6 +658,7 @@ impl DynamoDbLogBuilder {
                 .max_append_attempts
                 .unwrap_or(DEFAULT_MAX_APPEND_ATTEMPTS)
                 .max(1),
+            lost_races: Arc::default(),
         })
     }
 }
