@@ -7,7 +7,7 @@ use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -517,4 +517,40 @@ async fn measure_append_contention() {
             lost as f64 / appends as f64,
         );
     }
+}
+
+#[tokio::test]
+async fn messages_past_the_logs_ttl_are_not_read_and_the_room_starts_a_new_epoch() {
+    let test = "messages_past_the_logs_ttl_are_not_read_and_the_room_starts_a_new_epoch";
+    let Some(log) = log(test, "hclock", LogConfig::default()).await else {
+        return;
+    };
+    let clock = stateless_ws::clock::ManualClock::new(std::time::SystemTime::now());
+    let log = log.with_clock(clock.clone());
+    let r = room("timed");
+    let first = log.append(&r, LogMessage::new(json!(1))).await.unwrap();
+    clock.advance(Duration::from_secs(23 * 3600));
+    let second = log.append(&r, LogMessage::new(json!(2))).await.unwrap();
+    assert_eq!(
+        (second.epoch.as_str(), second.offset),
+        (first.epoch.as_str(), 2)
+    );
+    // 24 h after the first append: only the second is kept, and the position before the
+    // first can no longer be recovered.
+    clock.advance(Duration::from_secs(3600));
+    let page = log
+        .read(&r, &Position::new(&first.epoch, 0), ReadLimits::default())
+        .await
+        .unwrap();
+    assert!(!page.recovered);
+    assert_eq!(
+        page.messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        [2]
+    );
+    // 24 h after the second: nothing kept; the next append starts a new epoch at 1.
+    clock.advance(Duration::from_secs(23 * 3600));
+    assert_eq!(log.head(&r).await.unwrap(), None);
+    let third = log.append(&r, LogMessage::new(json!(3))).await.unwrap();
+    assert_eq!(third.offset, 1);
+    assert_ne!(third.epoch, first.epoch);
 }
