@@ -404,6 +404,10 @@ impl MessageLog for DynamoDbLog {
             // chases the other appenders one place behind.
             let newest = self.newest(&key).await?;
             let (seq, epoch, offset) = match newest {
+                // `seq` is read back from the table: a hand-edited maximum must not overflow.
+                Some(n) if n.seq == u64::MAX => {
+                    return Err(self.corrupt(&key, "attribute seq is at its maximum".to_owned()));
+                }
                 Some(n) if self.is_live(&n, now) => (n.seq + 1, n.epoch, n.offset + 1),
                 Some(n) => (n.seq + 1, super::new_epoch(), 1),
                 None => (1, super::new_epoch(), 1),
@@ -488,8 +492,9 @@ impl MessageLog for DynamoDbLog {
         let same_epoch = from.epoch.as_deref() == Some(head.epoch.as_str())
             || (from.epoch.is_none() && from.offset == 0);
         // Where the page starts (as an offset: messages after it).
-        let continues =
-            same_epoch && from.offset + 1 >= oldest_by_count && from.offset <= head.offset;
+        let continues = same_epoch
+            && from.offset.saturating_add(1) >= oldest_by_count
+            && from.offset <= head.offset;
         let after = if continues {
             from.offset
         } else {
@@ -553,7 +558,7 @@ impl MessageLog for DynamoDbLog {
         }
         let recovered = continues
             && match messages.first() {
-                Some(first) => first.offset == from.offset + 1,
+                Some(first) => first.offset == from.offset.saturating_add(1),
                 None => from.offset == head.offset,
             };
         let more =

@@ -320,6 +320,12 @@ async fn recovered_is_false_for_another_epoch_or_a_position_past_count_retention
         .unwrap();
     assert!(!page.recovered, "a position beyond the head");
     assert_eq!(page.head, 12);
+    let page = log
+        .read(&r, &Position::new(&epoch, u64::MAX), ReadLimits::default())
+        .await
+        .unwrap();
+    assert!(!page.recovered, "a client's offset is input: no overflow");
+    assert_eq!(offsets(&page), [8, 9, 10, 11, 12]);
 }
 
 #[tokio::test]
