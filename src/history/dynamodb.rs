@@ -97,6 +97,15 @@ const DEFAULT_MAX_APPEND_ATTEMPTS: u32 = 50;
 /// 100 messages/s keeps up to 8.6 million items with the default 24 h). Expired items not yet
 /// deleted are skipped by a filter but still read, and billed, by queries that cross them.
 ///
+/// # Reads
+///
+/// A read first queries the head (the newest item, strongly consistent), then the items after
+/// the position up to that head (`ConsistentRead=true`, pages of `max_messages + 1`, following
+/// `LastEvaluatedKey` past expired items). `recovered` is `true` only when the page starts right
+/// after the position in the head's epoch; [`Position::start`] counts as offset 0 of whatever
+/// epoch there is. A room with nothing kept answers no epoch, head 0, and `recovered: true` only
+/// for [`Position::start`]. A position beyond the head is not recovered.
+///
 /// # Cost and throughput
 ///
 /// Per append: one strongly consistent `Query` of one item (1 RCU, one read request unit on
