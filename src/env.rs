@@ -10,6 +10,7 @@
 //! | `CONNECTIONS_ROOM_INDEX` | the same | the room GSI's name | `roomId-index` |
 //! | `CONNECTIONS_USER_INDEX` | the same | the user GSI's name | `userId-index` |
 //! | `CONNECTION_TTL_SECONDS` | the same | how long a record lives | `7200` (2 h) |
+//! | `MESSAGES_TABLE` | `DynamoDbLog::from_env`, `from_env_with`, `DynamoDbLogBuilder::from_env_vars` | the message log's table (history per room; not the routing table) | required |
 //! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
 //! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
 //! | `FANOUT_JOB_KEY` | `queue::JobKey::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 the planner writes into each fan-out job and workers check; the same value for planner and workers | unset: jobs unsigned, workers check room membership instead |
@@ -31,6 +32,9 @@ pub const CONNECTIONS_ROOM_INDEX: &str = "CONNECTIONS_ROOM_INDEX";
 pub const CONNECTIONS_USER_INDEX: &str = "CONNECTIONS_USER_INDEX";
 /// How long a record lives, in seconds (default 7200).
 pub const CONNECTION_TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
+/// The message log's table (required by `history::DynamoDbLog::from_env`): one item per logged
+/// message, apart from the routing table.
+pub const MESSAGES_TABLE: &str = "MESSAGES_TABLE";
 /// The default management endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
 

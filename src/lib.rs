@@ -70,7 +70,7 @@
 //!
 //! | feature | default | adds |
 //! |---|---|---|
-//! | `dynamodb` | yes | `store::DynamoDbStore` (aws-sdk-dynamodb) |
+//! | `dynamodb` | yes | `store::DynamoDbStore`, `history::DynamoDbLog` (aws-sdk-dynamodb) |
 //! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios and `conformance::history`'s message-log scenarios, to check your own backend (not covered by semver) |

@@ -87,9 +87,14 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::RoomId;
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod envelope;
 mod memory;
 mod publish;
+
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbLog, DynamoDbLogBuilder};
 
 pub use envelope::{
     ENVELOPE_TYPE, Envelope, HISTORY_TYPE, History, LogMessage, Position, new_epoch,

@@ -47,6 +47,8 @@ pub use page::{Page, PageCursor};
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 #[cfg(feature = "dynamodb")]
+pub(crate) use dynamodb::room_key;
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 
 /// How long a record lives when the caller does not say: 2 hours, API Gateway's maximum

@@ -293,3 +293,80 @@ async fn access_denied_is_in_the_error_chain() {
     let chain = err.chain().to_string();
     assert!(chain.contains("AccessDeniedException"), "{chain}");
 }
+
+fn log(client: Client, attempts: u32) -> stateless_ws::history::DynamoDbLog {
+    stateless_ws::history::DynamoDbLog::builder()
+        .client(client)
+        .table_name("ws-messages")
+        .max_append_attempts(attempts)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn log_throttling_maps_to_throttled_with_the_code_in_the_chain() {
+    use stateless_ws::history::{MessageLog, Position, ReadLimits};
+    let rule = mock!(Client::query).then_error(|| {
+        QueryError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .meta(meta("ProvisionedThroughputExceededException"))
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let err = log(client, 20)
+        .read(
+            &RoomId::new("r").unwrap(),
+            &Position::start(),
+            ReadLimits::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Throttled { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "DynamoDbLog(ws-messages): request throttled"
+    );
+    assert!(
+        err.chain()
+            .to_string()
+            .contains("ProvisionedThroughputExceededException"),
+        "{}",
+        err.chain()
+    );
+}
+
+#[tokio::test]
+async fn log_appends_that_always_lose_the_race_give_up_with_a_clear_error() {
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use stateless_ws::history::{LogMessage, MessageLog};
+    let query = mock!(Client::query).then_output(|| QueryOutput::builder().build());
+    let put = mock!(Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(meta("ConditionalCheckFailedException"))
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query, &put], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let log = log(client, 3);
+    let err = log
+        .append(
+            &RoomId::new("r").unwrap(),
+            LogMessage::new(serde_json::json!(1)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Throttled { .. }), "{err:?}");
+    assert!(
+        err.chain().to_string().contains("gave up after 3 attempts"),
+        "{}",
+        err.chain()
+    );
+    assert_eq!(log.lost_races(), 3);
+    assert_eq!(put.num_calls(), 3);
+}

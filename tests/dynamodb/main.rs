@@ -8,4 +8,5 @@
 mod common;
 
 mod faults;
+mod history;
 mod ministack;

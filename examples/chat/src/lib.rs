@@ -301,9 +301,11 @@ impl Chat {
             }
             _ => {}
         }
-        // TODO(issue 19): when `MESSAGES_TABLE` is set, `chat.with_log(DynamoDbLog::from_env…)`.
-        // `DynamoDbLog` is on branch i19-ddb, not merged here yet; until it is, a deployed chat
-        // has no history (and `resume` answers that it is not enabled).
+        // Message history (opt-in): MESSAGES_TABLE names the log's table.
+        if std::env::var(stateless_ws::env::MESSAGES_TABLE).is_ok_and(|t| !t.trim().is_empty()) {
+            let log = stateless_ws::history::DynamoDbLog::from_env_with(&sdk)?;
+            chat = chat.with_log(Arc::new(log));
+        }
         Ok(chat)
     }
 

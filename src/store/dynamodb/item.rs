@@ -25,7 +25,7 @@ pub(super) mod attr {
 const ROOM_KEY_PREFIX: &str = "room#";
 
 /// The value of the `roomId` attribute for `room`: `room#<name>`.
-pub(super) fn room_key(room: &RoomId) -> String {
+pub(crate) fn room_key(room: &RoomId) -> String {
     format!("{ROOM_KEY_PREFIX}{room}")
 }
 

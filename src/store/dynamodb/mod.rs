@@ -29,7 +29,8 @@ mod item;
 mod table;
 
 pub use builder::DynamoDbStoreBuilder;
-use item::{attr, parse_item, room_key, to_item};
+pub(crate) use item::room_key;
+use item::{attr, parse_item, to_item};
 
 /// One DynamoDB item (or key).
 type Item = HashMap<String, AttributeValue>;
