@@ -47,9 +47,9 @@ pub use page::{Page, PageCursor};
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 #[cfg(feature = "dynamodb")]
-pub(crate) use dynamodb::room_key;
-#[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
+#[cfg(feature = "dynamodb")]
+pub(crate) use dynamodb::{room_key, sdk_error};
 
 /// How long a record lives when the caller does not say: 2 hours, API Gateway's maximum
 /// WebSocket connection duration, so a record outlives any connection it can describe.

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{Envelope, History, LogConfig, LogMessage, MessageLog, Position, ReadLimits};
 use crate::clock::{Clock, SystemClock, unix_millis};
 use crate::env;
-use crate::error::{BoxError, Error, Result};
+use crate::error::{Error, Result};
 use crate::ids::RoomId;
 use crate::store::room_key;
 
@@ -255,22 +255,7 @@ impl DynamoDbLog {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let backend = self.to_string();
-        let code = err.code().map(str::to_owned);
-        let source: BoxError = Box::new(err);
-        match code.as_deref() {
-            Some("ResourceNotFoundException") => Error::NotFound { backend, source },
-            Some(
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "LimitExceededException",
-            ) => Error::Throttled { backend, source },
-            Some("ValidationException" | "SerializationException") => {
-                Error::Validation { backend, source }
-            }
-            _ => Error::Store { backend, source },
-        }
+        crate::store::sdk_error(self.to_string(), err)
     }
 
     fn corrupt(&self, room_key: &str, what: String) -> Error {

@@ -166,22 +166,7 @@ impl DynamoDbStore {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let backend = self.backend();
-        let code = err.code().map(str::to_owned);
-        let source: BoxError = Box::new(err);
-        match code.as_deref() {
-            Some("ResourceNotFoundException") => Error::NotFound { backend, source },
-            Some(
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "LimitExceededException",
-            ) => Error::Throttled { backend, source },
-            Some("ValidationException" | "SerializationException") => {
-                Error::Validation { backend, source }
-            }
-            _ => Error::Store { backend, source },
-        }
+        sdk_error(self.backend(), err)
     }
 
     /// Every item matching `key = value` on the table (`index: None`) or an index, following
@@ -493,5 +478,29 @@ impl ConnectionStore for DynamoDbStore {
 
     fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+}
+
+/// An SDK error of a DynamoDB call by `backend` as the crate's error, by the service's error code
+/// (throttling, a missing table, a validation error), the SDK error kept as the source. Shared by
+/// every DynamoDB backend of the crate (the store and the message log).
+pub(crate) fn sdk_error<E>(backend: String, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_owned);
+    let source: BoxError = Box::new(err);
+    match code.as_deref() {
+        Some("ResourceNotFoundException") => Error::NotFound { backend, source },
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "LimitExceededException",
+        ) => Error::Throttled { backend, source },
+        Some("ValidationException" | "SerializationException") => {
+            Error::Validation { backend, source }
+        }
+        _ => Error::Store { backend, source },
     }
 }
