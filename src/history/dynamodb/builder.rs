@@ -77,14 +77,7 @@ impl DynamoDbLogBuilder {
         let table = self.table.ok_or_else(|| {
             Error::config("DynamoDbLog needs a table name: call .table_name(...)")
         })?;
-        let ok_chars = table
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !(3..=255).contains(&table.len()) || !ok_chars {
-            return Err(Error::config(format!(
-                "DynamoDB table name {table:?} is invalid: it must be 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'"
-            )));
-        }
+        crate::store::validate_table_name("table name", &table)?;
         let config = self.config.unwrap_or_default();
         crate::history::validate_config(&config)?;
         Ok(DynamoDbLog {

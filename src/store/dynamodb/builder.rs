@@ -226,7 +226,9 @@ impl DynamoDbStoreBuilder {
     }
 }
 
-fn validate_name(what: &str, name: &str) -> Result<()> {
+/// Checks a DynamoDB table or index name (3–255 characters of `a-z A-Z 0-9 _ - .`); shared by
+/// the store's and the message log's builders.
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));

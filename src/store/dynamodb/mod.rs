@@ -29,6 +29,7 @@ mod item;
 mod table;
 
 pub use builder::DynamoDbStoreBuilder;
+pub(crate) use builder::validate_name as validate_table_name;
 pub(crate) use item::room_key;
 use item::{attr, parse_item, to_item};
 
