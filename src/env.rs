@@ -11,6 +11,8 @@
 //! | `CONNECTIONS_USER_INDEX` | the same | the user GSI's name | `userId-index` |
 //! | `CONNECTION_TTL_SECONDS` | the same | how long a record lives | `7200` (2 h) |
 //! | `MESSAGES_TABLE` | `DynamoDbLog::from_env`, `from_env_with`, `DynamoDbLogBuilder::from_env_vars` | the message log's table (history per room; not the routing table) | required |
+//! | `MESSAGES_TTL_SECONDS` | the same | how long a logged message is kept (`LogConfig::ttl`) | `86400` (24 h) |
+//! | `MESSAGES_MAX_PER_ROOM` | the same | the newest messages kept per room (`LogConfig::max_messages`) | `10000` |
 //! | `APIGW_MANAGEMENT_URL` | `ApiGatewaySender::from_env` | the default management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}` | required by `from_env` |
 //! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
 //! | `FANOUT_JOB_KEY` | `queue::JobKey::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 the planner writes into each fan-out job and workers check; the same value for planner and workers | unset: jobs unsigned, workers check room membership instead |
@@ -35,6 +37,10 @@ pub const CONNECTION_TTL_SECONDS: &str = "CONNECTION_TTL_SECONDS";
 /// The message log's table (required by `history::DynamoDbLog::from_env`): one item per logged
 /// message, apart from the routing table.
 pub const MESSAGES_TABLE: &str = "MESSAGES_TABLE";
+/// How long a logged message is kept, in seconds (default 86,400: 24 h).
+pub const MESSAGES_TTL_SECONDS: &str = "MESSAGES_TTL_SECONDS";
+/// The newest messages kept per room by the message log (default 10,000).
+pub const MESSAGES_MAX_PER_ROOM: &str = "MESSAGES_MAX_PER_ROOM";
 /// The default management endpoint (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const APIGW_MANAGEMENT_URL: &str = "APIGW_MANAGEMENT_URL";
 
@@ -63,4 +69,23 @@ pub(crate) fn var(name: &str) -> Result<Option<String>> {
             "environment variable {name} is not valid UTF-8"
         ))),
     }
+}
+
+/// The value of variable `name` as a whole number: `None` when unset (as [`var`]).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the variable, `what` it must be and the value, when it is not a
+/// whole number (or not valid UTF-8).
+#[cfg(feature = "dynamodb")]
+pub(crate) fn whole_number(name: &str, what: &str) -> Result<Option<u64>> {
+    var(name)?
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Error::config(format!(
+                    "environment variable {name} must be {what}, got {v:?}"
+                ))
+            })
+        })
+        .transpose()
 }

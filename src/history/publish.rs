@@ -13,13 +13,29 @@ use crate::ids::{ConnectionId, RoomId};
 use crate::queue::{Dispatched, RoomDispatch};
 
 /// What one [`Publisher::publish`] did: the envelope logged and how it went out.
+///
+/// A `Published` means the message **is in the log**, whatever `delivery` says: do not publish
+/// it again (that would log a second copy under a new offset, which clients show twice).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Published {
     /// The message as logged (its offset, epoch, id).
     pub envelope: Envelope,
-    /// The fan-out: in-line (with its report), queued, or withheld.
-    pub delivery: Dispatched,
+    /// The fan-out: in-line (with its report) or queued — or the error that kept it from
+    /// starting (the room could not be read, enqueueing failed), already logged at WARN. Either
+    /// way the room's clients recover what they did not get by resuming.
+    pub delivery: Result<Dispatched>,
+}
+
+impl Published {
+    /// Whether the fan-out started and every post (in-line) or job (queued) it made succeeded.
+    pub fn is_complete(&self) -> bool {
+        match &self.delivery {
+            Ok(Dispatched::InLine(report)) => report.is_success(),
+            Ok(Dispatched::Queued(_)) => true,
+            Ok(_) | Err(_) => false,
+        }
+    }
 }
 
 /// Bounds of one [`Publisher::resume`]: how much history one request may post.
@@ -107,11 +123,15 @@ impl Publisher {
     /// Appends `message` to `room`'s log, then sends its envelope to every connection in the
     /// room except `exclude`.
     ///
+    /// `Ok` means the message is logged: a fan-out that could not start is reported in
+    /// [`Published::delivery`], not as an error, so that a caller retrying on `Err` never logs
+    /// the message twice.
+    ///
     /// # Errors
     ///
-    /// The append's error (nothing was sent); when the fan-out cannot start (the room cannot be
-    /// read, enqueueing failed), that error — the message is logged then, and clients recover it
-    /// by resuming.
+    /// Only when the message was **not** logged: the append's error (nothing was sent; publishing
+    /// again is safe). [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) when the message
+    /// exceeds the log's `max_message_bytes`.
     pub async fn publish(
         &self,
         room: &RoomId,
@@ -119,8 +139,19 @@ impl Publisher {
         exclude: Option<&ConnectionId>,
     ) -> Result<Published> {
         let envelope = self.log.append(room, message).await?;
-        let payload = envelope.to_payload()?;
-        let delivery = self.dispatch.send(room, &payload, exclude).await?;
+        let delivery = match envelope.to_payload() {
+            Ok(payload) => self.dispatch.send(room, &payload, exclude).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &delivery {
+            tracing::warn!(
+                %room,
+                epoch = %envelope.epoch,
+                offset = envelope.offset,
+                error = %e.chain(),
+                "message logged but its fan-out could not start: the room's clients get it when they resume"
+            );
+        }
         Ok(Published { envelope, delivery })
     }
 

@@ -49,7 +49,7 @@ mod dynamodb;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbStore, DynamoDbStoreBuilder};
 #[cfg(feature = "dynamodb")]
-pub(crate) use dynamodb::{room_key, sdk_error, validate_table_name};
+pub(crate) use dynamodb::{ensure_table, room_key, sdk_error, validate_table_name};
 
 /// How long a record lives when the caller does not say: 2 hours, API Gateway's maximum
 /// WebSocket connection duration, so a record outlives any connection it can describe.

@@ -130,6 +130,63 @@ async fn conformance_on_ministack() {
     stateless_ws::conformance::history::run_all(&log).await;
 }
 
+/// `DynamoDbLog::ensure_table` makes the table the docs describe (the hand-made one above is
+/// the reference): twice is fine, TTL is on `ttl`, and the conformance scenarios pass on it.
+#[tokio::test]
+async fn ensure_table_creates_the_documented_layout_with_ttl() {
+    let test = "ensure_table_creates_the_documented_layout_with_ttl";
+    let Some(endpoint) = common::dynamodb_endpoint(test) else {
+        return;
+    };
+    let client = common::dynamodb_client(&endpoint).await;
+    let table = common::unique_table("hensure");
+    let mut config = LogConfig::default();
+    config.max_messages = 50;
+    let log = DynamoDbLog::builder()
+        .client(client.clone())
+        .table_name(&table)
+        .config(config)
+        .build()
+        .unwrap();
+    log.ensure_table().await.unwrap();
+    log.ensure_table().await.expect("an existing table is fine");
+
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<(String, String)> = described
+        .table()
+        .unwrap()
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("roomId".to_owned(), "HASH".to_owned()),
+            ("seq".to_owned(), "RANGE".to_owned())
+        ]
+    );
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    stateless_ws::conformance::history::run_all(&log).await;
+}
+
 #[tokio::test]
 async fn eight_concurrent_appenders_take_offsets_1_to_200_once_each() {
     let test = "eight_concurrent_appenders_take_offsets_1_to_200_once_each";

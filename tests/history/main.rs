@@ -3,6 +3,7 @@
 //! manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod env;
 mod publish;
 
 use std::time::{Duration, SystemTime};

@@ -9,6 +9,7 @@ use stateless_ws::history::{
 };
 use stateless_ws::queue::{Dispatched, RoomDispatch};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
+use stateless_ws::test_util::{InstrumentedStore, StoreOp};
 use stateless_ws::{ConnectionId, Error, Membership, RoomId};
 
 fn id(s: &str) -> ConnectionId {
@@ -60,7 +61,10 @@ async fn publish_appends_then_sends_the_envelope_to_the_room() {
             .publish_data(&s.room, json!({"text": text}), Some(&id("a=")))
             .await
             .unwrap();
-        assert!(matches!(published.delivery, Dispatched::InLine(ref r) if r.delivered_count == 2));
+        assert!(
+            matches!(published.delivery, Ok(Dispatched::InLine(ref r)) if r.delivered_count == 2)
+        );
+        assert!(published.is_complete());
     }
     assert!(
         s.sender.messages(&id("a=")).is_empty(),
@@ -97,6 +101,57 @@ async fn a_failed_append_sends_nothing() {
         "nothing is posted when the append fails"
     );
     assert!(s.log.head(&s.room).await.unwrap().is_none());
+}
+
+/// The room cannot be read after the append: `publish` answers `Ok` (the message is logged, a
+/// retry would log it twice) with the fan-out's error in `delivery`, and the members get the
+/// message by resuming.
+#[tokio::test]
+async fn a_fan_out_that_cannot_start_after_the_append_is_reported_in_delivery_not_as_an_error() {
+    let inner: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+    let room = RoomId::new("lobby").unwrap();
+    inner
+        .join(&Membership::new(id("b="), room.clone()))
+        .await
+        .unwrap();
+    let store = Arc::new(InstrumentedStore::new(inner));
+    store.fail_next(StoreOp::RoomPage, 1, || Error::Store {
+        backend: "test".into(),
+        source: "ProvisionedThroughputExceededException".into(),
+    });
+    let sender = RecordingSender::new();
+    let log = Arc::new(InMemoryLog::new());
+    let publisher = Publisher::new(
+        log.clone(),
+        RoomDispatch::new(Broadcaster::new(store, Arc::new(sender.clone()))),
+    );
+
+    let published = publisher
+        .publish_data(&room, json!({"text": "kept"}), None)
+        .await
+        .expect("the message was logged: Ok");
+    assert!(
+        matches!(published.delivery, Err(Error::Store { .. })),
+        "{:?}",
+        published.delivery
+    );
+    assert!(!published.is_complete());
+    assert_eq!(published.envelope.offset, 1);
+    assert!(sender.messages(&id("b=")).is_empty(), "nothing was sent");
+
+    // b resumes from the start and gets it.
+    let resumed = publisher
+        .resume(id("b="), &room, &Position::start(), ResumeLimits::default())
+        .await
+        .unwrap();
+    assert_eq!((resumed.messages, resumed.recovered), (1, true));
+    let page = &received(&sender, "b=")[0];
+    assert_eq!(page["messages"][0]["data"], json!({"text": "kept"}));
+    assert_eq!(
+        log.head(&room).await.unwrap().unwrap().offset,
+        1,
+        "logged once"
+    );
 }
 
 #[tokio::test]

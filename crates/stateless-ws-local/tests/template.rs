@@ -47,6 +47,7 @@ fn the_chat_template_without_its_authorizer() {
             ("leave", "MessageFunction", true),
             ("members", "MessageFunction", true),
             ("ping", "MessageFunction", true),
+            ("resume", "MessageFunction", true),
             ("send", "MessageFunction", true),
         ]
     );
@@ -75,7 +76,7 @@ fn the_chat_template_without_its_authorizer() {
     // do (the table's create-table input from the template).
     let stand_ins = api.stand_ins(&BTreeMap::new());
     let notes: Vec<String> = stand_ins.iter().map(StandIn::note).collect();
-    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert_eq!(notes.len(), 3, "{notes:#?}");
     assert!(notes[0].starts_with("local-ConnectionsTable (in CONNECTIONS_TABLE) is the name of the DynamoDB table ConnectionsTable"), "{notes:#?}");
     assert!(
         notes[0].contains("aws dynamodb create-table --cli-input-json '{"),
@@ -94,9 +95,17 @@ fn the_chat_template_without_its_authorizer() {
     assert_eq!(input["BillingMode"], "PAY_PER_REQUEST");
     assert!(notes[1].starts_with("https://sqs.us-east-1.amazonaws.com/000000000000/local-FanoutQueue (in FANOUT_QUEUE_URL) is queue FanoutQueue"), "{notes:#?}");
     assert!(notes[1].contains("--aws-endpoint"), "{notes:#?}");
+    // The message history (issue 19): the log's layout, with its TTL.
+    assert!(notes[2].starts_with("local-MessagesTable (in MESSAGES_TABLE) is the name of the DynamoDB table MessagesTable"), "{notes:#?}");
+    let input = stand_ins[2].create_table.as_ref().unwrap();
+    assert_eq!(
+        input["KeySchema"],
+        serde_json::json!([{"AttributeName": "roomId", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}])
+    );
+    assert!(notes[2].contains("AttributeName=ttl"), "{notes:#?}");
     // A variable given with --env is the developer's: no note.
     let extra = [("CONNECTIONS_TABLE".to_owned(), "mine".to_owned())].into();
-    assert_eq!(api.stand_ins(&extra).len(), 1);
+    assert_eq!(api.stand_ins(&extra).len(), 2);
 }
 
 #[test]

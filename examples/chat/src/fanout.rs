@@ -65,7 +65,8 @@ impl Chat {
 
     /// Appends `message` to the room's `log`, then sends its envelope as
     /// [`send_to_room`](Self::send_to_room) sends a message (same dispatch, same Gone cleanup and
-    /// presence). An append that fails sends nothing.
+    /// presence). An append that fails sends nothing; a fan-out that could not start after the
+    /// append is in [`Published::delivery`] (the message is logged: not an error to retry).
     pub(crate) async fn publish_to_room(
         &self,
         log: &Arc<dyn MessageLog>,
@@ -78,8 +79,9 @@ impl Chat {
         let published = Publisher::new(Arc::clone(log), self.dispatch_for(ctx, deadline))
             .publish(room, LogMessage::new(message), exclude)
             .await?;
-        self.after_dispatch(room, &published.delivery, ctx, deadline)
-            .await;
+        if let Ok(dispatched) = &published.delivery {
+            self.after_dispatch(room, dispatched, ctx, deadline).await;
+        }
         Ok(published)
     }
 

@@ -75,7 +75,7 @@ use stateless_ws::error::{Error, Result};
 use stateless_ws::event::{
     ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
-use stateless_ws::history::{MessageLog, Position, Publisher, ResumeLimits};
+use stateless_ws::history::{MessageLog, Position, Published, Publisher, ResumeLimits};
 use stateless_ws::ids::{RoomId, UserId};
 use stateless_ws::queue::{Dispatched, FanoutPlanner};
 use stateless_ws::store::Membership;
@@ -485,7 +485,32 @@ impl Chat {
                         .publish_to_room(log, &room, outgoing, exclude, ctx, deadline)
                         .await
                     {
-                        Ok(published) => (published.delivery, Some(published.envelope)),
+                        Ok(Published {
+                            delivery: Ok(dispatched),
+                            envelope,
+                            ..
+                        }) => (dispatched, Some(envelope)),
+                        // Logged, but the fan-out could not start (Publisher logged why at
+                        // WARN): the sender must not send it again — members get it when they
+                        // resume.
+                        Ok(Published {
+                            delivery: Err(_),
+                            envelope,
+                            ..
+                        }) => {
+                            return Ok(RouteResponse::json(
+                                200,
+                                &json!({
+                                    "type": "logged",
+                                    "room": room,
+                                    "offset": envelope.offset,
+                                    "epoch": envelope.epoch,
+                                    "message": "kept in the room's history but not sent \
+                                                now; members get it when they resume — do not \
+                                                send it again",
+                                }),
+                            ));
+                        }
                         Err(Error::PayloadTooLarge { size, limit }) => {
                             return Ok(chat_error(
                                 400,

@@ -18,11 +18,14 @@ pub struct DynamoDbLogBuilder {
 }
 
 impl DynamoDbLogBuilder {
-    /// A builder with the table named by [`env::MESSAGES_TABLE`] (required). Add a client and build.
+    /// A builder with the table named by [`env::MESSAGES_TABLE`] (required), and the retention
+    /// of [`env::MESSAGES_TTL_SECONDS`] and [`env::MESSAGES_MAX_PER_ROOM`] when they are set (the
+    /// rest of [`LogConfig::default`] otherwise). Add a client and build.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the variable is missing or not UTF-8. Never panics.
+    /// [`Error::Config`] naming the variable when one is missing, not UTF-8 or not a whole
+    /// number; [`build`](Self::build) checks the ranges. Never panics.
     pub fn from_env_vars() -> Result<Self> {
         let table = env::var(env::MESSAGES_TABLE)?.ok_or_else(|| {
             Error::config(format!(
@@ -30,7 +33,18 @@ impl DynamoDbLogBuilder {
                 env::MESSAGES_TABLE
             ))
         })?;
-        Ok(Self::default().table_name(table))
+        let mut config = LogConfig::default();
+        if let Some(secs) =
+            env::whole_number(env::MESSAGES_TTL_SECONDS, "a whole number of seconds")?
+        {
+            config.ttl = Duration::from_secs(secs);
+        }
+        if let Some(n) =
+            env::whole_number(env::MESSAGES_MAX_PER_ROOM, "a whole number of messages")?
+        {
+            config.max_messages = n;
+        }
+        Ok(Self::default().table_name(table).config(config))
     }
 
     /// The DynamoDB client (required).

@@ -574,4 +574,5 @@ impl MessageLog for DynamoDbLog {
 }
 
 mod builder;
+mod table;
 pub use builder::DynamoDbLogBuilder;

@@ -121,13 +121,9 @@ impl DynamoDbStoreBuilder {
         if let Some(index) = env::var(env::CONNECTIONS_USER_INDEX)? {
             builder = builder.user_index(index);
         }
-        if let Some(ttl) = env::var(env::CONNECTION_TTL_SECONDS)? {
-            let secs: u64 = ttl.trim().parse().map_err(|_| {
-                Error::config(format!(
-                    "environment variable {} must be a whole number of seconds, got {ttl:?}",
-                    env::CONNECTION_TTL_SECONDS
-                ))
-            })?;
+        if let Some(secs) =
+            env::whole_number(env::CONNECTION_TTL_SECONDS, "a whole number of seconds")?
+        {
             builder = builder.ttl(Duration::from_secs(secs));
         }
         Ok(builder)

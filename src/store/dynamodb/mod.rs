@@ -32,6 +32,7 @@ pub use builder::DynamoDbStoreBuilder;
 pub(crate) use builder::validate_name as validate_table_name;
 pub(crate) use item::room_key;
 use item::{attr, parse_item, to_item};
+pub(crate) use table::ensure_table;
 
 /// One DynamoDB item (or key).
 type Item = HashMap<String, AttributeValue>;

@@ -10,9 +10,12 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveStatus,
 };
 
-use super::DynamoDbStore;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+
 use super::item::attr;
-use crate::error::{BoxError, Result};
+use super::{DynamoDbStore, sdk_error};
+use crate::error::{BoxError, Error, Result};
 
 impl DynamoDbStore {
     /// Creates the table with both indexes if it does not exist, waits until it is `ACTIVE`, and
@@ -64,74 +67,103 @@ impl DynamoDbStore {
         })()
         .map_err(|source| self.store_error(source))?;
 
-        match request.send().await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("ResourceInUseException") => {}
-            Err(e) => return Err(self.map_err(e)),
-        }
-        self.wait_active().await?;
-        self.enable_ttl().await
+        ensure_table(
+            &self.client,
+            &self.table,
+            &self.backend(),
+            request,
+            attr::TTL,
+        )
+        .await
     }
+}
 
-    async fn wait_active(&self) -> Result<()> {
-        for _ in 0..120 {
-            let out = self
-                .client
-                .describe_table()
-                .table_name(&*self.table)
-                .send()
-                .await
-                .map_err(|e| self.map_err(e))?;
-            let table = out.table();
-            let table_active = table.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
-            let indexes_active = table
-                .map(|t| t.global_secondary_indexes())
-                .unwrap_or_default()
-                .iter()
-                .all(|i| i.index_status().is_none_or(|s| *s == IndexStatus::Active));
-            if table_active && indexes_active {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Err(self.store_error("table did not become ACTIVE within 60 s".into()))
+/// Sends `create` (a table that already exists is fine), waits until the table and its indexes
+/// are `ACTIVE`, and enables TTL on `ttl_attribute` (tolerating "already enabled"): the set-up
+/// of [`DynamoDbStore::ensure_table`] and the message log's `ensure_table`.
+///
+/// # Errors
+///
+/// The mapped SDK error of the call that failed (errors name `backend`), or
+/// [`Error::Store`](crate::Error::Store) if the table does not become active within 60 seconds.
+pub(crate) async fn ensure_table(
+    client: &Client,
+    table: &str,
+    backend: &str,
+    create: CreateTableFluentBuilder,
+    ttl_attribute: &str,
+) -> Result<()> {
+    let map_err = |e| sdk_error(backend.to_owned(), e);
+    match create.send().await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("ResourceInUseException") => {}
+        Err(e) => return Err(map_err(e)),
     }
+    wait_active(client, table, backend).await?;
+    enable_ttl(client, table, backend, ttl_attribute).await
+}
 
-    async fn enable_ttl(&self) -> Result<()> {
-        let current = self
-            .client
-            .describe_time_to_live()
-            .table_name(&*self.table)
+async fn wait_active(client: &Client, table: &str, backend: &str) -> Result<()> {
+    for _ in 0..120 {
+        let out = client
+            .describe_table()
+            .table_name(table)
             .send()
             .await
-            .map_err(|e| self.map_err(e))?;
-        if let Some(desc) = current.time_to_live_description() {
-            let status = desc.time_to_live_status();
-            let on = matches!(
-                status,
-                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-            );
-            if on && desc.attribute_name() == Some(attr::TTL) {
-                return Ok(());
-            }
+            .map_err(|e| sdk_error(backend.to_owned(), e))?;
+        let table = out.table();
+        let table_active = table.and_then(|t| t.table_status()) == Some(&TableStatus::Active);
+        let indexes_active = table
+            .map(|t| t.global_secondary_indexes())
+            .unwrap_or_default()
+            .iter()
+            .all(|i| i.index_status().is_none_or(|s| *s == IndexStatus::Active));
+        if table_active && indexes_active {
+            return Ok(());
         }
-        let spec = TimeToLiveSpecification::builder()
-            .enabled(true)
-            .attribute_name(attr::TTL)
-            .build()
-            .map_err(|e| self.store_error(e.into()))?;
-        match self
-            .client
-            .update_time_to_live()
-            .table_name(&*self.table)
-            .time_to_live_specification(spec)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            // DynamoDB answers a ValidationException "TimeToLive is already enabled" when it is.
-            Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
-            Err(e) => Err(self.map_err(e)),
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::Store {
+        backend: backend.to_owned(),
+        source: "table did not become ACTIVE within 60 s".into(),
+    })
+}
+
+async fn enable_ttl(client: &Client, table: &str, backend: &str, attribute: &str) -> Result<()> {
+    let current = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error(backend.to_owned(), e))?;
+    if let Some(desc) = current.time_to_live_description() {
+        let status = desc.time_to_live_status();
+        let on = matches!(
+            status,
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        );
+        if on && desc.attribute_name() == Some(attribute) {
+            return Ok(());
         }
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(attribute)
+        .build()
+        .map_err(|e| Error::Store {
+            backend: backend.to_owned(),
+            source: e.into(),
+        })?;
+    match client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        // DynamoDB answers a ValidationException "TimeToLive is already enabled" when it is.
+        Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
+        Err(e) => Err(sdk_error(backend.to_owned(), e)),
     }
 }

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use stateless_ws::broadcast::RecordingSender;
 use stateless_ws::history::{InMemoryLog, LogConfig, MessageLog};
 use stateless_ws::store::{ConnectionStore, InMemoryStore};
-use stateless_ws::{ConnectionId, RouteResponse, WebSocketEvent};
+use stateless_ws::test_util::{InstrumentedStore, StoreOp};
+use stateless_ws::{ConnectionId, Error, RouteResponse, WebSocketEvent};
 
 const DOMAIN: &str = "abc123.execute-api.eu-west-1.amazonaws.com";
 
@@ -44,17 +45,26 @@ fn message_event(conn: &str, body: &Value) -> WebSocketEvent {
 struct App {
     chat: Chat,
     sender: RecordingSender,
+    store: Arc<InstrumentedStore>,
 }
 
 impl App {
     fn new(log: Option<Arc<dyn MessageLog>>) -> Self {
-        let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+        let store = Arc::new(InstrumentedStore::new(Arc::new(InMemoryStore::new())));
         let sender = RecordingSender::new();
-        let mut chat = Chat::new(store, Arc::new(sender.clone()), ChatConfig::default());
+        let mut chat = Chat::new(
+            store.clone(),
+            Arc::new(sender.clone()),
+            ChatConfig::default(),
+        );
         if let Some(log) = log {
             chat = chat.with_log(log);
         }
-        Self { chat, sender }
+        Self {
+            chat,
+            sender,
+            store,
+        }
     }
 
     fn with_log() -> Self {
@@ -304,6 +314,51 @@ async fn an_append_that_fails_answers_an_error_and_sends_nothing() {
     assert_eq!(app.send("alice", "lobby", "short").await["offset"], 1);
 }
 
+/// The room cannot be read once the message is logged: the sender is told it is kept (with its
+/// offset) and not to send it again, and the members get it by resuming.
+#[tokio::test]
+async fn a_logged_message_whose_fan_out_cannot_start_is_answered_as_logged() {
+    let app = App::with_log();
+    app.connect("alice", "lobby", "alice-id").await;
+    app.connect("bob", "lobby", "bob-id").await;
+    app.store.fail_next(StoreOp::RoomPage, 1, || Error::Store {
+        backend: "test".into(),
+        source: "ProvisionedThroughputExceededException".into(),
+    });
+
+    let resp = app
+        .say(
+            "alice",
+            json!({"action": "send", "room": "lobby", "message": "kept"}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 200, "{resp:?}");
+    let answer = resp.body_json();
+    assert_eq!(
+        (&answer["type"], &answer["offset"]),
+        (&json!("logged"), &json!(1)),
+        "{answer}"
+    );
+    assert!(
+        !answer["message"].as_str().unwrap().contains("Provisioned"),
+        "the service's error stays in the log, not in the answer: {answer}"
+    );
+    assert!(app.inbox("bob").is_empty(), "nothing was sent");
+
+    let resp = app
+        .say(
+            "bob",
+            json!({"action": "resume", "room": "lobby", "epoch": answer["epoch"], "offset": 0}),
+        )
+        .await;
+    assert_eq!(resp.status_code, 200, "{resp:?}");
+    let page = &app.inbox("bob")[0];
+    assert_eq!(page["type"], "room.history", "{page}");
+    assert_eq!(page["messages"][0]["data"]["message"], "kept");
+    // The next message takes offset 2: the first was logged once.
+    assert_eq!(app.send("alice", "lobby", "next").await["offset"], 2);
+}
+
 #[tokio::test]
 async fn without_a_log_resume_is_refused_and_send_is_unchanged() {
     let app = App::new(None);
@@ -367,7 +422,7 @@ async fn a_queued_room_gets_the_envelope_through_the_workers() {
     use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
     use stateless_ws::{Membership, RoomId};
 
-    let store: Arc<dyn ConnectionStore> = Arc::new(InMemoryStore::new());
+    let store = Arc::new(InstrumentedStore::new(Arc::new(InMemoryStore::new())));
     let sender = RecordingSender::new();
     let queue = Arc::new(InMemoryQueue::new());
     let mut config = ChatConfig::default();
@@ -379,10 +434,14 @@ async fn a_queued_room_gets_the_envelope_through_the_workers() {
         );
         store.join(&member).await.unwrap();
     }
-    let chat = Chat::new(Arc::clone(&store), Arc::new(sender.clone()), config)
-        .with_queue(FanoutPlanner::new(store, queue.clone()))
+    let chat = Chat::new(store.clone(), Arc::new(sender.clone()), config)
+        .with_queue(FanoutPlanner::new(store.clone(), queue.clone()))
         .with_log(Arc::new(InMemoryLog::new()));
-    let app = App { chat, sender };
+    let app = App {
+        chat,
+        sender,
+        store,
+    };
 
     // Records and an event without an endpoint (as in queued.rs): a worker refuses targets on
     // endpoints it does not serve, and this one is set up to serve none in particular.

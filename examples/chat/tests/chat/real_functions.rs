@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stateless_ws::UserId;
 use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster, Payload};
-
+use stateless_ws::history::DynamoDbLog;
 use stateless_ws::store::{ConnectionStore, DynamoDbStore};
 use stateless_ws_local::{LocalApi, Naming, RunningGateway, Settings};
 use tokio::net::TcpStream;
@@ -142,6 +142,16 @@ async fn chat_stack(endpoint: &str, tag: &str, parameters: &[(&str, &str)]) -> S
         .build()
         .unwrap();
     store.ensure_table().await.unwrap();
+    // The template's MessagesTable, made as DynamoDbLog lays it out.
+    let messages = format!("{table}-messages");
+    DynamoDbLog::builder()
+        .client(common::dynamodb_client(endpoint).await)
+        .table_name(messages.clone())
+        .build()
+        .unwrap()
+        .ensure_table()
+        .await
+        .unwrap();
     let settings = Settings {
         parameter_overrides: parameters
             .iter()
@@ -166,6 +176,7 @@ async fn chat_stack(endpoint: &str, tag: &str, parameters: &[(&str, &str)]) -> S
         .unwrap();
     let mut extra = BTreeMap::new();
     extra.insert("CONNECTIONS_TABLE".to_owned(), table);
+    extra.insert("MESSAGES_TABLE".to_owned(), messages);
     extra.insert("RUST_LOG".to_owned(), "warn".to_owned());
     // Insecure demo identity (?userId=) only matters without the authorizer.
     extra.insert(
@@ -327,12 +338,35 @@ async fn chat_template_with_real_functions_on_ministack() {
             "send (fan-out to 1)",
         )
         .await;
-    assert_eq!(sent["delivered"], 1, "{sent}");
-    let heard = next_of_type(&mut bob, "message").await;
     assert_eq!(
-        (&heard["userId"], &heard["message"]),
-        (&json!("alice"), &json!("hi bob"))
+        (&sent["delivered"], &sent["offset"]),
+        (&json!(1), &json!(1)),
+        "{sent}"
     );
+    // The template's MessagesTable: the message is logged, and arrives in its envelope.
+    let heard = next_of_type(&mut bob, "room.message").await;
+    assert_eq!(
+        (
+            &heard["offset"],
+            &heard["data"]["userId"],
+            &heard["data"]["message"]
+        ),
+        (&json!(1), &json!("alice"), &json!("hi bob"))
+    );
+    // bob resumes from the start: the real function reads the log back.
+    bob.send(Message::text(
+        json!({"action": "resume", "room": "dev", "epoch": heard["epoch"], "offset": 0})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let page = next_of_type(&mut bob, "room.history").await;
+    assert_eq!(
+        (&page["recovered"], &page["messages"][0]["data"]["message"]),
+        (&json!(true), &json!("hi bob")),
+        "{page}"
+    );
+    assert_eq!(next_of_type(&mut bob, "resumed").await["messages"], 1);
 
     let members = stack
         .ask(
@@ -451,7 +485,10 @@ async fn chat_authorizer_with_real_functions_on_ministack() {
         )
         .await;
     assert_eq!(sent["delivered"], 1, "{sent}");
-    assert_eq!(next_of_type(&mut alice, "message").await["userId"], "bob");
+    assert_eq!(
+        next_of_type(&mut alice, "room.message").await["data"]["userId"],
+        "bob"
+    );
     alice.close(None).await.unwrap();
     bob.close(None).await.unwrap();
     wait_for_connections(&stack.store, "alice", 0).await;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
 /// The route keys and the cargo-lambda binary (example) behind each.
-const ROUTES: [(&str, &str); 8] = [
+const ROUTES: [(&str, &str); 9] = [
     ("$connect", "lambda_connect"),
     ("$disconnect", "lambda_disconnect"),
     ("$default", "lambda_message"),
@@ -23,6 +23,7 @@ const ROUTES: [(&str, &str); 8] = [
     ("send", "lambda_message"),
     ("ping", "lambda_message"),
     ("members", "lambda_message"),
+    ("resume", "lambda_message"),
 ];
 
 /// What a template may reference besides its parameters and resources.
@@ -385,12 +386,21 @@ fn the_stage_is_deployed_after_every_route() {
     assert_eq!(ref_target(&props["ApiId"]), Some(api_id(&t)));
 }
 
+/// The routing table: the one with the connection key (the template has two tables; the other
+/// is the message history).
+pub(crate) fn routing_table(t: &Value) -> (&str, &Value) {
+    let tables = of_type(t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 2, "the routing table and the message history");
+    tables
+        .into_iter()
+        .find(|(_, table)| table["Properties"]["KeySchema"][0]["AttributeName"] == "connectionId")
+        .expect("a table keyed by connectionId")
+}
+
 #[test]
 fn the_table_has_the_crates_layout() {
     let t = template();
-    let tables = of_type(&t, "AWS::DynamoDB::Table");
-    assert_eq!(tables.len(), 1);
-    let props = &tables[0].1["Properties"];
+    let props = &routing_table(&t).1["Properties"];
     assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
     let key = |hash: &str, range: &str| json!([{"AttributeName": hash, "KeyType": "HASH"}, {"AttributeName": range, "KeyType": "RANGE"}]);
     assert_eq!(props["KeySchema"], key("connectionId", "roomId"));
@@ -430,10 +440,76 @@ fn the_table_has_the_crates_layout() {
     );
 }
 
+/// The message history: `DynamoDbLog`'s layout (its `ensure_table` makes the same), TTL on, read
+/// and written by the message function only, with its retention from parameters.
+#[test]
+fn the_message_history_table_has_the_logs_layout_and_only_the_message_function_uses_it() {
+    let t = template();
+    let (routing, _) = routing_table(&t);
+    let (history, table) = of_type(&t, "AWS::DynamoDB::Table")
+        .into_iter()
+        .find(|(id, _)| *id != routing)
+        .unwrap();
+    let props = &table["Properties"];
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        props["KeySchema"],
+        json!([{"AttributeName": "roomId", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}])
+    );
+    assert_eq!(
+        props["AttributeDefinitions"],
+        json!([{"AttributeName": "roomId", "AttributeType": "S"}, {"AttributeName": "seq", "AttributeType": "N"}])
+    );
+    assert!(
+        props.get("GlobalSecondaryIndexes").is_none(),
+        "no index: reads are by room"
+    );
+    assert_eq!(
+        props["TimeToLiveSpecification"],
+        json!({"AttributeName": "ttl", "Enabled": true})
+    );
+    assert_eq!(table["DeletionPolicy"], "Delete");
+
+    for (id, function) in of_type(&t, "AWS::Serverless::Function") {
+        let env = &function["Properties"]["Environment"]["Variables"];
+        if binary_of(function) == "lambda_message" {
+            assert_eq!(env["MESSAGES_TABLE"], json!({"Ref": history}), "{id}");
+            assert_eq!(
+                env["MESSAGES_TTL_SECONDS"],
+                json!({"Ref": "MessageRetentionSeconds"})
+            );
+            assert_eq!(
+                env["MESSAGES_MAX_PER_ROOM"],
+                json!({"Ref": "MessagesPerRoom"})
+            );
+        } else {
+            assert!(
+                env.get("MESSAGES_TABLE").is_none(),
+                "{id} does not log messages"
+            );
+        }
+    }
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]
+            .get("MESSAGES_TABLE")
+            .is_none()
+    );
+    // The parameters' defaults are the library's.
+    let defaults = stateless_ws::history::LogConfig::default();
+    assert_eq!(
+        t["Parameters"]["MessageRetentionSeconds"]["Default"],
+        json!(defaults.ttl.as_secs())
+    );
+    assert_eq!(
+        t["Parameters"]["MessagesPerRoom"]["Default"],
+        json!(defaults.max_messages)
+    );
+}
+
 #[test]
 fn the_functions_read_the_table_and_index_names_the_template_creates() {
     let t = template();
-    let (table_id, table) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    let (table_id, table) = routing_table(&t);
     let index_names: BTreeSet<&str> = table["Properties"]["GlobalSecondaryIndexes"]
         .as_array()
         .unwrap()
@@ -530,11 +606,12 @@ fn outputs_give_the_urls_and_the_table() {
     assert!(has_sub(
         "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
     ));
-    let (table_id, _) = of_type(&t, "AWS::DynamoDB::Table")[0];
-    assert!(
-        values.contains(&&json!({"Ref": table_id})),
-        "the table name is an output"
-    );
+    for (table_id, _) in of_type(&t, "AWS::DynamoDB::Table") {
+        assert!(
+            values.contains(&&json!({"Ref": table_id})),
+            "the name of {table_id} is an output"
+        );
+    }
 }
 
 /// Every `Ref`, `GetAtt`, `${…}`, `DependsOn` and `Condition` names something that exists, and a

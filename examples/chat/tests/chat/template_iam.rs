@@ -8,7 +8,8 @@ use super::template::*;
 #[test]
 fn iam_is_least_privilege() {
     let t = template();
-    let (table_id, _) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    let (table_id, _) = super::template::routing_table(&t);
+    let history_resource = json!([{"Fn::GetAtt": ["MessagesTable", "Arn"]}]);
     let table_resources = json!([
         {"Fn::GetAtt": [table_id, "Arn"]},
         {"Fn::Sub": format!("${{{table_id}.Arn}}/index/*")},
@@ -68,6 +69,7 @@ fn iam_is_least_privilege() {
         ),
         ("lambda_authorizer", &[]),
     ];
+    let mut history_statements = 0;
     for (binary, allowed) in expected {
         let (id, function) = function_by_binary(&t, binary);
         assert!(
@@ -86,7 +88,17 @@ fn iam_is_least_privilege() {
             let sqs = strings(&statement["Action"])
                 .iter()
                 .all(|a| a.starts_with("sqs:"));
-            if dynamodb {
+            if dynamodb && statement["Resource"] == history_resource {
+                history_statements += 1;
+                // The message history: append (Query + conditional PutItem) and resume (Query),
+                // by the message function only.
+                assert_eq!(binary, "lambda_message", "{id} must not touch the history");
+                assert_eq!(
+                    strings(&statement["Action"]),
+                    ["dynamodb:Query", "dynamodb:PutItem"],
+                    "{id}"
+                );
+            } else if dynamodb {
                 assert_eq!(
                     statement["Resource"], table_resources,
                     "{id}: the table and its indexes only"
@@ -114,6 +126,10 @@ fn iam_is_least_privilege() {
             }
         }
     }
+    assert_eq!(
+        history_statements, 1,
+        "one statement grants the message history"
+    );
 }
 
 #[test]
