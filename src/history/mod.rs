@@ -47,6 +47,20 @@
 //! client's next message then arrives with a jump and rule 3 recovers it — so a client resumes a
 //! second time a second or two after the first when no message follows.
 //!
+//! # Guarantees
+//!
+//! [`Publisher::publish`] appends, then fans out. An `Err` means the message was **not** logged
+//! (nothing was sent; publishing again is safe); `Ok` means it is in the log, even when its
+//! fan-out could not start ([`Published::delivery`] says how it went — do not publish it
+//! again). A logged message stays readable for the log's retention whatever the fan-out did, so
+//! for a client that resumes within the retention every delivery path is **at least once end to
+//! end**: in-line fan-out, the streaming broadcaster, the queued workers (a retried job posts
+//! again) and [`retry_unknown_outcome`](crate::broadcast::BroadcastConfig::retry_unknown_outcome)
+//! alike; and a client that follows the protocol shows each message **exactly once**, in order.
+//! What is not covered: a client away longer than the retention (it gets `recovered: false` and
+//! reloads), and messages sent to connections or users rather than rooms (`notify_user` and
+//! presence events are not logged).
+//!
 //! # Contract
 //!
 //! Every [`MessageLog`] keeps these rules; the conformance scenarios check each:

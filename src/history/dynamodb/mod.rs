@@ -131,8 +131,11 @@ const DEFAULT_MAX_APPEND_ATTEMPTS: u32 = 50;
 /// # Configuration
 ///
 /// [`from_env`](Self::from_env) and [`from_env_with`](Self::from_env_with) read
-/// [`MESSAGES_TABLE`](crate::env::MESSAGES_TABLE) (required); region, credentials and endpoint
-/// come from the AWS SDK's chain.
+/// [`MESSAGES_TABLE`](crate::env::MESSAGES_TABLE) (required),
+/// [`MESSAGES_TTL_SECONDS`](crate::env::MESSAGES_TTL_SECONDS) and
+/// [`MESSAGES_MAX_PER_ROOM`](crate::env::MESSAGES_MAX_PER_ROOM) (the retention; the defaults of
+/// [`LogConfig`] when unset); region, credentials and endpoint come from the AWS SDK's chain.
+/// [`ensure_table`](Self::ensure_table) creates the table above (for tests and local use).
 #[derive(Clone)]
 pub struct DynamoDbLog {
     client: Client,
