@@ -6,6 +6,7 @@
 #[path = "../../../../tests/common/mod.rs"]
 mod common;
 
+mod chaos;
 mod gateway;
 mod history;
 mod presence;
