@@ -140,6 +140,11 @@ pub(super) async fn serve(
             },
             () = &mut stopped => break,
         };
+        // Frames are small and written as they come: without TCP_NODELAY, Nagle's algorithm
+        // holds a reply until the previous segment is acknowledged (tens of ms per round trip).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "local gateway: TCP_NODELAY not set");
+        }
         let connection = Connection {
             app: app.clone(),
             peer,
