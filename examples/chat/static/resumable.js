@@ -45,7 +45,7 @@
 //     onOther(frame) { /* any other frame: presence, errors, … */ },
 //   });
 //   socket.send({ action: 'send', room: 'general', text: 'hi' });
-//   // later: socket.close();
+//   // a "Reconnect now" button: socket.reconnectNow();   later: socket.close();
 //
 // Nothing is persisted by this module: keep `socket.positions()` (or `feed.position()`) where
 // you like and pass them back as the rooms' initial positions.
@@ -358,6 +358,18 @@ export class ResumableSocket {
       try { ws.close(code, reason); } catch { /* already closing */ }
     }
     callSafely(this.onStatus, 'closed');
+  }
+
+  /**
+   * While waiting to reconnect, tries at once (a "Reconnect now" button): true when an attempt
+   * started. Does nothing while connecting or open, or after `close()`. The backoff goes on from
+   * where it was if this attempt fails too.
+   */
+  reconnectNow() {
+    if (this.closed || this.reconnectTimer === null) return false;
+    clearTimeout(this.reconnectTimer);
+    this._connect();
+    return true;
   }
 
   /** The delay before reconnect attempt `attempt` (0-based): exponential, capped, full jitter. */

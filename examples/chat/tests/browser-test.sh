@@ -7,31 +7,42 @@
 #
 # Needs node/npm and Debian's Chromium (apt-get install -y chromium; or set CHROMIUM to
 # another Chromium binary). Playwright's own browser download (`npx playwright install`) is
-# not used. Screenshots of both pages land in target/browser/; the server's log in
-# .cache/local_chat.log. The output ends with node's test summary.
+# not used. A second server runs with --no-history (CHAT_URL_NO_HISTORY), for the page without a
+# message log. Screenshots of the pages land in target/browser/; the servers' logs in
+# .cache/local_chat.log and .cache/local_chat-no-history.log. The output ends with node's test
+# summary.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$REPO"
 BROWSER_DIR="$REPO/examples/chat/tests/browser"
 SERVER_LOG="$REPO/.cache/local_chat.log"
+PLAIN_LOG="$REPO/.cache/local_chat-no-history.log"
 TEST_OUT="$REPO/.cache/browser-test.out"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 START_TIMEOUT=120
 
 server_pid=
+plain_pid=
 
-stop_server() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
+stop_pid() {
+    local pid=$1
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in {1..50}; do
-            kill -0 "$server_pid" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     fi
+}
+
+stop_server() {
+    stop_pid "$server_pid"
+    stop_pid "$plain_pid"
     server_pid=
+    plain_pid=
 }
 
 cleanup() {
@@ -72,31 +83,41 @@ step "cargo build --workspace --all-features --all-targets"
 cargo build --workspace --all-features --all-targets
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 
-step "starting the local chat server (log: ${SERVER_LOG#"$REPO"/})"
+# Waits for the "open http://..." line of the server `pid` logging to `log`; prints the address.
+wait_for_url() {
+    local pid=$1 log=$2 url= i
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        url="$(sed -n 's|.*open \(http://[^ ]*\).*|\1|p' "$log" | head -n 1)"
+        [[ -n "$url" ]] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "error: the local chat server exited before it was ready; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    if [[ -z "$url" ]]; then
+        echo "error: no 'open http://...' line from the local chat server within ${START_TIMEOUT}s; its log:" >&2
+        cat "$log" >&2
+        return 1
+    fi
+    echo "$url"
+}
+
+step "starting the local chat servers (logs: ${SERVER_LOG#"$REPO"/}, ${PLAIN_LOG#"$REPO"/})"
 mkdir -p "$(dirname "$SERVER_LOG")"
 : >"$SERVER_LOG"
+: >"$PLAIN_LOG"
 "$target_dir/debug/local_chat" --port 0 >"$SERVER_LOG" 2>&1 &
 server_pid=$!
-
-chat_url=
-for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-    chat_url="$(sed -n 's|.*open \(http://[^ ]*\).*|\1|p' "$SERVER_LOG" | head -n 1)"
-    [[ -n "$chat_url" ]] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "error: the local chat server exited before it was ready; its log:" >&2
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z "$chat_url" ]]; then
-    echo "error: no 'open http://...' line from the local chat server within ${START_TIMEOUT}s; its log:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 1
-fi
+"$target_dir/debug/local_chat" --port 0 --no-history >"$PLAIN_LOG" 2>&1 &
+plain_pid=$!
+chat_url="$(wait_for_url "$server_pid" "$SERVER_LOG")"
+plain_url="$(wait_for_url "$plain_pid" "$PLAIN_LOG")"
 export CHAT_URL="$chat_url"
+export CHAT_URL_NO_HISTORY="$plain_url"
 export CHROMIUM
-echo "CHAT_URL=$CHAT_URL"
+echo "CHAT_URL=$CHAT_URL CHAT_URL_NO_HISTORY=$CHAT_URL_NO_HISTORY"
 
 step "node --test examples/chat/tests/browser/ (Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM"))"
 test_status=0
@@ -105,9 +126,11 @@ node --test --test-concurrency=1 --test-reporter=spec "$BROWSER_DIR/" 2>&1 | tee
 stop_server
 
 if ((test_status != 0)); then
-    # The server's side of the story, then node's summary again so that it stays the last word.
-    printf '\n==> FAILED: the local chat server log (last 40 lines of %s)\n' "${SERVER_LOG#"$REPO"/}"
-    tail -n 40 "$SERVER_LOG"
+    # The servers' side of the story, then node's summary again so that it stays the last word.
+    for log in "$SERVER_LOG" "$PLAIN_LOG"; do
+        printf '\n==> FAILED: the local chat server log (last 40 lines of %s)\n' "${log#"$REPO"/}"
+        tail -n 40 "$log"
+    done
     printf '\n'
     grep -E '^ℹ (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$TEST_OUT" || true
     exit "$test_status"

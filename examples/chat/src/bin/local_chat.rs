@@ -47,6 +47,8 @@ use stateless_ws::{Error, UserId, WebSocketEvent};
 use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
 
 const PAGE: &str = include_str!("../../static/index.html");
+/// The ES module the page imports (`./resumable.js`): the client side of resumable rooms.
+const RESUMABLE_JS: &str = include_str!("../../static/resumable.js");
 
 #[derive(Debug)]
 struct Options {
@@ -178,6 +180,27 @@ async fn notify(
     }
 }
 
+/// The page, the module it imports and the billing service, beside the gateway's routes.
+fn site(chat: Arc<Chat>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/resumable.js", get(resumable_js))
+        .route("/notify", post(notify))
+        .with_state(chat)
+}
+
+/// `GET /resumable.js`: a module script must come with a JavaScript MIME type, or the browser
+/// refuses to run it.
+async fn resumable_js() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        RESUMABLE_JS,
+    )
+}
+
 async fn run(options: Options) -> Result<(), Error> {
     let store = store(&options).await?;
     // No default endpoint: each connection's record carries the management endpoint of the
@@ -226,10 +249,7 @@ async fn run(options: Options) -> Result<(), Error> {
     for route in ["join", "leave", "send", "members", "ping"] {
         gateway = gateway.route(route, on_event.clone());
     }
-    let site = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/notify", post(notify))
-        .with_state(Arc::clone(&chat));
+    let site = site(Arc::clone(&chat));
     let gateway = gateway.merge(site);
 
     let wanted = SocketAddr::from(([127, 0, 0, 1], options.port));
@@ -303,7 +323,14 @@ async fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_args;
+    use std::sync::Arc;
+
+    use chat::{Chat, ChatConfig};
+    use stateless_ws::broadcast::ApiGatewaySender;
+    use stateless_ws::store::InMemoryStore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{PAGE, RESUMABLE_JS, local_sdk_config, parse_args, site};
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
@@ -314,5 +341,50 @@ mod tests {
         assert!(parse_args(args(&[])).is_ok_and(|o| o.history));
         assert!(parse_args(args(&["--no-history", "--port", "0"])).is_ok_and(|o| !o.history));
         assert!(parse_args(args(&["--help"])).is_err_and(|usage| usage.contains("--no-history")));
+    }
+
+    /// `GET path` from the site served on a free loopback port: (head, body).
+    async fn get(path: &str) -> (String, String) {
+        let sender = ApiGatewaySender::new(&local_sdk_config(None).await);
+        let chat = Chat::new(
+            Arc::new(InMemoryStore::new()),
+            Arc::new(sender),
+            ChatConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, site(Arc::new(chat))).await.unwrap();
+        });
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_page_and_the_module_it_imports_are_served() {
+        let (head, body) = get("/").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert_eq!(body, PAGE);
+        assert!(
+            PAGE.contains("from './resumable.js'"),
+            "the page imports the module by the path served below"
+        );
+
+        let (head, body) = get("/resumable.js").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        // A module script with another MIME type is refused by the browser.
+        assert!(
+            head.contains("content-type: text/javascript; charset=utf-8"),
+            "{head}"
+        );
+        assert_eq!(body, RESUMABLE_JS);
+        assert!(body.contains("export class ResumableSocket"));
     }
 }

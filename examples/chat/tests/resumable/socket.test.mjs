@@ -271,3 +271,27 @@ test('a callback that throws is reported and does not stop the envelopes after i
   assert.deepEqual(reported, ['render failed']);
   assert.equal(socket.positions()[ROOM].offset, 3);
 });
+
+test('reconnectNow: during the backoff wait, an attempt at once; otherwise nothing', (t) => {
+  const { socket, current, sockets } = setup(t, { backoff: { initialMs: 1000, maxMs: 8000, jitter: false } });
+  assert.equal(socket.reconnectNow(), false, 'connecting: nothing to hurry');
+  current().open();
+  assert.equal(socket.reconnectNow(), false, 'open: nothing to hurry');
+  current().drop();
+  assert.equal(sockets.length, 1);
+  assert.equal(socket.reconnectNow(), true);
+  assert.equal(sockets.length, 2, 'an attempt at once');
+  current().drop();
+  // The backoff went on: the next wait is the second one (2000 ms), and only one attempt is due.
+  t.mock.timers.tick(1999);
+  assert.equal(sockets.length, 2);
+  t.mock.timers.tick(1);
+  assert.equal(sockets.length, 3);
+  current().open();
+  assert.deepEqual(current().resumes(), [{ action: 'resume', room: ROOM, epoch: null, offset: 0 }]);
+  current().drop();
+  socket.close();
+  assert.equal(socket.reconnectNow(), false, 'closed: no attempt');
+  t.mock.timers.tick(60_000);
+  assert.equal(sockets.length, 3);
+});
