@@ -26,8 +26,11 @@
 //
 // Two classes:
 //   RoomFeed        — one room's state machine: pure logic, no I/O, no timers.
-//   ResumableSocket — a WebSocket that reconnects (exponential backoff, full jitter), resumes
-//                     every room on each open, and routes frames through the rooms' feeds.
+//   ResumableSocket — a WebSocket that reconnects (exponential backoff, full jitter, reset only
+//                     after a connection lasted `stableMs`), resumes every room on each open,
+//                     asks again when a resume is not answered within `answerTimeoutMs` (so a
+//                     server that refuses resumes — no history — should see its rooms removed
+//                     with removeRoom), and routes frames through the rooms' feeds.
 //
 // Usage:
 //
@@ -261,6 +264,8 @@ export class ResumableSocket {
     onOther = () => {},
     backoff = {},
     settleMs = 1500,
+    stableMs = 5000,
+    answerTimeoutMs = 10000,
     resumeAction = 'resume',
     maxQueue = 100,
     maxSeenIds,
@@ -277,6 +282,8 @@ export class ResumableSocket {
     this.onOther = onOther;
     this.backoff = { initialMs: 500, maxMs: 15000, jitter: true, ...backoff };
     this.settleMs = settleMs;
+    this.stableMs = stableMs;
+    this.answerTimeoutMs = answerTimeoutMs;
     this.resumeAction = resumeAction;
     this.maxQueue = maxQueue;
     this.feedOptions = { maxSeenIds, maxHeld };
@@ -292,6 +299,9 @@ export class ResumableSocket {
     this.closed = false;
     this.reconnectTimer = null;
     this.settleTimer = null;
+    this.stableTimer = null;
+    /** per room: the timer of a resume not answered yet */
+    this.answerTimers = new Map();
     for (const entry of rooms) {
       if (typeof entry === 'string') this.addRoom(entry);
       else this.addRoom(entry.room, entry);
@@ -317,6 +327,7 @@ export class ResumableSocket {
   removeRoom(room) {
     this.feeds.delete(room);
     this.heard.delete(room);
+    this._answered(room);
   }
 
   /** The room's feed, or undefined. */
@@ -350,7 +361,9 @@ export class ResumableSocket {
     this.queue = [];
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.settleTimer);
-    this.reconnectTimer = this.settleTimer = null;
+    clearTimeout(this.stableTimer);
+    this.reconnectTimer = this.settleTimer = this.stableTimer = null;
+    this._clearAnswerTimers();
     const ws = this.ws;
     this.ws = null;
     this.isOpen = false;
@@ -399,7 +412,10 @@ export class ResumableSocket {
 
   _opened() {
     this.isOpen = true;
-    this.attempt = 0;
+    // The backoff starts again only once a connection has lasted `stableMs`: a server that
+    // accepts and drops at once is not hammered at the shortest delay.
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => { this.stableTimer = null; this.attempt = 0; }, this.stableMs);
     this.heard.clear();
     callSafely(this.onStatus, 'open');
     for (const [room, feed] of this.feeds) this._resume(room, feed.resumeRequest());
@@ -425,7 +441,10 @@ export class ResumableSocket {
     this.ws = null;
     this.isOpen = false;
     clearTimeout(this.settleTimer);
-    this.settleTimer = null;
+    clearTimeout(this.stableTimer);
+    this.settleTimer = this.stableTimer = null;
+    this._clearAnswerTimers(); // every room resumes on the next open
+
     callSafely(this.onStatus, 'closed');
     this._scheduleReconnect();
   }
@@ -440,6 +459,27 @@ export class ResumableSocket {
   _resume(room, position) {
     if (!this.isOpen || position === null) return;
     this.ws.send(JSON.stringify({ action: this.resumeAction, room, epoch: position.epoch, offset: position.offset }));
+    // A resume whose answer never comes (lost, or refused with an error frame) would leave the
+    // feed waiting on it: after `answerTimeoutMs` without a history page for the room, it is
+    // asked again from where the feed is.
+    clearTimeout(this.answerTimers.get(room));
+    this.answerTimers.set(room, setTimeout(() => {
+      this.answerTimers.delete(room);
+      const feed = this.feeds.get(room);
+      if (feed === undefined || !this.isOpen) return;
+      feed.asked = null;
+      this._resume(room, feed.resumeRequest());
+    }, this.answerTimeoutMs));
+  }
+
+  _answered(room) {
+    clearTimeout(this.answerTimers.get(room));
+    this.answerTimers.delete(room);
+  }
+
+  _clearAnswerTimers() {
+    for (const timer of this.answerTimers.values()) clearTimeout(timer);
+    this.answerTimers.clear();
   }
 
   _frame(data) {
@@ -459,6 +499,7 @@ export class ResumableSocket {
     }
     // A live message after the resume: no member-list lag hid this connection from the room.
     if (kind === ENVELOPE_TYPE) this.heard.add(frame.room);
+    else this._answered(frame.room);
     const out = kind === ENVELOPE_TYPE ? feed.receive(frame) : feed.history(frame);
     if (out.reload) callSafely(this.onReload, frame.room, out.reload);
     for (const envelope of out.show) callSafely(this.onMessage, envelope);

@@ -15,8 +15,10 @@
 //!   in-process workers — the queued path of `lambda_fanout_worker`, without AWS. `send` then
 //!   answers `{"type":"queued",…}` and the page shows "queued for N in M jobs".
 //! - `--no-history`: no message log. By default every room message is kept in an in-memory
-//!   `InMemoryLog` (24 h, 10,000 messages per room), so `send` answers its `offset` and `epoch`
-//!   and a reconnecting client can `resume` (see the `history` module of `stateless_ws`).
+//!   `InMemoryLog` (24 h, 10,000 messages per room) — with `--dynamodb-endpoint`, in the
+//!   DynamoDB table `{table}-messages` (`DynamoDbLog`, created if missing) — so `send` answers
+//!   its `offset` and `epoch` and a reconnecting client can `resume` (see the `history` module
+//!   of `stateless_ws`).
 //!
 //! The billing service: `curl -X POST 'http://127.0.0.1:8080/notify?user=alice' -d '{"type":"invoice.paid"}'`
 //! pushes the JSON to every connection of `alice` through the management API, exactly as
@@ -38,7 +40,7 @@ use axum::routing::{get, post};
 use chat::{Chat, ChatConfig, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
-use stateless_ws::history::InMemoryLog;
+use stateless_ws::history::{DynamoDbLog, InMemoryLog, MessageLog};
 use stateless_ws::lambda::{self, Context};
 use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
@@ -150,6 +152,24 @@ async fn store(options: &Options) -> Result<Arc<dyn ConnectionStore>, Error> {
     Ok(Arc::new(store))
 }
 
+/// The message history: in memory, or beside the routing table on `--dynamodb-endpoint`.
+async fn log(options: &Options) -> Result<Arc<dyn MessageLog>, Error> {
+    let Some(endpoint) = &options.dynamodb_endpoint else {
+        println!("message history: in memory (--no-history to turn it off)");
+        return Ok(Arc::new(InMemoryLog::new()));
+    };
+    let table = format!("{}-messages", options.table);
+    let log = DynamoDbLog::builder()
+        .client(aws_sdk_dynamodb::Client::new(
+            &local_sdk_config(Some(endpoint)).await,
+        ))
+        .table_name(&table)
+        .build()?;
+    log.ensure_table().await?;
+    println!("message history: DynamoDB table {table} at {endpoint} (--no-history to turn it off)");
+    Ok(Arc::new(log))
+}
+
 /// `POST /notify?user=NAME` with a JSON body: the billing service.
 async fn notify(
     State(chat): State<Arc<Chat>>,
@@ -213,8 +233,7 @@ async fn run(options: Options) -> Result<(), Error> {
     config.queue_above = options.queue_above;
     let mut chat = Chat::new(Arc::clone(&store), Arc::new(sender), config);
     if options.history {
-        chat = chat.with_log(Arc::new(InMemoryLog::new()));
-        println!("message history: in memory (--no-history to turn it off)");
+        chat = chat.with_log(log(&options).await?);
     }
     // Queued fan-out: an in-memory queue (SQS's semantics) and workers in this process.
     let mut queued = None;
@@ -246,7 +265,7 @@ async fn run(options: Options) -> Result<(), Error> {
     gateway_config.idle_timeout = options.idle_timeout;
     let mut gateway = LocalGateway::new(gateway_config).default_handler(on_event.clone());
     // The same routes as examples/chat/template.yaml; selection by `$request.body.action`.
-    for route in ["join", "leave", "send", "members", "ping"] {
+    for route in ["join", "leave", "send", "members", "ping", "resume"] {
         gateway = gateway.route(route, on_event.clone());
     }
     let site = site(Arc::clone(&chat));

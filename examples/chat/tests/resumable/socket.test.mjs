@@ -107,7 +107,8 @@ test('other frames, unknown rooms and non-JSON go to onOther', (t) => {
 });
 
 test('a second resume settleMs after open when nothing arrived for the room', (t) => {
-  const { current } = setup(t, { rooms: ['quiet', 'busy'], settleMs: 1500 });
+  // (No answers come in this test: answerTimeoutMs is out of the way.)
+  const { current } = setup(t, { rooms: ['quiet', 'busy'], settleMs: 1500, answerTimeoutMs: 60_000 });
   current().open();
   assert.equal(current().resumes().length, 2);
   current().deliver(env(1, { room: 'busy' }));
@@ -162,11 +163,62 @@ test('reconnects after a drop with exponential backoff, capped, and resumes from
   t.mock.timers.tick(1000);
   current().open();
   assert.deepEqual(current().resumes(), [{ action: 'resume', room: ROOM, epoch: 'e1', offset: 2 }]);
-  // An open resets the backoff.
+  // A connection that lasted stableMs (5 s by default) resets the backoff.
+  t.mock.timers.tick(5000);
   current().drop();
   const before = sockets.length;
   t.mock.timers.tick(100);
   assert.equal(sockets.length, before + 1);
+});
+
+test('a connection dropped before stableMs does not reset the backoff', (t) => {
+  const { current, sockets } = setup(t, { backoff: { initialMs: 100, maxMs: 10_000, jitter: false }, stableMs: 2000 });
+  current().open();
+  // The server accepts, then drops at once, again and again: 100, 200, 400, 800 ms.
+  current().drop();
+  for (const ms of [100, 200, 400, 800]) {
+    const before = sockets.length;
+    t.mock.timers.tick(ms - 1);
+    assert.equal(sockets.length, before, `no attempt before ${ms} ms`);
+    t.mock.timers.tick(1);
+    assert.equal(sockets.length, before + 1, `an attempt after ${ms} ms`);
+    current().open();
+    t.mock.timers.tick(1999);
+    current().drop();
+  }
+});
+
+test('a resume not answered within answerTimeoutMs is sent again from where the feed is; a page stops it', (t) => {
+  const { current, log } = setup(t, { settleMs: 60_000, answerTimeoutMs: 3000 });
+  current().open();
+  assert.equal(current().resumes().length, 1);
+  // A jump: the gap is asked once …
+  current().deliver(env(1));
+  current().deliver(env(3));
+  assert.deepEqual(current().resumes().slice(1), [{ action: 'resume', room: ROOM, epoch: 'e1', offset: 1 }]);
+  current().deliver(env(4));
+  assert.equal(current().resumes().length, 2, 'one resume per gap');
+  // … and its answer never comes: asked again after the timeout.
+  t.mock.timers.tick(2999);
+  assert.equal(current().resumes().length, 2);
+  t.mock.timers.tick(1);
+  assert.deepEqual(current().resumes().slice(2), [{ action: 'resume', room: ROOM, epoch: 'e1', offset: 1 }]);
+  current().deliver(page([env(2), env(3), env(4)]));
+  assert.deepEqual(offsets(log.messages), [1, 2, 3, 4]);
+  t.mock.timers.tick(60_000 - 3000 - 1);
+  assert.equal(current().resumes().length, 3, 'answered: not asked again');
+});
+
+test('removeRoom and a drop cancel the answer timers', (t) => {
+  const { socket, current } = setup(t, { rooms: ['a', 'b'], settleMs: 60_000, answerTimeoutMs: 1000 });
+  current().open();
+  socket.removeRoom('a');
+  t.mock.timers.tick(1000);
+  assert.deepEqual(current().resumes().map((r) => r.room), ['a', 'b', 'b'], 'b asked again, a not');
+  const first = current();
+  first.drop();
+  t.mock.timers.tick(10_000);
+  assert.equal(first.resumes().length, 3, 'nothing sent on the dead socket');
 });
 
 test('full jitter: the delay is random in [0, cap)', (t) => {
