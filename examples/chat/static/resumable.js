@@ -136,6 +136,24 @@ export class RoomFeed {
     return out;
   }
 
+  /**
+   * The app has shown the message at `{epoch, offset}` itself — its own message, which the server
+   * confirmed with that offset but does not send back to its sender live. When it is the next
+   * offset of the feed's epoch, the feed moves past it (and shows what it held after it), so that
+   * the next live message is not taken for a gap; otherwise nothing changes (a gap before it is
+   * filled by a resume, which brings the message back — the app recognises it by its offset).
+   * Returns `{show, resume: null, reload: null, acknowledged}`.
+   */
+  acknowledge({ epoch, offset } = {}) {
+    const out = { show: [], resume: null, reload: null, acknowledged: false };
+    if (!isOffset(offset) || offset !== this.last + 1) return out;
+    if (this.epoch === null || epoch !== this.epoch) return out;
+    this.last = offset;
+    out.acknowledged = true;
+    this._drain(out.show);
+    return out;
+  }
+
   /** A `room.history` page, the answer to a resume. */
   history(page) {
     const out = { show: [], resume: null, reload: null };
@@ -333,6 +351,19 @@ export class ResumableSocket {
   /** The room's feed, or undefined. */
   feed(room) {
     return this.feeds.get(room);
+  }
+
+  /**
+   * The app showed the message at `position` ({epoch, offset}) of `room` itself (its own, as
+   * the server's reply to its send confirmed it): see `RoomFeed.acknowledge`. Envelopes the feed
+   * held after it go to `onMessage`. Returns whether the feed moved past it.
+   */
+  acknowledge(room, position) {
+    const feed = this.feeds.get(room);
+    if (feed === undefined) return false;
+    const out = feed.acknowledge(position);
+    for (const envelope of out.show) callSafely(this.onMessage, envelope);
+    return out.acknowledged;
   }
 
   /** `{room: {epoch, offset}}` for every room: what to persist. */

@@ -248,3 +248,41 @@ test('the constructor checks its room and offset', () => {
   assert.throws(() => new RoomFeed({}), TypeError);
   assert.throws(() => new RoomFeed({ room: 'r', offset: -1 }), TypeError);
 });
+
+test('acknowledge: the next offset, shown by the app itself, moves the feed and releases what it held', () => {
+  const f = feed();
+  f.receive(env(1));
+  // The app's own message is offset 2 (from the reply to its send); 3 came live before the reply.
+  const held = f.receive(env(3));
+  assert.deepEqual(offsets(held.show), []);
+  assert.notEqual(held.resume, null, 'a gap, as far as the feed knows');
+  const out = f.acknowledge({ epoch: 'e1', offset: 2 });
+  assert.equal(out.acknowledged, true);
+  assert.deepEqual(offsets(out.show), [3]);
+  assert.deepEqual(f.position(), { epoch: 'e1', offset: 3 });
+  // The resume's answer brings 2 and 3 again: dropped.
+  assert.deepEqual(offsets(f.history(page([env(2), env(3)])).show), []);
+  // The next live one is no gap.
+  const next = f.receive(env(4));
+  assert.deepEqual(offsets(next.show), [4]);
+  assert.equal(next.resume, null);
+});
+
+test('acknowledge changes nothing unless it is the next offset of the same epoch', () => {
+  const f = feed();
+  f.receive(env(1));
+  for (const position of [
+    { epoch: 'e1', offset: 3 },   // a gap before it: a resume fills it and brings it back
+    { epoch: 'e1', offset: 1 },   // already shown
+    { epoch: 'e2', offset: 2 },   // another epoch
+    { epoch: 'e1', offset: -1 },
+    { epoch: 'e1', offset: 2.5 },
+    {},
+  ]) {
+    const out = f.acknowledge(position);
+    assert.equal(out.acknowledged, false, JSON.stringify(position));
+    assert.deepEqual(out.show, []);
+    assert.deepEqual(f.position(), { epoch: 'e1', offset: 1 });
+  }
+  assert.equal(feed().acknowledge({ epoch: 'e1', offset: 1 }).acknowledged, false, 'a feed with no epoch yet');
+});

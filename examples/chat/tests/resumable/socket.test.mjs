@@ -347,3 +347,14 @@ test('reconnectNow: during the backoff wait, an attempt at once; otherwise nothi
   t.mock.timers.tick(60_000);
   assert.equal(sockets.length, 3);
 });
+
+test('acknowledge: held envelopes after the acknowledged offset go to onMessage; no resume for the own message', (t) => {
+  const { socket, current, log } = setup(t, { settleMs: 60_000 });
+  current().open();
+  current().deliver(page([env(1)]));
+  assert.equal(socket.acknowledge(ROOM, { epoch: 'e1', offset: 2 }), true);
+  current().deliver(env(3));
+  assert.deepEqual(offsets(log.messages), [1, 3]);
+  assert.equal(current().resumes().length, 1, 'only the resume of the open');
+  assert.equal(socket.acknowledge('elsewhere', { epoch: 'e1', offset: 1 }), false);
+});
