@@ -17,6 +17,8 @@
 //! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
 //! | `FANOUT_JOB_KEY` | `queue::JobKey::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 the planner writes into each fan-out job and workers check; the same value for planner and workers | unset: jobs unsigned, workers check room membership instead |
 //! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env_with` | the queue's `MaximumMessageSize`: jobs are packed to fit it (1,024–1,048,576) | `262144` (256 KiB) |
+//! | `ROOM_GRANT_KEY` | `policy::SignedGrants::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 of room grants; the same value in the backend that issues them | unset: no grant rule |
+//! | `ROOM_GRANT_PREVIOUS_KEY` | the same | during a key rotation, the previous key, still accepted | unset |
 //!
 //! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
 //! for its store and sender (`SqsQueue::from_env_with(&config)`).
@@ -51,15 +53,16 @@ pub const FANOUT_JOB_KEY: &str = "FANOUT_JOB_KEY";
 /// The fan-out queue's `MaximumMessageSize` in bytes (default 262,144): jobs are packed to fit it.
 pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES";
 
+/// The key of room grants' HMAC-SHA256 (read by `policy::SignedGrants::from_env`).
+pub const ROOM_GRANT_KEY: &str = "ROOM_GRANT_KEY";
+/// The previous room grant key, still accepted during a rotation.
+pub const ROOM_GRANT_PREVIOUS_KEY: &str = "ROOM_GRANT_PREVIOUS_KEY";
+
 /// The value of variable `name`: `None` when unset, empty or all whitespace.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] when the value is not valid UTF-8.
-#[cfg_attr(
-    not(any(feature = "dynamodb", feature = "apigw", feature = "sqs")),
-    allow(dead_code)
-)]
 pub(crate) fn var(name: &str) -> Result<Option<String>> {
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(None),

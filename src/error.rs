@@ -237,6 +237,11 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A [room policy](crate::policy) refused a room to a user: answer 403 with this text (it
+    /// names the room and the reason, never the grant). Nothing was stored or announced.
+    #[error("{0}")]
+    RoomRefused(crate::policy::Refusal),
+
     /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
     #[error("{backend}: store request failed")]
     Store {

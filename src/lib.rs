@@ -27,7 +27,10 @@
 //!   the queue by its size ([`queue`]);
 //! - [`Presence`](presence::Presence) announces who joined and who left a room (one member per
 //!   user, however many tabs), including connections removed by a broadcast's Gone cleanup,
-//!   and answers the member list ([`presence`]).
+//!   and answers the member list ([`presence`]);
+//! - [`RoomPolicy`](policy::RoomPolicy) decides who may enter which room — public rooms by
+//!   pattern, per-user rooms, rooms listed in a claim, and short-lived signed grants issued by
+//!   the application's backend ([`policy`]).
 //!
 //! Its companion crate [`stateless-ws-local`](https://docs.rs/stateless-ws-local) runs all of it on
 //! one machine: a local API Gateway WebSocket endpoint with the management API, for development
@@ -101,6 +104,8 @@ pub mod ids;
 #[cfg(feature = "lambda")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod lambda;
+mod mac;
+pub mod policy;
 pub mod presence;
 pub mod queue;
 #[cfg(any(feature = "apigw", feature = "sqs"))]

@@ -158,7 +158,7 @@ pub trait RouteHandler: Send + Sync + 'static {
 /// | error | status |
 /// |---|---|
 /// | [`Error::InvalidEvent`], [`Error::InvalidBody`], [`Error::InvalidId`], [`Error::InvalidPayload`] | 400 |
-/// | [`Error::Forbidden`] | 403 |
+/// | [`Error::Forbidden`], [`Error::RoomRefused`] | 403 |
 /// | [`Error::Gone`] | 410 |
 /// | [`Error::PayloadTooLarge`] | 413 |
 /// | [`Error::Throttled`] | 429 |
@@ -169,7 +169,7 @@ pub fn status_for(error: &Error) -> u16 {
         | Error::InvalidBody { .. }
         | Error::InvalidId { .. }
         | Error::InvalidPayload { .. } => 400,
-        Error::Forbidden { .. } => 403,
+        Error::Forbidden { .. } | Error::RoomRefused(_) => 403,
         Error::Gone { .. } => 410,
         Error::PayloadTooLarge { .. } => 413,
         Error::Throttled { .. } => 429,
@@ -180,7 +180,7 @@ pub fn status_for(error: &Error) -> u16 {
 /// The default answer for a handler error: [`status_for`]'s status with `{"message": …}` — the
 /// error's text when it is about the client's own input ([`Error::InvalidEvent`],
 /// [`Error::InvalidBody`], [`Error::InvalidId`], [`Error::InvalidPayload`],
-/// [`Error::PayloadTooLarge`]), `Internal server error` (API Gateway's wording) for every other
+/// [`Error::PayloadTooLarge`], [`Error::RoomRefused`]), `Internal server error` (API Gateway's wording) for every other
 /// error, 4xx included: [`Error::Forbidden`] names the management endpoint and its IAM
 /// permission, [`Error::Gone`] another client's connection id, [`Error::Throttled`] the table —
 /// nothing a client should read. The full error goes to the log.
@@ -193,6 +193,7 @@ pub fn error_response(error: &Error) -> RouteResponse {
             | Error::InvalidId { .. }
             | Error::InvalidPayload { .. }
             | Error::PayloadTooLarge { .. }
+            | Error::RoomRefused(_)
     );
     if about_the_input {
         RouteResponse::error(status, error.to_string())

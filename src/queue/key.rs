@@ -1,8 +1,7 @@
 //! [`JobKey`]: the HMAC-SHA256 key that signs fan-out jobs.
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
+use crate::mac::MacKey;
 
 /// The key of the HMAC-SHA256 that the [`FanoutPlanner`](super::FanoutPlanner) writes into
 /// each job and the [`FanoutWorker`](super::FanoutWorker) checks, so that workers run only jobs
@@ -17,7 +16,7 @@ use crate::error::{Error, Result};
 /// [`FanoutWorker::with_membership_check`](super::FanoutWorker::with_membership_check)).
 /// `Debug` does not show the key.
 #[derive(Clone)]
-pub struct JobKey(Arc<hmac::Hmac<sha2::Sha256>>);
+pub struct JobKey(MacKey);
 
 impl std::fmt::Debug for JobKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,7 +26,7 @@ impl std::fmt::Debug for JobKey {
 
 impl JobKey {
     /// The fewest bytes a key may have: 32, HMAC-SHA256's output size.
-    pub const MIN_LEN: usize = 32;
+    pub const MIN_LEN: usize = MacKey::MIN_LEN;
 
     /// A key of `bytes`.
     ///
@@ -35,17 +34,7 @@ impl JobKey {
     ///
     /// [`Error::Config`] when it has fewer than [`MIN_LEN`](Self::MIN_LEN) bytes.
     pub fn new(bytes: impl AsRef<[u8]>) -> Result<Self> {
-        let bytes = bytes.as_ref();
-        if bytes.len() < Self::MIN_LEN {
-            return Err(Error::config(format!(
-                "a fan-out job key needs at least {} bytes, got {}",
-                Self::MIN_LEN,
-                bytes.len()
-            )));
-        }
-        let mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(bytes)
-            .map_err(|_| Error::config("HMAC-SHA256 refused the fan-out job key"))?;
-        Ok(Self(Arc::new(mac)))
+        MacKey::new(bytes.as_ref(), "a fan-out job key").map(Self)
     }
 
     /// The key in [`FANOUT_JOB_KEY`](crate::env::FANOUT_JOB_KEY) (its bytes as written, e.g. 64
@@ -68,29 +57,16 @@ impl JobKey {
             .transpose()
     }
 
-    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
-        (*self.0).clone()
-    }
-
     pub(super) fn sign(&self, unsigned_body: &str) -> String {
-        use hmac::Mac as _;
-        let mut mac = self.mac();
-        mac.update(unsigned_body.as_bytes());
-        mac.finalize()
-            .into_bytes()
+        self.0
+            .sign(unsigned_body.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
     }
 
     pub(super) fn verify(&self, unsigned_body: &str, sig: &str) -> bool {
-        use hmac::Mac as _;
-        let Some(bytes) = decode_hex(sig) else {
-            return false;
-        };
-        let mut mac = self.mac();
-        mac.update(unsigned_body.as_bytes());
-        mac.verify_slice(&bytes).is_ok()
+        decode_hex(sig).is_some_and(|bytes| self.0.verify(unsigned_body.as_bytes(), &bytes))
     }
 }
 

@@ -13,11 +13,16 @@ use stateless_ws::ids::RoomId;
 #[serde(tag = "action", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ChatAction {
-    /// `{"action":"join","room":"r"}`: join `r` and tell its members.
+    /// `{"action":"join","room":"r"}`: join `r` and tell its members;
+    /// `{"action":"join","room":"private-x","grant":"…"}` with a grant for a room that needs one
+    /// (see [`ChatRooms`](crate::ChatRooms)).
     Join {
         /// The room to join.
         #[serde(deserialize_with = "room")]
         room: RoomId,
+        /// A signed room grant from the application's backend, for a private room.
+        #[serde(default, deserialize_with = "grant")]
+        grant: Option<String>,
     },
     /// `{"action":"leave","room":"r"}`: leave `r` (not the connection's last room).
     Leave {
@@ -70,6 +75,16 @@ const MAX_EPOCH_LEN: usize = 64;
 // say which key it came from; each field's own deserializer names it instead.
 fn room<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<RoomId, D::Error> {
     string_field("room", d)
+}
+
+fn grant<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(serde::de::Error::custom(
+            "`grant` must be a string (a room grant from the application's backend)",
+        )),
+    }
 }
 
 fn message<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {

@@ -30,6 +30,17 @@ pub mod env {
     /// through the queue (`FANOUT_QUEUE_URL`), so that a `$connect` takes the same time in a
     /// room of 100 or 100,000; unset, [`QUEUE_ABOVE`] applies.
     pub const PRESENCE_QUEUE_ABOVE: &str = "CHAT_PRESENCE_QUEUE_ABOVE";
+    /// Open rooms, patterns separated by commas or spaces, `*` for any run of characters
+    /// (default `*`: every room that is not private or a user's). Read by
+    /// [`ChatRooms::from_env`](crate::ChatRooms::from_env).
+    pub const PUBLIC_ROOMS: &str = "CHAT_PUBLIC_ROOMS";
+    /// Rooms that need a signed grant (key: the library's `ROOM_GRANT_KEY`), patterns as
+    /// [`PUBLIC_ROOMS`] (default `private-*`).
+    pub const PRIVATE_ROOMS: &str = "CHAT_PRIVATE_ROOMS";
+    /// The template of per-user rooms, with `{id}` (default `user-{id}`); `none`: no user rooms.
+    pub const USER_ROOMS: &str = "CHAT_USER_ROOMS";
+    /// An authorizer context key listing more rooms the user may enter (default: none).
+    pub const ROOMS_CLAIM: &str = "CHAT_ROOMS_CLAIM";
 }
 
 /// Where the user id of a connection comes from.

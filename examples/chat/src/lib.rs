@@ -10,9 +10,9 @@
 //!
 //! | route | what it does | answer to the caller |
 //! |---|---|---|
-//! | `$connect` | records the connection in its first room (query string `room`, default `general`), announces `"joined"` to the room | 200, or 400 (bad room) / 401 (no identity when required) — a non-2xx refuses the connection |
+//! | `$connect` | records the connection in its first room (query string `room`, default `general`; `grant` for a private room), announces `"joined"` to the room | 200, or 400 (bad room) / 401 (no identity when required) / 403 (the [room policy](self#rooms) refuses) — a non-2xx refuses the connection |
 //! | `$disconnect` | removes the connection from every room (idempotent), announces `"left"` to each | 200 |
-//! | `join` | `{"action":"join","room":"r"}`: joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), announces `"joined"` | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit |
+//! | `join` | `{"action":"join","room":"r"}` (`"grant":"…"` for a private room): joins `r` (at most [`ChatConfig::max_rooms_per_connection`] rooms), announces `"joined"` | `{"type":"joined","room":"r","userId":…}`, or 400 naming the limit, or 403 `{"type":"error","message":…}` with the room policy's reason |
 //! | `leave` | `{"action":"leave","room":"r"}` (not the connection's last room), announces `"left"` | `{"type":"left","room":"r","userId":…}` |
 //! | `send` | `{"action":"send","room":"r","message":"hi"}`: a room the sender has joined | `{"type":"sent","room":"r","delivered":N,"failed":M}`, or for a room above [`ChatConfig::queue_above`] handed to the fan-out queue, `{"type":"queued","room":"r","targets":N,"jobs":M}` at once; with a [message log](Chat::with_log) the message is appended first and both answers add its `"offset"` and `"epoch"` |
 //! | `resume` | `{"action":"resume","room":"r","epoch":"…" \| null,"offset":N}`: with a [message log](Chat::with_log), posts to the caller the history of a room it has joined after (epoch, offset), as `room.history` pages | `{"type":"resumed","room":"r","pages":P,"messages":M,"recovered":bool,"more":bool}`; 400 when the chat has no log |
@@ -48,6 +48,19 @@
 //! Only [`IdentitySource::InsecureQueryString`], an explicit demo mode, reads the user from the
 //! query string.
 //!
+//! # Rooms
+//!
+//! `$connect`'s first room and every `join` go through the room policy
+//! ([`stateless_ws::policy`]) **before** anything is written or announced: a refused room
+//! answers 403 with the reason, stores no record, and no one hears of it. The chat's rules
+//! ([`ChatRooms`], from the environment in [`Chat::from_env`]): `private-*` rooms need a
+//! signed grant for the user and room, `user-{id}` rooms admit only that user, every other
+//! room is open. A client gets a grant from the application's backend (the local demo's
+//! `POST /grant`), which issues it only to the user it signed in, with
+//! [`RoomGrant::issue`](stateless_ws::policy::RoomGrant::issue), and sends it with the join:
+//! `{"action":"join","room":"private-x","grant":"…"}` or `?room=private-x&grant=…`. Presence
+//! (`members`, `"joined"` / `"left"`) answers and reaches only the room's members.
+//!
 //! # History (opt-in)
 //!
 //! [`Chat::with_log`] gives the chat a [`MessageLog`]: `send` appends each message to the room's
@@ -62,21 +75,25 @@ use serde_json::{Value, json};
 
 mod action;
 mod config;
+mod enter;
 mod fanout;
 pub mod lambda;
 mod presence;
+mod rooms;
 
 pub use action::ChatAction;
 use action::describe;
 pub use config::{ChatConfig, DEFAULT_MAX_ROOMS_PER_CONNECTION, IdentitySource, env};
+pub use rooms::ChatRooms;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, ConnectionSender};
 use stateless_ws::error::{Error, Result};
 use stateless_ws::event::{
-    ConnectEvent, DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
+    DisconnectEvent, MessageEvent, RequestContext, RouteResponse, WebSocketEvent,
 };
 use stateless_ws::history::{MessageLog, Position, Published, Publisher, ResumeLimits};
-use stateless_ws::ids::{RoomId, UserId};
+use stateless_ws::ids::UserId;
+use stateless_ws::policy::RoomPolicy;
 use stateless_ws::queue::{Dispatched, FanoutPlanner};
 use stateless_ws::store::Membership;
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt};
@@ -89,6 +106,7 @@ pub struct Chat {
     config: ChatConfig,
     queue: Option<FanoutPlanner>,
     log: Option<Arc<dyn MessageLog>>,
+    rooms: Arc<dyn RoomPolicy>,
 }
 
 /// Keys a client may not put in a message: the sender is the connection's identity.
@@ -107,7 +125,24 @@ impl Chat {
             config,
             queue: None,
             log: None,
+            rooms: ChatRooms::default()
+                .policy()
+                .unwrap_or_else(|_| Arc::new(stateless_ws::policy::AllowAll)),
         }
+    }
+
+    /// Decides who may enter which room, on `$connect` and `join` (see
+    /// [Rooms](self#rooms)); the default is [`ChatRooms::default`]'s: every room open except
+    /// `private-*` (closed: there is no grant key) and `user-{id}` (that user's).
+    #[must_use]
+    pub fn with_room_policy(mut self, policy: Arc<dyn RoomPolicy>) -> Self {
+        self.rooms = policy;
+        self
+    }
+
+    /// The room policy.
+    pub fn room_policy(&self) -> &Arc<dyn RoomPolicy> {
+        &self.rooms
     }
 
     /// Keeps every room message in `log` (see [History](self#history-opt-in)): `send` appends
@@ -143,7 +178,8 @@ impl Chat {
     /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain,
     /// [`ChatConfig::from_env`], and — when `FANOUT_QUEUE_URL` is set — the SQS queue of queued
     /// fan-out (`SqsQueue::from_env_with`), its jobs signed with `FANOUT_JOB_KEY` if set
-    /// (`JobKey::from_env`).
+    /// (`JobKey::from_env`), and the room rules of [`ChatRooms::from_env`] (`CHAT_PUBLIC_ROOMS`,
+    /// `CHAT_PRIVATE_ROOMS`, `CHAT_USER_ROOMS`, `CHAT_ROOMS_CLAIM`, `ROOM_GRANT_KEY`).
     ///
     /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
     /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
@@ -162,7 +198,8 @@ impl Chat {
         }
         let store: Arc<dyn ConnectionStore> = Arc::new(store);
         let queued = config.queue_above.is_some() || config.presence_queue_above.is_some();
-        let mut chat = Self::new(Arc::clone(&store), Arc::new(sender), config);
+        let mut chat = Self::new(Arc::clone(&store), Arc::new(sender), config)
+            .with_room_policy(ChatRooms::from_env()?.policy()?);
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
                 let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
@@ -230,6 +267,14 @@ impl Chat {
             .or_else(|| ctx.management_endpoint().ok())
     }
 
+    /// The user id stored with the connection (from its `$connect`); the authorizer's,
+    /// repeated on every event, only when the record has none.
+    fn user_of(&self, record: Option<&Membership>, ctx: &RequestContext) -> Option<UserId> {
+        record
+            .and_then(|c| c.user_id.clone())
+            .or_else(|| self.user_from_authorizer(ctx).ok().flatten())
+    }
+
     fn user_from_authorizer(
         &self,
         ctx: &RequestContext,
@@ -244,62 +289,6 @@ impl Chat {
         UserId::new(value.into_owned())
             .map(Some)
             .map_err(|e| format!("authorizer context `{claim}`: {e}"))
-    }
-
-    /// `$connect`: records the connection in its first room.
-    ///
-    /// # Errors
-    ///
-    /// Store failures; client mistakes are 4xx responses.
-    pub async fn on_connect(&self, event: &ConnectEvent) -> Result<RouteResponse> {
-        let ctx = &event.context;
-        let room = match event.query("room") {
-            None => self.config.default_room.clone(),
-            Some(name) => match RoomId::new(name) {
-                Ok(room) => room,
-                Err(e) => {
-                    return Ok(chat_error(400, format!("query string `room`: {e}")));
-                }
-            },
-        };
-        let user = match self.user_from_authorizer(ctx) {
-            Ok(user) => user,
-            Err(reason) => return Ok(chat_error(401, reason)),
-        };
-        let user = match (&self.config.identity, user) {
-            (_, Some(user)) => Some(user),
-            (IdentitySource::InsecureQueryString { param }, None) => match event.query(param) {
-                None => None,
-                Some(name) => match UserId::new(name) {
-                    Ok(user) => Some(user),
-                    Err(e) => {
-                        return Ok(chat_error(400, format!("query string `{param}`: {e}")));
-                    }
-                },
-            },
-            (IdentitySource::Authorizer { .. }, None) => None,
-        };
-        if user.is_none() && self.config.require_auth {
-            return Ok(chat_error(
-                401,
-                "unauthorized: no user identity from the authorizer",
-            ));
-        }
-        let mut record = Membership::new(ctx.connection_id.clone(), room.clone());
-        if let Some(ms) = ctx.connected_at.and_then(|ms| u64::try_from(ms).ok()) {
-            record = record.with_connected_at(ms / 1_000);
-        }
-        if let Some(user) = user {
-            record = record.with_user(user);
-        }
-        if let Some(endpoint) = self.endpoint_for(ctx) {
-            record = record.with_endpoint(endpoint);
-        }
-        self.store.join(&record).await?;
-        tracing::info!(connection = %ctx.connection_id, %room, user = ?record.user_id, "connected");
-        // To the others only: this connection cannot be posted to until `$connect` returns.
-        self.announce_entered(&record, ctx, None).await;
-        Ok(RouteResponse::ok())
     }
 
     /// `$disconnect`: removes the connection from every room. Idempotent.
@@ -375,56 +364,15 @@ impl Chat {
         let me = &ctx.connection_id;
         // The user id is the one stored with the connection (from its `$connect`); the
         // authorizer's, repeated on every event, only when the record has none.
-        let user_of = |record: Option<&Membership>| {
-            record
-                .and_then(|c| c.user_id.clone())
-                .or_else(|| self.user_from_authorizer(ctx).ok().flatten())
-        };
+        let user_of = |record: Option<&Membership>| self.user_of(record, ctx);
 
         match action {
             ChatAction::Ping => {
                 self.store.refresh(me).await?;
                 Ok(RouteResponse::json(200, &json!({"type": "pong"})))
             }
-            ChatAction::Join { room } => {
-                // Every record of the connection: the cap counts them, and the new record
-                // copies the user, `connectedAt` and endpoint. The cap bounds this read.
-                let memberships = self.store.connection_rooms(me).await?;
-                let already_in = memberships.iter().any(|c| c.room == room);
-                let limit = self.config.max_rooms_per_connection;
-                if !already_in && memberships.len() >= limit {
-                    return Ok(chat_error(
-                        400,
-                        format!(
-                            "cannot join `{room}`: a connection may be in at most {limit} rooms \
-                             (max_rooms_per_connection) and this one is in {}; leave one first",
-                            memberships.len()
-                        ),
-                    ));
-                }
-                let user = user_of(memberships.iter().find(|c| c.user_id.is_some()));
-                let mut record = Membership::new(me.clone(), room.clone());
-                if let Some(user) = &user {
-                    record = record.with_user(user.clone());
-                }
-                if let Some(existing) = memberships.first() {
-                    record.connected_at = existing.connected_at;
-                }
-                if let Some(endpoint) = memberships
-                    .iter()
-                    .find_map(|c| c.endpoint.clone())
-                    .or_else(|| self.endpoint_for(ctx))
-                {
-                    record = record.with_endpoint(endpoint);
-                }
-                self.store.join(&record).await?;
-                if !already_in {
-                    self.announce_entered(&record, ctx, deadline).await;
-                }
-                Ok(RouteResponse::json(
-                    200,
-                    &json!({"type": "joined", "room": room, "userId": user}),
-                ))
+            ChatAction::Join { room, grant } => {
+                self.on_join(ctx, &room, grant.as_deref(), deadline).await
             }
             ChatAction::Leave { room } => {
                 let Some(membership) = self.store.membership(me, &room).await? else {
