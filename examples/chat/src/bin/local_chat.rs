@@ -20,6 +20,15 @@
 //!   its `offset` and `epoch` and a reconnecting client can `resume` (see the `history` module
 //!   of `stateless_ws`).
 //!
+//! - `--grant-key KEY` (or `ROOM_GRANT_KEY`, at least 32 bytes): the key of room grants; by
+//!   default a random one per process.
+//!
+//! The backend's grant endpoint: `curl -X POST 'http://127.0.0.1:8080/grant?room=private-x&userId=alice'`
+//! answers `{"room":"private-x","grant":"…","expiresAt":UNIX_SECONDS}`, a signed grant (5
+//! minutes) the page sends with its join to enter a `private-*` room (see `ChatRooms`).
+//! **Demo mode**: the user is whoever the page says; a real backend issues a grant only to the
+//! signed-in user it authenticated, and only for rooms that user may enter.
+//!
 //! The billing service: `curl -X POST 'http://127.0.0.1:8080/notify?user=alice' -d '{"type":"invoice.paid"}'`
 //! pushes the JSON to every connection of `alice` through the management API, exactly as
 //! `examples/notify_user.rs` does against AWS, and answers the delivery report.
@@ -37,15 +46,16 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use chat::{Chat, ChatConfig, IdentitySource};
+use chat::{Chat, ChatConfig, ChatRooms, IdentitySource};
 use serde_json::{Value, json};
 use stateless_ws::broadcast::{ApiGatewaySender, Payload};
 use stateless_ws::history::{DynamoDbLog, InMemoryLog, MessageLog};
 use stateless_ws::lambda::{self, Context};
+use stateless_ws::policy::{GrantKey, RoomGrant, SignedGrants};
 use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
-use stateless_ws::{Error, UserId, WebSocketEvent};
+use stateless_ws::{Error, RoomId, UserId, WebSocketEvent};
 use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
 
 const PAGE: &str = include_str!("../../static/index.html");
@@ -61,6 +71,7 @@ struct Options {
     queue_above: Option<usize>,
     queue_workers: usize,
     history: bool,
+    grant_key: Option<String>,
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
@@ -72,6 +83,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
         queue_above: None,
         queue_workers: 2,
         history: true,
+        grant_key: None,
     };
     if let Some(v) = std::env::var(chat::env::QUEUE_ABOVE)
         .ok()
@@ -109,8 +121,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String>
                     .map_err(|e| format!("--queue-workers: {e}"))?;
             }
             "--no-history" => options.history = false,
+            "--grant-key" => options.grant_key = Some(value()?),
             "-h" | "--help" => {
-                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS] [--queue-above N] [--queue-workers W] [--no-history]".to_owned());
+                return Err("usage: local_chat [--port N] [--dynamodb-endpoint URL] [--table NAME] [--idle-timeout SECS] [--queue-above N] [--queue-workers W] [--no-history] [--grant-key KEY]".to_owned());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -200,13 +213,74 @@ async fn notify(
     }
 }
 
-/// The page, the module it imports and the billing service, beside the gateway's routes.
-fn site(chat: Arc<Chat>) -> Router {
+/// How long the demo backend's grants last: long enough to join, short enough that a grant
+/// copied out of a URL or a log is soon useless.
+const GRANT_TTL: Duration = Duration::from_secs(300);
+
+/// `POST /grant?room=NAME&userId=NAME`: the application's backend issuing a room grant.
+///
+/// **Demo mode**: it signs for whatever user the page names. A real backend takes the user from
+/// its own session (never from the request), checks that this user may enter the room, and only
+/// then calls `RoomGrant::issue`.
+async fn grant(
+    State(key): State<GrantKey>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
+    let room = match query.get("room").map(|r| RoomId::new(r.as_str())) {
+        Some(Ok(room)) => room,
+        Some(Err(e)) => return bad(format!("room: {e}")),
+        None => return bad("missing ?room=".to_owned()),
+    };
+    let user = match query.get("userId").map(|u| UserId::new(u.as_str())) {
+        Some(Ok(user)) => user,
+        Some(Err(e)) => return bad(format!("userId: {e}")),
+        None => return bad("missing ?userId=".to_owned()),
+    };
+    let now = std::time::SystemTime::now();
+    match RoomGrant::issue_at(&key, &user, &room, GRANT_TTL, now) {
+        Ok(grant) => {
+            let expires_at = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                + GRANT_TTL.as_secs();
+            Json(json!({"room": room, "grant": grant, "expiresAt": expires_at})).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// The key of room grants: `--grant-key`, else `ROOM_GRANT_KEY`, else 32 random bytes (hex) —
+/// grants then last as long as the process.
+fn grant_key(options: &Options) -> Result<GrantKey, Error> {
+    let configured = options.grant_key.clone().or_else(|| {
+        std::env::var(stateless_ws::env::ROOM_GRANT_KEY)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+    });
+    if let Some(key) = configured {
+        return GrantKey::new(key.trim());
+    }
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Config {
+        message: format!("no random room grant key: {e}; pass --grant-key"),
+    })?;
+    GrantKey::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The page, the module it imports, the billing service and the grant endpoint, beside the
+/// gateway's routes.
+fn site(chat: Arc<Chat>, grants: GrantKey) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/resumable.js", get(resumable_js))
         .route("/notify", post(notify))
         .with_state(chat)
+        .merge(
+            Router::new()
+                .route("/grant", post(grant))
+                .with_state(grants),
+        )
 }
 
 /// `GET /resumable.js`: a module script must come with a JavaScript MIME type, or the browser
@@ -231,7 +305,12 @@ async fn run(options: Options) -> Result<(), Error> {
         param: "userId".to_owned(),
     };
     config.queue_above = options.queue_above;
-    let mut chat = Chat::new(Arc::clone(&store), Arc::new(sender), config);
+    // The chat's room rules (CHAT_PUBLIC_ROOMS, ...), private rooms checked with this process's
+    // grant key — the one `/grant` signs with.
+    let key = grant_key(&options)?;
+    let rooms = ChatRooms::from_env()?.with_grants(SignedGrants::new(key.clone()));
+    let mut chat =
+        Chat::new(Arc::clone(&store), Arc::new(sender), config).with_room_policy(rooms.policy()?);
     if options.history {
         chat = chat.with_log(log(&options).await?);
     }
@@ -268,7 +347,7 @@ async fn run(options: Options) -> Result<(), Error> {
     for route in ["join", "leave", "send", "members", "ping", "resume"] {
         gateway = gateway.route(route, on_event.clone());
     }
-    let site = site(Arc::clone(&chat));
+    let site = site(Arc::clone(&chat), key);
     let gateway = gateway.merge(site);
 
     let wanted = SocketAddr::from(([127, 0, 0, 1], options.port));
@@ -303,6 +382,9 @@ async fn run(options: Options) -> Result<(), Error> {
     );
     println!(
         "  billing service:   curl -X POST 'http://{addr}/notify?user=NAME' -d '{{\"type\":\"invoice.paid\"}}'"
+    );
+    println!(
+        "  grant endpoint:    curl -X POST 'http://{addr}/grant?room=private-x&userId=NAME' (private-* rooms need one)"
     );
     println!("  demo mode: user names come from the page and are not authenticated");
     println!("  Ctrl-C to stop (every open connection gets its $disconnect)");
@@ -349,7 +431,9 @@ mod tests {
     use stateless_ws::store::InMemoryStore;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use super::{PAGE, RESUMABLE_JS, local_sdk_config, parse_args, site};
+    use super::{GrantKey, PAGE, RESUMABLE_JS, local_sdk_config, parse_args, site};
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
@@ -364,6 +448,11 @@ mod tests {
 
     /// `GET path` from the site served on a free loopback port: (head, body).
     async fn get(path: &str) -> (String, String) {
+        request("GET", path).await
+    }
+
+    /// `method path` from the site served on a free loopback port: (head, body).
+    async fn request(method: &str, path: &str) -> (String, String) {
         let sender = ApiGatewaySender::new(&local_sdk_config(None).await);
         let chat = Chat::new(
             Arc::new(InMemoryStore::new()),
@@ -373,10 +462,15 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, site(Arc::new(chat))).await.unwrap();
+            let key = GrantKey::new(KEY).unwrap();
+            axum::serve(listener, site(Arc::new(chat), key))
+                .await
+                .unwrap();
         });
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
@@ -405,5 +499,60 @@ mod tests {
         );
         assert_eq!(body, RESUMABLE_JS);
         assert!(body.contains("export class ResumableSocket"));
+    }
+
+    #[test]
+    fn the_grant_key_is_an_option() {
+        assert!(
+            parse_args(args(&["--grant-key", KEY]))
+                .is_ok_and(|o| o.grant_key.as_deref() == Some(KEY))
+        );
+        assert!(parse_args(args(&["--grant-key"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_grant_endpoint_issues_a_grant_for_the_user_and_room() {
+        use stateless_ws::policy::{GrantError, RoomGrant};
+        use stateless_ws::{RoomId, UserId};
+
+        let (head, body) = request("POST", "/grant?room=private-x&userId=alice").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["room"], "private-x");
+        let now = std::time::SystemTime::now();
+        let unix = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let expires_at = answer["expiresAt"].as_u64().unwrap();
+        assert!((unix + 290..=unix + 301).contains(&expires_at), "{answer}");
+
+        let key = GrantKey::new(KEY).unwrap();
+        let token = answer["grant"].as_str().unwrap();
+        let grant = RoomGrant::decode(token, std::slice::from_ref(&key)).unwrap();
+        assert_eq!(grant.expires_at, expires_at);
+        let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+        let room = RoomId::new("private-x").unwrap();
+        assert_eq!(grant.check(Some(&alice), &room, now), Ok(()));
+        assert_eq!(
+            grant.check(Some(&bob), &room, now),
+            Err(GrantError::OtherUser)
+        );
+        // Another process's key (local_chat's default is random per process) does not verify it.
+        let other = GrantKey::new("x".repeat(32)).unwrap();
+        assert_eq!(
+            RoomGrant::decode(token, &[other]),
+            Err(GrantError::BadSignature)
+        );
+
+        for (path, expected) in [
+            ("/grant?userId=alice", "missing ?room="),
+            ("/grant?room=private-x", "missing ?userId="),
+            ("/grant?room=a%23b&userId=alice", "room: "),
+            ("/grant?room=private-x&userId=", "userId: "),
+        ] {
+            let (head, body) = request("POST", path).await;
+            assert!(head.starts_with("http/1.1 400"), "{path}: {head}");
+            assert!(body.contains(expected), "{path}: {body}");
+        }
+        let (head, _) = request("GET", "/grant?room=private-x&userId=alice").await;
+        assert!(head.starts_with("http/1.1 405"), "{head}");
     }
 }
