@@ -9,6 +9,7 @@ mod common;
 mod chaos;
 mod gateway;
 mod history;
+mod policy;
 mod presence;
 mod queued;
 mod real_functions;
