@@ -109,6 +109,7 @@ pub enum GrantError {
 
 /// A grant's claims: user `u` may join room `r` until `exp` (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RoomGrant {
     /// The format's version, [`RoomGrant::VERSION`].
     #[serde(rename = "v")]

@@ -4,7 +4,7 @@
 //! A policy sees a [`RoomRequest`] — the room, the user (the application's principal: the id it
 //! resolved from the authorizer), the authorizer context, and the grant the client sent, if
 //! any — and answers a [`Decision`]: allow, refuse with a typed [`Refusal`], or abstain (not
-//! this rule's business). [`check`](RoomPolicy::check) turns that into `Ok(())` or
+//! this rule's business). `check` (a method of `dyn RoomPolicy`) turns that into `Ok(())` or
 //! [`Error::RoomRefused`] (answer 403 with its text; it never contains the grant), logging
 //! every refusal at WARN.
 //!
