@@ -19,6 +19,7 @@
 //! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env_with` | the queue's `MaximumMessageSize`: jobs are packed to fit it (1,024–1,048,576) | `262144` (256 KiB) |
 //! | `ROOM_GRANT_KEY` | `policy::SignedGrants::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 of room grants; the same value in the backend that issues them | unset: no grant rule |
 //! | `ROOM_GRANT_PREVIOUS_KEY` | the same | during a key rotation, the previous key, still accepted | unset |
+//! | `ROOM_GRANT_KEY_SECRET_ARN` | `policy::SignedGrants::from_env_with` (feature `secretsmanager`) | the Secrets Manager secret (ARN or name) holding the room grant key as text, instead of `ROOM_GRANT_KEY` | unset |
 //!
 //! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
 //! for its store and sender (`SqsQueue::from_env_with(&config)`).
@@ -57,6 +58,10 @@ pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES
 pub const ROOM_GRANT_KEY: &str = "ROOM_GRANT_KEY";
 /// The previous room grant key, still accepted during a rotation.
 pub const ROOM_GRANT_PREVIOUS_KEY: &str = "ROOM_GRANT_PREVIOUS_KEY";
+
+/// The Secrets Manager secret holding the room grant key (read by
+/// `policy::SignedGrants::from_env_with`, feature `secretsmanager`).
+pub const ROOM_GRANT_KEY_SECRET_ARN: &str = "ROOM_GRANT_KEY_SECRET_ARN";
 
 /// The value of variable `name`: `None` when unset, empty or all whitespace.
 ///

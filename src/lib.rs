@@ -78,6 +78,7 @@
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios and `conformance::history`'s message-log scenarios, to check your own backend (not covered by semver) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
+//! | `secretsmanager` | no | `policy::SignedGrants::from_env_with`: the room grant key from AWS Secrets Manager (aws-sdk-secretsmanager) |
 //! | `test-util` | no | `test_util::InstrumentedStore`: wraps any store to count its calls and inject faults, latency and smaller pages in your tests |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
@@ -129,10 +130,20 @@ pub use store::Membership;
 
 /// The AWS SDK's configuration loader, re-exported so that one `SdkConfig` can be built for every
 /// client (`DynamoDbStore`, `ApiGatewaySender`) without adding `aws-config` yourself.
-#[cfg(any(feature = "dynamodb", feature = "apigw", feature = "sqs"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "apigw",
+    feature = "sqs",
+    feature = "secretsmanager"
+))]
 #[cfg_attr(
     docsrs,
-    doc(cfg(any(feature = "dynamodb", feature = "apigw", feature = "sqs")))
+    doc(cfg(any(
+        feature = "dynamodb",
+        feature = "apigw",
+        feature = "sqs",
+        feature = "secretsmanager"
+    )))
 )]
 pub use aws_config;
 

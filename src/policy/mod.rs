@@ -64,9 +64,12 @@
 //! padding, where the payload is the JSON `{"v":1,"u":"<user id>","r":"<room>","exp":<Unix
 //! seconds>}`: a backend in another language makes one in a few lines. Make a key with
 //! `openssl rand -hex 32` (at least 32 bytes, used as written), and keep it in the functions'
-//! and backend's environment — in a template, a dynamic reference such as
-//! `{{resolve:secretsmanager:chat/room-grant-key}}` fills the variable from Secrets Manager at
-//! deploy time (this crate does not read Secrets Manager itself).
+//! and backend's environment ([`ROOM_GRANT_KEY`](crate::env::ROOM_GRANT_KEY)), or in AWS
+//! Secrets Manager: with feature `secretsmanager`, `SignedGrants::from_env_with(&sdk_config)`
+//! reads the secret named by `ROOM_GRANT_KEY_SECRET_ARN` at start-up (its `AWSPREVIOUS`
+//! version, during a rotation, is accepted too); without it, a template's dynamic reference
+//! `{{resolve:secretsmanager:chat/room-grant-key}}` fills the variable at deploy time (the key
+//! then shows in the function's configuration).
 //!
 //! # Threat model
 //!
@@ -93,6 +96,9 @@ use crate::ids::{RoomId, UserId};
 
 mod grant;
 mod rules;
+#[cfg(feature = "secretsmanager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secretsmanager")))]
+mod secret;
 
 pub use grant::{GrantError, GrantKey, RoomGrant, SignedGrants};
 pub use rules::{AnyOf, ClaimRooms, PublicRooms, UserRooms};

@@ -5,6 +5,7 @@
 
 #[path = "../presence/logs.rs"]
 mod logs;
+mod secret;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -179,7 +179,8 @@ impl Chat {
     /// [`ChatConfig::from_env`], and — when `FANOUT_QUEUE_URL` is set — the SQS queue of queued
     /// fan-out (`SqsQueue::from_env_with`), its jobs signed with `FANOUT_JOB_KEY` if set
     /// (`JobKey::from_env`), and the room rules of [`ChatRooms::from_env`] (`CHAT_PUBLIC_ROOMS`,
-    /// `CHAT_PRIVATE_ROOMS`, `CHAT_USER_ROOMS`, `CHAT_ROOMS_CLAIM`, `ROOM_GRANT_KEY`).
+    /// `CHAT_PRIVATE_ROOMS`, `CHAT_USER_ROOMS`, `CHAT_ROOMS_CLAIM`, `ROOM_GRANT_KEY` or
+    /// `ROOM_GRANT_KEY_SECRET_ARN`).
     ///
     /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
     /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
@@ -198,8 +199,13 @@ impl Chat {
         }
         let store: Arc<dyn ConnectionStore> = Arc::new(store);
         let queued = config.queue_above.is_some() || config.presence_queue_above.is_some();
+        let mut rooms = ChatRooms::from_env()?;
+        // ROOM_GRANT_KEY_SECRET_ARN: the grant key from Secrets Manager, read once here.
+        if let Some(grants) = stateless_ws::policy::SignedGrants::from_env_with(&sdk).await? {
+            rooms.grants = Some(grants);
+        }
         let mut chat = Self::new(Arc::clone(&store), Arc::new(sender), config)
-            .with_room_policy(ChatRooms::from_env()?.policy()?);
+            .with_room_policy(rooms.policy()?);
         match std::env::var(stateless_ws::env::FANOUT_QUEUE_URL) {
             Ok(url) if !url.trim().is_empty() => {
                 let queue = stateless_ws::queue::SqsQueue::from_env_with(&sdk)?;
