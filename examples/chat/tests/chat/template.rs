@@ -171,6 +171,15 @@ pub(crate) fn statements(function: &Value) -> Vec<&Value> {
                 .unwrap_or_else(|| panic!("not an inline policy document: {p}"));
             doc["Statement"].as_array().expect("Statement is a list")
         })
+        // A conditional statement (`Fn::If` [condition, statement, AWS::NoValue]) counts: it
+        // may be granted.
+        .flat_map(|statement| match statement["Fn::If"].as_array() {
+            Some(branches) => branches[1..]
+                .iter()
+                .filter(|b| **b != json!({"Ref": "AWS::NoValue"}))
+                .collect(),
+            None => vec![statement],
+        })
         .collect()
 }
 
@@ -326,16 +335,33 @@ fn the_authorizer_guards_connect_only_when_enabled() {
         props["IdentitySource"],
         json!(["route.request.querystring.token"])
     );
-    let uri = sub_string(&props["AuthorizerUri"]).unwrap();
-    assert!(uri.ends_with("/invocations"), "{uri}");
-    let function = sub_variables(uri)
-        .iter()
-        .find_map(|v| v.strip_suffix(".Arn"))
-        .unwrap()
-        .to_owned();
-    let function = resource(&t, &function);
-    assert_eq!(binary_of(function), "lambda_authorizer");
-    assert_eq!(function["Condition"], condition.as_str());
+    // The JWT authorizer when an issuer is given, else the demo token authorizer: each
+    // function exists exactly under its branch (references_resolve checks every combination).
+    let choice = props["AuthorizerUri"]["Fn::If"].as_array().unwrap();
+    assert_eq!(choice[0], "JwtAuthorizerEnabled");
+    for (branch, binary, function_condition) in [
+        (&choice[1], "lambda_jwt_authorizer", "JwtAuthorizerEnabled"),
+        (&choice[2], "lambda_authorizer", "DemoAuthorizerEnabled"),
+    ] {
+        let uri = sub_string(branch).unwrap();
+        assert!(uri.ends_with("/invocations"), "{uri}");
+        let function = sub_variables(uri)
+            .iter()
+            .find_map(|v| v.strip_suffix(".Arn"))
+            .unwrap()
+            .to_owned();
+        let function = resource(&t, &function);
+        assert_eq!(binary_of(function), binary);
+        assert_eq!(function["Condition"], function_condition);
+    }
+    assert_eq!(
+        conditions["JwtAuthorizerEnabled"],
+        json!({"Fn::And": [{"Condition": condition}, {"Condition": "JwtConfigured"}]})
+    );
+    assert_eq!(
+        conditions["JwtConfigured"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]})
+    );
 
     let (_, connect) = of_type(&t, "AWS::ApiGatewayV2::Route")
         .into_iter()
@@ -362,6 +388,52 @@ fn the_authorizer_guards_connect_only_when_enabled() {
     let env = &t["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(env["CHAT_REQUIRE_AUTH"], json!({"Ref": "EnableAuthorizer"}));
     assert_eq!(env["CHAT_USER_CLAIM"], "principalId");
+}
+
+/// The JWT authorizer reads the issuer and audience from parameters (an issuer without an
+/// audience is refused by a rule), and the room grant key reaches exactly the functions that
+/// admit users to rooms.
+#[test]
+fn the_jwt_authorizer_and_the_room_grant_key_are_wired() {
+    let t = template();
+    let (id, jwt) = function_by_binary(&t, "lambda_jwt_authorizer");
+    let env = &jwt["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["JWT_ISSUER"], json!({"Ref": "JwtIssuer"}), "{id}");
+    assert_eq!(env["JWT_AUDIENCE"], json!({"Ref": "JwtAudience"}), "{id}");
+    assert_eq!(env["JWT_ACCEPT_CLIENT_ID"], json!({"Ref": "JwtAcceptClientId"}), "{id}");
+    assert!(jwt["Properties"].get("Policies").is_none(), "{id} needs no AWS permission");
+    let rule = &t["Rules"]["JwtNeedsAnAudience"];
+    assert_eq!(
+        rule["RuleCondition"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]})
+    );
+    assert_eq!(
+        rule["Assertions"][0]["Assert"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtAudience"}, ""]}]})
+    );
+
+    let key = &t["Parameters"]["RoomGrantKey"];
+    assert_eq!((&key["NoEcho"], &key["Default"]), (&json!(true), &json!("")));
+    assert_eq!(key["AllowedPattern"], "^(|.{32,})$");
+    for (id, function) in of_type(&t, "AWS::Serverless::Function") {
+        let env = &function["Properties"]["Environment"]["Variables"];
+        let admits = matches!(binary_of(function), "lambda_connect" | "lambda_message");
+        assert_eq!(
+            env.get("ROOM_GRANT_KEY"),
+            admits.then_some(&json!({"Ref": "RoomGrantKey"})),
+            "{id}"
+        );
+        assert_eq!(
+            env.get("ROOM_GRANT_KEY_SECRET_ARN"),
+            admits.then_some(&json!({"Ref": "RoomGrantKeySecretArn"})),
+            "{id}"
+        );
+    }
+    // Not both (the functions refuse to start with both).
+    assert_eq!(
+        t["Rules"]["OneRoomGrantKey"]["Assertions"][0]["Assert"],
+        json!({"Fn::Equals": [{"Ref": "RoomGrantKey"}, ""]})
+    );
 }
 
 #[test]
@@ -552,6 +624,7 @@ fn every_function_is_a_cargo_lambda_binary_on_al2023_arm64() {
         binaries,
         BTreeSet::from([
             "lambda_authorizer",
+            "lambda_jwt_authorizer",
             "lambda_connect",
             "lambda_disconnect",
             "lambda_fanout_worker",
@@ -614,112 +687,156 @@ fn outputs_give_the_urls_and_the_table() {
     }
 }
 
-/// Every `Ref`, `GetAtt`, `${…}`, `DependsOn` and `Condition` names something that exists, and a
-/// conditional resource is only referenced under its condition (else deploying with the
-/// condition false fails).
+/// The value of a condition expression (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`,
+/// `Condition`) for the parameter values `params`.
+fn holds(t: &Value, expr: &Value, params: &BTreeMap<String, String>) -> bool {
+    let scalar = |v: &Value| match v {
+        Value::Object(map) => {
+            let name = map["Ref"].as_str().expect("a Ref in a condition");
+            params
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("condition refers to {name}, not a parameter"))
+        }
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let (function, args) = expr.as_object().unwrap().iter().next().unwrap();
+    match function.as_str() {
+        "Condition" => holds(t, &t["Conditions"][args.as_str().unwrap()], params),
+        "Fn::Equals" => scalar(&args[0]) == scalar(&args[1]),
+        "Fn::Not" => !holds(t, &args[0], params),
+        "Fn::And" => args.as_array().unwrap().iter().all(|a| holds(t, a, params)),
+        "Fn::Or" => args.as_array().unwrap().iter().any(|a| holds(t, a, params)),
+        other => panic!("condition function {other}"),
+    }
+}
+
+/// Every `Ref`, `GetAtt`, `${…}`, `DependsOn` and `Condition` names something that exists — for
+/// every combination of the parameters the conditions read (their allowed values, or their
+/// default and another value), following the `Fn::If` branch each combination takes. A
+/// conditional resource referenced where its condition may be false fails the deployment.
 #[test]
 fn references_resolve() {
     let t = template();
-    let parameters: BTreeSet<&str> = t["Parameters"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let conditions: BTreeSet<&str> = t["Conditions"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let condition_of: BTreeMap<&str, Option<&str>> = resources(&t)
-        .iter()
-        .map(|(id, r)| (id.as_str(), r["Condition"].as_str()))
-        .collect();
-
-    let check = |name: &str, under: &BTreeSet<String>, whence: &str| {
-        if PSEUDO_PARAMETERS.contains(&name) || parameters.contains(name) {
-            return;
-        }
-        match condition_of.get(name) {
-            None => panic!("{whence}: {name} is no parameter or resource"),
-            Some(Some(condition)) => {
-                assert!(
-                    under.contains(*condition),
-                    "{whence}: {name} exists only if {condition}"
-                );
-            }
-            Some(None) => {}
-        }
-    };
-    fn walk(v: &Value, under: &BTreeSet<String>, visit: &mut dyn FnMut(&str, &BTreeSet<String>)) {
+    let parameters = t["Parameters"].as_object().unwrap();
+    let conditions = t["Conditions"].as_object().unwrap();
+    // The parameters conditions read, each with the values worth trying.
+    let mut read = BTreeSet::new();
+    fn refs<'a>(v: &'a Value, out: &mut BTreeSet<&'a str>) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(target)) = map.get("Ref") {
-                    visit(target, under);
+                if let Some(Value::String(name)) = map.get("Ref") {
+                    out.insert(name);
                 }
-                if let Some(Value::Array(parts)) = map.get("Fn::GetAtt") {
-                    visit(parts[0].as_str().unwrap(), under);
-                }
-                if let Some(sub) = map.get("Fn::Sub") {
-                    let (text, local) = match sub {
-                        Value::Array(parts) => {
-                            (parts[0].as_str().unwrap(), parts[1].as_object().cloned())
-                        }
-                        other => (other.as_str().unwrap(), None),
-                    };
-                    for var in sub_variables(text) {
-                        let name = var.split('.').next().unwrap();
-                        let local = local.as_ref().is_some_and(|l| l.contains_key(name));
-                        if !local && !PSEUDO_PARAMETERS.contains(&var) {
-                            visit(name, under);
-                        }
-                    }
-                }
-                if let Some(Value::Array(branches)) = map.get("Fn::If") {
-                    let mut then = under.clone();
-                    then.insert(branches[0].as_str().unwrap().to_owned());
-                    walk(&branches[1], &then, visit);
-                    walk(&branches[2], under, visit);
-                    return;
-                }
-                for (key, child) in map {
-                    if key != "Fn::Sub" {
-                        walk(child, under, visit);
-                    }
-                }
+                map.values().for_each(|c| refs(c, out));
             }
-            Value::Array(items) => items.iter().for_each(|i| walk(i, under, visit)),
+            Value::Array(items) => items.iter().for_each(|i| refs(i, out)),
             _ => {}
         }
     }
+    refs(&t["Conditions"], &mut read);
+    let choices: Vec<(&str, Vec<String>)> = read
+        .into_iter()
+        .map(|name| {
+            let p = &parameters[name];
+            let values = match p["AllowedValues"].as_array() {
+                Some(allowed) => allowed.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+                None => vec![p["Default"].as_str().unwrap_or_default().to_owned(), "x".to_owned()],
+            };
+            (name, values)
+        })
+        .collect();
+    let combinations = choices.iter().map(|(_, v)| v.len()).product::<usize>();
+    assert!(combinations >= 4, "the authorizer's conditions are exercised");
 
-    let globals: BTreeSet<String> = BTreeSet::new();
-    for (id, r) in resources(&t) {
-        let mut under = BTreeSet::new();
-        if let Some(condition) = r["Condition"].as_str() {
-            assert!(
-                conditions.contains(condition),
-                "{id}: no condition {condition}"
-            );
-            under.insert(condition.to_owned());
+    for mut n in 0..combinations {
+        let mut params = BTreeMap::new();
+        for (name, values) in &choices {
+            params.insert((*name).to_owned(), values[n % values.len()].clone());
+            n /= values.len();
         }
-        walk(&r["Properties"], &under, &mut |name, under| {
-            check(name, under, id)
-        });
-        if let Some(depends) = r.get("DependsOn") {
-            for name in strings(depends) {
-                check(name, &under, id);
+        for (name, c) in conditions {
+            holds(&t, c, &params); // every condition evaluates
+            let _ = name;
+        }
+        let exists = |id: &str| {
+            resources(&t)[id]["Condition"]
+                .as_str()
+                .is_none_or(|c| holds(&t, &t["Conditions"][c], &params))
+        };
+        let check = |name: &str, whence: &str| {
+            if PSEUDO_PARAMETERS.contains(&name) || parameters.contains_key(name) {
+                return;
+            }
+            assert!(
+                resources(&t).contains_key(name),
+                "{whence}: {name} is no parameter or resource"
+            );
+            assert!(
+                exists(name),
+                "{whence}: {name} does not exist with {params:?}"
+            );
+        };
+        fn walk(
+            t: &Value,
+            v: &Value,
+            params: &BTreeMap<String, String>,
+            visit: &mut dyn FnMut(&str),
+        ) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::Array(branches)) = map.get("Fn::If") {
+                        let condition = &t["Conditions"][branches[0].as_str().unwrap()];
+                        let taken = if holds(t, condition, params) { 1 } else { 2 };
+                        return walk(t, &branches[taken], params, visit);
+                    }
+                    if let Some(Value::String(target)) = map.get("Ref") {
+                        visit(target);
+                    }
+                    if let Some(Value::Array(parts)) = map.get("Fn::GetAtt") {
+                        visit(parts[0].as_str().unwrap());
+                    }
+                    if let Some(sub) = map.get("Fn::Sub") {
+                        let (text, local) = match sub {
+                            Value::Array(parts) => {
+                                (parts[0].as_str().unwrap(), parts[1].as_object().cloned())
+                            }
+                            other => (other.as_str().unwrap(), None),
+                        };
+                        for var in sub_variables(text) {
+                            let name = var.split('.').next().unwrap();
+                            let local = local.as_ref().is_some_and(|l| l.contains_key(name));
+                            if !local && !PSEUDO_PARAMETERS.contains(&var) {
+                                visit(name);
+                            }
+                        }
+                    }
+                    for (key, child) in map {
+                        if key != "Fn::Sub" {
+                            walk(t, child, params, visit);
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|i| walk(t, i, params, visit)),
+                _ => {}
             }
         }
+        for (id, r) in resources(&t) {
+            if let Some(condition) = r["Condition"].as_str() {
+                assert!(conditions.contains_key(condition), "{id}: no condition {condition}");
+            }
+            if !exists(id) {
+                continue;
+            }
+            walk(&t, &r["Properties"], &params, &mut |name| check(name, id));
+            if let Some(depends) = r.get("DependsOn") {
+                for name in strings(depends) {
+                    check(name, id);
+                }
+            }
+        }
+        walk(&t, &t["Globals"], &params, &mut |name| check(name, "Globals"));
+        walk(&t, &t["Outputs"], &params, &mut |name| check(name, "Outputs"));
     }
-    walk(&t["Globals"], &globals, &mut |name, under| {
-        check(name, under, "Globals")
-    });
-    walk(&t["Outputs"], &globals, &mut |name, under| {
-        check(name, under, "Outputs")
-    });
-    walk(&t["Conditions"], &globals, &mut |name, under| {
-        check(name, under, "Conditions")
-    });
 }

@@ -15,7 +15,7 @@ fn iam_is_least_privilege() {
         {"Fn::Sub": format!("${{{table_id}.Arn}}/index/*")},
     ]);
     let queue_resource = json!([{"Fn::GetAtt": ["FanoutQueue", "Arn"]}]);
-    let expected: [(&str, &[&str]); 5] = [
+    let expected: [(&str, &[&str]); 6] = [
         // Presence: $connect and $disconnect announce to the room (issue 12).
         (
             "lambda_connect",
@@ -27,6 +27,8 @@ fn iam_is_least_privilege() {
                 "execute-api:ManageConnections",
                 // Presence to rooms above PresenceQueueAbove goes through the queue (issue 17).
                 "sqs:SendMessage",
+                // The room grant key, when RoomGrantKeySecretArn is given (issue 20).
+                "secretsmanager:GetSecretValue",
             ],
         ),
         (
@@ -49,6 +51,7 @@ fn iam_is_least_privilege() {
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
                 "execute-api:ManageConnections",
+                "secretsmanager:GetSecretValue",
                 "sqs:SendMessage",
             ],
         ),
@@ -68,6 +71,7 @@ fn iam_is_least_privilege() {
             ],
         ),
         ("lambda_authorizer", &[]),
+        ("lambda_jwt_authorizer", &[]),
     ];
     let mut history_statements = 0;
     for (binary, allowed) in expected {
@@ -88,6 +92,9 @@ fn iam_is_least_privilege() {
             let sqs = strings(&statement["Action"])
                 .iter()
                 .all(|a| a.starts_with("sqs:"));
+            let secrets = strings(&statement["Action"])
+                .iter()
+                .all(|a| a.starts_with("secretsmanager:"));
             if dynamodb && statement["Resource"] == history_resource {
                 history_statements += 1;
                 // The message history: append (Query + conditional PutItem) and resume (Query),
@@ -102,6 +109,12 @@ fn iam_is_least_privilege() {
                 assert_eq!(
                     statement["Resource"], table_resources,
                     "{id}: the table and its indexes only"
+                );
+            } else if secrets {
+                assert_eq!(
+                    statement["Resource"],
+                    json!([{"Ref": "RoomGrantKeySecretArn"}]),
+                    "{id}: the grant key's secret only"
                 );
             } else if sqs {
                 assert_eq!(
