@@ -10,70 +10,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHAT_URL = process.env.CHAT_URL;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WAIT_MS = 15_000;
-// The repository root: screenshots go to its (ignored) target/ directory.
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const SHOTS = path.join(REPO, 'target', 'browser');
-
-// Without the background-networking flags, Chromium keeps trying Google's hosts, which this
-// machine's closed network refuses. Playwright gives the browser a fresh, empty user data dir.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** Opens the page in its own browser context and connects as `name` to `room`. */
-async function openChat(browser, name, room, errors, { beforeGoto } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') console.log(`  [${name} console] ${m.text()}`);
-  });
-  if (beforeGoto) await beforeGoto(page);
-  await page.goto(CHAT_URL);
-  await page.locator('#demo-banner').getByText('names are not authenticated').waitFor();
-  await page.fill('#name', name);
-  await page.fill('#room', room);
-  await page.click('#connect');
-  await page.locator('#status[data-state="connected"]').waitFor();
-  await page.locator('#log li', { hasText: `Connected as ${name}` }).waitFor();
-  return { context, page };
-}
-
-const logEntry = (page, kind, hasText) => page.locator(`#log li[data-kind="${kind}"]`, { hasText });
-
-async function send(page, message) {
-  await page.fill('#message', message);
-  await page.click('#send');
-}
-
-async function join(page, room) {
-  await page.fill('#join-room', room);
-  await page.click('#join');
-  await page.locator(`#rooms li[data-room="${room}"].selected`).waitFor();
-  await page.locator('#current-room', { hasText: room }).waitFor();
-}
+import { CHAT_URL, CHROMIUM, WAIT_MS, join, launch, logEntry, openChat, screenshot, send } from './helpers.mjs';
 
 test('two users chat, change rooms, survive a dropped connection and get a notification', { timeout: 50_000 }, async (t) => {
   assert.ok(CHAT_URL, 'set CHAT_URL to the local chat page (examples/chat/tests/browser-test.sh starts the server and sets it)');
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM)`);
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launch();
   t.after(() => browser.close());
   const errors = [];
   const pages = {};
@@ -185,14 +128,6 @@ test('two users chat, change rooms, survive a dropped connection and get a notif
 
     assert.deepEqual(errors, [], 'uncaught errors in the pages');
   } finally {
-    // Screenshots for humans, also (especially) when something failed.
-    await mkdir(SHOTS, { recursive: true });
-    for (const [name, page] of Object.entries(pages)) {
-      const file = path.join(SHOTS, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: true }).then(
-        () => console.log(`  screenshot: ${path.relative(REPO, file)}`),
-        (e) => console.log(`  screenshot of ${name} failed: ${e.message}`),
-      );
-    }
+    for (const [name, page] of Object.entries(pages)) await screenshot(page, name);
   }
 });

@@ -7,17 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+import { CHAT_URL, CHROMIUM, CHROMIUM_ARGS, launch } from './helpers.mjs';
 
-const CHAT_URL = process.env.CHAT_URL;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ROOM = 'presence';
 const WITHIN_MS = 1_000;
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-const launch = () => chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 
 /** A page of `browser` connected as `name` to ROOM; resolves when the socket is open, with
  * `clickedAt`, when Connect was clicked. */

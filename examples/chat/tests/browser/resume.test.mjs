@@ -13,28 +13,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHAT_URL = process.env.CHAT_URL;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WAIT_MS = 15_000;
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const SHOTS = path.join(REPO, 'target', 'browser');
-// As in chat.test.mjs: Chromium must not try Google's hosts from this machine's closed network.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { CHAT_URL, CHROMIUM, WAIT_MS, launch, screenshot, startWriter } from './helpers.mjs';
 
 const TOTAL = 60;
 const label = (n) => `#${String(n).padStart(2, '0')} of ${TOTAL}`;
@@ -99,40 +79,6 @@ async function startProxy(target) {
   return proxy;
 }
 
-/**
- * A second client in `page`: a plain WebSocket (no resumable.js) to the server of `base` (a
- * page address), in `room` as `name`.
- * `window.request(obj)` sends and resolves with the server's answer (`sent`, `joined` or
- * `error`; the writer waits for each, so the log takes the messages in order);
- * `window.departures` lists the users the presence events said left.
- */
-async function startWriter(page, base, name, room) {
-  const url = new URL('/local', base);
-  url.protocol = 'ws:';
-  url.search = new URLSearchParams({ room, userId: name }).toString();
-  await page.evaluate(async ({ url, room }) => {
-    const ws = new WebSocket(url);
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onclose = (ev) => reject(new Error(`the writer could not connect (code ${ev.code})`));
-    });
-    ws.onclose = null;
-    const answers = [];
-    window.departures = [];
-    ws.onmessage = (ev) => {
-      const msg = JSON.parse(ev.data);
-      if (['sent', 'joined', 'error'].includes(msg.type)) answers.shift()?.(msg);
-      if (msg.type === 'presence' && msg.event === 'left') {
-        for (const m of msg.members) window.departures.push(m.userId);
-      }
-    };
-    window.request = (body) => new Promise((resolve) => {
-      answers.push(resolve);
-      ws.send(JSON.stringify(body));
-    });
-  }, { url: url.toString(), room });
-}
-
 /** Sends messages `from`..`to` to each of `rooms` from the writer; the server's answers, in order. */
 async function sendRange(writer, rooms, from, to) {
   const answers = [];
@@ -160,7 +106,7 @@ test('a dropped connection loses no message: the page resumes its rooms and show
 
   const proxy = await startProxy(new URL(CHAT_URL));
   t.after(() => proxy.close());
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launch();
   t.after(() => browser.close());
 
   // Names and rooms of this file only: the server (and its log) is shared with the other files.
@@ -236,12 +182,7 @@ test('a dropped connection loses no message: the page resumes its rooms and show
     assert.deepEqual(errors, [], 'uncaught errors in the pages');
     console.log(`  reconnect attempts refused while away: ${proxy.refused}; back ${backAfter} ms after the cut`);
   } finally {
-    await mkdir(SHOTS, { recursive: true });
-    const file = path.join(SHOTS, 'resume.png');
-    await reader.screenshot({ path: file, fullPage: true }).then(
-      () => console.log(`  screenshot: ${path.relative(REPO, file)}`),
-      (e) => console.log(`  screenshot failed: ${e.message}`),
-    );
+    await screenshot(reader, 'resume');
   }
 });
 
@@ -253,7 +194,7 @@ test('without a message log (local_chat --no-history) the page asks once, then s
     return;
   }
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM)`);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const browser = await launch();
   t.after(() => browser.close());
 
   const room = `plain-${Date.now().toString(36)}`;
@@ -306,11 +247,6 @@ test('without a message log (local_chat --no-history) the page asks once, then s
     await page.locator('#log li[data-kind="error"]', { hasText: 'Connection lost' }).waitFor();   // ...the drop
     assert.deepEqual(errors, [], 'uncaught errors in the pages');
   } finally {
-    await mkdir(SHOTS, { recursive: true });
-    const file = path.join(SHOTS, 'no-history.png');
-    await page.screenshot({ path: file, fullPage: true }).then(
-      () => console.log(`  screenshot: ${path.relative(REPO, file)}`),
-      (e) => console.log(`  screenshot failed: ${e.message}`),
-    );
+    await screenshot(page, 'no-history');
   }
 });
