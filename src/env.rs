@@ -17,6 +17,12 @@
 //! | `FANOUT_QUEUE_URL` | `SqsQueue::from_env_with` | the URL of the SQS queue of queued fan-out jobs | required by `from_env_with` |
 //! | `FANOUT_JOB_KEY` | `queue::JobKey::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 the planner writes into each fan-out job and workers check; the same value for planner and workers | unset: jobs unsigned, workers check room membership instead |
 //! | `FANOUT_QUEUE_MAX_MESSAGE_BYTES` | `SqsQueue::from_env_with` | the queue's `MaximumMessageSize`: jobs are packed to fit it (1,024–1,048,576) | `262144` (256 KiB) |
+//! | `JWT_ISSUER` | `jwt::JwtConfig::from_env` | the token issuer (`iss`), e.g. `https://cognito-idp.{region}.amazonaws.com/{userPoolId}` | required |
+//! | `JWT_AUDIENCE` | the same | accepted audiences (`aud`; a Cognito app client id), comma-separated | required |
+//! | `JWT_JWKS_URI` | the same | the JWKS URL | unset: OIDC discovery, `{issuer}/.well-known/openid-configuration` |
+//! | `JWT_CLAIMS` | the same | claims copied into the authorizer context, comma-separated | none |
+//! | `JWT_TOKEN_SOURCE` | the same | where the token is read, comma-separated `query:NAME` / `header:NAME`, first found wins | `query:token,header:Authorization` |
+//! | `JWT_ACCEPT_CLIENT_ID` | the same | `true`: a token without `aud` is accepted when its `client_id` is an audience (Cognito access tokens) | `false` |
 //!
 //! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
 //! for its store and sender (`SqsQueue::from_env_with(&config)`).
@@ -51,13 +57,32 @@ pub const FANOUT_JOB_KEY: &str = "FANOUT_JOB_KEY";
 /// The fan-out queue's `MaximumMessageSize` in bytes (default 262,144): jobs are packed to fit it.
 pub const FANOUT_QUEUE_MAX_MESSAGE_BYTES: &str = "FANOUT_QUEUE_MAX_MESSAGE_BYTES";
 
+/// The token issuer the JWT verifier accepts (`iss`; required by `jwt::JwtConfig::from_env`).
+pub const JWT_ISSUER: &str = "JWT_ISSUER";
+/// The audiences the JWT verifier accepts (`aud`), comma-separated (required).
+pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+/// The issuer's JWKS URL (default: found by OIDC discovery under the issuer).
+pub const JWT_JWKS_URI: &str = "JWT_JWKS_URI";
+/// The claims copied into the authorizer context, comma-separated (default: none).
+pub const JWT_CLAIMS: &str = "JWT_CLAIMS";
+/// Where the token is read: `query:NAME` / `header:NAME`, comma-separated, first found wins
+/// (default `query:token,header:Authorization`).
+pub const JWT_TOKEN_SOURCE: &str = "JWT_TOKEN_SOURCE";
+/// `true`: accept a token without `aud` whose `client_id` is an audience (Cognito access tokens).
+pub const JWT_ACCEPT_CLIENT_ID: &str = "JWT_ACCEPT_CLIENT_ID";
+
 /// The value of variable `name`: `None` when unset, empty or all whitespace.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] when the value is not valid UTF-8.
 #[cfg_attr(
-    not(any(feature = "dynamodb", feature = "apigw", feature = "sqs")),
+    not(any(
+        feature = "dynamodb",
+        feature = "apigw",
+        feature = "sqs",
+        feature = "jwt"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn var(name: &str) -> Result<Option<String>> {
