@@ -2,6 +2,8 @@
 //! discovery document and the JWKS served on loopback by [`server::Issuer`] and fetched by the
 //! real HTTP client; time from a `ManualClock`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod keys;
 mod logs;
 mod server;
