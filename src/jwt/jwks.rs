@@ -22,9 +22,10 @@ use super::config::{Algorithm, JwtConfig};
 use crate::error::{BoxError, Error, Result};
 
 /// Where the verifier gets the issuer's JSON Web Key Set. [`HttpJwks`] fetches it over HTTPS;
-/// a test or an application with keys of its own can hand in another.
+/// a test or an application with keys of its own can hand in another. Its `Display` names
+/// where the keys come from (a URL), for errors and logs.
 #[async_trait::async_trait]
-pub trait JwksSource: Send + Sync + fmt::Debug + 'static {
+pub trait JwksSource: Send + Sync + fmt::Debug + fmt::Display + 'static {
     /// The current key set document, `{"keys": [JWK, …]}`.
     ///
     /// # Errors
@@ -59,6 +60,16 @@ impl fmt::Debug for HttpJwks {
             .field("issuer", &self.issuer)
             .field("jwks_uri", &self.resolved().map(|u| u.to_string()))
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for HttpJwks {
+    /// The JWKS URL, or the discovery URL while the JWKS URL is not known yet.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.resolved() {
+            Some(uri) => write!(f, "{uri}"),
+            None => f.write_str(&discovery_url(&self.issuer)),
+        }
     }
 }
 

@@ -411,7 +411,7 @@ impl JwtVerifier {
                     && self.table().keys.is_empty()
                 {
                     return Err(VerifyError::Unavailable(Error::Jwks {
-                        uri: format!("{:?}", self.source),
+                        uri: self.source.to_string(),
                         reason: format!(
                             "no keys; not fetched again within {:?} of the last failure ({failure})",
                             self.config.min_refetch_interval
@@ -436,7 +436,7 @@ impl JwtVerifier {
                 .map_err(|reason| {
                     state.last_failure = Some(reason.to_owned());
                     VerifyError::Unavailable(Error::Jwks {
-                        uri: format!("{:?}", self.source),
+                        uri: self.source.to_string(),
                         reason: reason.into(),
                         source: None,
                     })

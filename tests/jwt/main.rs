@@ -487,3 +487,46 @@ fn key_sets_come_over_https_or_from_loopback_only() {
         assert!(matches!(error, Error::Config { .. }), "{error:?}");
     }
 }
+
+/// Keys from elsewhere: the verifier takes any `JwksSource` (here a fixed set, no HTTP).
+#[tokio::test]
+async fn an_injected_key_source_is_used_as_is() {
+    let (_capture, _guard) = capture();
+    #[derive(Debug)]
+    struct Fixed(Value);
+    impl std::fmt::Display for Fixed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("fixed keys")
+        }
+    }
+    #[async_trait::async_trait]
+    impl jwt::JwksSource for Fixed {
+        async fn fetch(&self) -> stateless_ws::Result<Value> {
+            Ok(self.0.clone())
+        }
+    }
+    let ed = keys::ed("ed-1");
+    let issuer = "https://issuer.example.com";
+    let source: Arc<dyn jwt::JwksSource> = Arc::new(Fixed(json!({ "keys": [ed.jwk] })));
+    let verifier = JwtVerifier::with_source(JwtConfig::new(issuer, [AUDIENCE]), source)
+        .unwrap()
+        .with_clock(clock());
+    let claims = json!({"iss": issuer, "aud": AUDIENCE, "sub": "bob", "exp": NOW + 60});
+    assert_eq!(
+        verifier.verify(&ed.sign(&claims)).await.unwrap().subject,
+        "bob"
+    );
+    let empty = JwtVerifier::with_source(
+        JwtConfig::new(issuer, [AUDIENCE]),
+        Arc::new(Fixed(json!({"no": "keys"}))),
+    )
+    .unwrap()
+    .with_clock(clock());
+    let Err(VerifyError::Unavailable(error)) = empty.verify(&ed.sign(&claims)).await else {
+        panic!("a document without `keys` is an error");
+    };
+    assert_eq!(
+        error.to_string(),
+        "JWKS fixed keys: the document has no `keys` list"
+    );
+}
