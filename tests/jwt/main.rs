@@ -462,6 +462,21 @@ async fn a_key_set_that_cannot_be_had_is_an_error_not_a_refusal() {
             .unwrap_err();
         assert!(again.to_string().contains("not fetched again"), "{again}");
     }
+    // An issuer that accepts and never answers: the fetch gives up after `fetch_timeout`.
+    let mut hanging = config(&issuer);
+    hanging.jwks_uri = Some(format!("{}/hang", issuer.url));
+    hanging.fetch_timeout = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let error = jwt::authorize(&verifier(hanging, &clock), &by_query(&token))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no complete answer within 200ms"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = config(&issuer);

@@ -24,7 +24,7 @@ pub(crate) struct Issuer {
 
 impl Issuer {
     /// Serves `keys` (JWKs) at `/keys`, discovery at `/.well-known/openid-configuration`,
-    /// a 404 at any other path and 300 KiB of JSON at `/big`.
+    /// 300 KiB of JSON at `/big`, no answer at all at `/hang`, a 404 at any other path.
     pub(crate) async fn start(keys: Vec<Value>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -57,6 +57,11 @@ impl Issuer {
         }
         let head = String::from_utf8_lossy(&request);
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        if path == "/hang" {
+            // Accepts and never answers (a stuck issuer).
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return;
+        }
         let (status, body) = {
             let mut state = self.state.lock().unwrap();
             match path.as_str() {
