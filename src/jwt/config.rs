@@ -157,6 +157,10 @@ pub struct JwtConfig {
     /// An unknown `kid` refetches the JWKS at most once per this interval (default 60 s): a
     /// flood of made-up key ids costs the issuer one request a minute, not one per connect.
     pub min_refetch_interval: Duration,
+    /// The cached key set is fetched again when it is older than this (default 1 h), so a key
+    /// the issuer withdrew stops being trusted within about that long; should that fetch
+    /// fail, the cached keys keep serving (retried after `min_refetch_interval`).
+    pub max_key_age: Duration,
     /// Claims copied into the authorizer context (default none): strings, numbers and booleans
     /// as they are, lists of those joined with `,` (e.g. `cognito:groups`); objects are left out.
     pub claims: Vec<String>,
@@ -189,6 +193,7 @@ impl JwtConfig {
             leeway: Duration::from_secs(60),
             max_token_bytes: 8 * 1024,
             min_refetch_interval: Duration::from_secs(60),
+            max_key_age: Duration::from_secs(3600),
             claims: Vec::new(),
             token_sources: vec![
                 TokenSource::Query("token".to_owned()),

@@ -248,6 +248,8 @@ pub(super) struct Key {
 #[derive(Default)]
 pub(super) struct KeyTable {
     pub(super) keys: HashMap<String, Arc<Key>>,
+    /// When they were fetched (`None`: never).
+    pub(super) fetched_at: Option<std::time::SystemTime>,
 }
 
 impl fmt::Debug for KeyTable {

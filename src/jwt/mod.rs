@@ -36,7 +36,10 @@
 //! under the issuer's path, so discovery is the safe default). It is fetched on the first token,
 //! kept, and fetched again when a token names a `kid` the cache lacks — the issuer rotated its
 //! keys — at most once per [`min_refetch_interval`](JwtConfig::min_refetch_interval) (60 s), one
-//! fetch at a time however many connects wait. A refetch replaces the cache. Fetches are
+//! fetch at a time however many connects wait. A refetch replaces the cache, so a key the issuer
+//! withdrew stops counting; the cache is also refetched when older than
+//! [`max_key_age`](JwtConfig::max_key_age) (1 h) — should that fail, the cached keys keep
+//! serving and the fetch is tried again a minute later. Fetches are
 //! `https://` only (`http://` to a loopback host for tests), bounded to 5 s and 256 KiB, and keep
 //! at most 64 keys. [`JwksSource`] is the seam for keys from elsewhere.
 //!
@@ -94,8 +97,8 @@
 //! client can set it. A valid token's connection outlives the token (API Gateway checks only at
 //! `$connect`, up to 2 h); and API Gateway's authorizer cache (by identity source, 300 s by
 //! default) can let a token in for that long after it expired — set
-//! `AuthorizerResultTtlInSeconds` to 0 or keep it short. A key the issuer drops stays trusted
-//! until the next refetch (a new `kid` or a new process).
+//! `AuthorizerResultTtlInSeconds` to 0 or keep it short. A key the issuer withdraws stays
+//! trusted until the next refetch: a new `kid`, or [`max_key_age`](JwtConfig::max_key_age) (1 h).
 //!
 //! # Limits
 //!

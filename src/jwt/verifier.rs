@@ -153,7 +153,9 @@ struct RefreshState {
 /// The key set is fetched on the first token, and again when a token names a `kid` not in
 /// the cache (the issuer rotated its keys) — at most once per
 /// [`min_refetch_interval`](JwtConfig::min_refetch_interval); concurrent callers wait for one
-/// fetch. A refetch replaces the cache: keys the issuer dropped stop being trusted.
+/// fetch. A refetch replaces the cache: keys the issuer dropped stop being trusted. A cache
+/// older than [`max_key_age`](JwtConfig::max_key_age) is refetched too (and kept, should that
+/// fail).
 pub struct JwtVerifier {
     config: JwtConfig,
     source: Arc<dyn JwksSource>,
@@ -387,17 +389,19 @@ impl JwtVerifier {
             .clone()
     }
 
-    /// The key `kid`, from the cache or, when it is not there, from a refetch (rate-limited,
-    /// one at a time).
+    /// The key `kid`, from the cache or, when it is not there or the cache is older than
+    /// [`max_key_age`](JwtConfig::max_key_age), from a refetch (rate-limited, one at a time).
     async fn key(&self, kid: &str) -> std::result::Result<Arc<Key>, VerifyError> {
-        if let Some(key) = self.table().keys.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.fresh_key(kid) {
+            return Ok(key);
         }
         let mut state = self.refresh.lock().await;
         // Whoever held the lock before may have fetched the key this caller waits for.
-        if let Some(key) = self.table().keys.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.fresh_key(kid) {
+            return Ok(key);
         }
+        // A stale cache still serves, when no fetch is allowed or the fetch fails.
+        let stale = self.table().keys.get(kid).cloned();
         let unknown = || {
             VerifyError::Refused(Refusal::UnknownKeyId {
                 kid: kid.to_owned(),
@@ -407,6 +411,9 @@ impl JwtVerifier {
         if let Some(last) = state.last_attempt {
             let since = now.duration_since(last).unwrap_or(Duration::ZERO);
             if since < self.config.min_refetch_interval {
+                if let Some(key) = stale {
+                    return Ok(key);
+                }
                 if let Some(failure) = &state.last_failure
                     && self.table().keys.is_empty()
                 {
@@ -424,28 +431,52 @@ impl JwtVerifier {
             }
         }
         state.last_attempt = Some(now);
-        let document = match self.source.fetch().await {
-            Ok(document) => document,
-            Err(error) => {
-                state.last_failure = Some(ErrorChain::new(&error).to_string());
-                return Err(VerifyError::Unavailable(error));
-            }
-        };
-        let table =
-            KeyTable::from_document(&document, &self.config.algorithms, self.config.max_keys)
-                .map_err(|reason| {
-                    state.last_failure = Some(reason.to_owned());
-                    VerifyError::Unavailable(Error::Jwks {
+        let fetched = match self.source.fetch().await {
+            Ok(document) => {
+                KeyTable::from_document(&document, &self.config.algorithms, self.config.max_keys)
+                    .map_err(|reason| Error::Jwks {
                         uri: self.source.to_string(),
                         reason: reason.into(),
                         source: None,
                     })
-                })?;
+            }
+            Err(error) => Err(error),
+        };
+        let mut table = match fetched {
+            Ok(table) => table,
+            Err(error) => {
+                state.last_failure = Some(ErrorChain::new(&error).to_string());
+                if let Some(key) = stale {
+                    tracing::warn!(
+                        error = %error.chain(),
+                        "JWKS refetch failed; the cached keys serve until the next attempt"
+                    );
+                    return Ok(key);
+                }
+                return Err(VerifyError::Unavailable(error));
+            }
+        };
         state.last_failure = None;
+        table.fetched_at = Some(now);
         tracing::info!(keys = ?table, "JWKS fetched");
         let found = table.keys.get(kid).cloned();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
         found.ok_or_else(unknown)
+    }
+
+    /// `kid` from the cache, unless the cache is older than `max_key_age`.
+    fn fresh_key(&self, kid: &str) -> Option<Arc<Key>> {
+        let table = self.table();
+        let age = table.fetched_at.map(|at| {
+            self.clock
+                .now()
+                .duration_since(at)
+                .unwrap_or(Duration::ZERO)
+        });
+        match age {
+            Some(age) if age < self.config.max_key_age => table.keys.get(kid).cloned(),
+            _ => None,
+        }
     }
 }
 

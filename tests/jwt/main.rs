@@ -321,7 +321,7 @@ async fn a_new_kid_is_picked_up_with_exactly_one_fetch_and_a_dropped_key_stops_c
 
     // The issuer publishes a new key and, later, signs with it.
     issuer.set_keys(vec![old.jwk.clone(), new.jwk.clone()]);
-    clock.advance(Duration::from_secs(3600));
+    clock.advance(Duration::from_secs(600));
     let later = with(claims(&issuer), "exp", json!(NOW + 7200));
     assert!(verifier.verify(&new.sign(&later)).await.is_ok());
     assert_eq!(issuer.jwks_hits(), 2, "one fetch for the new kid");
@@ -347,6 +347,48 @@ async fn a_new_kid_is_picked_up_with_exactly_one_fetch_and_a_dropped_key_stops_c
     );
     assert!(verifier.verify(&new.sign(&later)).await.is_ok());
     assert_eq!(issuer.jwks_hits(), 3, "no fetch: within the interval");
+}
+
+#[tokio::test]
+async fn keys_older_than_max_key_age_are_fetched_again_and_kept_when_that_fails() {
+    let (capture, _guard) = capture();
+    let (old, new) = (keys::rsa("old"), keys::ed("new"));
+    let issuer = Issuer::start(vec![old.jwk.clone(), new.jwk.clone()]).await;
+    let clock = clock();
+    let verifier = verifier(config(&issuer), &clock);
+    let lasting = with(claims(&issuer), "exp", json!(NOW + 86_400));
+    assert!(verifier.verify(&old.sign(&lasting)).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 1);
+
+    // The issuer withdraws `old`; an hour on, the cache is stale and fetched again.
+    issuer.set_keys(vec![new.jwk.clone()]);
+    clock.advance(Duration::from_secs(3599));
+    assert!(
+        verifier.verify(&old.sign(&lasting)).await.is_ok(),
+        "not stale yet"
+    );
+    assert_eq!(issuer.jwks_hits(), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        refusal(&verifier, &old.sign(&lasting)).await,
+        Refusal::UnknownKeyId { kid: "old".into() }
+    );
+    assert_eq!(issuer.jwks_hits(), 2);
+
+    // Stale again while the issuer fails: the cached keys keep serving, one attempt per interval.
+    issuer.set_failing(true);
+    clock.advance(Duration::from_secs(3600));
+    for _ in 0..3 {
+        assert!(verifier.verify(&new.sign(&lasting)).await.is_ok());
+    }
+    assert_eq!(issuer.jwks_hits(), 3);
+    assert!(capture.text().contains("JWKS refetch failed"));
+    issuer.set_failing(false);
+    clock.advance(Duration::from_secs(61));
+    assert!(verifier.verify(&new.sign(&lasting)).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 4);
+    assert!(verifier.verify(&new.sign(&lasting)).await.is_ok());
+    assert_eq!(issuer.jwks_hits(), 4, "fresh again");
 }
 
 #[tokio::test]

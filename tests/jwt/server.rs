@@ -12,6 +12,7 @@ struct State {
     jwks: Value,
     jwks_hits: usize,
     discovery_hits: usize,
+    failing: bool,
 }
 
 /// The running issuer; dropped with the test's runtime.
@@ -72,7 +73,11 @@ impl Issuer {
                 }
                 "/keys" => {
                     state.jwks_hits += 1;
-                    ("200 OK", state.jwks.to_string())
+                    if state.failing {
+                        ("503 Service Unavailable", "{}".to_owned())
+                    } else {
+                        ("200 OK", state.jwks.to_string())
+                    }
                 }
                 "/big" => (
                     "200 OK",
@@ -94,7 +99,12 @@ impl Issuer {
         self.state.lock().unwrap().jwks = json!({ "keys": keys });
     }
 
-    /// How many times `/keys` was fetched.
+    /// Makes `/keys` answer 503 (`true`) or the key set again (`false`).
+    pub(crate) fn set_failing(&self, failing: bool) {
+        self.state.lock().unwrap().failing = failing;
+    }
+
+    /// How many times `/keys` was fetched (answered or not).
     pub(crate) fn jwks_hits(&self) -> usize {
         self.state.lock().unwrap().jwks_hits
     }
