@@ -20,6 +20,12 @@
 //! | `ROOM_GRANT_KEY` | `policy::SignedGrants::from_env` | the key (≥ 32 bytes, e.g. `openssl rand -hex 32`) of the HMAC-SHA256 of room grants; the same value in the backend that issues them | unset: no grant rule |
 //! | `ROOM_GRANT_PREVIOUS_KEY` | the same | during a key rotation, the previous key, still accepted | unset |
 //! | `ROOM_GRANT_KEY_SECRET_ARN` | `policy::SignedGrants::from_env_with` (feature `secretsmanager`) | the Secrets Manager secret (ARN or name) holding the room grant key as text, instead of `ROOM_GRANT_KEY` | unset |
+//! | `JWT_ISSUER` | `jwt::JwtConfig::from_env` | the token issuer (`iss`), e.g. `https://cognito-idp.{region}.amazonaws.com/{userPoolId}` | required |
+//! | `JWT_AUDIENCE` | the same | accepted audiences (`aud`; a Cognito app client id), comma-separated | required |
+//! | `JWT_JWKS_URI` | the same | the JWKS URL | unset: OIDC discovery, `{issuer}/.well-known/openid-configuration` |
+//! | `JWT_CLAIMS` | the same | claims copied into the authorizer context, comma-separated | none |
+//! | `JWT_TOKEN_SOURCE` | the same | where the token is read, comma-separated `query:NAME` / `header:NAME`, first found wins | `query:token,header:Authorization` |
+//! | `JWT_ACCEPT_CLIENT_ID` | the same | `true`: a token without `aud` is accepted when its `client_id` is an audience (Cognito access tokens) | `false` |
 //!
 //! `SqsQueue` has no `from_env`: it is made from the `SdkConfig` the process already loaded
 //! for its store and sender (`SqsQueue::from_env_with(&config)`).
@@ -62,6 +68,19 @@ pub const ROOM_GRANT_PREVIOUS_KEY: &str = "ROOM_GRANT_PREVIOUS_KEY";
 /// The Secrets Manager secret holding the room grant key (read by
 /// `policy::SignedGrants::from_env_with`, feature `secretsmanager`).
 pub const ROOM_GRANT_KEY_SECRET_ARN: &str = "ROOM_GRANT_KEY_SECRET_ARN";
+/// The token issuer the JWT verifier accepts (`iss`; required by `jwt::JwtConfig::from_env`).
+pub const JWT_ISSUER: &str = "JWT_ISSUER";
+/// The audiences the JWT verifier accepts (`aud`), comma-separated (required).
+pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+/// The issuer's JWKS URL (default: found by OIDC discovery under the issuer).
+pub const JWT_JWKS_URI: &str = "JWT_JWKS_URI";
+/// The claims copied into the authorizer context, comma-separated (default: none).
+pub const JWT_CLAIMS: &str = "JWT_CLAIMS";
+/// Where the token is read: `query:NAME` / `header:NAME`, comma-separated, first found wins
+/// (default `query:token,header:Authorization`).
+pub const JWT_TOKEN_SOURCE: &str = "JWT_TOKEN_SOURCE";
+/// `true`: accept a token without `aud` whose `client_id` is an audience (Cognito access tokens).
+pub const JWT_ACCEPT_CLIENT_ID: &str = "JWT_ACCEPT_CLIENT_ID";
 
 /// The value of variable `name`: `None` when unset, empty or all whitespace.
 ///

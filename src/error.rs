@@ -241,6 +241,20 @@ pub enum Error {
     /// names the room and the reason, never the grant). Nothing was stored or announced.
     #[error("{0}")]
     RoomRefused(crate::policy::Refusal),
+    /// The JSON Web Key Set that JWT signatures are checked against could not be had: the
+    /// fetch (or the OIDC discovery before it) failed, timed out, answered a non-200 status, or
+    /// the document is too large or not a key set. A token cannot be judged without keys, so the
+    /// authorizer answers 500 rather than refusing the user.
+    #[error("JWKS {uri}: {reason}")]
+    Jwks {
+        /// The URL fetched (the JWKS or the discovery document).
+        uri: String,
+        /// What went wrong.
+        reason: Cow<'static, str>,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// Any other failure of a storage backend (network, timeouts, unexpected service errors).
     #[error("{backend}: store request failed")]
@@ -309,7 +323,10 @@ impl Error {
     /// [`OutcomeUnknown`](Error::OutcomeUnknown) post is not: it may have been delivered.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Throttled { .. } | Error::Unprocessed { .. } | Error::Store { .. } => true,
+            Error::Throttled { .. }
+            | Error::Unprocessed { .. }
+            | Error::Store { .. }
+            | Error::Jwks { .. } => true,
             Error::Delivery { retryable, .. } | Error::Queue { retryable, .. } => *retryable,
             _ => false,
         }

@@ -79,6 +79,7 @@
 //! | `conformance` | no | `conformance`: the store scenarios and `conformance::history`'s message-log scenarios, to check your own backend (not covered by semver) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
 //! | `secretsmanager` | no | `policy::SignedGrants::from_env_with`: the room grant key from AWS Secrets Manager (aws-sdk-secretsmanager) |
+//! | `jwt` | no | `jwt::JwtVerifier`: RS256/ES256/EdDSA tokens checked against an OIDC issuer's JWKS (Cognito, Auth0, Entra ID); with `lambda`, `jwt::authorize` for the `$connect` authorizer (jsonwebtoken on aws-lc-rs) |
 //! | `test-util` | no | `test_util::InstrumentedStore`: wraps any store to count its calls and inject faults, latency and smaller pages in your tests |
 //!
 //! The in-memory store, the broadcaster with its in-memory sender, events and identifiers are
@@ -102,6 +103,9 @@ pub mod error;
 pub mod event;
 pub mod history;
 pub mod ids;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 #[cfg(feature = "lambda")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lambda")))]
 pub mod lambda;
