@@ -106,7 +106,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 # Each feature alone, none, and the defaults: what `cargo hack check --each-feature
 # --no-dev-deps` does, without installing it (`--lib` builds no dev-dependency). The in-memory
 # store, events and the broadcaster must build without any AWS SDK crate.
-for features in "" dynamodb apigw lambda conformance sqs test-util jwt "jwt lambda"; do
+for features in "" dynamodb apigw lambda conformance sqs secretsmanager test-util jwt "jwt lambda"; do
     banner "cargo check -p stateless-ws --lib --no-default-features --features '$features'"
     cargo check -p stateless-ws --lib --no-default-features --features "$features"
 done

@@ -95,9 +95,9 @@
 //! token can be replayed until it expires: keep tokens short-lived (Cognito's ID token
 //! lifetime can be set down to 5 minutes) and prefer the `Authorization` header where the
 //! client can set it. A valid token's connection outlives the token (API Gateway checks only at
-//! `$connect`, up to 2 h); and API Gateway's authorizer cache (by identity source, 300 s by
-//! default) can let a token in for that long after it expired — set
-//! `AuthorizerResultTtlInSeconds` to 0 or keep it short. A key the issuer withdraws stays
+//! `$connect`, up to 2 h) — close it from your backend (`DELETE @connections/{id}`) when you
+//! revoke a session. (`AuthorizerResultTtlInSeconds`, API Gateway's authorizer result cache,
+//! applies to HTTP APIs only: a WebSocket API has none to configure.) A key the issuer withdraws stays
 //! trusted until the next refetch: a new `kid`, or [`max_key_age`](JwtConfig::max_key_age) (1 h).
 //!
 //! # Limits

@@ -108,6 +108,38 @@ fn the_chat_template_without_its_authorizer() {
     assert_eq!(api.stand_ins(&extra).len(), 2);
 }
 
+/// With an issuer, the chat's authorizer is the JWT one (`Fn::If` in the authorizer's URI, the
+/// demo function's condition false), with its environment from the parameters.
+#[test]
+fn the_chat_template_with_its_jwt_authorizer() {
+    let settings = with(&[
+        ("EnableAuthorizer", "true"),
+        ("JwtIssuer", "https://issuer.example"),
+        ("JwtAudience", "client-1"),
+    ]);
+    let api = LocalApi::from_template(CHAT, settings, None).unwrap();
+    let auth = api
+        .api()
+        .authorizer
+        .clone()
+        .expect("the condition puts it in");
+    assert_eq!(auth.function, "JwtAuthorizerFunction");
+    assert_eq!(auth.identity_sources, ["route.request.querystring.token"]);
+    let names = api
+        .function_names(Naming::LogicalId, &BTreeMap::new())
+        .unwrap();
+    assert!(names.contains_key("JwtAuthorizerFunction"), "{names:?}");
+    assert!(!names.contains_key("AuthorizerFunction"), "{names:?}");
+    let env = api.environment(
+        "JwtAuthorizerFunction",
+        "http://127.0.0.1:1/prod",
+        &BTreeMap::new(),
+    );
+    assert_eq!(env["JWT_ISSUER"], "https://issuer.example");
+    assert_eq!(env["JWT_AUDIENCE"], "client-1");
+    assert_eq!(env["JWT_ACCEPT_CLIENT_ID"], "false");
+}
+
 #[test]
 fn the_chat_template_with_its_authorizer() {
     let settings = with(&[

@@ -400,8 +400,15 @@ fn the_jwt_authorizer_and_the_room_grant_key_are_wired() {
     let env = &jwt["Properties"]["Environment"]["Variables"];
     assert_eq!(env["JWT_ISSUER"], json!({"Ref": "JwtIssuer"}), "{id}");
     assert_eq!(env["JWT_AUDIENCE"], json!({"Ref": "JwtAudience"}), "{id}");
-    assert_eq!(env["JWT_ACCEPT_CLIENT_ID"], json!({"Ref": "JwtAcceptClientId"}), "{id}");
-    assert!(jwt["Properties"].get("Policies").is_none(), "{id} needs no AWS permission");
+    assert_eq!(
+        env["JWT_ACCEPT_CLIENT_ID"],
+        json!({"Ref": "JwtAcceptClientId"}),
+        "{id}"
+    );
+    assert!(
+        jwt["Properties"].get("Policies").is_none(),
+        "{id} needs no AWS permission"
+    );
     let rule = &t["Rules"]["JwtNeedsAnAudience"];
     assert_eq!(
         rule["RuleCondition"],
@@ -413,7 +420,10 @@ fn the_jwt_authorizer_and_the_room_grant_key_are_wired() {
     );
 
     let key = &t["Parameters"]["RoomGrantKey"];
-    assert_eq!((&key["NoEcho"], &key["Default"]), (&json!(true), &json!("")));
+    assert_eq!(
+        (&key["NoEcho"], &key["Default"]),
+        (&json!(true), &json!(""))
+    );
     assert_eq!(key["AllowedPattern"], "^(|.{32,})$");
     for (id, function) in of_type(&t, "AWS::Serverless::Function") {
         let env = &function["Properties"]["Environment"]["Variables"];
@@ -741,14 +751,23 @@ fn references_resolve() {
         .map(|name| {
             let p = &parameters[name];
             let values = match p["AllowedValues"].as_array() {
-                Some(allowed) => allowed.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
-                None => vec![p["Default"].as_str().unwrap_or_default().to_owned(), "x".to_owned()],
+                Some(allowed) => allowed
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect(),
+                None => vec![
+                    p["Default"].as_str().unwrap_or_default().to_owned(),
+                    "x".to_owned(),
+                ],
             };
             (name, values)
         })
         .collect();
     let combinations = choices.iter().map(|(_, v)| v.len()).product::<usize>();
-    assert!(combinations >= 4, "the authorizer's conditions are exercised");
+    assert!(
+        combinations >= 4,
+        "the authorizer's conditions are exercised"
+    );
 
     for mut n in 0..combinations {
         let mut params = BTreeMap::new();
@@ -824,7 +843,10 @@ fn references_resolve() {
         }
         for (id, r) in resources(&t) {
             if let Some(condition) = r["Condition"].as_str() {
-                assert!(conditions.contains_key(condition), "{id}: no condition {condition}");
+                assert!(
+                    conditions.contains_key(condition),
+                    "{id}: no condition {condition}"
+                );
             }
             if !exists(id) {
                 continue;
@@ -836,7 +858,11 @@ fn references_resolve() {
                 }
             }
         }
-        walk(&t, &t["Globals"], &params, &mut |name| check(name, "Globals"));
-        walk(&t, &t["Outputs"], &params, &mut |name| check(name, "Outputs"));
+        walk(&t, &t["Globals"], &params, &mut |name| {
+            check(name, "Globals")
+        });
+        walk(&t, &t["Outputs"], &params, &mut |name| {
+            check(name, "Outputs")
+        });
     }
 }
