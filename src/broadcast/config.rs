@@ -117,6 +117,11 @@ pub struct BroadcastConfig {
     /// [`delivered_count`](super::BroadcastReport::delivered_count) is kept, so a broadcast to
     /// a 100,000-member room holds a page of the room and the exceptions, not 100,000 ids.
     pub list_delivered: bool,
+    /// The records of a room's first read (default 100): the first post leaves after a read
+    /// this small, whatever the room's size; the reads after it take a whole backend page (a
+    /// DynamoDB `Query` page is up to 1 MB, thousands of records), each read while the page
+    /// before it is posted. 0 reads a whole backend page first.
+    pub first_page: usize,
 }
 
 impl Default for BroadcastConfig {
@@ -139,6 +144,7 @@ impl Default for BroadcastConfig {
             in_flight_reserve: Duration::from_millis(250),
             retry_unknown_outcome: false,
             list_delivered: true,
+            first_page: 100,
         }
     }
 }

@@ -104,10 +104,12 @@
 //! # Streaming: one invocation, any room
 //!
 //! [`broadcast`](Broadcaster::broadcast) runs in the invocation that calls it and **streams**
-//! the room: it reads one page ([`ConnectionStore::room_page`]; for DynamoDB a 1 MB `Query`
-//! page, about 4,000 records) and its workers post while the next page is read. The first post
-//! leaves after one page read, whatever the room's size, and memory is a page plus a bounded
-//! queue of targets (1,024, or 4 × the concurrency). A page that cannot be read once posting has
+//! the room: it reads a small first page ([`ConnectionStore::room_page`] with
+//! [`first_page`](BroadcastConfig::first_page), 100 records) and its workers post while the next
+//! page is read (for DynamoDB a 1 MB `Query` page, about 4,000 records), each page read while
+//! the one before it is posted. The first post leaves after one small read, whatever the room's
+//! size, and memory is two pages plus a bounded queue of targets (1,024, or 4 × the
+//! concurrency). A page that cannot be read once posting has
 //! begun, or a deadline arriving before the last page, ends up in the report
 //! ([`listing_error`](BroadcastReport::listing_error), and
 //! [`unread_from`](BroadcastReport::unread_from), the cursor to resume from), never in a lost
@@ -335,7 +337,8 @@ impl Broadcaster {
         async {
             // The first page is read before anything is sent: a room that cannot be listed is
             // the call's error. The rest is read while the workers post.
-            let first = self.store.room_page(room, None, None).await?;
+            let limit = (self.config.first_page > 0).then_some(self.config.first_page);
+            let first = self.store.room_page(room, None, limit).await?;
             let source = Source::Room(RoomSource {
                 store: Arc::clone(&self.store),
                 room: room.clone(),

@@ -1,6 +1,7 @@
 //! Where a fan-out's targets come from: a list the caller gave, or a room read page by page
-//! while the workers post — so the first post leaves before the second page is read, and memory
-//! stays bounded by a page plus the queue of targets, whatever the room's size.
+//! while the workers post — the first page small, so that the first post leaves after one small
+//! read, and each next page read while the one before is posted — so memory stays bounded by two
+//! pages plus the queue of targets, whatever the room's size.
 
 use std::sync::Arc;
 
@@ -94,8 +95,8 @@ impl RoomSource {
         let mut listed = Listed::default();
         let mut page = first;
         loop {
-            let targets = page
-                .records
+            let Page { records, next, .. } = page;
+            let targets = records
                 .into_iter()
                 .filter(|m| Some(&m.connection_id) != exclude.as_ref())
                 .map(|m| {
@@ -105,28 +106,40 @@ impl RoomSource {
                     }
                     target
                 });
-            let all_queued = queue(tx, targets, &mut listed).await;
-            let Some(cursor) = page.next else {
+            let Some(cursor) = next else {
+                queue(tx, targets, &mut listed).await;
                 return listed;
             };
+            if stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
+                queue(tx, targets, &mut listed).await;
+                listed.unread_from = Some(cursor);
+                return listed;
+            }
+            // Read ahead: the next page is read while this one's targets are queued (the
+            // workers post them meanwhile), so that posting never waits for a read it could
+            // have overlapped. One page ahead at most: memory stays bounded by two pages and
+            // the queue of targets.
+            let read = async {
+                let read = store.room_page(&room, Some(&cursor), None);
+                match deadline {
+                    None => Some(read.await),
+                    Some(d) => tokio::time::timeout_at(d, read).await.ok(),
+                }
+            };
+            let (all_queued, result) = tokio::join!(queue(tx, targets, &mut listed), read);
+            // As without read-ahead: a page read while posting had to stop is not posted.
             if !all_queued || stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
                 listed.unread_from = Some(cursor);
                 return listed;
             }
-            let read = store.room_page(&room, Some(&cursor), None);
-            let result = match deadline {
-                None => read.await,
-                Some(d) => match tokio::time::timeout_at(d, read).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        listed.unread_from = Some(cursor);
-                        return listed;
-                    }
-                },
-            };
             match result {
-                Ok(next) => page = next,
-                Err(error) => {
+                Some(Ok(next)) => page = next,
+                // The deadline passed during the read.
+                None => {
+                    listed.unread_from = Some(cursor);
+                    return listed;
+                }
+                Some(Err(error)) => {
                     tracing::warn!(%room, error = %error.chain(), "reading the next page of the room failed");
                     listed.listing_error = Some(error);
                     listed.unread_from = Some(cursor);

@@ -67,9 +67,10 @@ pub struct Enqueued {
 /// Queued fan-out: lists the recipients, packs them into jobs and sends the jobs to a
 /// [`JobQueue`], then returns — the [`FanoutWorker`](super::FanoutWorker)s deliver.
 ///
-/// Rooms are read page by page ([`ConnectionStore::room_page`]) and jobs are sent as they fill,
-/// [`MAX_BATCH_ENTRIES`] per call at most and [`MAX_BATCH_BYTES`] in total: memory stays bounded
-/// by one page and one batch whatever the room's size.
+/// Rooms are read page by page ([`ConnectionStore::room_page`]), each page read while the one
+/// before it is packed and sent, and jobs are sent as they fill, [`MAX_BATCH_ENTRIES`] per call
+/// at most and [`MAX_BATCH_BYTES`] in total: memory stays bounded by two pages and one batch
+/// whatever the room's size.
 ///
 /// Cheap to clone; build one at start-up and keep it.
 #[derive(Clone)]
@@ -156,21 +157,34 @@ impl FanoutPlanner {
         let mut run = self.start(JobContext::room(room.clone()), payload)?;
         let span = tracing::info_span!("enqueue_broadcast", %room, fanout_id = %run.fanout_id, store = %self.store, queue = %self.queue);
         async {
-            let mut cursor = None;
+            let mut page = match self.store.room_page(room, None, None).await {
+                Ok(page) => page,
+                Err(e) => return Err(run.partial(e)),
+            };
             loop {
-                let page = match self.store.room_page(room, cursor.as_ref(), None).await {
-                    Ok(page) => page,
-                    Err(e) => return Err(run.partial(e)),
-                };
-                for record in &page.records {
-                    if Some(&record.connection_id) != exclude {
-                        run.push(self, Target::from(record)).await?;
+                // Read ahead: the next page is read while this one's jobs are packed and sent
+                // (one page ahead; memory stays bounded by two pages and one batch).
+                let next = async {
+                    match &page.next {
+                        Some(cursor) => Some(self.store.room_page(room, Some(cursor), None).await),
+                        None => None,
                     }
-                }
-                match page.next {
-                    Some(next) => cursor = Some(next),
+                };
+                let push = async {
+                    for record in &page.records {
+                        if Some(&record.connection_id) != exclude {
+                            run.push(self, Target::from(record)).await?;
+                        }
+                    }
+                    Ok::<(), Error>(())
+                };
+                let (pushed, next) = tokio::join!(push, next);
+                pushed?;
+                page = match next {
                     None => return run.finish(self).await,
-                }
+                    Some(Ok(next)) => next,
+                    Some(Err(e)) => return Err(run.partial(e)),
+                };
             }
         }
         .instrument(span)

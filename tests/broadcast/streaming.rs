@@ -153,8 +153,9 @@ async fn reading_runs_a_bounded_distance_ahead_of_posting() {
         last = now;
     }
     let held = BroadcastConfig::default().concurrency;
-    // Queue (1024 targets at the default concurrency) + one per worker + the page in hand.
-    let bound = ((1_024 + held) / 100 + 2) as u64;
+    // Queue (1024 targets at the default concurrency) + one per worker + the page in hand + the
+    // one read ahead.
+    let bound = ((1_024 + held) / 100 + 3) as u64;
     assert!(
         last <= bound,
         "{last} pages of 200 read while no post finished: reading is not bounded by posting (bound {bound})"
@@ -163,6 +164,86 @@ async fn reading_runs_a_bounded_distance_ahead_of_posting() {
     let report = broadcast.await.unwrap().unwrap();
     assert_eq!(report.delivered_count, 20_000, "{report}");
     assert_eq!(sender.inner.total_delivered(), 20_000);
+}
+
+/// A sender whose posts wait until the store's `RoomPage` reads reach `reads` (at most 5 s; then
+/// the post fails).
+#[derive(Debug)]
+struct WaitsForReads {
+    inner: RecordingSender,
+    store: InstrumentedStore,
+    reads: u64,
+}
+
+impl std::fmt::Display for WaitsForReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitsForReads")
+    }
+}
+
+#[async_trait]
+impl ConnectionSender for WaitsForReads {
+    async fn post(&self, target: &Target, payload: &Payload) -> stateless_ws::Result<()> {
+        let started = std::time::Instant::now();
+        while self.store.calls(StoreOp::RoomPage) < self.reads {
+            if started.elapsed() > Duration::from_secs(5) {
+                return Err(Error::Config {
+                    message: "the next page was not being read while this one was posted".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.inner.post(target, payload).await
+    }
+    async fn get(&self, target: &Target) -> stateless_ws::Result<ConnectionInfo> {
+        self.inner.get(target).await
+    }
+    async fn delete(&self, target: &Target) -> stateless_ws::Result<()> {
+        self.inner.delete(target).await
+    }
+}
+
+/// Read-ahead (issue 21): the next page is read while the one before it is posted. Pages of
+/// 2,000 overflow the queue of targets (1,024), and posts wait until the second read has begun:
+/// a broadcast that read the next page only once the last one was queued would wait for posts
+/// that wait for it, and every post would fail after 5 s.
+#[tokio::test]
+async fn the_next_page_is_read_while_the_one_before_is_posted() {
+    let room = RoomId::new("ahead").unwrap();
+    let store = paged_store(2_000, &room, 5_000).await;
+    let sender = Arc::new(WaitsForReads {
+        inner: RecordingSender::new(),
+        store: store.clone(),
+        reads: 2,
+    });
+    let mut config = BroadcastConfig::default();
+    config.first_page = 0; // a whole backend page first, to overflow the queue
+    let b = Broadcaster::new(Arc::new(store.clone()), sender.clone()).with_config(config);
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered_count, 5_000, "{report}");
+    assert!(report.is_success(), "{report}");
+    assert_eq!(store.calls(StoreOp::RoomPage), 3, "3 pages of 2,000");
+}
+
+/// The first read is small (`first_page`, 100 records by default), whatever the backend's page:
+/// the first post leaves after it; the reads after it take whole pages.
+#[tokio::test]
+async fn the_first_read_is_small_and_the_next_ones_whole_pages() {
+    let room = RoomId::new("first").unwrap();
+    let store = paged_store(1_000, &room, 2_500).await;
+    let sender = Arc::new(GatedSender::new(true));
+    let b = Broadcaster::new(Arc::new(store.clone()), sender.clone());
+    let report = b
+        .broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.delivered_count, 2_500, "{report}");
+    // 100, then pages of 1,000: 100 + 1,000 + 1,000 + 400.
+    assert_eq!(store.calls(StoreOp::RoomPage), 4);
+    assert_eq!(store.counts().records(StoreOp::RoomPage), 2_500);
 }
 
 #[tokio::test]

@@ -284,3 +284,66 @@ async fn a_room_named_with_u_fffe_travels_through_the_queue() {
         "{err}"
     );
 }
+
+/// A queue whose sends wait until the store's page reads reach `reads` (at most 5 s; then the
+/// send fails for good).
+#[derive(Debug)]
+struct WaitsForReads {
+    inner: InMemoryQueue,
+    store: stateless_ws::test_util::InstrumentedStore,
+    reads: u64,
+}
+
+impl std::fmt::Display for WaitsForReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitsForReads")
+    }
+}
+
+#[async_trait]
+impl JobQueue for WaitsForReads {
+    fn max_message_bytes(&self) -> usize {
+        self.inner.max_message_bytes()
+    }
+
+    async fn send_batch(
+        &self,
+        bodies: &[String],
+    ) -> stateless_ws::Result<Vec<stateless_ws::Result<()>>> {
+        let started = std::time::Instant::now();
+        while self.store.calls(stateless_ws::test_util::StoreOp::RoomPage) < self.reads {
+            if started.elapsed() > Duration::from_secs(5) {
+                return Err(Error::Queue {
+                    queue: "WaitsForReads".into(),
+                    retryable: false,
+                    source: "the next page was not being read while jobs were sent".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.inner.send_batch(bodies).await
+    }
+}
+
+/// Read-ahead (issue 21): the planner reads the next page while it sends the jobs of the one
+/// before. Pages of 6,000 fill a batch of 10 jobs within the first page, and sends wait until
+/// the second read has begun: a planner that read the next page only after sending would fail.
+#[tokio::test]
+async fn the_next_page_is_read_while_the_jobs_of_the_one_before_are_sent() {
+    let (inner, room) = room_of(10_000, 6_000).await;
+    let store = stateless_ws::test_util::InstrumentedStore::new(inner);
+    let queue = std::sync::Arc::new(WaitsForReads {
+        inner: InMemoryQueue::new(),
+        store: store.clone(),
+        reads: 2,
+    });
+    let planner =
+        FanoutPlanner::new(std::sync::Arc::new(store.clone()), queue.clone()).with_config(quick());
+    let enqueued = planner
+        .enqueue_broadcast(&room, &Payload::text("x").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(enqueued.targets, 10_000);
+    assert_eq!(enqueued.jobs, 20);
+    assert_eq!(store.calls(stateless_ws::test_util::StoreOp::RoomPage), 2);
+}
