@@ -4,7 +4,6 @@
 //! the variables set and the case's name in `CHILD_CASE`; the child checks, the parent reads
 //! its exit status.
 
-use std::process::Command;
 use std::time::Duration;
 
 use stateless_ws::Error;
@@ -92,22 +91,16 @@ fn from_env_with_reads_the_table_and_the_retention() {
         ("no_table", &[("MESSAGES_TTL_SECONDS", "60")]),
     ];
     for (case, vars) in cases {
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args([TEST_NAME, "--exact", "--test-threads=1"])
-            .env(CHILD_CASE, case)
-            .env_remove("MESSAGES_TABLE")
-            .env_remove("MESSAGES_TTL_SECONDS")
-            .env_remove("MESSAGES_MAX_PER_ROOM");
-        for (name, value) in vars {
-            child.env(name, value);
-        }
-        let out = child.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "case {case}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::child::run_case(
+            TEST_NAME,
+            CHILD_CASE,
+            case,
+            &[
+                "MESSAGES_TABLE",
+                "MESSAGES_TTL_SECONDS",
+                "MESSAGES_MAX_PER_ROOM",
+            ],
+            vars,
         );
     }
 }

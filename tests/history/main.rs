@@ -3,6 +3,8 @@
 //! manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/child.rs"]
+mod child;
 mod env;
 mod publish;
 

@@ -4,8 +4,6 @@
 //! as a child with the variables set and the case's name in `CHILD_CASE`; the child checks, the
 //! parent reads its exit status.
 
-use std::process::Command;
-
 use stateless_ws::Error;
 use stateless_ws::jwt::{JwtConfig, TokenSource};
 
@@ -108,22 +106,6 @@ fn from_env_reads_issuer_audiences_claims_and_sources() {
         ),
     ];
     for (case, vars) in cases {
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args([TEST_NAME, "--exact", "--test-threads=1"])
-            .env(CHILD_CASE, case);
-        for name in VARS {
-            child.env_remove(name);
-        }
-        for (name, value) in vars {
-            child.env(name, value);
-        }
-        let out = child.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "case {case}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::child::run_case(TEST_NAME, CHILD_CASE, case, &VARS, &vars);
     }
 }

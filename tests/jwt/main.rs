@@ -4,8 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/child.rs"]
+mod child;
 mod env;
 mod keys;
+#[path = "../presence/logs.rs"]
 mod logs;
 mod server;
 
