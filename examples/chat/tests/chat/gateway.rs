@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -137,7 +137,8 @@ async fn next_presence(ws: &mut Client) -> Value {
     }
 }
 
-async fn next_any(ws: &mut Client) -> Value {
+/// The next text frame, whatever it is (shared with `policy`).
+pub(crate) async fn next_any(ws: &mut Client) -> Value {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chat::{Chat, ChatConfig, ChatRooms, IdentitySource};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use stateless_ws::RouteResponse;
 use stateless_ws::broadcast::{ApiGatewaySender, RecordingSender};
@@ -301,10 +301,7 @@ fn the_default_chat_closes_private_rooms_without_a_key() {
 
 // ---- Through the local gateway, with real WebSocket clients ----
 
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-const WAIT: Duration = Duration::from_secs(10);
+use crate::gateway::{Client, next_any};
 
 async fn start(store: Arc<dyn ConnectionStore>) -> RunningGateway {
     let sender = ApiGatewaySender::new(&common::local_sdk_config().await);
@@ -345,22 +342,9 @@ async fn refused(gateway: &RunningGateway, query: &str) -> u16 {
     }
 }
 
-async fn next(ws: &mut Client) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(text.as_str()).unwrap();
-        }
-    }
-}
-
 async fn say(ws: &mut Client, body: Value) -> Value {
     ws.send(Message::text(body.to_string())).await.unwrap();
-    next(ws).await
+    next_any(ws).await
 }
 
 async fn gateway_scenario(store: Arc<dyn ConnectionStore>) {
@@ -454,7 +438,7 @@ async fn gateway_scenario(store: Arc<dyn ConnectionStore>) {
     )
     .await;
     assert_eq!(answer["type"], "joined", "{answer}");
-    let heard = next(&mut bob).await;
+    let heard = next_any(&mut bob).await;
     assert_eq!(
         (&heard["type"], &heard["event"], &heard["room"]),
         (&json!("presence"), &json!("joined"), &json!(private)),
@@ -471,7 +455,7 @@ async fn gateway_scenario(store: Arc<dyn ConnectionStore>) {
     .await;
     assert_eq!(answer["type"], "sent", "{answer}");
     loop {
-        let seen = next(&mut carol).await;
+        let seen = next_any(&mut carol).await;
         assert_ne!(seen["room"], json!(private), "{seen}");
         if seen["type"] == "message" {
             assert_eq!(seen["message"], "hi");
