@@ -19,6 +19,8 @@
 
 #[path = "support/means.rs"]
 mod means;
+#[path = "support/standin.rs"]
+mod standin;
 
 // The tests' helpers (the local SDK configuration), shared rather than copied.
 #[path = "../tests/common/mod.rs"]
@@ -36,69 +38,6 @@ use stateless_ws::{ConnectionId, Membership, RoomId};
 const DELAY: Duration = Duration::from_millis(2);
 const SIZES: [usize; 2] = [1_000, 10_000];
 
-/// A management API stand-in: answers every `POST /{stage}/@connections/{id}` with `200` after
-/// `delay`, over keep-alive HTTP/1.1. Hand-rolled on raw TCP so that the stand-in (which shares
-/// the machine's 2 cores with the code under test) costs as little CPU as possible; a real API
-/// Gateway runs elsewhere.
-async fn start_server(delay: Duration) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            socket.set_nodelay(true).unwrap();
-            tokio::spawn(async move {
-                let mut buf = Vec::with_capacity(4096);
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request: headers up to the blank line, then Content-Length bytes.
-                    let (head_end, body_len) = loop {
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = std::str::from_utf8(&buf[..end])
-                                .unwrap()
-                                .to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-                            break (end + 4, len);
-                        }
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    while buf.len() < head_end + body_len {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..head_end + body_len);
-                    if !delay.is_zero() {
-                        // tokio's timer has 1 ms granularity (a 2 ms sleep takes ~3 ms); a
-                        // blocking-pool thread sleeps to within microseconds.
-                        tokio::task::spawn_blocking(move || std::thread::sleep(delay))
-                            .await
-                            .unwrap();
-                    }
-                    if socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}/bench")
-}
-
 struct Setup {
     sender: Arc<ApiGatewaySender>,
     broadcaster: Broadcaster,
@@ -107,7 +46,7 @@ struct Setup {
 }
 
 async fn setup(delay: Duration, n: usize) -> Setup {
-    let endpoint = start_server(delay).await;
+    let endpoint = standin::start(delay).await;
     let config = common::local_sdk_config().await;
     let sender = Arc::new(
         ApiGatewaySender::new(&config)
