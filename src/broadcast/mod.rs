@@ -106,7 +106,7 @@
 //! [`broadcast`](Broadcaster::broadcast) runs in the invocation that calls it and **streams**
 //! the room: it reads a small first page ([`ConnectionStore::room_page`] with
 //! [`first_page`](BroadcastConfig::first_page), 100 records) and its workers post while the next
-//! page is read (for DynamoDB a 1 MB `Query` page, about 4,000 records), each page read while
+//! page is read (for DynamoDB a 1 MB `Query` page, about 12,900 records of this layout), each page read while
 //! the one before it is posted. The first post leaves after one small read, whatever the room's
 //! size, and memory is two pages plus a bounded queue of targets (1,024, or 4 × the
 //! concurrency). A page that cannot be read once posting has
@@ -118,16 +118,24 @@
 //!
 //! Measured (`cargo bench --all-features --bench streaming`; pages of 4,000 records taking
 //! 50 ms each, a stand-in management API answering after 1 ms, peak memory the fan-out added,
-//! one process per run):
+//! one process per run; the listing alone and the posting alone are the baselines):
 //!
 //! | | members | first post | total | peak memory |
 //! |---|---|---|---|---|
-//! | collect first (before 0.1) | 10,000 | 171 ms | 0.53 s | 3.9 MB |
-//! | collect first (before 0.1) | 100,000 | 1,502 ms | 5.20 s | 32.8 MB |
-//! | `broadcast` | 10,000 | 57 ms | 0.44 s | 2.3 MB |
-//! | `broadcast` | 100,000 | 57 ms | 4.45 s | 8.9 MB |
-//! | `broadcast`, `list_delivered = false` | 10,000 | 61 ms | 0.48 s | 1.8 MB |
-//! | `broadcast`, `list_delivered = false` | 100,000 | 56 ms | 4.43 s | 2.3 MB (1.34× the 10,000 figure) |
+//! | listing alone (`room_connections`) | 100,000 | — | 1.43 s | 26.1 MB |
+//! | posting alone (`send_to`, records in hand) | 100,000 | 93 ms | 3.62 s | 32.9 MB |
+//! | collect first (before 0.1) | 1,000 | 53 ms | 0.09 s | 0.9 MB |
+//! | collect first (before 0.1) | 100,000 | 1,472 ms | 5.01 s | 33.1 MB |
+//! | `broadcast` | 1,000 | 52 ms | 0.14 s | 0.9 MB |
+//! | `broadcast` | 10,000 | 52 ms | 0.44 s | 2.8 MB |
+//! | `broadcast` | 100,000 | 52 ms | 3.73 s (1.03× max(listing, posting)) | 9.8 MB |
+//! | `broadcast`, `list_delivered = false` | 100,000 | 53 ms | 3.68 s (1.02×) | 3.4 MB (1.25× the 10,000 figure) |
+//!
+//! Before the read-ahead (0.1 as first streamed) the 100,000-member broadcast took 4.45 s: each
+//! page was read only after the one before it was queued, so the posters waited through every
+//! read. The small first read costs a room that fits in one backend page one extra read in
+//! total (1,000 members: 0.14 s against 0.09 s); set [`BroadcastConfig::first_page`] to 0 where
+//! that matters more than the first post.
 //!
 //! # When one invocation is not enough
 //!
