@@ -102,6 +102,8 @@ pub mod env;
 pub mod error;
 pub mod event;
 pub mod history;
+#[cfg(any(feature = "jwt", feature = "apigw"))]
+mod http;
 pub mod ids;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
