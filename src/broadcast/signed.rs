@@ -530,7 +530,14 @@ impl ConnectionSender for SigV4Sender {
             source: Some(source),
         };
         let body = answer.body.map_err(unreadable)?;
-        parse_connection(&body).map_err(unreadable)
+        // A 2xx whose body is not a GetConnection answer: an answer, but not one to act on —
+        // as the SDK reports it (an unhandled error with the status), not retried.
+        parse_connection(&body).map_err(|source| Error::Delivery {
+            connection_id: target.connection_id.clone(),
+            status: Some(answer.status.as_u16()),
+            retryable: false,
+            source,
+        })
     }
 
     async fn delete(&self, target: &Target) -> Result<()> {

@@ -11,6 +11,7 @@ mod common;
 mod logs;
 
 mod delivery;
+mod faults;
 mod http;
 mod memory;
 mod mocks;
