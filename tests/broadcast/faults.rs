@@ -236,7 +236,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen>
 
 /// What a caller can match on: the variant, and for `Delivery` its status and retry flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
+enum Kind {
     Ok,
     Gone,
     Throttled,
@@ -250,21 +250,21 @@ enum Outcome {
     Other(String),
 }
 
-fn outcome<T>(result: &Result<T, Error>) -> Outcome {
+fn outcome<T>(result: &Result<T, Error>) -> Kind {
     match result {
-        Ok(_) => Outcome::Ok,
-        Err(Error::Gone { .. }) => Outcome::Gone,
-        Err(Error::Throttled { .. }) => Outcome::Throttled,
-        Err(Error::PayloadTooLarge { .. }) => Outcome::PayloadTooLarge,
-        Err(Error::Forbidden { .. }) => Outcome::Forbidden,
+        Ok(_) => Kind::Ok,
+        Err(Error::Gone { .. }) => Kind::Gone,
+        Err(Error::Throttled { .. }) => Kind::Throttled,
+        Err(Error::PayloadTooLarge { .. }) => Kind::PayloadTooLarge,
+        Err(Error::Forbidden { .. }) => Kind::Forbidden,
         Err(Error::Delivery {
             status, retryable, ..
-        }) => Outcome::Delivery {
+        }) => Kind::Delivery {
             status: *status,
             retryable: *retryable,
         },
-        Err(Error::OutcomeUnknown { .. }) => Outcome::OutcomeUnknown,
-        Err(other) => Outcome::Other(format!("{other:?}")),
+        Err(Error::OutcomeUnknown { .. }) => Kind::OutcomeUnknown,
+        Err(other) => Kind::Other(format!("{other:?}")),
     }
 }
 
@@ -322,14 +322,14 @@ fn target(id: &str) -> Target {
 /// Every fault, every method, both senders: the same outcome, and the one the table says.
 #[tokio::test]
 async fn both_senders_report_every_fault_alike() {
-    use Outcome::*;
+    use Kind::*;
     let stand_in = StandIn::start().await;
     let senders = both(&stand_in.endpoint(), None).await;
     let retryable = |status| Delivery {
         status: Some(status),
         retryable: true,
     };
-    let table: Vec<(&str, Outcome)> = vec![
+    let table: Vec<(&str, Kind)> = vec![
         ("ok", Ok),
         ("gone-typed", Gone),
         ("gone-bare", Gone),
@@ -407,7 +407,7 @@ async fn a_refused_connection_is_a_retryable_delivery_failure_for_both() {
             .await;
         assert_eq!(
             outcome(&result),
-            Outcome::Delivery {
+            Kind::Delivery {
                 status: None,
                 retryable: true
             },
