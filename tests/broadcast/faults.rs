@@ -116,6 +116,17 @@ impl StandIn {
                     }
                     continue;
                 }
+                ("huge-stall", _) => {
+                    // A 500 whose 8 MiB body stops after 256 KiB: only a reader that stops
+                    // early answers before the call timeout.
+                    let head = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {HUGE}\r\n\r\n"
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&vec![b'x'; 256 * 1024]).await;
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 ("get-garbage", _) => answer(200, None, "this is not json"),
                 (other, n) => mixture_answer(other, n, &method),
             };
@@ -596,5 +607,34 @@ async fn a_mixture_across_1000_connections_over_the_lean_sender_is_fully_account
     eprintln!(
         "1,000-connection mixture over SigV4Sender: {requests} requests in {:?}",
         started.elapsed().unwrap()
+    );
+}
+
+/// An error body is read at most 64 KiB: a 500 whose huge body stalls after 256 KiB is
+/// classified at once by the lean sender (the SDK sender, reading it all, waits for its timeout).
+#[tokio::test]
+async fn the_lean_sender_reads_at_most_64_kib_of_an_error_body() {
+    let stand_in = StandIn::start().await;
+    let sender = SigV4Sender::new(&sdk_config(None).await)
+        .unwrap()
+        .with_call_timeout(Duration::from_secs(5))
+        .with_default_endpoint(&stand_in.endpoint())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let result = sender
+        .post(&target("huge-stall"), &Payload::text("x").unwrap())
+        .await;
+    assert_eq!(
+        outcome(&result),
+        Kind::Delivery {
+            status: Some(500),
+            retryable: true
+        },
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "classified without reading the whole body: {:?}",
+        started.elapsed()
     );
 }

@@ -13,6 +13,7 @@ mod logs;
 mod delivery;
 mod faults;
 mod http;
+mod lean;
 mod memory;
 mod mocks;
 mod streaming;
