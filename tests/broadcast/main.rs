@@ -15,5 +15,6 @@ mod faults;
 mod http;
 mod lean;
 mod memory;
+mod ministack_ws;
 mod mocks;
 mod streaming;
