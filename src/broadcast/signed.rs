@@ -54,7 +54,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 ///
 /// - Credentials come from the config's provider chain, are cached, and are refreshed 5 minutes
 ///   before they expire; concurrent posts wait for one provider call. A session token is sent
-///   as `x-amz-security-token`. A provider failure is an [`Error::Config`] naming the cause.
+///   as `x-amz-security-token`. A provider failure is an [`Error::Config`] naming the cause
+///   (unless the cached credentials have not expired yet: they are used meanwhile).
 /// - Connecting may take [`DEFAULT_CONNECT_TIMEOUT`]; a failure to connect is a retryable
 ///   [`Error::Delivery`]. A whole call may take [`DEFAULT_CALL_TIMEOUT`]
 ///   ([`with_call_timeout`](Self::with_call_timeout)); after it, or when the connection drops
@@ -247,17 +248,28 @@ impl SigV4Sender {
             return Ok(identity);
         }
         use aws_credential_types::provider::ProvideCredentials;
-        let credentials = self
-            .inner
-            .provider
-            .provide_credentials()
-            .await
-            .map_err(|e| {
-                Error::config(format!(
-                    "SigV4Sender: the credentials provider failed: {}",
-                    error_chain(&e)
-                ))
-            })?;
+        let credentials = match self.inner.provider.provide_credentials().await {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                // Credentials inside their last 5 minutes still sign: keep using them while the
+                // provider fails, and ask again on the next request.
+                let now = self.now();
+                let still_valid = self
+                    .inner
+                    .identity
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .filter(|id| id.expiration().is_none_or(|exp| now < exp))
+                    .cloned();
+                return still_valid.ok_or_else(|| {
+                    Error::config(format!(
+                        "SigV4Sender: the credentials provider failed: {}",
+                        error_chain(&e)
+                    ))
+                });
+            }
+        };
         let identity = Identity::from(credentials);
         *self
             .inner

@@ -124,6 +124,48 @@ async fn a_failing_credentials_provider_is_a_config_error() {
     assert!(fake.requests().is_empty());
 }
 
+/// A provider failing while the cached credentials are in their last 5 minutes (not yet
+/// expired): the cached ones still sign, and the provider is asked again on each request.
+#[tokio::test]
+async fn a_failing_refresh_keeps_using_unexpired_credentials() {
+    let fake = FakeManagementApi::start("prod").await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let provider = provide_credentials_fn(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                Ok(Credentials::new(
+                    "AKID",
+                    "secret",
+                    None,
+                    Some(SystemTime::now() + Duration::from_secs(120)),
+                    "once",
+                ))
+            } else {
+                Err(CredentialsError::provider_timed_out(Duration::from_secs(1)))
+            }
+        }
+    });
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .load()
+        .await;
+    let sender = SigV4Sender::new(&config)
+        .unwrap()
+        .with_default_endpoint(&fake.endpoint())
+        .unwrap();
+    for _ in 0..3 {
+        sender
+            .post(&target("a="), &Payload::text("hi").unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "asked again each time");
+    assert_eq!(fake.total_deliveries(), 3);
+}
+
 /// Construction errors name what is missing; Display and Debug show no secret.
 #[tokio::test]
 async fn construction_names_what_is_missing_and_shows_no_secret() {
