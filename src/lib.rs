@@ -13,8 +13,8 @@
 //!   [`InMemoryStore`](store::InMemoryStore) and (feature `dynamodb`) a
 //!   `DynamoDbStore` in the table layout shared with the Python version of this design ([`store`]);
 //! - [`Broadcaster`](broadcast::Broadcaster) fans a [`Payload`](broadcast::Payload) out over a
-//!   [`ConnectionSender`](broadcast::ConnectionSender) — `ApiGatewaySender` on the real
-//!   management API (feature `apigw`) or the in-memory
+//!   [`ConnectionSender`](broadcast::ConnectionSender) — `ApiGatewaySender` (the SDK) or the
+//!   lean `SigV4Sender` on the real management API (feature `apigw`), or the in-memory
 //!   [`RecordingSender`](broadcast::RecordingSender) — with bounded, throttle-aware concurrency,
 //!   retries, stale-connection cleanup and a per-connection report ([`broadcast`]);
 //! - `lambda` (feature `lambda`) is the glue to `lambda_runtime`: write
@@ -74,7 +74,7 @@
 //! | feature | default | adds |
 //! |---|---|---|
 //! | `dynamodb` | yes | `store::DynamoDbStore`, `history::DynamoDbLog` (aws-sdk-dynamodb) |
-//! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement) |
+//! | `apigw` | yes | `broadcast::ApiGatewaySender` on the management API (aws-sdk-apigatewaymanagement), and `broadcast::SigV4Sender`, the same calls signed with aws-sigv4 over one pooled hyper client |
 //! | `lambda` | no | the `lambda` module (`lambda_runtime` 1.x) and conversions from and to `aws_lambda_events` 1.x |
 //! | `conformance` | no | `conformance`: the store scenarios and `conformance::history`'s message-log scenarios, to check your own backend (not covered by semver) |
 //! | `sqs` | no | `queue::SqsQueue`, queued fan-out on Amazon SQS (aws-sdk-sqs); with `lambda`, `lambda::sqs` for the SQS-triggered worker |
@@ -102,6 +102,8 @@ pub mod env;
 pub mod error;
 pub mod event;
 pub mod history;
+#[cfg(any(feature = "jwt", feature = "apigw"))]
+mod http;
 pub mod ids;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -192,7 +192,7 @@ impl ApiGatewaySender {
 
 /// Checks that `endpoint` is `http(s)://host/path` with a non-empty path (the stage) and returns
 /// it without a trailing slash.
-fn validate_endpoint(endpoint: &str) -> Result<String> {
+pub(super) fn validate_endpoint(endpoint: &str) -> Result<String> {
     let trimmed = endpoint.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("https://")
@@ -211,10 +211,7 @@ fn validate_endpoint(endpoint: &str) -> Result<String> {
     }
 }
 
-/// Maps a management API error onto the crate's meanings (see [`ConnectionSender`]).
-///
-/// The SDK recognises modeled errors by the `x-amzn-ErrorType` header; a bare status without it
-/// is still classified here by status, so emulators that omit the header behave the same.
+/// Maps an SDK error onto the crate's meanings (see [`ConnectionSender`]) through [`classify`].
 ///
 /// Failures without an answer are split by whether the request can have left: a failure to
 /// connect (refused, unreachable, DNS, TLS handshake) happened before any byte of the request
@@ -227,7 +224,6 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
-    let connection_id = target.connection_id.clone();
     let unknown_outcome = match &err {
         SdkError::TimeoutError(_) => Some("no answer within the call timeout"),
         SdkError::DispatchFailure(_) if !crate::sdk::failed_to_connect(&err) => {
@@ -236,24 +232,59 @@ where
         SdkError::ResponseError(_) => Some("the answer could not be read"),
         _ => None,
     };
-    let transient = matches!(err, SdkError::DispatchFailure(_));
+    let construction = matches!(err, SdkError::ConstructionFailure(_));
     let source: BoxError = Box::new(err);
     if let Some(reason) = unknown_outcome {
         return Error::OutcomeUnknown {
-            connection_id,
+            connection_id: target.connection_id.clone(),
             reason: reason.into(),
             source: Some(source),
         };
     }
-    let backend = || format!("ApiGatewaySender({endpoint})");
-    match (code.as_deref(), status) {
+    if construction {
+        // The request could not be built: nothing was sent, and trying again will not help.
+        return Error::Delivery {
+            connection_id: target.connection_id.clone(),
+            status: None,
+            retryable: false,
+            source,
+        };
+    }
+    classify(
+        "ApiGatewaySender",
+        endpoint,
+        target,
+        code.as_deref(),
+        status,
+        source,
+    )
+}
+
+/// The one table from a management API answer — or a failure to connect, `status: None` — to
+/// the crate's meanings, shared by [`ApiGatewaySender`] and
+/// [`SigV4Sender`](super::SigV4Sender) so both report every fault alike.
+///
+/// `code` is the error code as the SDK's restJson1 parser finds it (`x-amzn-ErrorType`, else the
+/// body's `code` or `__type`), already [sanitized](sanitize_error_code). A status without a code
+/// is still classified by status, so emulators that omit the header behave the same. `sender`
+/// names the backend in [`Error::Throttled`] (`{sender}({endpoint})`).
+pub(super) fn classify(
+    sender: &str,
+    endpoint: &str,
+    target: &Target,
+    code: Option<&str>,
+    status: Option<u16>,
+    source: BoxError,
+) -> Error {
+    let connection_id = target.connection_id.clone();
+    match (code, status) {
         (Some("GoneException"), _) | (None, Some(410)) => Error::Gone { connection_id },
         (
             Some("LimitExceededException" | "ThrottlingException" | "TooManyRequestsException"),
             _,
         )
         | (_, Some(429)) => Error::Throttled {
-            backend: backend(),
+            backend: format!("{sender}({endpoint})"),
             source,
         },
         (Some("PayloadTooLargeException"), _) | (_, Some(413)) => Error::PayloadTooLarge {
@@ -266,14 +297,23 @@ where
                 source,
             }
         }
+        // No status: the request never left (a failure to connect), so trying again is safe.
         // A 5xx is an answer: API Gateway says the call failed, so it is retried like a 429.
         (_, status) => Error::Delivery {
             connection_id,
-            retryable: transient || status.is_some_and(|s| s >= 500),
+            retryable: status.is_none_or(|s| s >= 500),
             status,
             source,
         },
     }
+}
+
+/// An error code as the SDK's JSON error parser leaves it: what follows a `:` (a URL) and what
+/// precedes a `#` (a namespace) dropped, e.g. `aws.protocoltests#GoneException:http://…` →
+/// `GoneException`.
+pub(super) fn sanitize_error_code(code: &str) -> &str {
+    let code = code.split_once(':').map_or(code, |(c, _)| c);
+    code.split_once('#').map_or(code, |(_, c)| c)
 }
 
 fn to_system_time(t: Option<&DateTime>) -> Option<SystemTime> {

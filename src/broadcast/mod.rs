@@ -175,6 +175,8 @@ mod pool;
 mod recording;
 mod report;
 mod sender;
+#[cfg(feature = "apigw")]
+mod signed;
 mod source;
 
 #[cfg(feature = "apigw")]
@@ -184,6 +186,8 @@ pub use payload::Payload;
 pub use recording::{InjectedFailure, RecordingSender};
 pub use report::{BroadcastReport, FailedDelivery};
 pub use sender::{ConnectionInfo, ConnectionSender, Target};
+#[cfg(feature = "apigw")]
+pub use signed::{DEFAULT_CONNECT_TIMEOUT, SigV4Sender};
 
 /// Fans messages out to connections; see the [module docs](self).
 ///

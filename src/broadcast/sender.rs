@@ -92,8 +92,9 @@ pub struct ConnectionInfo {
 /// | body too large (413) | [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge) |
 /// | wrong endpoint, stage or IAM (403) | [`Error::Forbidden`](crate::Error::Forbidden) — stops a broadcast |
 ///
-/// Two implementations ship: [`ApiGatewaySender`](super::ApiGatewaySender) (feature `apigw`) and
-/// [`RecordingSender`](super::RecordingSender) for tests and local use. `Display` names the
+/// Three implementations ship: [`ApiGatewaySender`](super::ApiGatewaySender) on the SDK and the
+/// lean [`SigV4Sender`](super::SigV4Sender) (both feature `apigw`; one error table, so they report
+/// every fault alike), and [`RecordingSender`](super::RecordingSender) for tests and local use. `Display` names the
 /// backend and its default endpoint, for logs.
 #[async_trait]
 pub trait ConnectionSender: Send + Sync + fmt::Debug + fmt::Display + 'static {

@@ -10,10 +10,6 @@ use std::time::Duration;
 use http::Uri;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use serde_json::Value;
@@ -35,7 +31,7 @@ pub trait JwksSource: Send + Sync + fmt::Debug + fmt::Display + 'static {
     async fn fetch(&self) -> Result<Value>;
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpClient = crate::http::HttpsClient<Empty<Bytes>>;
 
 /// The key set over HTTP: from [`JwtConfig::jwks_uri`], or found once by OIDC discovery
 /// (`{issuer}/.well-known/openid-configuration` → `jwks_uri`; the discovery document's `issuer`
@@ -91,7 +87,7 @@ impl HttpJwks {
         Ok(Self {
             issuer: config.issuer.clone(),
             jwks_uri: Mutex::new(jwks_uri),
-            client: client()?,
+            client: crate::http::client("JWKS client", None)?,
             timeout: config.fetch_timeout,
             max_bytes: config.max_document_bytes,
         })
@@ -185,29 +181,6 @@ impl JwksSource for HttpJwks {
         let uri = self.jwks_uri().await?;
         self.get_json(&uri).await
     }
-}
-
-/// An HTTP/1 client on rustls with the AWS SDK's provider (aws-lc-rs) and the system's roots.
-fn client() -> Result<HttpClient> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(builder) => builder,
-        Err(error) => {
-            // Loopback http:// still works; every https:// fetch fails on the certificate (and
-            // says so) rather than the verifier failing to build.
-            tracing::warn!(%error, "JWKS client: no system root certificates; https fetches will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::config(format!("JWKS client: TLS set-up failed: {e}")))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let connector = builder.https_or_http().enable_http1().build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 fn discovery_url(issuer: &str) -> String {

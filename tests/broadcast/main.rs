@@ -1,7 +1,10 @@
 //! The broadcaster, in one test binary: over the in-memory store and sender (`memory`), over the
 //! real SDK client with faults injected at the SDK boundary (`mocks`), over HTTP against a
-//! loopback management API that checks signatures and encoding (`http`), and what happens to
-//! posts whose answer comes late or never (`delivery`).
+//! loopback management API that checks signatures and encoding (`http`), what happens to
+//! posts whose answer comes late or never (`delivery`), one fault suite run against both senders,
+//! the SDK's and the lean `SigV4Sender` (`faults`), the lean sender's credentials and its
+//! delivery through the local gateway (`lean`), and both senders on MiniStack's WebSocket API
+//! (`ministack_ws`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
@@ -11,7 +14,10 @@ mod common;
 mod logs;
 
 mod delivery;
+mod faults;
 mod http;
+mod lean;
 mod memory;
+mod ministack_ws;
 mod mocks;
 mod streaming;
