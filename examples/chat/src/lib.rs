@@ -175,7 +175,7 @@ impl Chat {
     }
 
     /// Everything from the environment, for a Lambda's start-up: [`DynamoDbStore::from_env`]
-    /// (`CONNECTIONS_TABLE`, …), an [`ApiGatewaySender`] on `aws_config`'s default chain,
+    /// (`CONNECTIONS_TABLE`, …), a [`SigV4Sender`] on `aws_config`'s default chain,
     /// [`ChatConfig::from_env`], and — when `FANOUT_QUEUE_URL` is set — the SQS queue of queued
     /// fan-out (`SqsQueue::from_env_with`), its jobs signed with `FANOUT_JOB_KEY` if set
     /// (`JobKey::from_env`), and the room rules of [`ChatRooms::from_env`] (`CHAT_PUBLIC_ROOMS`,
@@ -183,7 +183,7 @@ impl Chat {
     /// `ROOM_GRANT_KEY_SECRET_ARN`).
     ///
     /// [`DynamoDbStore::from_env`]: stateless_ws::store::DynamoDbStore::from_env
-    /// [`ApiGatewaySender`]: stateless_ws::broadcast::ApiGatewaySender
+    /// [`SigV4Sender`]: stateless_ws::broadcast::SigV4Sender
     ///
     /// # Errors
     ///
@@ -193,7 +193,9 @@ impl Chat {
         let config = ChatConfig::from_env()?;
         let store = stateless_ws::store::DynamoDbStore::from_env().await?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let mut sender = stateless_ws::broadcast::ApiGatewaySender::new(&sdk);
+        // The lean sender: the same errors as ApiGatewaySender, about a third of the CPU per
+        // post (`cargo bench --bench posts_per_core`).
+        let mut sender = stateless_ws::broadcast::SigV4Sender::new(&sdk)?;
         if let Some(endpoint) = &config.management_endpoint {
             sender = sender.with_default_endpoint(endpoint)?;
         }

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use stateless_ws::broadcast::{ApiGatewaySender, Broadcaster};
+use stateless_ws::broadcast::{Broadcaster, SigV4Sender};
 use stateless_ws::lambda::{self, LambdaError};
 use stateless_ws::presence::{Presence, PresenceConfig};
 use stateless_ws::queue::{FanoutPlanner, FanoutWorker, JobKey, SqsQueue};
@@ -25,7 +25,7 @@ use stateless_ws::store::DynamoDbStore;
 async fn worker() -> stateless_ws::Result<FanoutWorker> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = DynamoDbStore::from_env_with(&sdk)?;
-    let sender = ApiGatewaySender::from_env().await?;
+    let sender = SigV4Sender::from_env_with(&sdk)?;
     let queue: Arc<SqsQueue> = Arc::new(SqsQueue::from_env_with(&sdk)?);
     let key = JobKey::from_env()?;
     let store = Arc::new(store);
