@@ -1,0 +1,50 @@
+//! The scenario's table, as printed by the command.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::scenario::RunResult;
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// A Markdown table of `runs`, one row each.
+pub fn render(runs: &[RunResult]) -> String {
+    let mut out = String::from(
+        "| mode | simulated | caller waits | delivered | gone | dup | 429s | p50 | p99 | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.mode,
+            secs(r.simulated),
+            secs(r.caller_wait),
+            r.delivered,
+            r.gone,
+            r.duplicates,
+            r.throttled,
+            ms(r.p50),
+            ms(r.p99),
+            r.posts_per_sec(),
+            secs(r.bound),
+            r.ratio_to_bound(),
+            r.invocations,
+            r.peak_concurrency,
+            r.cold_starts,
+            r.jobs,
+            r.pages,
+            r.rcu,
+            r.wcu,
+            r.read_throttles,
+            secs(r.wall),
+        );
+    }
+    out
+}
