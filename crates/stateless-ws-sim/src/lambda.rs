@@ -23,9 +23,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use stateless_ws::queue::FanoutWorker;
 use stateless_ws::queue::InMemoryQueue;
 use stateless_ws::queue::memory::visibility_deadline;
+use stateless_ws::queue::{FanoutWorker, JobOutcome};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -75,6 +75,8 @@ pub struct LambdaStats {
     pub jobs: u64,
     /// Jobs whose outcome was a failure (left to come back).
     pub failed_jobs: u64,
+    /// Targets failed for good (reported by the worker, not retried).
+    pub failed_targets: u64,
     /// CPU charged to all instances' cores.
     pub cpu: Duration,
 }
@@ -197,11 +199,16 @@ async fn poll(
                 tokio::time::sleep(cold_start).await;
             }
             let worker = instance.worker.clone().with_deadline(deadline.into_std());
-            let (mut jobs, mut failed) = (0, 0);
+            let (mut jobs, mut failed, mut failed_targets) = (0, 0, 0);
             for message in batch {
                 instance.core.run(job_cpu).await;
                 let outcome = worker.process(&message.body).await;
                 jobs += 1;
+                if let JobOutcome::Completed { failed, .. } | JobOutcome::Requeued { failed, .. } =
+                    &outcome
+                {
+                    failed_targets += *failed as u64;
+                }
                 if outcome.is_ack() {
                     queue.delete(&message.receipt);
                 } else {
@@ -211,6 +218,7 @@ async fn poll(
             let mut s = lock(&state);
             s.stats.jobs += jobs;
             s.stats.failed_jobs += failed;
+            s.stats.failed_targets += failed_targets;
             s.running -= 1;
             s.idle.push(instance);
             drop(permit);

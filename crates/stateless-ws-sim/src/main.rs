@@ -66,6 +66,12 @@ struct BroadcastArgs {
     /// Posts in flight per broadcaster.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     concurrency: u64,
+    /// SQS messages per worker invocation (1–10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10))]
+    batch_size: u64,
+    /// Targets per fan-out job.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    targets_per_job: u64,
     /// Which runs.
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
@@ -96,6 +102,8 @@ fn scenario(args: &BroadcastArgs) -> Result<BroadcastScenario, String> {
     s.api.post_cpu = duration_ms("post-cpu-us", args.post_cpu_us / 1e3)?;
     s.lambda.cold_start = duration_ms("cold-start-ms", args.cold_start_ms)?;
     s.lambda.concurrency = to_usize(args.workers.min(args.lambda_limit));
+    s.lambda.batch_size = to_usize(args.batch_size);
+    s.targets_per_job = to_usize(args.targets_per_job);
     Ok(s)
 }
 

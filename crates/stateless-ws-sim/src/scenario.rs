@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, Payload};
-use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue, JobKey, QueueConfig};
+use stateless_ws::queue::{FanoutPlanner, FanoutWorker, InMemoryQueue, Job, JobKey, QueueConfig};
 use stateless_ws::store::ConnectionStore;
 use stateless_ws::{ConnectionId, Membership, Result, RoomId};
 use tokio::time::Instant;
@@ -93,6 +93,9 @@ pub struct RunResult {
     pub duplicates: u64,
     /// Connections answered 410 (distinct).
     pub gone: u64,
+    /// Connections failed for good or not attempted (in-line: after the broadcaster's
+    /// retries; queued: reported failed by a worker, or in a dead-lettered job).
+    pub failed: u64,
     /// Posts answered 429.
     pub throttled: u64,
     /// Posts made, retries included.
@@ -101,6 +104,8 @@ pub struct RunResult {
     pub p50: Duration,
     /// 99th percentile delivery latency from publish.
     pub p99: Duration,
+    /// The slowest delivery from publish.
+    pub max: Duration,
     /// The throttle's bound: members / rate.
     pub bound: Duration,
     /// Lambda invocations (in-line: 1).
@@ -173,13 +178,14 @@ impl BroadcastScenario {
         let shared: Arc<dyn ConnectionStore> = Arc::new(store.clone());
         let start = Instant::now();
         api.set_published(start);
-        let (caller_wait, invocations, peak, cold, jobs) = match mode {
+        let (caller_wait, invocations, peak, cold, jobs, failed) = match mode {
             Mode::InLine => {
                 let sender = SimSender::on_core(Arc::clone(&api), SimCore::new());
                 let broadcaster =
                     Broadcaster::new(shared, Arc::new(sender)).with_config(self.broadcast_config());
-                broadcaster.broadcast(&room, &payload, None).await?;
-                (start.elapsed(), 1, 1, 1, 0)
+                let report = broadcaster.broadcast(&room, &payload, None).await?;
+                let failed = report.failed.len() + report.not_attempted.len();
+                (start.elapsed(), 1, 1, 1, 0, failed as u64)
             }
             Mode::Queued => {
                 let queue =
@@ -208,12 +214,19 @@ impl BroadcastScenario {
                 let caller_wait = start.elapsed();
                 queue.wait_until_empty().await;
                 let stats = mapping.shutdown().await;
+                let dead: u64 = queue
+                    .dead_letters()
+                    .iter()
+                    .filter_map(|d| Job::parse(&d.body).ok())
+                    .map(|job| job.len() as u64)
+                    .sum();
                 (
                     caller_wait,
                     stats.invocations,
                     stats.peak_concurrency,
                     stats.cold_starts,
                     enqueued.jobs,
+                    stats.failed_targets + dead,
                 )
             }
         };
@@ -229,10 +242,12 @@ impl BroadcastScenario {
             delivered: api_stats.distinct_delivered,
             duplicates: api_stats.delivered - api_stats.distinct_delivered,
             gone: api_stats.distinct_gone,
+            failed,
             throttled: api_stats.throttled,
             posts: api_stats.posts,
             p50: api_stats.latency.quantile(0.5),
             p99: api_stats.latency.quantile(0.99),
+            max: api_stats.latency.max(),
             bound: Duration::from_secs_f64(self.members as f64 / rate),
             invocations,
             peak_concurrency: peak,

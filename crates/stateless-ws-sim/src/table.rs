@@ -16,22 +16,24 @@ fn secs(d: Duration) -> String {
 /// A Markdown table of `runs`, one row each.
 pub fn render(runs: &[RunResult]) -> String {
     let mut out = String::from(
-        "| mode | simulated | caller waits | delivered | gone | dup | 429s | p50 | p99 | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | wall |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | simulated | caller waits | delivered | gone | failed | dup | 429s | p50 | p99 | max | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             secs(r.simulated),
             secs(r.caller_wait),
             r.delivered,
             r.gone,
+            r.failed,
             r.duplicates,
             r.throttled,
             ms(r.p50),
             ms(r.p99),
+            ms(r.max),
             r.posts_per_sec(),
             secs(r.bound),
             r.ratio_to_bound(),
