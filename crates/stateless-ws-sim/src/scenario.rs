@@ -122,6 +122,8 @@ pub struct RunResult {
     pub wcu: u64,
     /// Reads throttled by the room's GSI partition.
     pub read_throttles: u64,
+    /// Writes throttled by the room's GSI partition (the cleanup of gone connections).
+    pub write_throttles: u64,
     /// Jobs enqueued (queued runs).
     pub jobs: usize,
     /// Real time the simulation took.
@@ -256,6 +258,7 @@ impl BroadcastScenario {
             rcu: store_stats.rcu,
             wcu: store_stats.wcu,
             read_throttles: store_stats.read_throttles,
+            write_throttles: store_stats.write_throttles,
             jobs,
             wall: Duration::ZERO,
         })

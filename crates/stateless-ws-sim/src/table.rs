@@ -16,13 +16,13 @@ fn secs(d: Duration) -> String {
 /// A Markdown table of `runs`, one row each.
 pub fn render(runs: &[RunResult]) -> String {
     let mut out = String::from(
-        "| mode | simulated | caller waits | delivered | gone | failed | dup | 429s | p50 | p99 | max | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | wall |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | simulated | caller waits | delivered | gone | failed | dup | 429s | p50 | p99 | max | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | write throttles | wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             secs(r.simulated),
             secs(r.caller_wait),
@@ -45,6 +45,7 @@ pub fn render(runs: &[RunResult]) -> String {
             r.rcu,
             r.wcu,
             r.read_throttles,
+            r.write_throttles,
             secs(r.wall),
         );
     }
