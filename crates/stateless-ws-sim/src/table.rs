@@ -22,7 +22,7 @@ pub fn render(runs: &[RunResult]) -> String {
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             secs(r.simulated),
             secs(r.caller_wait),
@@ -50,4 +50,24 @@ pub fn render(runs: &[RunResult]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{BroadcastScenario, Mode};
+
+    #[test]
+    fn every_row_has_the_header_s_columns() {
+        let s = BroadcastScenario {
+            members: 300,
+            ..BroadcastScenario::default()
+        };
+        let runs = [s.run(Mode::InLine).unwrap(), s.run(Mode::Queued).unwrap()];
+        let table = render(&runs);
+        let widths: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
+        assert_eq!(widths.len(), 4);
+        assert!(widths.iter().all(|&w| w == widths[0]), "{table}");
+        assert!(!table.contains("| |"), "an empty cell: {table}");
+    }
 }
