@@ -54,6 +54,12 @@ struct LimiterState {
     recent: VecDeque<(Instant, bool)>,
     /// The 429s among `recent`.
     recent_throttled: usize,
+    /// The account counts as throttled until then: a throttle window after it was last found
+    /// so or last answered 429 while it was. Once
+    /// the concurrency is cut, new targets' first posts mostly pass and the share of 429s
+    /// falls while the retries still meet a throttled account; without this they would be
+    /// taken for their connections' own 429s and fail after one retry.
+    throttled_until: Option<Instant>,
 }
 
 /// What a post's answer was, as the throttling rule sees it.
@@ -98,6 +104,7 @@ impl Limiter {
                 last_cut: None,
                 recent: VecDeque::new(),
                 recent_throttled: 0,
+                throttled_until: None,
             }),
             max,
             min: config.min_in_flight(),
@@ -187,8 +194,15 @@ impl Limiter {
                 state.recent.push_back((now, throttled));
                 state.recent_throttled += usize::from(throttled);
             }
-            state.recent_throttled >= self.min_throttled
-                && state.recent_throttled * 100 >= self.share_percent * state.recent.len()
+            let by_share = state.recent_throttled >= self.min_throttled
+                && state.recent_throttled * 100 >= self.share_percent * state.recent.len();
+            let still = state.throttled_until.is_some_and(|until| now < until);
+            // Detected by share, or a 429 while the account still counts as throttled: the
+            // tail of a broadcast has no first posts left to measure the share by.
+            if by_share || (still && throttled) {
+                state.throttled_until = Some(now + self.window);
+            }
+            by_share || still
         };
         if throttled && account_throttled {
             self.decrease();

@@ -9,7 +9,9 @@
 //! - **polite**: when 429s show that the *account* is throttled (many distinct connections, a
 //!   rising share of the answers) the concurrency halves, at most once per backoff interval, and
 //!   successes win it back one slot at a time — the account's 10,000 requests/s are shared by
-//!   every API Gateway API of the account and region. A few connections answering 429 on their
+//!   every API Gateway API of the account and region. Posts answered 429 then are waited out
+//!   and sent again (a 429 is a definite "not delivered"), so a fan-out faster than the
+//!   account slows to its rate instead of failing posts. A few connections answering 429 on their
 //!   own (a client that does not read fills its buffer) slow nobody else: they are retried on a
 //!   short backoff and fail after their own retries;
 //! - **bounded in time**: with a [deadline](Broadcaster::with_deadline) the call returns by it,
@@ -63,7 +65,7 @@
 //! | | a loop over `post_to_connection` | [`Broadcaster`] |
 //! |---|---|---|
 //! | speed | one POST after another | [`concurrency`](BroadcastConfig::concurrency) in flight (64) |
-//! | 429 `LimitExceededException` | fails, or hammers | account throttling (429s from many connections) halves the concurrency, which then recovers; one connection's own 429 is retried and then reported, without slowing the others |
+//! | 429 `LimitExceededException` | fails, or hammers | account throttling (429s from many connections) halves the concurrency, which then recovers, and the post is sent again ([`account_throttle_retries`](BroadcastConfig::account_throttle_retries): 10, about 11 s); one connection's own 429 is retried (5) and then reported, without slowing the others |
 //! | 5xx, a connection refused | abort, or lose the message | retried ([`retries`](BroadcastConfig::retries): 3; 0 disables) |
 //! | a timeout (outcome unknown) | retried blindly: duplicates | reported failed with [`Error::OutcomeUnknown`], not retried unless [`retry_unknown_outcome`](BroadcastConfig::retry_unknown_outcome) |
 //! | 403 `ForbiddenException` | fails for every target | stops at once; [`BroadcastReport::config_error`] says to check the stage, API and IAM |
@@ -116,9 +118,8 @@
 //! target. For very large rooms set [`BroadcastConfig::list_delivered`] to `false`: the report
 //! then keeps the delivered *count* and the exceptions, not every id.
 //!
-//! Measured (`cargo bench --all-features --bench streaming`; pages of 4,000 records taking
-//! 50 ms each, a stand-in management API answering after 1 ms, peak memory the fan-out added,
-//! one process per run; the listing alone and the posting alone are the baselines):
+//! Measured (`cargo bench --all-features --bench streaming`: 4,000-record pages of 50 ms, posts
+//! of 1 ms, peak memory the fan-out added, one process per run, listing and posting alone):
 //!
 //! | | members | first post | total | peak memory |
 //! |---|---|---|---|---|
@@ -131,11 +132,8 @@
 //! | `broadcast` | 100,000 | 52 ms | 3.73 s (1.03× max(listing, posting)) | 9.8 MB |
 //! | `broadcast`, `list_delivered = false` | 100,000 | 53 ms | 3.68 s (1.02×) | 3.4 MB (1.25× the 10,000 figure) |
 //!
-//! Before the read-ahead (0.1 as first streamed) the 100,000-member broadcast took 4.45 s: each
-//! page was read only after the one before it was queued, so the posters waited through every
-//! read. The small first read costs a room that fits in one backend page one extra read in
-//! total (1,000 members: 0.14 s against 0.09 s); set [`BroadcastConfig::first_page`] to 0 where
-//! that matters more than the first post.
+//! (Without the read-ahead: 4.45 s at 100,000.) The small first read costs a room of one backend
+//! page one more read (1,000: 0.14 s, not 0.09 s): [`BroadcastConfig::first_page`] 0 avoids it.
 //!
 //! # When one invocation is not enough
 //!

@@ -209,8 +209,11 @@ async fn worker(shared: Arc<Shared>, limiter: Arc<Limiter>) -> BroadcastReport {
 async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot: Slot) -> Outcome {
     let mut slot = Some(slot);
     let mut attempt = 0u32;
-    // 429s that were this connection's own (the account was not throttled).
+    // Failed attempts by kind, each with its own retry budget: 429s that were this connection's
+    // own (the account was not throttled), 429s of a throttled account, everything else.
     let mut own_throttles = 0u32;
+    let mut account_throttles = 0u32;
+    let mut other_failures = 0u32;
     loop {
         attempt += 1;
         let post = shared.sender.post(target, &shared.payload);
@@ -244,25 +247,37 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
             Err(e) => e,
         };
         let mut backoff = shared.config.initial_backoff;
-        let retryable = match &error {
+        // The retry of this kind about to be made (1 for the first), and whether it may be.
+        let (nth, retryable) = match &error {
             Error::Forbidden { .. } => {
                 shared.stop.store(true, Ordering::Relaxed);
-                false
+                (0, false)
             }
             Error::Throttled { .. } => {
-                // The account's throttling slows everyone down (the limiter cuts); a
-                // connection's own 429 is retried soon, on its own, without slowing anyone.
+                // The account's throttling slows everyone down (the limiter cuts) and is waited
+                // out; a connection's own 429 is retried soon, on its own, without slowing
+                // anyone.
                 if limiter.on_answer(first_attempt, Answer::Throttled) {
-                    true
+                    account_throttles += 1;
+                    let budget = shared.config.account_throttle_retries;
+                    (account_throttles, account_throttles <= budget)
                 } else {
                     backoff = shared.config.connection_throttle_backoff;
                     own_throttles += 1;
-                    own_throttles <= shared.config.connection_throttle_retries
+                    let budget = shared.config.connection_throttle_retries;
+                    (own_throttles, own_throttles <= budget)
                 }
             }
             // No answer: nothing to learn about throttling.
             // May have been delivered: repeating it risks a second copy (see the config field).
-            Error::OutcomeUnknown { .. } => shared.config.retry_unknown_outcome,
+            Error::OutcomeUnknown { .. } => {
+                other_failures += 1;
+                let allowed = shared.config.retry_unknown_outcome;
+                (
+                    other_failures,
+                    allowed && other_failures <= shared.config.retries,
+                )
+            }
             Error::Delivery {
                 retryable, status, ..
             } => {
@@ -270,17 +285,21 @@ async fn deliver(shared: &Shared, limiter: &Arc<Limiter>, target: &Target, slot:
                 if status.is_some() {
                     limiter.on_answer(first_attempt, Answer::Other);
                 }
-                *retryable
+                other_failures += 1;
+                (
+                    other_failures,
+                    *retryable && other_failures <= shared.config.retries,
+                )
             }
             _ => {
                 limiter.on_answer(first_attempt, Answer::Other);
-                false
+                (0, false)
             }
         };
-        if !retryable || attempt > shared.config.retries || shared.stopped() {
+        if !retryable || shared.stopped() {
             return Outcome::Failed(error, attempt);
         }
-        let wait = crate::backoff::delay(attempt, backoff, shared.config.backoff_cap());
+        let wait = crate::backoff::delay(nth, backoff, shared.config.backoff_cap());
         if shared.start_by.is_some_and(|d| Instant::now() + wait >= d) {
             return Outcome::Failed(error, attempt);
         }

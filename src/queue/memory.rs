@@ -269,8 +269,15 @@ impl InMemoryQueue {
             if self.is_empty() {
                 return;
             }
-            // In-flight messages may come back by timeout without anyone calling us.
-            let next = self.lock().next_visibility();
+            // In-flight messages may come back by timeout without anyone calling us. Those whose
+            // timeout has passed go back first: otherwise `next_visibility` is an instant in
+            // the past, the wait below is ready at once, and this loop spins (on the paused
+            // clock, time stops) until some consumer receives.
+            let next = {
+                let mut state = self.lock();
+                state.expire(Instant::now());
+                state.next_visibility()
+            };
             match next {
                 Some(at) => {
                     let _ = tokio::time::timeout_at(at, changed).await;

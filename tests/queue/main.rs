@@ -9,6 +9,7 @@ mod common;
 
 mod dispatch;
 mod kill;
+mod memory;
 mod ministack;
 mod mocks;
 mod planner;

@@ -214,7 +214,7 @@ impl BroadcastScenario {
                     EventSourceMapping::start(queue.clone(), factory, self.lambda.clone());
                 let enqueued = planner.enqueue_broadcast(&room, &payload, None).await?;
                 let caller_wait = start.elapsed();
-                drained(&queue).await;
+                queue.wait_until_empty().await;
                 let stats = mapping.shutdown().await;
                 let dead: u64 = queue
                     .dead_letters()
@@ -262,16 +262,6 @@ impl BroadcastScenario {
             jobs,
             wall: Duration::ZERO,
         })
-    }
-}
-
-/// Waits until `queue` is empty, looking every millisecond of virtual time.
-/// `InMemoryQueue::wait_until_empty` is not used: once a received message's visibility timeout
-/// has passed while no consumer calls `receive` (every worker busy), it loops without letting
-/// the paused clock advance (`tests/queue_wait.rs`).
-async fn drained(queue: &InMemoryQueue) {
-    while !queue.is_empty() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
