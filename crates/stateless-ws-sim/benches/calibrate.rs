@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, ConnectionSender, Payload, SigV4Sender, Target};
+use stateless_ws::broadcast::{
+    BroadcastConfig, Broadcaster, ConnectionSender, Payload, SigV4Sender, Target,
+};
 use stateless_ws::lambda::{self, Context};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId, RouteResponse, WebSocketEvent};
@@ -93,22 +95,38 @@ async fn sdk_config(endpoint: Option<&str>) -> stateless_ws::aws_config::SdkConf
 struct Measured {
     p50: Duration,
     p99: Duration,
+    loaded_p50: Duration,
+    loaded_p99: Duration,
     cpu_per_post: Duration,
     broadcast: Duration,
     delivered: usize,
 }
 
 /// The broadcaster's side, on its own thread and current-thread runtime.
-fn broadcast_side(endpoint: String, store: Arc<InMemoryStore>, members: Vec<ConnectionId>) -> Measured {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn broadcast_side(
+    endpoint: String,
+    store: Arc<InMemoryStore>,
+    members: Vec<ConnectionId>,
+) -> Measured {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let config = sdk_config(None).await;
-        let sender: Arc<dyn ConnectionSender> =
-            Arc::new(SigV4Sender::new(&config).unwrap().with_default_endpoint(&endpoint).unwrap());
+        let sender: Arc<dyn ConnectionSender> = Arc::new(
+            SigV4Sender::new(&config)
+                .unwrap()
+                .with_default_endpoint(&endpoint)
+                .unwrap(),
+        );
         let payload = Payload::text(r#"{"type":"message","text":"hello, everyone"}"#).unwrap();
         // Warm-up (connection pool, credentials), then the probe of single posts.
         for id in members.iter().take(50) {
-            sender.post(&Target::new(id.clone()), &payload).await.unwrap();
+            sender
+                .post(&Target::new(id.clone()), &payload)
+                .await
+                .unwrap();
         }
         let mut probe = Vec::with_capacity(PROBE);
         for i in 0..PROBE {
@@ -118,21 +136,42 @@ fn broadcast_side(endpoint: String, store: Arc<InMemoryStore>, members: Vec<Conn
             probe.push(t.elapsed());
         }
         probe.sort();
+        // The same probe with the broadcaster's 64 posts in flight: the latency the sender sees
+        // under its own load (the local gateway shares this machine's two cores).
+        let sender_ref = &sender;
+        let payload_ref = &payload;
+        let members_ref = &members;
+        let mut loaded: Vec<Duration> = futures_util::stream::iter(0..PROBE)
+            .map(|i| async move {
+                let target = Target::new(members_ref[i % members_ref.len()].clone());
+                let t = Instant::now();
+                sender_ref.post(&target, payload_ref).await.unwrap();
+                t.elapsed()
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        loaded.sort();
         let mut config = BroadcastConfig::default();
         config.list_delivered = false;
         let broadcaster = Broadcaster::new(store, sender).with_config(config);
         let (mut walls, mut cpus, mut delivered) = (Vec::new(), Vec::new(), 0);
         for _ in 0..RUNS {
             let (cpu0, t) = (thread_cpu(), Instant::now());
-            let report = broadcaster.broadcast(&room(), &payload, None).await.unwrap();
+            let report = broadcaster
+                .broadcast(&room(), &payload, None)
+                .await
+                .unwrap();
             walls.push(t.elapsed());
             cpus.push(thread_cpu() - cpu0);
-            delivered = report.delivered_count();
+            delivered = report.delivered_count;
         }
         let cpu = median(cpus);
         Measured {
             p50: quantile(&probe, 0.5),
             p99: quantile(&probe, 0.99),
+            loaded_p50: quantile(&loaded, 0.5),
+            loaded_p99: quantile(&loaded, 0.99),
             cpu_per_post: cpu / members.len().max(1) as u32,
             broadcast: median(walls),
             delivered,
@@ -144,10 +183,16 @@ fn gateway_calibration(n: usize) {
     let needed = 2 * n as u64 + 200;
     let limit = open_files_limit();
     if needed > limit {
-        println!("| gateway | {n} | skipped: {needed} file descriptors needed, `ulimit -n` is {limit} |");
+        println!(
+            "| gateway | {n} | skipped: {needed} file descriptors needed, `ulimit -n` is {limit} |"
+        );
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let store = Arc::new(InMemoryStore::new());
     let received = Arc::new(AtomicU64::new(0));
     let (gateway, members) = rt.block_on(async {
@@ -158,7 +203,10 @@ fn gateway_calibration(n: usize) {
                 let WebSocketEvent::Connect(connect) = event else {
                     return Ok(RouteResponse::error(400, "not a connect"));
                 };
-                store.join(&Membership::for_connect(&connect, room()).unwrap()).await.unwrap();
+                store
+                    .join(&Membership::for_connect(&connect, room()).unwrap())
+                    .await
+                    .unwrap();
                 Ok(RouteResponse::ok())
             }
         });
@@ -197,39 +245,44 @@ fn gateway_calibration(n: usize) {
     assert_eq!(members.len(), n);
     let endpoint = gateway.management_endpoint();
     let (st, ids) = (Arc::clone(&store), members.clone());
-    let measured = std::thread::spawn(move || broadcast_side(endpoint, st, ids)).join().unwrap();
+    let measured = std::thread::spawn(move || broadcast_side(endpoint, st, ids))
+        .join()
+        .unwrap();
     assert_eq!(measured.delivered, n);
-    let expected = (RUNS * n + 50 + PROBE) as u64;
+    let expected = (RUNS * n + 50 + 2 * PROBE) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     rt.block_on(gateway.shutdown());
 
-    let mut s = BroadcastScenario {
-        members: n,
-        ..BroadcastScenario::default()
-    };
-    s.api.rate = 1_000_000_000;
-    s.api.burst = 1_000_000_000;
-    s.api.gone_fraction = 0.0;
-    s.api.latency_p50 = measured.p50;
-    s.api.latency_p99 = measured.p99;
-    s.api.post_cpu = measured.cpu_per_post;
-    s.store.page_latency = Duration::ZERO;
-    s.store.page_latency_per_mb = Duration::ZERO;
-    s.store.op_latency = Duration::ZERO;
-    let predicted = s.run(Mode::InLine).unwrap().simulated;
-    println!(
-        "| gateway | {n} | post p50 {} / p99 {}, CPU {:.1} µs per post | {} | {} | {:+.1} % | clients received {} of {expected} |",
-        ms(measured.p50),
-        ms(measured.p99),
-        measured.cpu_per_post.as_secs_f64() * 1e6,
-        ms(predicted),
-        ms(measured.broadcast),
-        error_percent(predicted.as_secs_f64(), measured.broadcast.as_secs_f64()),
-        received.load(Ordering::Relaxed),
-    );
+    for (probe, p50, p99) in [
+        ("single posts", measured.p50, measured.p99),
+        ("64 in flight", measured.loaded_p50, measured.loaded_p99),
+    ] {
+        let mut s = BroadcastScenario::default();
+        s.members = n;
+        s.api.rate = 1_000_000_000;
+        s.api.burst = 1_000_000_000;
+        s.api.gone_fraction = 0.0;
+        s.api.latency_p50 = p50;
+        s.api.latency_p99 = p99;
+        s.api.post_cpu = measured.cpu_per_post;
+        s.store.page_latency = Duration::ZERO;
+        s.store.page_latency_per_mb = Duration::ZERO;
+        s.store.op_latency = Duration::ZERO;
+        let predicted = s.run(Mode::InLine).unwrap().simulated;
+        println!(
+            "| gateway | {n} | probe of {PROBE} {probe}: post p50 {} / p99 {}; CPU {:.1} µs per post | {} | {} | {:+.1} % | clients received {} of {expected} |",
+            ms(p50),
+            ms(p99),
+            measured.cpu_per_post.as_secs_f64() * 1e6,
+            ms(predicted),
+            ms(measured.broadcast),
+            error_percent(predicted.as_secs_f64(), measured.broadcast.as_secs_f64()),
+            received.load(Ordering::Relaxed),
+        );
+    }
 }
 
 async fn page_latency(store: &DynamoDbStore, rows: usize) -> Duration {
@@ -246,7 +299,10 @@ async fn page_latency(store: &DynamoDbStore, rows: usize) -> Duration {
 async fn list_all(store: &impl ConnectionStore, limit: Option<usize>) -> usize {
     let (mut cursor, mut count) = (None, 0);
     loop {
-        let page = store.room_page(&room(), cursor.as_ref(), limit).await.unwrap();
+        let page = store
+            .room_page(&room(), cursor.as_ref(), limit)
+            .await
+            .unwrap();
         count += page.records.len();
         match page.next {
             Some(next) => cursor = Some(next),
@@ -256,7 +312,10 @@ async fn list_all(store: &impl ConnectionStore, limit: Option<usize>) -> usize {
 }
 
 fn dynamodb_calibration(endpoint: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (full, small, measured) = rt.block_on(async {
         let config = sdk_config(Some(endpoint)).await;
         let table = format!("calibrate-{}-{n}", std::process::id());
@@ -273,8 +332,9 @@ fn dynamodb_calibration(endpoint: &str, n: usize) {
             .as_secs();
         futures_util::stream::iter(0..n)
             .map(|i| {
-                let record = Membership::new(ConnectionId::new(format!("C{i:08x}=")).unwrap(), room())
-                    .with_connected_at(now);
+                let record =
+                    Membership::new(ConnectionId::new(format!("C{i:08x}=")).unwrap(), room())
+                        .with_connected_at(now);
                 let store = &store;
                 async move { store.join(&record).await.unwrap() }
             })
@@ -295,14 +355,12 @@ fn dynamodb_calibration(endpoint: &str, n: usize) {
     // latency per MB of records of PAGE_BYTES / 500 bytes (500 to a page).
     let per_row = full.saturating_sub(small).as_secs_f64() / (DDB_PAGE - 50) as f64;
     let fixed = small.as_secs_f64() - 50.0 * per_row;
-    let params = StoreParams {
-        record_bytes: PAGE_BYTES / DDB_PAGE,
-        partition_rcu: 1_000_000_000,
-        partition_wcu: 1_000_000_000,
-        page_latency: Duration::from_secs_f64(fixed.max(0.0)),
-        page_latency_per_mb: Duration::from_secs_f64(per_row * DDB_PAGE as f64),
-        ..StoreParams::default()
-    };
+    let mut params = StoreParams::default();
+    params.record_bytes = PAGE_BYTES / DDB_PAGE;
+    params.partition_rcu = 1_000_000_000;
+    params.partition_wcu = 1_000_000_000;
+    params.page_latency = Duration::from_secs_f64(fixed.max(0.0));
+    params.page_latency_per_mb = Duration::from_secs_f64(per_row * DDB_PAGE as f64);
     let predicted = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -312,7 +370,11 @@ fn dynamodb_calibration(endpoint: &str, n: usize) {
             let store = SimStore::new(params);
             for i in 0..n {
                 let id = ConnectionId::new(format!("C{i:08x}=")).unwrap();
-                store.inner().join(&Membership::new(id, room())).await.unwrap();
+                store
+                    .inner()
+                    .join(&Membership::new(id, room()))
+                    .await
+                    .unwrap();
             }
             let t = tokio::time::Instant::now();
             assert_eq!(list_all(&store, None).await, n);
@@ -337,8 +399,12 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("calibration: simulator prediction against measured run (error = (predicted − measured) ÷ measured)\n");
-    println!("| system | members | model input (measured) | predicted | measured | error | note |\n|---|---|---|---|---|---|---|");
+    println!(
+        "calibration: simulator prediction against measured run (error = (predicted − measured) ÷ measured)\n"
+    );
+    println!(
+        "| system | members | model input (measured) | predicted | measured | error | note |\n|---|---|---|---|---|---|---|"
+    );
     for &n in &sizes {
         gateway_calibration(n);
     }
