@@ -16,6 +16,7 @@
 //! | [`bucket`] | token buckets (the throttle; partition capacity) | — |
 //! | [`histogram`] | delivery latency quantiles | — |
 //! | [`scenario`] | (b) one broadcast to a room of N members, in-line vs queued | — |
+//! | [`plan`], [`plan_report`], [`cost`] | the capacity plan (analytic) and AWS's dated prices | — |
 //!
 //! Every random draw comes from a seeded `fastrand::Rng` per model, and the crate's own jitter
 //! from `fastrand::seed`: the same seed gives the same figures.
@@ -33,8 +34,11 @@
 pub mod bucket;
 pub mod clock;
 pub mod core;
+pub mod cost;
 pub mod histogram;
 pub mod lambda;
+pub mod plan;
+pub mod plan_report;
 pub mod scenario;
 pub mod sender;
 pub mod store;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
 use stateless_ws_sim::table;
 
+mod plan_cmd;
+
 /// A deterministic simulator of stateless-ws fan-out under AWS's quotas.
 #[derive(Debug, Parser)]
 #[command(name = "stateless-ws-sim", version)]
@@ -19,6 +21,9 @@ struct Cli {
 enum Scenario {
     /// (b) One broadcast to a room of N members, in-line vs queued with W workers.
     Broadcast(BroadcastArgs),
+    /// The capacity plan: delivery rate, latency, bottleneck, DynamoDB capacity and monthly cost
+    /// of a workload under AWS's quotas (analytic; --check cross-checks with the simulator).
+    Plan(plan_cmd::PlanArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,7 +121,10 @@ fn peak_rss() -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Scenario::Broadcast(args) = cli.scenario;
+    let args = match cli.scenario {
+        Scenario::Broadcast(args) => args,
+        Scenario::Plan(args) => return plan_cmd::run(&args),
+    };
     let s = match scenario(&args) {
         Ok(s) => s,
         Err(e) => {

@@ -1,0 +1,419 @@
+//! Calibration (issue 22, item 4): the simulator's predictions against measured runs at 1,000
+//! and 10,000 members.
+//!
+//! Run with: `cargo bench -p stateless-ws-sim --bench calibrate` (sizes: env
+//! `CALIBRATE_SIZES`, default `1000,10000`; the DynamoDB part needs `DYNAMODB_ENDPOINT`, e.g.
+//! from `scripts/dynamodb-local.sh start`, and is skipped with its reason when it is unset).
+//!
+//! A bench rather than a subcommand: it needs the AWS SDK (`SigV4Sender`'s credentials,
+//! `DynamoDbStore`), the local gateway and WebSocket clients, which stay dev-dependencies so the
+//! simulator's binary builds without them; and it measures wall time on a shared machine, which
+//! is no test for CI (the error computation, `plan_report::error_percent`, has a unit test).
+//!
+//! 1. **The local gateway**: `LocalGateway` on loopback, N real tokio-tungstenite clients whose
+//!    `$connect` joins one room of an `InMemoryStore`; a `Broadcaster` on `SigV4Sender` to the
+//!    gateway's management endpoint, on a thread of its own (one "Lambda core"). A probe of 200
+//!    single posts gives the post latency p50/p99; the broadcast's thread CPU
+//!    (`/proc/thread-self/schedstat`) over N gives the CPU per post. Those feed scenario (b)'s
+//!    in-line run (no throttle, no gone connections, a store with no latency, as the
+//!    `InMemoryStore` is); its simulated time is compared with the measured broadcast (median of
+//!    3).
+//! 2. **MiniStack's DynamoDB**: N records in a room of a `DynamoDbStore` with pages of 500
+//!    items; probes of a full page (500) and a small one (50) give the page's fixed and per-row
+//!    latency, which feed `SimStore`; its listing time is compared with the measured one (median
+//!    of 3).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use stateless_ws::broadcast::{
+    BroadcastConfig, Broadcaster, ConnectionSender, Payload, SigV4Sender, Target,
+};
+use stateless_ws::lambda::{self, Context};
+use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
+use stateless_ws::{ConnectionId, Membership, RoomId, RouteResponse, WebSocketEvent};
+use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
+use stateless_ws_sim::plan_report::error_percent;
+use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
+use stateless_ws_sim::store::{PAGE_BYTES, SimStore, StoreParams};
+
+const RUNS: usize = 3;
+const PROBE: usize = 200;
+const DDB_PAGE: usize = 500;
+
+fn room() -> RoomId {
+    RoomId::new("calibrate").unwrap()
+}
+
+/// This thread's CPU time so far (`/proc/thread-self/schedstat`, nanoseconds on the CPU).
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// The soft limit on open files (`/proc/self/limits`).
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_024)
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+async fn sdk_config(endpoint: Option<&str>) -> stateless_ws::aws_config::SdkConfig {
+    use stateless_ws::aws_config::{self, BehaviorVersion, Region};
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "static",
+        ));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+struct Measured {
+    p50: Duration,
+    p99: Duration,
+    loaded_p50: Duration,
+    loaded_p99: Duration,
+    cpu_per_post: Duration,
+    broadcast: Duration,
+    delivered: usize,
+}
+
+/// The broadcaster's side, on its own thread and current-thread runtime.
+fn broadcast_side(
+    endpoint: String,
+    store: Arc<InMemoryStore>,
+    members: Vec<ConnectionId>,
+) -> Measured {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let config = sdk_config(None).await;
+        let sender: Arc<dyn ConnectionSender> = Arc::new(
+            SigV4Sender::new(&config)
+                .unwrap()
+                .with_default_endpoint(&endpoint)
+                .unwrap(),
+        );
+        let payload = Payload::text(r#"{"type":"message","text":"hello, everyone"}"#).unwrap();
+        // Warm-up (connection pool, credentials), then the probe of single posts.
+        for id in members.iter().take(50) {
+            sender
+                .post(&Target::new(id.clone()), &payload)
+                .await
+                .unwrap();
+        }
+        let mut probe = Vec::with_capacity(PROBE);
+        for i in 0..PROBE {
+            let target = Target::new(members[i % members.len()].clone());
+            let t = Instant::now();
+            sender.post(&target, &payload).await.unwrap();
+            probe.push(t.elapsed());
+        }
+        probe.sort();
+        // The same probe with the broadcaster's 64 posts in flight: the latency the sender sees
+        // under its own load (the local gateway shares this machine's two cores).
+        let sender_ref = &sender;
+        let payload_ref = &payload;
+        let members_ref = &members;
+        let mut loaded: Vec<Duration> = futures_util::stream::iter(0..PROBE)
+            .map(|i| async move {
+                let target = Target::new(members_ref[i % members_ref.len()].clone());
+                let t = Instant::now();
+                sender_ref.post(&target, payload_ref).await.unwrap();
+                t.elapsed()
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        loaded.sort();
+        let mut config = BroadcastConfig::default();
+        config.list_delivered = false;
+        let broadcaster = Broadcaster::new(store, sender).with_config(config);
+        let (mut walls, mut cpus, mut delivered) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..RUNS {
+            let (cpu0, t) = (thread_cpu(), Instant::now());
+            let report = broadcaster
+                .broadcast(&room(), &payload, None)
+                .await
+                .unwrap();
+            walls.push(t.elapsed());
+            cpus.push(thread_cpu() - cpu0);
+            delivered = report.delivered_count;
+        }
+        let cpu = median(cpus);
+        Measured {
+            p50: quantile(&probe, 0.5),
+            p99: quantile(&probe, 0.99),
+            loaded_p50: quantile(&loaded, 0.5),
+            loaded_p99: quantile(&loaded, 0.99),
+            cpu_per_post: cpu / members.len().max(1) as u32,
+            broadcast: median(walls),
+            delivered,
+        }
+    })
+}
+
+fn gateway_calibration(n: usize) {
+    let needed = 2 * n as u64 + 200;
+    let limit = open_files_limit();
+    if needed > limit {
+        println!(
+            "| gateway | {n} | skipped: {needed} file descriptors needed, `ulimit -n` is {limit} |"
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(InMemoryStore::new());
+    let received = Arc::new(AtomicU64::new(0));
+    let (gateway, members) = rt.block_on(async {
+        let s = Arc::clone(&store);
+        let connect = lambda::service(move |event: WebSocketEvent, _: Context| {
+            let store = Arc::clone(&s);
+            async move {
+                let WebSocketEvent::Connect(connect) = event else {
+                    return Ok(RouteResponse::error(400, "not a connect"));
+                };
+                store
+                    .join(&Membership::for_connect(&connect, room()).unwrap())
+                    .await
+                    .unwrap();
+                Ok(RouteResponse::ok())
+            }
+        });
+        let gateway = LocalGateway::new(LocalGatewayConfig::default())
+            .route("$connect", connect)
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let url = gateway.ws_url();
+        let clients = futures_util::stream::iter(0..n)
+            .map(|_| tokio_tungstenite::connect_async(url.clone()))
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        for client in clients {
+            let (ws, _) = client.unwrap();
+            let received = Arc::clone(&received);
+            tokio::spawn(async move {
+                let (_write, mut read) = ws.split();
+                while let Some(Ok(message)) = read.next().await {
+                    if message.is_text() {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        let members: Vec<ConnectionId> = store
+            .room_connections(&room())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.connection_id)
+            .collect();
+        (gateway, members)
+    });
+    assert_eq!(members.len(), n);
+    let endpoint = gateway.management_endpoint();
+    let (st, ids) = (Arc::clone(&store), members.clone());
+    let measured = std::thread::spawn(move || broadcast_side(endpoint, st, ids))
+        .join()
+        .unwrap();
+    assert_eq!(measured.delivered, n);
+    let expected = (RUNS * n + 50 + 2 * PROBE) as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.block_on(gateway.shutdown());
+
+    for (probe, p50, p99) in [
+        ("single posts", measured.p50, measured.p99),
+        ("64 in flight", measured.loaded_p50, measured.loaded_p99),
+    ] {
+        let mut s = BroadcastScenario::default();
+        s.members = n;
+        s.api.rate = 1_000_000_000;
+        s.api.burst = 1_000_000_000;
+        s.api.gone_fraction = 0.0;
+        s.api.latency_p50 = p50;
+        s.api.latency_p99 = p99;
+        s.api.post_cpu = measured.cpu_per_post;
+        s.store.page_latency = Duration::ZERO;
+        s.store.page_latency_per_mb = Duration::ZERO;
+        s.store.op_latency = Duration::ZERO;
+        let predicted = s.run(Mode::InLine).unwrap().simulated;
+        println!(
+            "| gateway | {n} | probe of {PROBE} {probe}: post p50 {} / p99 {}; CPU {:.1} µs per post | {} | {} | {:+.1} % | clients received {} of {expected} |",
+            ms(p50),
+            ms(p99),
+            measured.cpu_per_post.as_secs_f64() * 1e6,
+            ms(predicted),
+            ms(measured.broadcast),
+            error_percent(predicted.as_secs_f64(), measured.broadcast.as_secs_f64()),
+            received.load(Ordering::Relaxed),
+        );
+    }
+}
+
+async fn page_latency(store: &DynamoDbStore, rows: usize) -> Duration {
+    let mut v = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let page = store.room_page(&room(), None, Some(rows)).await.unwrap();
+        v.push(t.elapsed());
+        assert_eq!(page.records.len(), rows);
+    }
+    median(v)
+}
+
+async fn list_all(store: &impl ConnectionStore, limit: Option<usize>) -> usize {
+    let (mut cursor, mut count) = (None, 0);
+    loop {
+        let page = store
+            .room_page(&room(), cursor.as_ref(), limit)
+            .await
+            .unwrap();
+        count += page.records.len();
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return count,
+        }
+    }
+}
+
+fn dynamodb_calibration(endpoint: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (full, small, measured) = rt.block_on(async {
+        let config = sdk_config(Some(endpoint)).await;
+        let table = format!("calibrate-{}-{n}", std::process::id());
+        let store = DynamoDbStore::builder()
+            .client(aws_sdk_dynamodb::Client::new(&config))
+            .table_name(table)
+            .page_size(DDB_PAGE as u32)
+            .build()
+            .unwrap();
+        store.ensure_table().await.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        futures_util::stream::iter(0..n)
+            .map(|i| {
+                let record =
+                    Membership::new(ConnectionId::new(format!("C{i:08x}=")).unwrap(), room())
+                        .with_connected_at(now);
+                let store = &store;
+                async move { store.join(&record).await.unwrap() }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let full = page_latency(&store, DDB_PAGE).await;
+        let small = page_latency(&store, 50).await;
+        let mut walls = Vec::new();
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            assert_eq!(list_all(&store, Some(DDB_PAGE)).await, n);
+            walls.push(t.elapsed());
+        }
+        (full, small, median(walls))
+    });
+    // Page time = a + b × rows, from the two probes; in the model's terms, a fixed latency and a
+    // latency per MB of records of PAGE_BYTES / 500 bytes (500 to a page).
+    let per_row = full.saturating_sub(small).as_secs_f64() / (DDB_PAGE - 50) as f64;
+    let fixed = small.as_secs_f64() - 50.0 * per_row;
+    let mut params = StoreParams::default();
+    params.record_bytes = PAGE_BYTES / DDB_PAGE;
+    params.partition_rcu = 1_000_000_000;
+    params.partition_wcu = 1_000_000_000;
+    params.page_latency = Duration::from_secs_f64(fixed.max(0.0));
+    params.page_latency_per_mb = Duration::from_secs_f64(per_row * DDB_PAGE as f64);
+    let predicted = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = SimStore::new(params);
+            for i in 0..n {
+                let id = ConnectionId::new(format!("C{i:08x}=")).unwrap();
+                store
+                    .inner()
+                    .join(&Membership::new(id, room()))
+                    .await
+                    .unwrap();
+            }
+            let t = tokio::time::Instant::now();
+            assert_eq!(list_all(&store, None).await, n);
+            t.elapsed()
+        });
+    println!(
+        "| MiniStack DynamoDB | {n} | page of {DDB_PAGE} {} / of 50 {} → {:.2} ms + {:.1} µs per row | {} | {} | {:+.1} % | {} pages |",
+        ms(full),
+        ms(small),
+        fixed * 1e3,
+        per_row * 1e6,
+        ms(predicted),
+        ms(measured),
+        error_percent(predicted.as_secs_f64(), measured.as_secs_f64()),
+        n.div_ceil(DDB_PAGE),
+    );
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("CALIBRATE_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!(
+        "calibration: simulator prediction against measured run (error = (predicted − measured) ÷ measured)\n"
+    );
+    println!(
+        "| system | members | model input (measured) | predicted | measured | error | note |\n|---|---|---|---|---|---|---|"
+    );
+    for &n in &sizes {
+        gateway_calibration(n);
+    }
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => {
+            for &n in &sizes {
+                dynamodb_calibration(&endpoint, n);
+            }
+        }
+        _ => println!("| MiniStack DynamoDB | — | skipped: DYNAMODB_ENDPOINT is not set | | | | |"),
+    }
+}
