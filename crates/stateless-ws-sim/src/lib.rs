@@ -16,6 +16,7 @@
 //! | [`bucket`] | token buckets (the throttle; partition capacity) | — |
 //! | [`histogram`] | delivery latency quantiles | — |
 //! | [`scenario`] | (b) one broadcast to a room of N members, in-line vs queued | — |
+//! | [`storm`] | (c) the reconnect storm: new-connection quota, `$connect` Lambdas, presence, resume | `ConnectionSender`, `ConnectionStore`, `MessageLog` |
 //!
 //! Every random draw comes from a seeded `fastrand::Rng` per model, and the crate's own jitter
 //! from `fastrand::seed`: the same seed gives the same figures.
@@ -38,4 +39,8 @@ pub mod lambda;
 pub mod scenario;
 pub mod sender;
 pub mod store;
+pub mod storm;
+pub mod storm_cost;
+pub mod storm_report;
+pub mod storm_seams;
 pub mod table;

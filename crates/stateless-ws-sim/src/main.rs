@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
 use stateless_ws_sim::table;
 
+mod storm_cli;
+
 /// A deterministic simulator of stateless-ws fan-out under AWS's quotas.
 #[derive(Debug, Parser)]
 #[command(name = "stateless-ws-sim", version)]
@@ -19,6 +21,8 @@ struct Cli {
 enum Scenario {
     /// (b) One broadcast to a room of N members, in-line vs queued with W workers.
     Broadcast(BroadcastArgs),
+    /// (c) The reconnect storm: N clients reconnecting within a window, with presence and resume.
+    Storm(storm_cli::StormArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,7 +120,10 @@ fn peak_rss() -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Scenario::Broadcast(args) = cli.scenario;
+    let args = match cli.scenario {
+        Scenario::Broadcast(args) => args,
+        Scenario::Storm(args) => return storm_cli::run(&args),
+    };
     let s = match scenario(&args) {
         Ok(s) => s,
         Err(e) => {
