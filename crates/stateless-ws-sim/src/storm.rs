@@ -38,7 +38,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster};
-use stateless_ws::history::{InMemoryLog, LogMessage, MessageLog, Position, Publisher, ResumeLimits};
+use stateless_ws::history::{
+    InMemoryLog, LogMessage, MessageLog, Position, Publisher, ResumeLimits,
+};
 use stateless_ws::presence::Presence;
 use stateless_ws::queue::RoomDispatch;
 use stateless_ws::store::ConnectionStore;
@@ -48,9 +50,11 @@ use tokio::time::Instant;
 use crate::bucket::TokenBucket;
 use crate::clock::SimClock;
 use crate::sender::{ApiParams, SimApi, SimSender};
-use crate::storm_report::{ClientFigures, StormResult, Totals};
-use crate::storm_seams::{Ledger, LambdaAccount, MeteredStore, PostKind, StormSender, SyncFunction};
 use crate::store::{SimStore, StoreParams};
+use crate::storm_report::{ClientFigures, StormResult, Totals};
+use crate::storm_seams::{
+    LambdaAccount, Ledger, MeteredStore, PostKind, StormSender, SyncFunction,
+};
 
 /// The client's reconnect policy (`resumable.js`'s defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +304,13 @@ impl StormScenario {
             peak_concurrency: account.peak(),
         };
         let figures = std::mem::take(&mut *world.figures());
-        Ok(StormResult::new(self.clone(), figures, totals, simulated, errors))
+        Ok(StormResult::new(
+            self.clone(),
+            figures,
+            totals,
+            simulated,
+            errors,
+        ))
     }
 }
 
@@ -443,7 +453,12 @@ async fn resume(world: &Arc<World>, me: &ConnectionId, room: &RoomId) {
                 let publisher =
                     Publisher::new(Arc::clone(&w.log), RoomDispatch::new(w.broadcaster(sender)));
                 let resumed = publisher
-                    .resume(&membership, room, &Position::start(), ResumeLimits::default())
+                    .resume(
+                        &membership,
+                        room,
+                        &Position::start(),
+                        ResumeLimits::default(),
+                    )
                     .await?;
                 Ok::<_, stateless_ws::Error>(Some(resumed))
             })

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use crate::histogram::Histogram;
 use crate::sender::ApiStats;
+use crate::store::StoreStats;
 use crate::storm::StormScenario;
 use crate::storm_cost::{Cost, Usage};
 use crate::storm_seams::{FunctionStats, PostStats, ReadCounts};
-use crate::store::StoreStats;
 
 /// What the clients saw, gathered as they go.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -136,7 +136,10 @@ impl StormResult {
     /// DynamoDB read capacity: room pages as the `SimStore` charged them, plus 1 per `GetItem`,
     /// index `Query` and log read (½ RCU rounded up).
     pub fn rcu(&self) -> u64 {
-        self.totals.store.rcu + self.totals.reads.gets + self.totals.reads.queries + self.clients.log_reads
+        self.totals.store.rcu
+            + self.totals.reads.gets
+            + self.totals.reads.queries
+            + self.clients.log_reads
     }
 
     /// What limited the storm: the larger share of refused handshakes (quota or Lambda), else
@@ -222,7 +225,10 @@ impl StormResult {
 }
 
 fn secs(d: Option<Duration>) -> String {
-    d.map_or_else(|| "never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+    d.map_or_else(
+        || "never".to_owned(),
+        |d| format!("{:.1} s", d.as_secs_f64()),
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -236,39 +242,71 @@ pub fn render(runs: &[StormResult]) -> String {
         ("clients", |r| r.scenario.clients.to_string()),
         ("new connections/s (burst)", |r| {
             let s = &r.scenario;
-            format!("{} ({})", s.new_connections_rate, s.new_connections_burst.unwrap_or(s.new_connections_rate))
+            format!(
+                "{} ({})",
+                s.new_connections_rate,
+                s.new_connections_burst.unwrap_or(s.new_connections_rate)
+            )
         }),
-        ("connected / failed", |r| format!("{} / {}", r.connected, r.failed)),
+        ("connected / failed", |r| {
+            format!("{} / {}", r.connected, r.failed)
+        }),
         ("time to 50 %", |r| secs(r.time_to(0.5))),
         ("time to 99 %", |r| secs(r.time_to(0.99))),
         ("time to 100 %", |r| secs(r.time_to(1.0))),
         ("quota bound N/rate", |r| secs(Some(r.quota_bound()))),
         ("$connect latency p50 / p99 / max", |r| {
             let h = &r.clients.connect_latency;
-            format!("{:.1} s / {:.1} s / {:.1} s", h.quantile(0.5).as_secs_f64(), h.quantile(0.99).as_secs_f64(), h.max().as_secs_f64())
+            format!(
+                "{:.1} s / {:.1} s / {:.1} s",
+                h.quantile(0.5).as_secs_f64(),
+                h.quantile(0.99).as_secs_f64(),
+                h.max().as_secs_f64()
+            )
         }),
         ("$connect invocation p50 / p99", |r| {
             let h = &r.totals.connect_fn.duration;
             format!("{} / {}", ms(h.quantile(0.5)), ms(h.quantile(0.99)))
         }),
-        ("handshakes refused (quota 429)", |r| r.clients.refused.to_string()),
+        ("handshakes refused (quota 429)", |r| {
+            r.clients.refused.to_string()
+        }),
         ("attempts per client mean / max", |r| {
-            format!("{:.1} / {}", r.clients.attempts as f64 / r.connected.max(1) as f64, r.clients.max_attempts)
+            format!(
+                "{:.1} / {}",
+                r.clients.attempts as f64 / r.connected.max(1) as f64,
+                r.clients.max_attempts
+            )
         }),
         ("Lambda throttles $connect / resume", |r| {
-            format!("{} / {}", r.totals.connect_fn.throttles, r.totals.message_fn.throttles)
+            format!(
+                "{} / {}",
+                r.totals.connect_fn.throttles, r.totals.message_fn.throttles
+            )
         }),
         ("Lambda peak conc. (both / $connect / resume)", |r| {
-            format!("{} / {} / {}", r.totals.peak_concurrency, r.totals.connect_fn.peak, r.totals.message_fn.peak)
+            format!(
+                "{} / {} / {}",
+                r.totals.peak_concurrency, r.totals.connect_fn.peak, r.totals.message_fn.peak
+            )
         }),
         ("Lambda invocations / cold starts", |r| {
             let (c, m) = (&r.totals.connect_fn, &r.totals.message_fn);
-            format!("{} / {}", c.invocations + m.invocations, c.cold_starts + m.cold_starts)
+            format!(
+                "{} / {}",
+                c.invocations + m.invocations,
+                c.cold_starts + m.cold_starts
+            )
         }),
-        ("presence announcements", |r| r.clients.announcements.to_string()),
+        ("presence announcements", |r| {
+            r.clients.announcements.to_string()
+        }),
         ("presence posts (delivered / in $connect 410 / 429)", |r| {
             let p = &r.totals.presence;
-            format!("{} ({} / {} / {})", p.posts, p.delivered, p.connecting, p.throttled)
+            format!(
+                "{} ({} / {} / {})",
+                p.posts, p.delivered, p.connecting, p.throttled
+            )
         }),
         ("presence delivery p50 / p99 (from the join)", |r| {
             let h = &r.totals.presence.latency;
@@ -279,26 +317,47 @@ pub fn render(runs: &[StormResult]) -> String {
             format!("{} ({} / {})", c.resumes, c.log_reads, c.recovered_messages)
         }),
         ("resume p99 / 429s / throttled", |r| {
-            format!("{} / {} / {}", ms(r.clients.resume_latency.quantile(0.99)), r.totals.resume.throttled, r.clients.resume_throttled)
-        }),
-        ("DynamoDB WCU total / peak per s", |r| format!("{} / {}", r.totals.store.wcu, r.clients.peak_wcu_per_s)),
-        ("DynamoDB RCU total / peak per s", |r| format!("{} / {}", r.rcu(), r.clients.peak_rcu_per_s)),
-        ("DynamoDB throttles read / write", |r| {
-            format!("{} / {}", r.totals.store.read_throttles, r.totals.store.write_throttles)
-        }),
-        ("bottleneck", |r| r.bottleneck()),
-        ("cost per hour (API GW msgs + conn. min + Lambda + DDB)", |r| {
-            let c = r.cost_per_hour();
             format!(
-                "${:.2} ({:.2} + {:.2} + {:.2} + {:.2})",
-                c.total(),
-                c.messages,
-                c.connection_minutes,
-                c.lambda_requests + c.lambda_duration,
-                c.writes + c.reads
+                "{} / {} / {}",
+                ms(r.clients.resume_latency.quantile(0.99)),
+                r.totals.resume.throttled,
+                r.clients.resume_throttled
             )
         }),
-        ("simulated / wall", |r| format!("{:.0} s / {:.1} s", r.simulated.as_secs_f64(), r.wall.as_secs_f64())),
+        ("DynamoDB WCU total / peak per s", |r| {
+            format!("{} / {}", r.totals.store.wcu, r.clients.peak_wcu_per_s)
+        }),
+        ("DynamoDB RCU total / peak per s", |r| {
+            format!("{} / {}", r.rcu(), r.clients.peak_rcu_per_s)
+        }),
+        ("DynamoDB throttles read / write", |r| {
+            format!(
+                "{} / {}",
+                r.totals.store.read_throttles, r.totals.store.write_throttles
+            )
+        }),
+        ("bottleneck", |r| r.bottleneck()),
+        (
+            "cost per hour (API GW msgs + conn. min + Lambda + DDB)",
+            |r| {
+                let c = r.cost_per_hour();
+                format!(
+                    "${:.2} ({:.2} + {:.2} + {:.2} + {:.2})",
+                    c.total(),
+                    c.messages,
+                    c.connection_minutes,
+                    c.lambda_requests + c.lambda_duration,
+                    c.writes + c.reads
+                )
+            },
+        ),
+        ("simulated / wall", |r| {
+            format!(
+                "{:.0} s / {:.1} s",
+                r.simulated.as_secs_f64(),
+                r.wall.as_secs_f64()
+            )
+        }),
     ];
     let mut out = String::from("| figure |");
     let mut rule = String::from("|---|");

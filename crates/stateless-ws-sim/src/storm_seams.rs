@@ -416,10 +416,7 @@ mod tests {
         ));
         let slow = |_core: SimCore| tokio::time::sleep(Duration::from_millis(100));
         let (a, b, c) = tokio::join!(f.invoke(slow), f.invoke(slow), f.invoke(slow));
-        assert_eq!(
-            [a.is_some(), b.is_some(), c.is_some()],
-            [true, true, false]
-        );
+        assert_eq!([a.is_some(), b.is_some(), c.is_some()], [true, true, false]);
         assert!(f.invoke(slow).await.is_some());
         let stats = f.stats();
         assert_eq!(
