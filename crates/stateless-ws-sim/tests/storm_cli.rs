@@ -48,11 +48,17 @@ fn a_small_storm_prints_one_column_per_rate() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("| figure | 100/s | 1000/s |"), "{stdout}");
-    assert!(stdout.contains("| connected / failed | 300 / 0 | 300 / 0 |"), "{stdout}");
+    assert!(
+        stdout.contains("| connected / failed | 300 / 0 | 300 / 0 |"),
+        "{stdout}"
+    );
     let widths: Vec<usize> = stdout
         .lines()
         .filter(|l| l.starts_with('|'))
         .map(|l| l.matches('|').count())
         .collect();
-    assert!(widths.len() > 20 && widths.iter().all(|&w| w == 4), "{stdout}");
+    assert!(
+        widths.len() > 20 && widths.iter().all(|&w| w == 4),
+        "{stdout}"
+    );
 }
