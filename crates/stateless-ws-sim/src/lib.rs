@@ -17,6 +17,7 @@
 //! | [`histogram`] | delivery latency quantiles | — |
 //! | [`scenario`] | (b) one broadcast to a room of N members, in-line vs queued | — |
 //! | [`plan`], [`plan_report`], [`cost`] | the capacity plan (analytic) and AWS's dated prices | — |
+//! | [`storm`] | (c) the reconnect storm: new-connection quota, `$connect` Lambdas, presence, resume | `ConnectionSender`, `ConnectionStore`, `MessageLog` |
 //!
 //! Every random draw comes from a seeded `fastrand::Rng` per model, and the crate's own jitter
 //! from `fastrand::seed`: the same seed gives the same figures.
@@ -42,4 +43,8 @@ pub mod plan_report;
 pub mod scenario;
 pub mod sender;
 pub mod store;
+pub mod storm;
+pub mod storm_cost;
+pub mod storm_report;
+pub mod storm_seams;
 pub mod table;

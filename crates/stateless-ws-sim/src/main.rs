@@ -8,6 +8,7 @@ use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
 use stateless_ws_sim::table;
 
 mod plan_cmd;
+mod storm_cli;
 
 /// A deterministic simulator of stateless-ws fan-out under AWS's quotas.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ enum Scenario {
     /// The capacity plan: delivery rate, latency, bottleneck, DynamoDB capacity and monthly cost
     /// of a workload under AWS's quotas (analytic; --check cross-checks with the simulator).
     Plan(plan_cmd::PlanArgs),
+    /// (c) The reconnect storm: N clients reconnecting within a window, with presence and resume.
+    Storm(storm_cli::StormArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
     let args = match cli.scenario {
         Scenario::Broadcast(args) => args,
         Scenario::Plan(args) => return plan_cmd::run(&args),
+        Scenario::Storm(args) => return storm_cli::run(&args),
     };
     let s = match scenario(&args) {
         Ok(s) => s,

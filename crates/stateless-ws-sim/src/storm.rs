@@ -1,0 +1,485 @@
+//! Scenario (c): the reconnect storm. API Gateway cuts every connection at 2 h, so clients that
+//! connected together are cut together and reconnect together: N clients within a window,
+//! each rejoining its personal room and one group room.
+//!
+//! Each client follows the crate's own client, `examples/chat/static/resumable.js`
+//! (`ResumableSocket`): after a cut it waits `delay(0)`, then tries; a refused handshake waits
+//! `delay(attempt)` — exponential from 500 ms, capped at 15 s, full jitter
+//! (`random() × min(15000, 500 × 2^attempt)` ms) — and the attempt count starts again only after
+//! a connection lasted `stableMs` (5 s), which a 2-hour connection did, so every client starts
+//! at attempt 0. Once open it resumes every room, and a second time `settleMs` (1.5 s) later
+//! when no live message came (none does in this scenario).
+//!
+//! A handshake meets, in turn:
+//!
+//! 1. **API Gateway's new-connection quota**: 500 per second per account and region (FACTS.md),
+//!    a [`TokenBucket`] whose burst is the rate (AWS publishes no burst for this quota: an
+//!    assumption). Over it the handshake is refused (429) after [`StormScenario::handshake_rtt`].
+//! 2. **The `$connect` Lambda** ([`SyncFunction`]): the account's concurrency (1,000, shared with
+//!    the message route's function, less [`StormScenario::other_concurrency`]) or a throttle — API
+//!    Gateway then fails the handshake and the client backs off as for a 429. The authorizer is
+//!    skipped. The handler, on the instance's core, spends [`StormScenario::connect_cpu`], writes
+//!    both records ([`ConnectionStore::join`] through the [`SimStore`]: the room GSI partition of
+//!    a room of 10 is not hot; the base table is keyed by connection id and spreads) and announces
+//!    the join to the group room with the real [`Presence::entered`], posting through a
+//!    [`StormSender`] on the region's [`SimApi`] (the account throttle, 10,000/s, shared with the
+//!    resumes' posts). The connection is open when the handler returns.
+//! 3. **Resume** (optional): one message-route invocation per room, each a `membership` read then
+//!    the real [`Publisher::resume`] from the start of the room's history in an [`InMemoryLog`]
+//!    (group rooms hold [`StormScenario::missed_messages`]), posting its `room.history` page. A
+//!    throttled invocation is asked again after the client's `answerTimeoutMs` (10 s).
+//!
+//! Not modelled: `$disconnect` (the old connections' records are taken as removed and their
+//! `"left"` announcements as done before the storm), the authorizer, presence in the personal
+//! room, the client's `members` request, API Gateway's own latency apart from
+//! [`StormScenario::handshake_rtt`], and clients that give up.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use stateless_ws::broadcast::{BroadcastConfig, Broadcaster};
+use stateless_ws::history::{
+    InMemoryLog, LogMessage, MessageLog, Position, Publisher, ResumeLimits,
+};
+use stateless_ws::presence::Presence;
+use stateless_ws::queue::RoomDispatch;
+use stateless_ws::store::ConnectionStore;
+use stateless_ws::{ConnectionId, Membership, Result, RoomId, UserId};
+use tokio::time::Instant;
+
+use crate::bucket::TokenBucket;
+use crate::clock::SimClock;
+use crate::sender::{ApiParams, SimApi, SimSender};
+use crate::store::{SimStore, StoreParams};
+use crate::storm_report::{ClientFigures, StormResult, Totals};
+use crate::storm_seams::{
+    LambdaAccount, Ledger, MeteredStore, PostKind, StormSender, SyncFunction,
+};
+
+/// The client's reconnect policy (`resumable.js`'s defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// `initialMs` (500 ms).
+    pub initial: Duration,
+    /// `maxMs` (15 s).
+    pub max: Duration,
+    /// `jitter` (full jitter: a uniform draw below the cap).
+    pub jitter: bool,
+    /// `settleMs`: the second resume after an open with no live message (1.5 s).
+    pub settle: Duration,
+    /// `answerTimeoutMs`: a resume not answered is asked again (10 s).
+    pub answer_timeout: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(15),
+            jitter: true,
+            settle: Duration::from_millis(1_500),
+            answer_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// `delay(attempt)`: `min(max, initial × 2^min(attempt, 30))`, times a uniform draw when
+    /// jittered (whole milliseconds, as `Math.floor`).
+    pub fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        let cap = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(30))
+            .min(self.max);
+        if self.jitter {
+            Duration::from_millis((rng.f64() * cap.as_millis() as f64).floor() as u64)
+        } else {
+            cap
+        }
+    }
+}
+
+/// The scenario's parameters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StormScenario {
+    /// Clients reconnecting (default 1,000,000).
+    pub clients: usize,
+    /// Members of each group room (default 10).
+    pub group_size: usize,
+    /// The cuts spread uniformly over this window (default 300 s).
+    pub window: Duration,
+    /// Seeds every draw (default 1).
+    pub seed: u64,
+    /// New connections per second, account and region (default 500).
+    pub new_connections_rate: u64,
+    /// The new-connection bucket's burst (default `None`: the rate).
+    pub new_connections_burst: Option<u64>,
+    /// A handshake's round trip until the client sees it refused (default 50 ms, assumed).
+    pub handshake_rtt: Duration,
+    /// The account's Lambda concurrency (default 1,000).
+    pub lambda_limit: usize,
+    /// Executions the account's other functions hold throughout (default 0).
+    pub other_concurrency: usize,
+    /// A new instance's start-up (default 250 ms).
+    pub cold_start: Duration,
+    /// CPU of a `$connect` besides its posts: event parsing, the response (default 1 ms, assumed).
+    pub connect_cpu: Duration,
+    /// CPU of a message-route invocation besides its posts (default 0.5 ms, assumed).
+    pub message_cpu: Duration,
+    /// Lambda memory, for the cost (default 512 MB, assumed).
+    pub memory_mb: u64,
+    /// The management API model (account throttle; `gone_fraction` is set to 0: the
+    /// reconnected connections are live, and those in `$connect` answer 410 by the ledger).
+    pub api: ApiParams,
+    /// The DynamoDB model.
+    pub store: StoreParams,
+    /// The client's reconnect policy.
+    pub backoff: Backoff,
+    /// Announce joins to the group room (default true).
+    pub presence: bool,
+    /// Resume both rooms once open (default true).
+    pub resume: bool,
+    /// Resume a second time after `settleMs` (default true, as `resumable.js` does).
+    pub settle: bool,
+    /// Messages each group room's log holds that its clients missed (default 3).
+    pub missed_messages: usize,
+    /// The run stops here; clients not connected by then are counted failed (default 4 h).
+    pub horizon: Duration,
+    /// DynamoDB write request units per join: the base table and the room and user indexes
+    /// (default 3).
+    pub wru_per_join: u64,
+}
+
+impl Default for StormScenario {
+    fn default() -> Self {
+        Self {
+            clients: 1_000_000,
+            group_size: 10,
+            window: Duration::from_secs(300),
+            seed: 1,
+            new_connections_rate: 500,
+            new_connections_burst: None,
+            handshake_rtt: Duration::from_millis(50),
+            lambda_limit: 1_000,
+            other_concurrency: 0,
+            cold_start: Duration::from_millis(250),
+            connect_cpu: Duration::from_millis(1),
+            message_cpu: Duration::from_micros(500),
+            memory_mb: 512,
+            api: ApiParams {
+                gone_fraction: 0.0,
+                ..ApiParams::default()
+            },
+            store: StoreParams::default(),
+            backoff: Backoff::default(),
+            presence: true,
+            resume: true,
+            settle: true,
+            missed_messages: 3,
+            horizon: Duration::from_secs(4 * 3600),
+            wru_per_join: 3,
+        }
+    }
+}
+
+/// What every client task shares.
+struct World {
+    s: StormScenario,
+    start: Instant,
+    quota: Mutex<TokenBucket>,
+    api: Arc<SimApi>,
+    store: MeteredStore,
+    shared: Arc<dyn ConnectionStore>,
+    log: Arc<dyn MessageLog>,
+    ledger: Arc<Ledger>,
+    connect_fn: SyncFunction,
+    message_fn: SyncFunction,
+    figures: Mutex<ClientFigures>,
+}
+
+impl World {
+    fn figures(&self) -> std::sync::MutexGuard<'_, ClientFigures> {
+        self.figures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn broadcaster(&self, sender: StormSender) -> Broadcaster {
+        let mut config = BroadcastConfig::default();
+        config.list_delivered = false;
+        Broadcaster::new(Arc::clone(&self.shared), Arc::new(sender)).with_config(config)
+    }
+}
+
+fn ids(i: usize, group_size: usize) -> Result<(ConnectionId, UserId, RoomId, RoomId)> {
+    Ok((
+        ConnectionId::new(format!("N{i:08x}="))?,
+        UserId::new(format!("u{i}"))?,
+        RoomId::new(format!("me-{i}"))?,
+        RoomId::new(format!("g-{}", i / group_size.max(1)))?,
+    ))
+}
+
+impl StormScenario {
+    /// Runs the storm on a fresh current-thread runtime with a paused clock.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime cannot start or the library's code fails on input the scenario made
+    /// (an id it cannot build).
+    pub fn run(&self) -> Result<StormResult> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .map_err(|e| stateless_ws::Error::Config {
+                message: format!("cannot start the runtime: {e}"),
+            })?;
+        fastrand::seed(self.seed);
+        let wall = std::time::Instant::now();
+        let mut result = runtime.block_on(self.run_async())?;
+        result.wall = wall.elapsed();
+        Ok(result)
+    }
+
+    async fn run_async(&self) -> Result<StormResult> {
+        let store = MeteredStore::new(SimStore::new(self.store.clone()));
+        let log = InMemoryLog::new().with_clock(SimClock::fixed());
+        let groups = self.clients.div_ceil(self.group_size.max(1));
+        for g in 0..groups {
+            let room = RoomId::new(format!("g-{g}"))?;
+            for _ in 0..self.missed_messages {
+                log.append(&room, LogMessage::new(Default::default()))
+                    .await?;
+            }
+        }
+        let account = LambdaAccount::new(self.lambda_limit, self.other_concurrency);
+        let rate = self.new_connections_rate;
+        let world = Arc::new(World {
+            s: self.clone(),
+            start: Instant::now(),
+            quota: Mutex::new(TokenBucket::new(
+                rate,
+                self.new_connections_burst.unwrap_or(rate),
+            )),
+            api: SimApi::new(ApiParams {
+                seed: self.seed,
+                ..self.api.clone()
+            }),
+            shared: Arc::new(store.clone()),
+            store,
+            log: Arc::new(log),
+            ledger: Ledger::new(),
+            connect_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
+            message_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
+            figures: Mutex::default(),
+        });
+        let sampler = tokio::spawn(sample(Arc::clone(&world)));
+        let mut cuts = fastrand::Rng::with_seed(self.seed ^ 0xc075);
+        let mut tasks = Vec::with_capacity(self.clients);
+        for i in 0..self.clients {
+            let cut = self.window.mul_f64(cuts.f64());
+            tasks.push(tokio::spawn(client(Arc::clone(&world), i, cut)));
+        }
+        let horizon = world.start + self.horizon;
+        let mut errors = Vec::new();
+        for task in tasks {
+            match tokio::time::timeout_at(horizon, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => errors.push(e.chain().to_string()),
+                Ok(Err(join)) => errors.push(join.to_string()),
+                Err(_) => break,
+            }
+        }
+        let simulated = world.start.elapsed();
+        sampler.abort();
+        let totals = Totals {
+            api: world.api.stats(),
+            store: world.store.inner().stats(),
+            reads: world.store.counts(),
+            presence: world.ledger.stats(PostKind::Presence),
+            resume: world.ledger.stats(PostKind::Resume),
+            connect_fn: world.connect_fn.stats(),
+            message_fn: world.message_fn.stats(),
+            peak_concurrency: account.peak(),
+        };
+        let figures = std::mem::take(&mut *world.figures());
+        Ok(StormResult::new(
+            self.clone(),
+            figures,
+            totals,
+            simulated,
+            errors,
+        ))
+    }
+}
+
+/// Samples DynamoDB's capacity each second of virtual time.
+async fn sample(world: Arc<World>) {
+    let mut last = (0u64, 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let store = world.store.inner().stats();
+        let reads = world.store.counts();
+        let log_reads = world.figures().log_reads;
+        let wcu = store.wcu;
+        let rcu = store.rcu + reads.gets + reads.queries + log_reads;
+        let mut f = world.figures();
+        f.peak_wcu_per_s = f.peak_wcu_per_s.max(wcu - last.0);
+        f.peak_rcu_per_s = f.peak_rcu_per_s.max(rcu - last.1);
+        last = (wcu, rcu);
+    }
+}
+
+/// One client: cut, reconnect as `resumable.js` does, then resume its rooms.
+async fn client(world: Arc<World>, i: usize, cut: Duration) -> Result<()> {
+    let s = &world.s;
+    let (me, user, personal, group) = ids(i, s.group_size)?;
+    let mut rng = fastrand::Rng::with_seed(s.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64);
+    tokio::time::sleep_until(world.start + cut + s.backoff.delay(0, &mut rng)).await;
+    let first_attempt = Instant::now();
+    let mut attempt = 1u32;
+    loop {
+        let admitted = world
+            .quota
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_take(1);
+        if admitted {
+            let w = Arc::clone(&world);
+            let (me2, user2, personal2, group2) =
+                (me.clone(), user.clone(), personal.clone(), group.clone());
+            // Boxed: a client waiting out its backoff then holds a pointer, not the handler's
+            // future (kilobytes, times a million clients).
+            let outcome = Box::pin(world.connect_fn.invoke(move |core| async move {
+                connect(&w, core, me2, user2, personal2, group2).await
+            }))
+            .await;
+            match outcome {
+                Some(Ok(())) => break,
+                Some(Err(_)) => world.figures().connect_errors += 1,
+                None => {}
+            }
+        } else {
+            world.figures().refused += 1;
+        }
+        let wait = s.handshake_rtt + s.backoff.delay(attempt, &mut rng);
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(wait).await;
+    }
+    world.ledger.open(me.clone());
+    {
+        let mut f = world.figures();
+        f.connect_latency.record(first_attempt.elapsed());
+        f.connected_at.push(world.start.elapsed());
+        f.attempts += u64::from(attempt);
+        f.max_attempts = f.max_attempts.max(attempt);
+    }
+    if s.resume {
+        Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
+        if s.settle {
+            tokio::time::sleep(s.backoff.settle).await;
+            Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The `$connect` handler: both joins, then the group room's presence announcement.
+async fn connect(
+    world: &World,
+    core: crate::core::SimCore,
+    me: ConnectionId,
+    user: UserId,
+    personal: RoomId,
+    group: RoomId,
+) -> Result<()> {
+    core.run(world.s.connect_cpu).await;
+    let now = world
+        .shared
+        .clock()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let record = |room: RoomId| {
+        Membership::new(me.clone(), room)
+            .with_user(user.clone())
+            .with_connected_at(now)
+    };
+    let group_record = record(group);
+    world.shared.join(&record(personal)).await?;
+    world.shared.join(&group_record).await?;
+    if world.s.presence {
+        let sender = StormSender::new(
+            SimSender::on_core(Arc::clone(&world.api), core),
+            Arc::clone(&world.ledger),
+            PostKind::Presence,
+            Instant::now(),
+        );
+        let report = Presence::new(world.broadcaster(sender))
+            .entered(&group_record)
+            .await?;
+        let mut f = world.figures();
+        f.announcements += report.announcements.len() as u64;
+        f.kept_connecting += report.kept_connecting.len() as u64;
+        f.cleaned += report.cleaned.len() as u64;
+    }
+    Ok(())
+}
+
+/// Resumes both rooms at once, each in its own message-route invocation, asked again after the
+/// client's answer timeout while throttled.
+async fn resume_rooms(world: &Arc<World>, me: &ConnectionId, personal: &RoomId, group: &RoomId) {
+    tokio::join!(resume(world, me, personal), resume(world, me, group));
+}
+
+async fn resume(world: &Arc<World>, me: &ConnectionId, room: &RoomId) {
+    let asked = Instant::now();
+    loop {
+        let w = Arc::clone(world);
+        let outcome = world
+            .message_fn
+            .invoke(|core| async move {
+                core.run(w.s.message_cpu).await;
+                let Some(membership) = w.shared.membership(me, room).await? else {
+                    return Ok(None);
+                };
+                let sender = StormSender::new(
+                    SimSender::on_core(Arc::clone(&w.api), core),
+                    Arc::clone(&w.ledger),
+                    PostKind::Resume,
+                    asked,
+                );
+                let publisher =
+                    Publisher::new(Arc::clone(&w.log), RoomDispatch::new(w.broadcaster(sender)));
+                let resumed = publisher
+                    .resume(
+                        &membership,
+                        room,
+                        &Position::start(),
+                        ResumeLimits::default(),
+                    )
+                    .await?;
+                Ok::<_, stateless_ws::Error>(Some(resumed))
+            })
+            .await;
+        {
+            let mut f = world.figures();
+            match outcome {
+                Some(Ok(Some(resumed))) => {
+                    f.resumes += 1;
+                    f.log_reads += resumed.pages as u64;
+                    f.recovered_messages += resumed.messages as u64;
+                    f.resume_latency.record(asked.elapsed());
+                    return;
+                }
+                Some(Ok(None)) | Some(Err(_)) => {
+                    f.resume_errors += 1;
+                    return;
+                }
+                None => f.resume_throttled += 1,
+            }
+        }
+        tokio::time::sleep(world.s.backoff.answer_timeout).await;
+    }
+}
