@@ -178,6 +178,7 @@ impl InMemoryQueue {
                 let mut state = self.lock();
                 let now = Instant::now();
                 state.expire(now);
+                let dead_before = state.dead.len();
                 let mut out = Vec::new();
                 while out.len() < max {
                     let Some(mut message) = state.visible.pop_front() else {
@@ -204,10 +205,12 @@ impl InMemoryQueue {
                         .in_flight
                         .insert(receipt, (message, now + self.visibility_timeout));
                 }
+                // A message dead-lettered here changes the queue too: `wait_until_empty` may be
+                // waiting for exactly that.
+                if !out.is_empty() || state.dead.len() > dead_before {
+                    self.changed.notify_waiters();
+                }
                 if !out.is_empty() || now >= until {
-                    if !out.is_empty() {
-                        self.changed.notify_waiters();
-                    }
                     return out;
                 }
                 state.next_visibility()
@@ -269,10 +272,8 @@ impl InMemoryQueue {
             if self.is_empty() {
                 return;
             }
-            // In-flight messages may come back by timeout without anyone calling us. Those whose
-            // timeout has passed go back first: otherwise `next_visibility` is an instant in
-            // the past, the wait below is ready at once, and this loop spins (on the paused
-            // clock, time stops) until some consumer receives.
+            // In-flight messages may come back by timeout without anyone calling us. Expired ones
+            // go back first, or `next_visibility` is in the past and this loop spins.
             let next = {
                 let mut state = self.lock();
                 state.expire(Instant::now());

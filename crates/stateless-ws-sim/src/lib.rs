@@ -16,6 +16,9 @@
 //! | [`bucket`] | token buckets (the throttle; partition capacity) | — |
 //! | [`histogram`] | delivery latency quantiles | — |
 //! | [`scenario`] | (b) one broadcast to a room of N members, in-line vs queued | — |
+//! | [`centrifugo`] | (a) Centrifugo's workload for a simulated minute; (d) across regions | — |
+//! | [`regions`] | one sender routing each target by its management endpoint to its region's API | `ConnectionSender` |
+//! | [`cost`] | AWS prices (us-east-1, 2026-12) as dated constants, cost per hour | — |
 //!
 //! Every random draw comes from a seeded `fastrand::Rng` per model, and the crate's own jitter
 //! from `fastrand::seed`: the same seed gives the same figures.
@@ -31,10 +34,13 @@
 //! ```
 
 pub mod bucket;
+pub mod centrifugo;
 pub mod clock;
 pub mod core;
+pub mod cost;
 pub mod histogram;
 pub mod lambda;
+pub mod regions;
 pub mod scenario;
 pub mod sender;
 pub mod store;

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod centrifugo_cli;
 use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
 use stateless_ws_sim::table;
 
@@ -19,6 +21,8 @@ struct Cli {
 enum Scenario {
     /// (b) One broadcast to a room of N members, in-line vs queued with W workers.
     Broadcast(BroadcastArgs),
+    /// (a) Centrifugo's workload for one simulated minute; (d) the same across --regions.
+    Centrifugo(centrifugo_cli::CentrifugoArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,7 +120,10 @@ fn peak_rss() -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Scenario::Broadcast(args) = cli.scenario;
+    let args = match cli.scenario {
+        Scenario::Broadcast(args) => args,
+        Scenario::Centrifugo(args) => return centrifugo_cli::main(&args),
+    };
     let s = match scenario(&args) {
         Ok(s) => s,
         Err(e) => {
