@@ -110,7 +110,10 @@ mod tests {
             .post(&Target::new(id("c=")).with_endpoint(endpoint(1)), &payload)
             .await
             .unwrap();
-        assert_eq!((apis[0].stats().delivered, apis[1].stats().delivered), (1, 2));
+        assert_eq!(
+            (apis[0].stats().delivered, apis[1].stats().delivered),
+            (1, 2)
+        );
         let unknown = Target::new(id("d=")).with_endpoint("https://elsewhere/prod");
         assert!(matches!(
             sender.post(&unknown, &payload).await,

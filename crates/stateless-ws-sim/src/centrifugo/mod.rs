@@ -22,6 +22,7 @@
 
 mod report;
 mod run;
+mod tap;
 
 use std::time::Duration;
 
@@ -132,6 +133,9 @@ pub struct RegionResult {
     pub invoked: u64,
     /// Broadcasts that could not list their room (an error of the call).
     pub broadcast_errors: u64,
+    /// Targets of the broadcasts that ran (members of the room when it was read); each is
+    /// delivered, gone, failed or not attempted.
+    pub targets: u64,
     /// Messages delivered (from this region's publishes).
     pub delivered: u64,
     /// Targets found gone (disconnected after the room was read).

@@ -109,6 +109,7 @@ impl RegionResult {
         self.lambda_throttled += other.lambda_throttled;
         self.invoked += other.invoked;
         self.broadcast_errors += other.broadcast_errors;
+        self.targets += other.targets;
         self.delivered += other.delivered;
         self.gone += other.gone;
         self.failed += other.failed;
@@ -144,7 +145,10 @@ fn ms(d: Duration) -> String {
 }
 
 fn at(d: Option<Duration>) -> String {
-    d.map_or_else(|| "never".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()))
+    d.map_or_else(
+        || "never".to_owned(),
+        |d| format!("{:.3} s", d.as_secs_f64()),
+    )
 }
 
 /// Markdown tables of `result`: one row per region and the total, then the store, the

@@ -2,19 +2,16 @@
 //! and the accounting.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use stateless_ws::broadcast::{
-    BroadcastConfig, Broadcaster, ConnectionInfo, ConnectionSender, Payload, Target,
-};
+use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, Payload};
 use stateless_ws::store::ConnectionStore;
 use stateless_ws::{ConnectionId, Error, Membership, Result, RoomId, UserId};
 use tokio::time::Instant;
 
 use super::report::{bottleneck, hourly_cost};
+use super::tap::{TapSender, TapState};
 use super::{CentrifugoResult, CentrifugoScenario, RegionResult};
 use crate::bucket::TokenBucket;
 use crate::core::SimCore;
@@ -23,7 +20,7 @@ use crate::regions::{RoutingSender, endpoint};
 use crate::sender::{ApiParams, SimApi};
 use crate::store::SimStore;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -60,12 +57,12 @@ struct Region {
 
 /// Counters and histograms of a run, per region.
 #[derive(Default)]
-struct Counters {
-    regions: Vec<RegionResult>,
-    latency: Vec<Histogram>,
-    all_latency: Histogram,
+pub(super) struct Counters {
+    pub(super) regions: Vec<RegionResult>,
+    pub(super) latency: Vec<Histogram>,
+    pub(super) all_latency: Histogram,
     /// Connections disconnected (a post to one answers 410).
-    dead: HashSet<ConnectionId>,
+    pub(super) dead: HashSet<ConnectionId>,
     /// Each user's connection generation, `None` while offline.
     online: Vec<Option<u32>>,
     in_flight: u64,
@@ -73,90 +70,15 @@ struct Counters {
     dynamodb_first: Option<Duration>,
 }
 
-struct Ctx {
-    s: CentrifugoScenario,
-    start: Instant,
+pub(super) struct Ctx {
+    pub(super) s: CentrifugoScenario,
+    pub(super) start: Instant,
     regions: Vec<Region>,
     apis: Vec<Arc<SimApi>>,
     store: SimStore,
     shared: Arc<dyn ConnectionStore>,
     payload: Payload,
-    counters: Mutex<Counters>,
-}
-
-/// The per-instance state the tap sender reads: which publish is being delivered.
-struct TapState {
-    published: Mutex<Instant>,
-}
-
-/// A [`ConnectionSender`] around the [`RoutingSender`]: a post to a connection that has
-/// disconnected answers 410 (after using its request, as API Gateway's does), and every
-/// delivery's latency from its publish is recorded.
-struct TapSender {
-    inner: RoutingSender,
-    tap: Arc<TapState>,
-    ctx: std::sync::Weak<Ctx>,
-}
-
-impl fmt::Debug for TapSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TapSender").field("inner", &self.inner).finish()
-    }
-}
-
-impl fmt::Display for TapSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TapSender({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ConnectionSender for TapSender {
-    async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
-        let region = self.inner.region_of(target).unwrap_or(0);
-        let result = self.inner.post(target, payload).await;
-        let Some(ctx) = self.ctx.upgrade() else {
-            return result;
-        };
-        let now = Instant::now();
-        let mut guard = lock(&ctx.counters);
-        let c = &mut *guard;
-        let Some(r) = c.regions.get_mut(region) else {
-            return result;
-        };
-        r.posts += 1;
-        match result {
-            Err(Error::Throttled { .. }) => {
-                r.post_429 += 1;
-                r.saturation.api.get_or_insert(now - ctx.start);
-                result
-            }
-            Ok(()) if c.dead.contains(&target.connection_id) => Err(Error::Gone {
-                connection_id: target.connection_id.clone(),
-            }),
-            Ok(()) => {
-                r.received += 1;
-                if now <= ctx.start + ctx.s.duration {
-                    r.received_in_window += 1;
-                }
-                let since = now.saturating_duration_since(*lock(&self.tap.published));
-                c.all_latency.record(since);
-                if let Some(h) = c.latency.get_mut(region) {
-                    h.record(since);
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn get(&self, target: &Target) -> Result<ConnectionInfo> {
-        self.inner.get(target).await
-    }
-
-    async fn delete(&self, target: &Target) -> Result<()> {
-        self.inner.delete(target).await
-    }
+    pub(super) counters: Mutex<Counters>,
 }
 
 /// The store functions (each has its own instances; the message route's are [`MsgInstance`]s).
@@ -295,13 +217,17 @@ fn publish(ctx: &Arc<Ctx>, region: usize, room: RoomId, nominal: u64) {
         };
         instance.core.run(ctx.s.invocation_cpu).await;
         *lock(&instance.tap.published) = published;
-        let result = instance.broadcaster.broadcast(&room, &ctx.payload, None).await;
+        let result = instance
+            .broadcaster
+            .broadcast(&room, &ctx.payload, None)
+            .await;
         {
             let mut c = lock(&ctx.counters);
             let r = &mut c.regions[region];
             r.invoked += 1;
             match result {
                 Ok(report) => {
+                    r.targets += report.targets() as u64;
                     r.delivered += report.delivered_count as u64;
                     r.gone += report.gone.len() as u64;
                     r.failed += report.failed.len() as u64;
@@ -356,7 +282,10 @@ fn reconnect(ctx: &Arc<Ctx>, user: usize) {
                 let began = Instant::now();
                 let core = ctx2.other_instance(region, Function::Disconnect).await;
                 core.run(ctx2.s.invocation_cpu).await;
-                let done = ctx2.store.remove_connections(std::slice::from_ref(&id)).await;
+                let done = ctx2
+                    .store
+                    .remove_connections(std::slice::from_ref(&id))
+                    .await;
                 lock(&ctx2.counters).regions[region].disconnects += u64::from(done.is_ok());
                 lock(&ctx2.regions[region].lambda)
                     .idle(Function::Disconnect)
@@ -544,6 +473,11 @@ impl CentrifugoScenario {
                 next_churn = next_gap(&mut rng, churn_rate).map(|g| at + g);
                 reconnect(ctx, rng.usize(..users));
             }
+            // Tokio's timers tick by the millisecond: every arrival of a tick wakes at its
+            // start, as do the posts and retries due then. Yielding after each arrival lets
+            // those run between arrivals; without it the ~50 arrivals of a tick took its 10
+            // tokens first and no post ever got through (see the README).
+            tokio::task::yield_now().await;
             if at >= dynamodb_check {
                 dynamodb_check = at + Duration::from_millis(10);
                 ctx.note_dynamodb();
