@@ -42,6 +42,16 @@ pub(super) struct Listed {
 }
 
 impl Source {
+    /// The most targets this source can yield, when known before posting: a list's length, or
+    /// a room whose first page is its last. The pool spawns no more workers than this.
+    pub(super) fn max_targets(&self) -> Option<usize> {
+        match self {
+            Self::List(targets) => Some(targets.len()),
+            Self::Room(room) if room.first.next.is_none() => Some(room.first.records.len()),
+            Self::Room(_) => None,
+        }
+    }
+
     /// Queues every target on `tx` until the source is exhausted, the workers stop taking
     /// targets (the channel closes), a 403 stops the run (`stopped`), or `deadline` passes.
     pub(super) async fn feed(

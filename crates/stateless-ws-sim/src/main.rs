@@ -4,6 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod centrifugo_cli;
 use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
 use stateless_ws_sim::table;
 
@@ -27,6 +29,8 @@ enum Scenario {
     Plan(plan_cmd::PlanArgs),
     /// (c) The reconnect storm: N clients reconnecting within a window, with presence and resume.
     Storm(storm_cli::StormArgs),
+    /// (a) Centrifugo's workload for one simulated minute; (d) the same across --regions.
+    Centrifugo(centrifugo_cli::CentrifugoArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         Scenario::Broadcast(args) => args,
         Scenario::Plan(args) => return plan_cmd::run(&args),
         Scenario::Storm(args) => return storm_cli::run(&args),
+        Scenario::Centrifugo(args) => return centrifugo_cli::main(&args),
     };
     let s = match scenario(&args) {
         Ok(s) => s,

@@ -161,6 +161,14 @@ impl SimApi {
         self.lock().published = at;
     }
 
+    /// Takes one request from the region's account bucket for a request that is not a post —
+    /// a client's message or `$connect` reaching the WebSocket API, which the account throttle
+    /// counts too (FACTS.md) — and says whether it was admitted (`false`: answered 429). Not
+    /// counted in [`ApiStats`]; the caller counts its own.
+    pub fn admit(&self) -> bool {
+        self.lock().bucket.try_take(1)
+    }
+
     /// A copy of the statistics so far.
     pub fn stats(&self) -> ApiStats {
         self.lock().stats.clone()

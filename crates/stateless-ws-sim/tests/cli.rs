@@ -27,7 +27,7 @@ fn bad_arguments_are_usage_errors() {
         &["broadcast", "--cold-start-ms", "-1"],
         &["broadcast", "--batch-size", "11"],
         &["broadcast", "--mode", "sideways"],
-        &["centrifugo"],
+        &["no-such-scenario"],
         &[],
     ] {
         let (code, _, stderr) = run(args);
