@@ -1,59 +1,6 @@
-//! AWS prices as dated constants, and the cost of a run's usage per hour.
-//!
-//! The prices are us-east-1's, read 2026-12 from AWS's public pricing pages (the URLs are in
-//! [`Prices`]' fields' docs and in [`US_EAST_1_2026_12`]). They change: keep the date with them.
+//! The cost of a run's usage per hour, at the dated prices of [`crate::cost`].
 
-/// One region's prices for the services the simulator models (US dollars).
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct Prices {
-    /// When the prices were read (`YYYY-MM`).
-    pub read_on: &'static str,
-    /// The region.
-    pub region: &'static str,
-    /// API Gateway WebSocket messages, per million, for the first billion of a month
-    /// (<https://aws.amazon.com/api-gateway/pricing/>). Messages are metered in 32 KB units.
-    pub apigw_message_per_million: f64,
-    /// API Gateway WebSocket messages beyond the first billion of a month, per million.
-    pub apigw_message_per_million_over_1b: f64,
-    /// The size of one metered message unit, bytes (32 KB).
-    pub apigw_message_unit_bytes: u64,
-    /// API Gateway WebSocket connection minutes, per million.
-    pub apigw_connection_minutes_per_million: f64,
-    /// Lambda requests, per million (<https://aws.amazon.com/lambda/pricing/>).
-    pub lambda_requests_per_million: f64,
-    /// Lambda duration, per GB-second, x86.
-    pub lambda_gb_second_x86: f64,
-    /// Lambda duration, per GB-second, arm64.
-    pub lambda_gb_second_arm64: f64,
-    /// DynamoDB on-demand write request units, per million
-    /// (<https://aws.amazon.com/dynamodb/pricing/on-demand/>).
-    pub dynamodb_write_per_million: f64,
-    /// DynamoDB on-demand read request units, per million.
-    pub dynamodb_read_per_million: f64,
-    /// SQS standard requests, per million, metered in 64 KB units
-    /// (<https://aws.amazon.com/sqs/pricing/>).
-    pub sqs_request_per_million: f64,
-}
-
-/// us-east-1, read 2026-12.
-pub const US_EAST_1_2026_12: Prices = Prices {
-    read_on: "2026-12",
-    region: "us-east-1",
-    apigw_message_per_million: 1.00,
-    apigw_message_per_million_over_1b: 0.80,
-    apigw_message_unit_bytes: 32 * 1024,
-    apigw_connection_minutes_per_million: 0.25,
-    lambda_requests_per_million: 0.20,
-    lambda_gb_second_x86: 0.000_016_666_7,
-    lambda_gb_second_arm64: 0.000_013_333_4,
-    dynamodb_write_per_million: 0.625,
-    dynamodb_read_per_million: 0.125,
-    sqs_request_per_million: 0.40,
-};
-
-/// Hours in a month as AWS bills them (730).
-pub const HOURS_PER_MONTH: f64 = 730.0;
+use crate::cost::{HOURS_PER_MONTH, Prices};
 
 /// Usage over one hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -120,25 +67,21 @@ impl Prices {
             api_gateway: messages
                 + per_million(
                     usage.connection_minutes,
-                    self.apigw_connection_minutes_per_million,
+                    self.apigw_connection_minute_per_million,
                 ),
-            lambda: per_million(usage.lambda_requests, self.lambda_requests_per_million)
+            lambda: per_million(usage.lambda_requests, self.lambda_request_per_million)
                 + usage.lambda_gb_seconds * gb_second,
-            dynamodb: per_million(usage.dynamodb_writes, self.dynamodb_write_per_million)
-                + per_million(usage.dynamodb_reads, self.dynamodb_read_per_million),
+            dynamodb: per_million(usage.dynamodb_writes, self.dynamodb_wru_per_million)
+                + per_million(usage.dynamodb_reads, self.dynamodb_rru_per_million),
             sqs: per_million(usage.sqs_requests, self.sqs_request_per_million),
         }
-    }
-
-    /// Metered API Gateway message units of one message of `bytes` (32 KB units, at least 1).
-    pub fn apigw_units(&self, bytes: u64) -> u64 {
-        bytes.div_ceil(self.apigw_message_unit_bytes.max(1)).max(1)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::US_EAST_1_2026_12;
 
     #[test]
     fn the_message_tier_applies_to_the_month() {

@@ -1,36 +1,10 @@
 //! The cost of a reconnect storm, from AWS's published on-demand prices (us-east-1).
 //!
-//! The prices are constants **read on the date [`PRICES_READ`]** from the pages named on each;
-//! they change, so check them before relying on a figure:
-//!
-//! | price | value | source |
-//! |---|---|---|
-//! | API Gateway WebSocket messages | $1.00 per million (first billion; 32 KB increments) | <https://aws.amazon.com/api-gateway/pricing/> |
-//! | API Gateway WebSocket connection minutes | $0.25 per million | <https://aws.amazon.com/api-gateway/pricing/> |
-//! | Lambda requests | $0.20 per million | <https://aws.amazon.com/lambda/pricing/> |
-//! | Lambda duration (x86) | $0.0000166667 per GB-second | <https://aws.amazon.com/lambda/pricing/> |
-//! | DynamoDB on-demand writes | $0.625 per million write request units | <https://aws.amazon.com/dynamodb/pricing/on-demand/> |
-//! | DynamoDB on-demand reads | $0.125 per million read request units | <https://aws.amazon.com/dynamodb/pricing/on-demand/> |
-//!
-//! Free tiers are not subtracted.
+//! The prices are [`crate::cost::US_EAST_1_2026_12`]'s (us-east-1, read 2026-12, each with its
+//! source page there); they change, so check them before relying on a figure. Free tiers are not
+//! subtracted.
 
-/// When the prices below were read.
-pub const PRICES_READ: &str = "2026-12";
-
-/// US dollars per million API Gateway WebSocket messages (<https://aws.amazon.com/api-gateway/pricing/>).
-pub const APIGW_PER_MILLION_MESSAGES: f64 = 1.00;
-/// US dollars per million connection minutes (<https://aws.amazon.com/api-gateway/pricing/>).
-pub const APIGW_PER_MILLION_CONNECTION_MINUTES: f64 = 0.25;
-/// US dollars per million Lambda requests (<https://aws.amazon.com/lambda/pricing/>).
-pub const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
-/// US dollars per GB-second of Lambda duration, x86 (<https://aws.amazon.com/lambda/pricing/>).
-pub const LAMBDA_PER_GB_SECOND: f64 = 0.000_016_666_7;
-/// US dollars per million DynamoDB on-demand write request units
-/// (<https://aws.amazon.com/dynamodb/pricing/on-demand/>).
-pub const DDB_PER_MILLION_WRU: f64 = 0.625;
-/// US dollars per million DynamoDB on-demand read request units
-/// (<https://aws.amazon.com/dynamodb/pricing/on-demand/>).
-pub const DDB_PER_MILLION_RRU: f64 = 0.125;
+use crate::cost::US_EAST_1_2026_12;
 
 /// What a storm used.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -72,16 +46,20 @@ impl Cost {
     /// The cost of `usage` at the prices above.
     pub fn of(usage: &Usage) -> Self {
         let per_million = |n: f64, price: f64| n / 1e6 * price;
+        let p = US_EAST_1_2026_12;
         Self {
-            messages: per_million(usage.messages as f64, APIGW_PER_MILLION_MESSAGES),
+            messages: per_million(usage.messages as f64, p.apigw_message_per_million),
             connection_minutes: per_million(
                 usage.connection_minutes,
-                APIGW_PER_MILLION_CONNECTION_MINUTES,
+                p.apigw_connection_minute_per_million,
             ),
-            lambda_requests: per_million(usage.lambda_requests as f64, LAMBDA_PER_MILLION_REQUESTS),
-            lambda_duration: usage.lambda_gb_seconds * LAMBDA_PER_GB_SECOND,
-            writes: per_million(usage.wru as f64, DDB_PER_MILLION_WRU),
-            reads: per_million(usage.rru as f64, DDB_PER_MILLION_RRU),
+            lambda_requests: per_million(
+                usage.lambda_requests as f64,
+                p.lambda_request_per_million,
+            ),
+            lambda_duration: usage.lambda_gb_seconds * p.lambda_gb_second_x86,
+            writes: per_million(usage.wru as f64, p.dynamodb_wru_per_million),
+            reads: per_million(usage.rru as f64, p.dynamodb_rru_per_million),
         }
     }
 

@@ -208,7 +208,7 @@ pub struct CentrifugoResult {
     pub dynamodb_saturated: Option<Duration>,
     /// The limit that refused first.
     pub bottleneck: Bottleneck,
-    /// Cost per hour of this load (prices of [`US_EAST_1_2026_12`](crate::hourly_cost::US_EAST_1_2026_12)).
+    /// Cost per hour of this load (prices of [`US_EAST_1_2026_12`](crate::cost::US_EAST_1_2026_12)).
     pub cost: HourlyCost,
     /// Virtual time until the last invocation ended.
     pub simulated: Duration,

@@ -4,7 +4,8 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::{CentrifugoResult, RegionResult};
-use crate::hourly_cost::{HourlyCost, HourlyUsage, US_EAST_1_2026_12};
+use crate::cost::US_EAST_1_2026_12;
+use crate::hourly_cost::{HourlyCost, HourlyUsage};
 
 /// The limit that refused something first (the one to raise first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
