@@ -1,23 +1,12 @@
 //! The command: bad input is a usage error (exit 2), never a panic; a small run prints the table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stateless-ws-sim"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::run;
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    for args in [
+    common::assert_usage_errors(&[
         &["broadcast", "--members", "0"][..],
         &["broadcast", "--members", "-5"],
         &["broadcast", "--members", "lots"],
@@ -29,11 +18,7 @@ fn bad_arguments_are_usage_errors() {
         &["broadcast", "--mode", "sideways"],
         &["no-such-scenario"],
         &[],
-    ] {
-        let (code, _, stderr) = run(args);
-        assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    }
+    ]);
 }
 
 #[test]

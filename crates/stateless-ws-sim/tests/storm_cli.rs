@@ -2,23 +2,12 @@
 //! one column per rate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stateless-ws-sim"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::run;
 
 #[test]
 fn bad_storm_arguments_are_usage_errors() {
-    for args in [
+    common::assert_usage_errors(&[
         &["storm", "--clients", "0"][..],
         &["storm", "--clients", "many"],
         &["storm", "--new-connections-rate", "0"],
@@ -27,11 +16,7 @@ fn bad_storm_arguments_are_usage_errors() {
         &["storm", "--group-size", "0"],
         &["storm", "--lambda-limit", "0"],
         &["storm", "--horizon-s", "0"],
-    ] {
-        let (code, _, stderr) = run(args);
-        assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    }
+    ]);
 }
 
 #[test]
