@@ -11,7 +11,7 @@ use aws_credential_types::credential_fn::provide_credentials_fn;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use futures_util::StreamExt;
-use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, Payload, SigV4Sender, Target};
+use stateless_ws::broadcast::{ConnectionSender, Payload, SigV4Sender, Target};
 use stateless_ws::lambda::{self, Context, RouteHandler};
 use stateless_ws::store::{ConnectionStore, ConnectionStoreExt, InMemoryStore};
 use stateless_ws::{ConnectionId, Error, Membership, RoomId, RouteResponse, WebSocketEvent};
@@ -343,26 +343,7 @@ async fn ministack_answers_gone_for_unknown_connections_to_both_senders() {
         "{}/_aws/execute-api/noapi1/prod",
         endpoint.trim_end_matches('/')
     );
-    let config = crate::common::local_sdk_config().await;
-    let senders: Vec<(&str, Arc<dyn ConnectionSender>)> = vec![
-        (
-            "ApiGatewaySender",
-            Arc::new(
-                ApiGatewaySender::new(&config)
-                    .with_default_endpoint(&endpoint)
-                    .unwrap(),
-            ),
-        ),
-        (
-            "SigV4Sender",
-            Arc::new(
-                SigV4Sender::new(&config)
-                    .unwrap()
-                    .with_default_endpoint(&endpoint)
-                    .unwrap(),
-            ),
-        ),
-    ];
+    let senders = crate::both_senders(&endpoint).await;
     let unknown = target("abcdef0123456789");
     for (name, sender) in senders {
         let post = sender.post(&unknown, &Payload::text("x").unwrap()).await;

@@ -21,3 +21,32 @@ mod memory;
 mod ministack_ws;
 mod mocks;
 mod streaming;
+
+use std::sync::Arc;
+
+use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, SigV4Sender};
+
+/// Both management API senders, named, on `endpoint` with the local SDK configuration: for the
+/// tests that must see the same outcome from each.
+pub(crate) async fn both_senders(endpoint: &str) -> Vec<(&'static str, Arc<dyn ConnectionSender>)> {
+    let config = common::local_sdk_config().await;
+    vec![
+        (
+            "ApiGatewaySender",
+            Arc::new(
+                ApiGatewaySender::new(&config)
+                    .with_default_endpoint(endpoint)
+                    .unwrap(),
+            ),
+        ),
+        (
+            "SigV4Sender",
+            Arc::new(
+                SigV4Sender::new(&config)
+                    .unwrap()
+                    .with_default_endpoint(endpoint)
+                    .unwrap(),
+            ),
+        ),
+    ]
+}

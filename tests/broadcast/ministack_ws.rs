@@ -4,7 +4,6 @@
 //! tokio-tungstenite client connects, learns its id, and receives what the senders post.
 #![cfg(all(feature = "apigw", feature = "dynamodb"))]
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -16,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use stateless_ws::broadcast::{ApiGatewaySender, ConnectionSender, Payload, SigV4Sender, Target};
+use stateless_ws::broadcast::{ConnectionSender, Payload, Target};
 use stateless_ws::{ConnectionId, Error};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -215,26 +214,7 @@ async fn both_senders_deliver_to_a_client_of_a_ministack_websocket_api() {
     let target = Target::new(ConnectionId::new(&id).unwrap());
 
     let endpoint = format!("{base}/_aws/execute-api/{api_id}/prod");
-    let config = crate::common::local_sdk_config().await;
-    let senders: Vec<(&str, Arc<dyn ConnectionSender>)> = vec![
-        (
-            "ApiGatewaySender",
-            Arc::new(
-                ApiGatewaySender::new(&config)
-                    .with_default_endpoint(&endpoint)
-                    .unwrap(),
-            ),
-        ),
-        (
-            "SigV4Sender",
-            Arc::new(
-                SigV4Sender::new(&config)
-                    .unwrap()
-                    .with_default_endpoint(&endpoint)
-                    .unwrap(),
-            ),
-        ),
-    ];
+    let senders = crate::both_senders(&endpoint).await;
     for (name, sender) in &senders {
         let text = format!("from {name}: héllo ✓");
         sender
