@@ -1,8 +1,19 @@
-//! AWS prices as dated constants, and the monthly cost of a workload's usage.
+//! AWS prices as dated constants, and the cost of a run's usage: the one price table and the
+//! one [`Usage`]/[`Cost`] pair of the plan, scenarios (a)/(d) and the storm.
 //!
 //! [`US_EAST_1_2026_12`] holds the on-demand list prices of us-east-1 as read in December 2026
 //! from AWS's pricing pages (each field names its page). Prices change: a plan states the date
-//! of the prices it used, and a newer [`Prices`] constant is the way to update them.
+//! of the prices it used, and a newer [`Prices`] constant is the way to update them. Free tiers
+//! are not subtracted.
+//!
+//! Three ways to price a [`Usage`], differing only in API Gateway's message tier (cheaper beyond
+//! a billion messages a month):
+//!
+//! - [`Prices::monthly`]: a month's usage (the capacity plan).
+//! - [`Prices::hourly`]: an hour of a load sustained all month — the tier is applied to 730
+//!   hours of it (scenarios (a) and (d)).
+//! - [`Prices::monthly`] of an hour's usage: an hour that is the month's only such load (the
+//!   reconnect storm, a one-off event).
 
 /// Hours in AWS's billing month.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -87,7 +98,8 @@ pub enum Arch {
     Arm64,
 }
 
-/// A month's usage of each billed dimension.
+/// Usage of each billed dimension over a period (a month for [`Prices::monthly`], an hour for
+/// [`Prices::hourly`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Usage {
@@ -111,7 +123,7 @@ pub struct Usage {
     pub transfer_out_gb: f64,
 }
 
-/// A month's cost by service, US dollars.
+/// Cost by service over the [`Usage`]'s period, US dollars.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Cost {
@@ -129,8 +141,43 @@ pub struct Cost {
     pub transfer_out: f64,
 }
 
+impl Usage {
+    /// Every dimension times `factor` (to turn a run's usage into an hour's, or an hour's into
+    /// a month's).
+    pub fn scaled(&self, factor: f64) -> Self {
+        Self {
+            apigw_messages: self.apigw_messages * factor,
+            connection_minutes: self.connection_minutes * factor,
+            lambda_requests: self.lambda_requests * factor,
+            lambda_gb_seconds: self.lambda_gb_seconds * factor,
+            wru: self.wru * factor,
+            rru: self.rru * factor,
+            storage_gb: self.storage_gb * factor,
+            sqs_requests: self.sqs_requests * factor,
+            transfer_out_gb: self.transfer_out_gb * factor,
+        }
+    }
+}
+
 impl Cost {
-    /// The month's total.
+    /// API Gateway: messages and connection minutes.
+    pub fn api_gateway(&self) -> f64 {
+        self.apigw_messages + self.connection_minutes
+    }
+
+    /// Every item times `factor`.
+    pub fn scaled(&self, factor: f64) -> Self {
+        Self {
+            apigw_messages: self.apigw_messages * factor,
+            connection_minutes: self.connection_minutes * factor,
+            lambda: self.lambda * factor,
+            dynamodb: self.dynamodb * factor,
+            sqs: self.sqs * factor,
+            transfer_out: self.transfer_out * factor,
+        }
+    }
+
+    /// The total.
     pub fn total(&self) -> f64 {
         self.apigw_messages
             + self.connection_minutes
@@ -165,6 +212,13 @@ impl Prices {
             sqs: usage.sqs_requests / million * self.sqs_request_per_million,
             transfer_out: usage.transfer_out_gb * self.transfer_out_per_gb,
         }
+    }
+
+    /// The cost of one hour of `usage` sustained for a month: the message tier is applied to
+    /// the month's volume (730 hours of this hour), then divided back to an hour.
+    pub fn hourly(&self, usage: &Usage, arch: Arch) -> Cost {
+        self.monthly(&usage.scaled(HOURS_PER_MONTH), arch)
+            .scaled(1.0 / HOURS_PER_MONTH)
     }
 
     /// Billed API Gateway message units of one message of `bytes` (at least 1).
@@ -211,5 +265,48 @@ mod tests {
             ..Usage::default()
         };
         assert!(p.monthly(&usage, Arch::Arm64).lambda < p.monthly(&usage, Arch::X86).lambda);
+    }
+
+    #[test]
+    fn a_million_of_each_costs_the_list_prices() {
+        let usage = Usage {
+            apigw_messages: 1e6,
+            connection_minutes: 1e6,
+            lambda_requests: 1e6,
+            lambda_gb_seconds: 1e6,
+            wru: 1e6,
+            rru: 1e6,
+            storage_gb: 1.0,
+            sqs_requests: 1e6,
+            transfer_out_gb: 1.0,
+        };
+        let cost = US_EAST_1_2026_12.monthly(&usage, Arch::X86);
+        let list = 1.0 + 0.25 + 0.2 + 16.6667 + 0.625 + 0.125 + 0.25 + 0.40 + 0.09;
+        assert!((cost.total() - list).abs() < 1e-3, "{cost:?}");
+        assert!((cost.api_gateway() - 1.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_hour_sustained_gets_the_months_message_tier() {
+        let p = US_EAST_1_2026_12;
+        // 1,000,000 messages an hour: 730 M a month, all in the first tier.
+        let small = p.hourly(
+            &Usage {
+                apigw_messages: 1e6,
+                ..Usage::default()
+            },
+            Arch::X86,
+        );
+        assert!((small.api_gateway() - 1.0).abs() < 1e-9);
+        // 10 B a month: 1 B at $1, 9 B at $0.80 → $8,200 a month.
+        let hour = Usage {
+            apigw_messages: 1e10 / HOURS_PER_MONTH,
+            ..Usage::default()
+        };
+        let big = p.hourly(&hour, Arch::X86);
+        assert!((big.api_gateway() * HOURS_PER_MONTH - 8_200.0).abs() < 1e-6);
+        // The same hour as the month's only load stays in the first tier.
+        let once = p.monthly(&hour, Arch::X86);
+        assert!((once.api_gateway() - 1e10 / HOURS_PER_MONTH / 1e6).abs() < 1e-6);
     }
 }

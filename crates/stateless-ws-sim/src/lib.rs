@@ -16,11 +16,11 @@
 //! | [`bucket`] | token buckets (the throttle; partition capacity) | — |
 //! | [`histogram`] | delivery latency quantiles | — |
 //! | [`scenario`] | (b) one broadcast to a room of N members, in-line vs queued | — |
-//! | [`plan`], [`plan_report`], [`cost`] | the capacity plan (analytic) and AWS's dated prices | — |
+//! | [`plan`], [`plan_report`] | the capacity plan (analytic) | — |
+//! | [`cost`] | AWS's dated prices; the cost of every scenario's usage (monthly, hourly) | — |
 //! | [`storm`] | (c) the reconnect storm: new-connection quota, `$connect` Lambdas, presence, resume | `ConnectionSender`, `ConnectionStore`, `MessageLog` |
 //! | [`centrifugo`] | (a) Centrifugo's workload for a simulated minute; (d) across regions | — |
 //! | [`regions`] | one sender routing each target by its management endpoint to its region's API | `ConnectionSender` |
-//! | [`hourly_cost`] | the cost per hour of a scenario (a)/(d) run, from dated prices | — |
 //!
 //! Every random draw comes from a seeded `fastrand::Rng` per model, and the crate's own jitter
 //! from `fastrand::seed`: the same seed gives the same figures.
@@ -41,7 +41,6 @@ pub mod clock;
 pub mod core;
 pub mod cost;
 pub mod histogram;
-pub mod hourly_cost;
 pub mod lambda;
 pub mod plan;
 pub mod plan_report;
@@ -50,7 +49,6 @@ pub mod scenario;
 pub mod sender;
 pub mod store;
 pub mod storm;
-pub mod storm_cost;
 pub mod storm_report;
 pub mod storm_seams;
 pub mod table;

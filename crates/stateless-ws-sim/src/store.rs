@@ -229,7 +229,16 @@ impl ConnectionStore for SimStore {
         let rows = limit.map_or(self.params.rows_per_page(), |n| {
             n.clamp(1, self.params.rows_per_page())
         });
-        let page = self.inner.room_page(room, cursor, Some(rows)).await?;
+        let mut page = self.inner.room_page(room, cursor, Some(rows)).await?;
+        // DynamoDB stops at `Limit` (or at 1 MB) and returns a `LastEvaluatedKey` even when
+        // nothing follows: a listing whose last page is exactly full makes one more, empty
+        // request. The in-memory store knows there is nothing after it; DynamoDB does not.
+        if page.next.is_none() && page.records.len() == rows {
+            page.next = page
+                .records
+                .last()
+                .map(|last| PageCursor::after(last.connection_id.clone()));
+        }
         let bytes = page.records.len().max(1) * self.params.record_bytes;
         let units = StoreParams::read_units(bytes);
         self.consume(room, units, false).await;
@@ -304,17 +313,42 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // 1,024 rows of 1 KB a page: 128 RCU a page, 256 RCU/s → 4 pages take ≥ 1 s.
+        // 1,024 rows of 1 KB a page: 128 RCU a page, 256 RCU/s → 4 pages take ≥ 1 s. The
+        // fourth is full, so DynamoDB asks for a fifth, empty one (½ unit, rounded up to 1).
         let start = tokio::time::Instant::now();
         let all = store.room_connections(&room).await.unwrap();
         assert_eq!(all.len(), 4_096);
         let stats = store.stats();
-        assert_eq!((stats.pages, stats.rcu), (4, 512));
+        assert_eq!((stats.pages, stats.rcu), (5, 513));
         assert!(stats.read_throttles >= 1);
         assert!(
             start.elapsed() >= Duration::from_secs(1),
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn an_exactly_full_last_page_costs_one_more_empty_request_as_on_dynamodb() {
+        for (members, requests) in [(999, 2), (1_000, 3), (1_001, 3), (0, 1)] {
+            let store = SimStore::new(StoreParams {
+                record_bytes: PAGE_BYTES / 500,
+                page_latency: Duration::ZERO,
+                page_latency_per_mb: Duration::ZERO,
+                ..StoreParams::default()
+            });
+            let room = RoomId::new("exact").unwrap();
+            for i in 0..members {
+                let id = ConnectionId::new(format!("c{i:05}=")).unwrap();
+                store
+                    .inner()
+                    .join(&Membership::new(id, room.clone()))
+                    .await
+                    .unwrap();
+            }
+            let all = store.room_connections(&room).await.unwrap();
+            assert_eq!(all.len(), members);
+            assert_eq!(store.stats().pages, requests, "{members} members");
+        }
     }
 }

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::cost::{Arch, Cost, US_EAST_1_2026_12, Usage};
 use crate::histogram::Histogram;
 use crate::sender::ApiStats;
 use crate::store::StoreStats;
 use crate::storm::StormScenario;
-use crate::storm_cost::{Cost, Usage};
 use crate::storm_seams::{FunctionStats, PostStats, ReadCounts};
 
 /// What the clients saw, gathered as they go.
@@ -142,24 +142,42 @@ impl StormResult {
             + self.clients.log_reads
     }
 
-    /// What limited the storm: the larger share of refused handshakes (quota or Lambda), else
-    /// the arrivals themselves; the account throttle is named when over 1 % of posts met a 429.
+    /// What limited the storm. The new-connection quota when it refused handshakes and the
+    /// storm ended near its pace — within 1.25 × max(N / rate, the window), plus the client's
+    /// longest backoff (the tail of full jitter); else Lambda concurrency when it throttled
+    /// `$connect`s; else the clients' own backoff. The account throttle is added when over 1 %
+    /// of posts met a 429 (at a lifted quota, `$connect`s waiting out their presence posts' 429s
+    /// are what fill the account's executions).
+    ///
+    /// Counting refusals alone misleads: at 5,000 new connections/s the quota still refuses
+    /// more handshakes than Lambda throttles, yet the storm takes 2.5 × its N / rate.
     pub fn bottleneck(&self) -> String {
         let refused = self.clients.refused;
         let lambda = self.totals.connect_fn.throttles;
+        let pace = self.quota_bound().max(self.scenario.window);
+        let took = self.time_to(1.0).unwrap_or(self.simulated);
+        let paced_by_quota = refused > 0 && took <= pace.mul_f64(1.25) + self.scenario.backoff.max;
         let mut out = if refused == 0 && lambda == 0 {
             "none: arrivals within every quota".to_owned()
-        } else if refused >= lambda {
+        } else if paced_by_quota {
             format!(
                 "API Gateway's new-connection quota ({}/s: N/rate = {:.0} s vs a {:.0} s window)",
                 self.scenario.new_connections_rate,
                 self.quota_bound().as_secs_f64(),
                 self.scenario.window.as_secs_f64()
             )
+        } else if lambda > 0 {
+            format!(
+                "Lambda concurrency ({} executions; {:.0} s against the quota's N/rate {:.0} s)",
+                self.scenario.lambda_limit,
+                took.as_secs_f64(),
+                self.quota_bound().as_secs_f64()
+            )
         } else {
             format!(
-                "Lambda concurrency ({} executions)",
-                self.scenario.lambda_limit
+                "the clients' backoff after refused handshakes ({:.0} s against N/rate {:.0} s)",
+                took.as_secs_f64(),
+                self.quota_bound().as_secs_f64()
             )
         };
         let posts = self.totals.api.posts.max(1);
@@ -200,27 +218,22 @@ impl StormResult {
             + c.resumes;
         let gb = self.scenario.memory_mb as f64 / 1024.0;
         Usage {
-            messages,
+            apigw_messages: messages as f64,
             connection_minutes,
-            lambda_requests: t.connect_fn.invocations + t.message_fn.invocations,
+            lambda_requests: (t.connect_fn.invocations + t.message_fn.invocations) as f64,
             lambda_gb_seconds: (t.connect_fn.billed + t.message_fn.billed).as_secs_f64() * gb,
-            wru: t.store.wcu * self.scenario.wru_per_join,
-            rru: self.rcu(),
+            wru: (t.store.wcu * self.scenario.wru_per_join) as f64,
+            rru: self.rcu() as f64,
+            ..Usage::default()
         }
     }
 
-    /// The cost of [`usage`](Self::usage), per hour of [`cost_span`](Self::cost_span).
+    /// The cost of [`usage`](Self::usage), per hour of [`cost_span`](Self::cost_span), at
+    /// [`US_EAST_1_2026_12`] on x86: a storm is a one-off, so its messages are priced in the
+    /// month's first tier.
     pub fn cost_per_hour(&self) -> Cost {
         let hours = self.cost_span().as_secs_f64() / 3_600.0;
-        let mut usage = self.usage();
-        let scale = |n: u64| (n as f64 / hours).round() as u64;
-        usage.messages = scale(usage.messages);
-        usage.connection_minutes /= hours;
-        usage.lambda_requests = scale(usage.lambda_requests);
-        usage.lambda_gb_seconds /= hours;
-        usage.wru = scale(usage.wru);
-        usage.rru = scale(usage.rru);
-        Cost::of(&usage)
+        US_EAST_1_2026_12.monthly(&self.usage().scaled(1.0 / hours), Arch::X86)
     }
 }
 
@@ -344,10 +357,10 @@ pub fn render(runs: &[StormResult]) -> String {
                 format!(
                     "${:.2} ({:.2} + {:.2} + {:.2} + {:.2})",
                     c.total(),
-                    c.messages,
+                    c.apigw_messages,
                     c.connection_minutes,
-                    c.lambda_requests + c.lambda_duration,
-                    c.writes + c.reads
+                    c.lambda,
+                    c.dynamodb
                 )
             },
         ),
@@ -376,4 +389,54 @@ pub fn render(runs: &[StormResult]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storm::StormScenario;
+
+    /// A storm of 1,000 clients at 5 new connections/s (N/rate 200 s) in a 30 s window that
+    /// took `took`, with `refused` handshakes and `throttles` Lambda throttles.
+    fn storm(took: u64, refused: u64, throttles: u64) -> StormResult {
+        let scenario = StormScenario {
+            clients: 1_000,
+            window: Duration::from_secs(30),
+            new_connections_rate: 5,
+            ..StormScenario::default()
+        };
+        let clients = ClientFigures {
+            refused,
+            connected_at: (0..1_000u64)
+                .map(|i| Duration::from_millis(took * 1_000 * (i + 1) / 1_000))
+                .collect(),
+            ..ClientFigures::default()
+        };
+        let mut totals = Totals::default();
+        totals.connect_fn.throttles = throttles;
+        StormResult::new(
+            scenario,
+            clients,
+            totals,
+            Duration::from_secs(took),
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn the_quota_is_the_bottleneck_only_when_the_storm_kept_its_pace() {
+        // Near N/rate: the quota, however many handshakes Lambda throttled.
+        assert!(
+            storm(210, 5_000, 1_000)
+                .bottleneck()
+                .contains("new-connection quota")
+        );
+        // 2.5 × N/rate with more quota refusals than Lambda throttles: Lambda set the pace.
+        let slow = storm(500, 5_000, 1_000).bottleneck();
+        assert!(slow.starts_with("Lambda concurrency"), "{slow}");
+        // Slow with no Lambda throttle: the clients' backoff.
+        let backoff = storm(500, 5_000, 0).bottleneck();
+        assert!(backoff.starts_with("the clients' backoff"), "{backoff}");
+        assert!(storm(20, 0, 0).bottleneck().starts_with("none"));
+    }
 }

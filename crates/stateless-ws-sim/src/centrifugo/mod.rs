@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use report::{Bottleneck, render};
 
-use crate::hourly_cost::HourlyCost;
+use crate::cost::Cost;
 use crate::sender::ApiParams;
 use crate::store::StoreParams;
 
@@ -209,7 +209,7 @@ pub struct CentrifugoResult {
     /// The limit that refused first.
     pub bottleneck: Bottleneck,
     /// Cost per hour of this load (prices of [`US_EAST_1_2026_12`](crate::cost::US_EAST_1_2026_12)).
-    pub cost: HourlyCost,
+    pub cost: Cost,
     /// Virtual time until the last invocation ended.
     pub simulated: Duration,
     /// Real time of the run.

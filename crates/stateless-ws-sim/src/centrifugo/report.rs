@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{CentrifugoResult, RegionResult};
 use crate::cost::US_EAST_1_2026_12;
-use crate::hourly_cost::{HourlyCost, HourlyUsage};
+use crate::cost::{Arch, Cost, Usage};
 
 /// The limit that refused something first (the one to raise first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,26 +79,28 @@ pub(super) fn bottleneck(result: &CentrifugoResult) -> Bottleneck {
 }
 
 /// The run's usage scaled to an hour, priced with [`US_EAST_1_2026_12`].
-pub(super) fn hourly_cost(result: &CentrifugoResult) -> HourlyCost {
+pub(super) fn hourly_cost(result: &CentrifugoResult) -> Cost {
     let s = &result.scenario;
     let secs = s.duration.as_secs_f64().max(1e-9);
-    let per_hour = 3_600.0 / secs;
     let t = &result.total;
     let prices = US_EAST_1_2026_12;
     let units = prices.apigw_units(s.payload_bytes as u64) as f64;
     let messages = (t.offered - t.inbound_429) as f64 + (t.posts - t.post_429) as f64;
-    let usage = HourlyUsage {
-        apigw_messages: messages * units * per_hour,
-        connection_minutes: s.connections as f64 * 60.0,
-        lambda_requests: t.invocations as f64 * per_hour,
-        lambda_gb_seconds: t.lambda_time.as_secs_f64() * s.lambda_memory_mb as f64 / 1_024.0
-            * per_hour,
-        arm64: s.arm64,
-        dynamodb_writes: result.wcu as f64 * per_hour,
-        dynamodb_reads: result.rcu as f64 * per_hour,
-        sqs_requests: 0.0,
+    // The run's usage, then an hour of it (connection minutes are an hour's already).
+    let run = Usage {
+        apigw_messages: messages * units,
+        lambda_requests: t.invocations as f64,
+        lambda_gb_seconds: t.lambda_time.as_secs_f64() * s.lambda_memory_mb as f64 / 1_024.0,
+        wru: result.wcu as f64,
+        rru: result.rcu as f64,
+        ..Usage::default()
     };
-    prices.hourly(&usage)
+    let hour = Usage {
+        connection_minutes: s.connections as f64 * 60.0,
+        ..run.scaled(3_600.0 / secs)
+    };
+    let arch = if s.arm64 { Arch::Arm64 } else { Arch::X86 };
+    prices.hourly(&hour, arch)
 }
 
 impl RegionResult {
@@ -206,7 +208,7 @@ pub fn render(result: &CentrifugoResult) -> String {
         result.write_throttles,
         at(result.dynamodb_saturated),
         result.bottleneck,
-        c.api_gateway,
+        c.api_gateway(),
         c.lambda,
         c.dynamodb,
         c.total(),

@@ -524,7 +524,7 @@ impl CentrifugoScenario {
             write_throttles: stats.write_throttles,
             dynamodb_saturated,
             bottleneck: super::Bottleneck::None,
-            cost: crate::hourly_cost::HourlyCost::default(),
+            cost: crate::cost::Cost::default(),
             simulated,
             wall: Duration::ZERO,
         };
