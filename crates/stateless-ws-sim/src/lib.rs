@@ -50,6 +50,7 @@ pub mod scenario;
 pub mod sender;
 pub mod store;
 pub mod storm;
+mod storm_attempts;
 pub mod storm_cost;
 pub mod storm_report;
 pub mod storm_seams;
