@@ -49,6 +49,7 @@ pub mod scenario;
 pub mod sender;
 pub mod store;
 pub mod storm;
+mod storm_attempts;
 pub mod storm_report;
 pub mod storm_seams;
 pub mod table;

@@ -29,6 +29,18 @@
 //!    (group rooms hold [`StormScenario::missed_messages`]), posting its `room.history` page. A
 //!    throttled invocation is asked again after the client's `answerTimeoutMs` (10 s).
 //!
+//! **Running it.** Each handshake refused by the quota costs the client only a backoff draw, and
+//! a million clients make over a hundred million of them at the default quota, so refused
+//! attempts do not run as tasks: one scheduler (the `storm_attempts` module) keeps every client's
+//! pending attempt in a binary heap ordered by time, then a fixed scramble of the client number,
+//! with each client's rng and attempt count in vectors, and tries every attempt due against the
+//! quota in that order.
+//! An admitted client gets a task that runs its `$connect` invocation and, once open, its
+//! resumes; a `$connect` that fails or is throttled puts the client back in the heap (the same
+//! backoff) and ends the task. The model is the per-client loop's: the same draws in the same
+//! sequence per client, at the same millisecond ticks; only the order of attempts falling due in
+//! the same millisecond differs (heap order instead of the timer wheel's).
+//!
 //! Not modelled: `$disconnect` (the old connections' records are taken as removed and their
 //! `"left"` announcements as done before the storm), the authorizer, presence in the personal
 //! room, the client's `members` request, API Gateway's own latency apart from
@@ -45,12 +57,15 @@ use stateless_ws::presence::Presence;
 use stateless_ws::queue::RoomDispatch;
 use stateless_ws::store::ConnectionStore;
 use stateless_ws::{ConnectionId, Membership, Result, RoomId, UserId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bucket::TokenBucket;
 use crate::clock::SimClock;
 use crate::sender::{ApiParams, SimApi, SimSender};
 use crate::store::{SimStore, StoreParams};
+use crate::storm_attempts::Attempts;
 use crate::storm_report::{ClientFigures, StormResult, Totals};
 use crate::storm_seams::{
     LambdaAccount, Ledger, MeteredStore, PostKind, StormSender, SyncFunction,
@@ -197,6 +212,7 @@ struct World {
     connect_fn: SyncFunction,
     message_fn: SyncFunction,
     figures: Mutex<ClientFigures>,
+    attempts: Attempts,
 }
 
 impl World {
@@ -255,9 +271,10 @@ impl StormScenario {
         }
         let account = LambdaAccount::new(self.lambda_limit, self.other_concurrency);
         let rate = self.new_connections_rate;
+        let start = Instant::now();
         let world = Arc::new(World {
             s: self.clone(),
-            start: Instant::now(),
+            start,
             quota: Mutex::new(TokenBucket::new(
                 rate,
                 self.new_connections_burst.unwrap_or(rate),
@@ -273,25 +290,45 @@ impl StormScenario {
             connect_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
             message_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
             figures: Mutex::default(),
+            attempts: Attempts::new(self, start)?,
         });
         let sampler = tokio::spawn(sample(Arc::clone(&world)));
-        let mut cuts = fastrand::Rng::with_seed(self.seed ^ 0xc075);
-        let mut tasks = Vec::with_capacity(self.clients);
-        for i in 0..self.clients {
-            let cut = self.window.mul_f64(cuts.f64());
-            tasks.push(tokio::spawn(client(Arc::clone(&world), i, cut)));
-        }
-        let horizon = world.start + self.horizon;
-        let mut errors = Vec::new();
-        for task in tasks {
-            match tokio::time::timeout_at(horizon, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => errors.push(e.chain().to_string()),
-                Ok(Err(join)) => errors.push(join.to_string()),
-                Err(_) => break,
+        let (tasks, mut spawned) = mpsc::unbounded_channel();
+        let mut scheduler = tokio::spawn(schedule(Arc::clone(&world), tasks));
+        // Every client ends in one task that returns `Exit::Done` (or fails); its earlier tasks,
+        // whose `$connect` failed, return `Exit::Retried`. Clients not done by the horizon are
+        // counted failed (not connected).
+        let deadline = tokio::time::sleep_until(world.start + self.horizon);
+        tokio::pin!(deadline);
+        let (mut done, mut errors) = (0, Vec::new());
+        while done < self.clients {
+            tokio::select! {
+                biased;
+                task = spawned.recv() => {
+                    let Some(task) = task else {
+                        // The scheduler holds the sender and never returns: it panicked.
+                        if let Err(join) = (&mut scheduler).await {
+                            errors.push(format!("the scheduler failed: {join}"));
+                        }
+                        break;
+                    };
+                    tokio::select! {
+                        biased;
+                        exit = task => match exit {
+                            Ok(Ok(Exit::Retried)) => continue,
+                            Ok(Ok(Exit::Done)) => {}
+                            Ok(Err(e)) => errors.push(e.chain().to_string()),
+                            Err(join) => errors.push(join.to_string()),
+                        },
+                        () = &mut deadline => break,
+                    }
+                    done += 1;
+                }
+                () = &mut deadline => break,
             }
         }
         let simulated = world.start.elapsed();
+        scheduler.abort();
         sampler.abort();
         let totals = Totals {
             api: world.api.stats(),
@@ -331,49 +368,66 @@ async fn sample(world: Arc<World>) {
     }
 }
 
-/// One client: cut, reconnect as `resumable.js` does, then resume its rooms.
-async fn client(world: Arc<World>, i: usize, cut: Duration) -> Result<()> {
-    let s = &world.s;
-    let (me, user, personal, group) = ids(i, s.group_size)?;
-    let mut rng = fastrand::Rng::with_seed(s.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64);
-    tokio::time::sleep_until(world.start + cut + s.backoff.delay(0, &mut rng)).await;
-    let first_attempt = Instant::now();
-    let mut attempt = 1u32;
-    loop {
-        let admitted = world
-            .quota
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_take(1);
-        if admitted {
-            let w = Arc::clone(&world);
-            let (me2, user2, personal2, group2) =
-                (me.clone(), user.clone(), personal.clone(), group.clone());
-            // Boxed: a client waiting out its backoff then holds a pointer, not the handler's
-            // future (kilobytes, times a million clients).
-            let outcome = Box::pin(world.connect_fn.invoke(move |core| async move {
-                connect(&w, core, me2, user2, personal2, group2).await
-            }))
-            .await;
-            match outcome {
-                Some(Ok(())) => break,
-                Some(Err(_)) => world.figures().connect_errors += 1,
-                None => {}
+/// How a client's task ended.
+enum Exit {
+    /// Its `$connect` failed or was throttled: the client is back in the scheduler's heap.
+    Retried,
+    /// Connected (and resumed, when the scenario resumes).
+    Done,
+}
+
+/// The scheduler: tries each client's attempts against the quota as they fall due and spawns
+/// a task for each admitted one ([`attempt`]), its handle sent to `tasks`.
+async fn schedule(world: Arc<World>, tasks: mpsc::UnboundedSender<JoinHandle<Result<Exit>>>) {
+    world
+        .attempts
+        .run(&world.quota, |admitted, refused| {
+            if refused > 0 {
+                world.figures().refused += refused;
             }
-        } else {
-            world.figures().refused += 1;
+            for &i in admitted {
+                // Nobody to tell once the run is over (the receiver is gone): ignored.
+                let _ = tasks.send(tokio::spawn(attempt(Arc::clone(&world), i)));
+            }
+        })
+        .await;
+}
+
+/// One admitted handshake of client `i`: its `$connect`, then, once open, its resumes as
+/// `resumable.js` does. A failed or throttled `$connect` puts the client back in the heap.
+async fn attempt(world: Arc<World>, i: u32) -> Result<Exit> {
+    let s = &world.s;
+    let (me, user, personal, group) = ids(i as usize, s.group_size)?;
+    let w = Arc::clone(&world);
+    let (me2, user2, personal2, group2) =
+        (me.clone(), user.clone(), personal.clone(), group.clone());
+    // Boxed: the task then holds a pointer during its resumes and the settle wait, not the
+    // handler's future (kilobytes, times the clients connected at once).
+    let outcome =
+        Box::pin(world.connect_fn.invoke(move |core| async move {
+            connect(&w, core, me2, user2, personal2, group2).await
+        }))
+        .await;
+    match outcome {
+        Some(Ok(())) => {}
+        Some(Err(_)) => {
+            world.figures().connect_errors += 1;
+            world.attempts.retry(i);
+            return Ok(Exit::Retried);
         }
-        let wait = s.handshake_rtt + s.backoff.delay(attempt, &mut rng);
-        attempt = attempt.saturating_add(1);
-        tokio::time::sleep(wait).await;
+        None => {
+            world.attempts.retry(i);
+            return Ok(Exit::Retried);
+        }
     }
     world.ledger.open(me.clone());
+    let (first_attempt, attempts) = world.attempts.made(i);
     {
         let mut f = world.figures();
         f.connect_latency.record(first_attempt.elapsed());
         f.connected_at.push(world.start.elapsed());
-        f.attempts += u64::from(attempt);
-        f.max_attempts = f.max_attempts.max(attempt);
+        f.attempts += u64::from(attempts);
+        f.max_attempts = f.max_attempts.max(attempts);
     }
     if s.resume {
         Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
@@ -382,7 +436,7 @@ async fn client(world: Arc<World>, i: usize, cut: Duration) -> Result<()> {
             Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
         }
     }
-    Ok(())
+    Ok(Exit::Done)
 }
 
 /// The `$connect` handler: both joins, then the group room's presence announcement.

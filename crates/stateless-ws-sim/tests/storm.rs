@@ -112,6 +112,14 @@ fn a_full_lambda_account_throttles_connects_and_they_retry() {
     let r = s.run().unwrap();
     assert_eq!((r.connected, r.failed), (1_000, 0));
     assert!(r.totals.connect_fn.throttles > 0);
+    // A throttled $connect comes back as a retry: every attempt of every client was refused
+    // by the quota, throttled by Lambda, or ran (the last one connected).
+    let f = &r.totals.connect_fn;
+    assert_eq!(
+        r.clients.attempts,
+        r.clients.refused + f.throttles + f.invocations
+    );
+    assert!(r.clients.max_attempts > 1);
     assert!(r.totals.peak_concurrency <= 2);
     assert!(r.bottleneck().contains("Lambda"), "{}", r.bottleneck());
 }
