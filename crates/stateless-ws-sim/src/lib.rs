@@ -50,6 +50,7 @@ pub mod sender;
 pub mod store;
 pub mod storm;
 mod storm_attempts;
+mod storm_handlers;
 pub mod storm_report;
 pub mod storm_seams;
 pub mod table;

@@ -10,6 +10,17 @@
 //! at attempt 0. Once open it resumes every room, and a second time `settleMs` (1.5 s) later
 //! when no live message came (none does in this scenario).
 //!
+//! **The cut** (on by default, [`StormScenario::disconnect`]): every client starts with its old
+//! connection's two records in the store (connected 2 h before). At its cut API Gateway closes
+//! the old connection — posts to it answer 410, and the broadcaster's Gone cleanup removes its
+//! records — and invokes `$disconnect` once (`storm_handlers`): an execution of the same
+//! account's concurrency or a throttle, which API Gateway does not retry (the records stay until
+//! a post's 410 or the TTL removes them). The handler removes both records
+//! (`ConnectionStoreExt::disconnect`: 1 WCU each on the rooms' partitions) and announces
+//! `"left"` to the group room with the real [`Presence::left`](stateless_ws::presence::Presence::left) through the account throttle.
+//! While the old record exists, a new connection of the same user is not its first in the room,
+//! so `Presence::entered` announces no `"joined"`.
+//!
 //! A handshake meets, in turn:
 //!
 //! 1. **API Gateway's new-connection quota**: 500 per second per account and region (FACTS.md),
@@ -21,11 +32,11 @@
 //!    skipped. The handler, on the instance's core, spends [`StormScenario::connect_cpu`], writes
 //!    both records ([`ConnectionStore::join`] through the [`SimStore`]: the room GSI partition of
 //!    a room of 10 is not hot; the base table is keyed by connection id and spreads) and announces
-//!    the join to the group room with the real [`Presence::entered`], posting through a
+//!    the join to the group room with the real [`Presence::entered`](stateless_ws::presence::Presence::entered), posting through a
 //!    [`StormSender`] on the region's [`SimApi`] (the account throttle, 10,000/s, shared with the
 //!    resumes' posts). The connection is open when the handler returns.
 //! 3. **Resume** (optional): one message-route invocation per room, each a `membership` read then
-//!    the real [`Publisher::resume`] from the start of the room's history in an [`InMemoryLog`]
+//!    the real [`Publisher::resume`](stateless_ws::history::Publisher::resume) from the start of the room's history in an [`InMemoryLog`]
 //!    (group rooms hold [`StormScenario::missed_messages`]), posting its `room.history` page. A
 //!    throttled invocation is asked again after the client's `answerTimeoutMs` (10 s).
 //!
@@ -41,20 +52,14 @@
 //! sequence per client, at the same millisecond ticks; only the order of attempts falling due in
 //! the same millisecond differs (heap order instead of the timer wheel's).
 //!
-//! Not modelled: `$disconnect` (the old connections' records are taken as removed and their
-//! `"left"` announcements as done before the storm), the authorizer, presence in the personal
-//! room, the client's `members` request, API Gateway's own latency apart from
+//! Not modelled: the authorizer, presence in the personal room, the client's `members` request, API Gateway's own latency apart from
 //! [`StormScenario::handshake_rtt`], and clients that give up.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster};
-use stateless_ws::history::{
-    InMemoryLog, LogMessage, MessageLog, Position, Publisher, ResumeLimits,
-};
-use stateless_ws::presence::Presence;
-use stateless_ws::queue::RoomDispatch;
+use stateless_ws::history::{InMemoryLog, LogMessage, MessageLog};
 use stateless_ws::store::ConnectionStore;
 use stateless_ws::{ConnectionId, Membership, Result, RoomId, UserId};
 use tokio::sync::mpsc;
@@ -63,9 +68,10 @@ use tokio::time::Instant;
 
 use crate::bucket::TokenBucket;
 use crate::clock::SimClock;
-use crate::sender::{ApiParams, SimApi, SimSender};
+use crate::sender::{ApiParams, SimApi};
 use crate::store::{SimStore, StoreParams};
 use crate::storm_attempts::Attempts;
+use crate::storm_handlers;
 use crate::storm_report::{ClientFigures, StormResult, Totals};
 use crate::storm_seams::{
     LambdaAccount, Ledger, MeteredStore, PostKind, StormSender, SyncFunction,
@@ -158,6 +164,9 @@ pub struct StormScenario {
     pub resume: bool,
     /// Resume a second time after `settleMs` (default true, as `resumable.js` does).
     pub settle: bool,
+    /// Cut the old connections and run their `$disconnect`s (default true); false: the old
+    /// records are taken as removed, and their `"left"` announcements as made, before the storm.
+    pub disconnect: bool,
     /// Messages each group room's log holds that its clients missed (default 3).
     pub missed_messages: usize,
     /// The run stops here; clients not connected by then are counted failed (default 4 h).
@@ -192,6 +201,7 @@ impl Default for StormScenario {
             presence: true,
             resume: true,
             settle: true,
+            disconnect: true,
             missed_messages: 3,
             horizon: Duration::from_secs(4 * 3600),
             wru_per_join: 3,
@@ -200,34 +210,41 @@ impl Default for StormScenario {
 }
 
 /// What every client task shares.
-struct World {
-    s: StormScenario,
-    start: Instant,
+pub(crate) struct World {
+    pub(crate) s: StormScenario,
+    pub(crate) start: Instant,
     quota: Mutex<TokenBucket>,
-    api: Arc<SimApi>,
+    pub(crate) api: Arc<SimApi>,
     store: MeteredStore,
-    shared: Arc<dyn ConnectionStore>,
-    log: Arc<dyn MessageLog>,
-    ledger: Arc<Ledger>,
+    pub(crate) shared: Arc<dyn ConnectionStore>,
+    pub(crate) log: Arc<dyn MessageLog>,
+    pub(crate) ledger: Arc<Ledger>,
     connect_fn: SyncFunction,
-    message_fn: SyncFunction,
+    pub(crate) message_fn: SyncFunction,
+    pub(crate) disconnect_fn: SyncFunction,
     figures: Mutex<ClientFigures>,
     attempts: Attempts,
 }
 
 impl World {
-    fn figures(&self) -> std::sync::MutexGuard<'_, ClientFigures> {
+    pub(crate) fn figures(&self) -> std::sync::MutexGuard<'_, ClientFigures> {
         self.figures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn broadcaster(&self, sender: StormSender) -> Broadcaster {
+    pub(crate) fn broadcaster(&self, sender: StormSender) -> Broadcaster {
         let mut config = BroadcastConfig::default();
         config.list_delivered = false;
         Broadcaster::new(Arc::clone(&self.shared), Arc::new(sender)).with_config(config)
     }
 }
 
-fn ids(i: usize, group_size: usize) -> Result<(ConnectionId, UserId, RoomId, RoomId)> {
+/// Client `i`'s connection cut by the storm.
+pub(crate) fn old_id(i: usize) -> Result<ConnectionId> {
+    ConnectionId::new(format!("O{i:08x}="))
+}
+
+/// Client `i`'s new connection, user, personal room and group room.
+pub(crate) fn ids(i: usize, group_size: usize) -> Result<(ConnectionId, UserId, RoomId, RoomId)> {
     Ok((
         ConnectionId::new(format!("N{i:08x}="))?,
         UserId::new(format!("u{i}"))?,
@@ -289,9 +306,31 @@ impl StormScenario {
             ledger: Ledger::new(),
             connect_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
             message_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
+            disconnect_fn: SyncFunction::new(Arc::clone(&account), self.cold_start),
             figures: Mutex::default(),
             attempts: Attempts::new(self, start)?,
         });
+        if self.disconnect {
+            // The connections the storm cuts, 2 hours old, loaded at no simulated cost.
+            let now = world.shared.clock().now();
+            let then = now
+                .checked_sub(Duration::from_secs(2 * 3600))
+                .unwrap_or(now)
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for i in 0..self.clients {
+                let (_, user, personal, group) = ids(i, self.group_size)?;
+                let old = old_id(i)?;
+                for room in [personal, group] {
+                    let record = Membership::new(old.clone(), room)
+                        .with_user(user.clone())
+                        .with_connected_at(then);
+                    world.store.inner().inner().join(&record).await?;
+                }
+                world.ledger.open(old);
+            }
+        }
+        let cutter = tokio::spawn(storm_handlers::cut(Arc::clone(&world)));
         let sampler = tokio::spawn(sample(Arc::clone(&world)));
         let (tasks, mut spawned) = mpsc::unbounded_channel();
         let mut scheduler = tokio::spawn(schedule(Arc::clone(&world), tasks));
@@ -327,6 +366,13 @@ impl StormScenario {
                 () = &mut deadline => break,
             }
         }
+        // The `$disconnect`s still running (a storm shorter than its window).
+        match tokio::time::timeout_at(world.start + self.horizon, cutter).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => errors.push(e.chain().to_string()),
+            Ok(Err(join)) => errors.push(format!("the cuts failed: {join}")),
+            Err(_) => errors.push("the cuts did not finish by the horizon".to_owned()),
+        }
         let simulated = world.start.elapsed();
         scheduler.abort();
         sampler.abort();
@@ -336,8 +382,10 @@ impl StormScenario {
             reads: world.store.counts(),
             presence: world.ledger.stats(PostKind::Presence),
             resume: world.ledger.stats(PostKind::Resume),
+            departure: world.ledger.stats(PostKind::Departure),
             connect_fn: world.connect_fn.stats(),
             message_fn: world.message_fn.stats(),
+            disconnect_fn: world.disconnect_fn.stats(),
             peak_concurrency: account.peak(),
         };
         let figures = std::mem::take(&mut *world.figures());
@@ -403,11 +451,10 @@ async fn attempt(world: Arc<World>, i: u32) -> Result<Exit> {
         (me.clone(), user.clone(), personal.clone(), group.clone());
     // Boxed: the task then holds a pointer during its resumes and the settle wait, not the
     // handler's future (kilobytes, times the clients connected at once).
-    let outcome =
-        Box::pin(world.connect_fn.invoke(move |core| async move {
-            connect(&w, core, me2, user2, personal2, group2).await
-        }))
-        .await;
+    let outcome = Box::pin(world.connect_fn.invoke(move |core| async move {
+        storm_handlers::connect(&w, core, me2, user2, personal2, group2).await
+    }))
+    .await;
     match outcome {
         Some(Ok(())) => {}
         Some(Err(_)) => {
@@ -430,110 +477,11 @@ async fn attempt(world: Arc<World>, i: u32) -> Result<Exit> {
         f.max_attempts = f.max_attempts.max(attempts);
     }
     if s.resume {
-        Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
+        Box::pin(storm_handlers::resume_rooms(&world, &me, &personal, &group)).await;
         if s.settle {
             tokio::time::sleep(s.backoff.settle).await;
-            Box::pin(resume_rooms(&world, &me, &personal, &group)).await;
+            Box::pin(storm_handlers::resume_rooms(&world, &me, &personal, &group)).await;
         }
     }
     Ok(Exit::Done)
-}
-
-/// The `$connect` handler: both joins, then the group room's presence announcement.
-async fn connect(
-    world: &World,
-    core: crate::core::SimCore,
-    me: ConnectionId,
-    user: UserId,
-    personal: RoomId,
-    group: RoomId,
-) -> Result<()> {
-    core.run(world.s.connect_cpu).await;
-    let now = world
-        .shared
-        .clock()
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let record = |room: RoomId| {
-        Membership::new(me.clone(), room)
-            .with_user(user.clone())
-            .with_connected_at(now)
-    };
-    let group_record = record(group);
-    world.shared.join(&record(personal)).await?;
-    world.shared.join(&group_record).await?;
-    if world.s.presence {
-        let sender = StormSender::new(
-            SimSender::on_core(Arc::clone(&world.api), core),
-            Arc::clone(&world.ledger),
-            PostKind::Presence,
-            Instant::now(),
-        );
-        let report = Presence::new(world.broadcaster(sender))
-            .entered(&group_record)
-            .await?;
-        let mut f = world.figures();
-        f.announcements += report.announcements.len() as u64;
-        f.kept_connecting += report.kept_connecting.len() as u64;
-        f.cleaned += report.cleaned.len() as u64;
-    }
-    Ok(())
-}
-
-/// Resumes both rooms at once, each in its own message-route invocation, asked again after the
-/// client's answer timeout while throttled.
-async fn resume_rooms(world: &Arc<World>, me: &ConnectionId, personal: &RoomId, group: &RoomId) {
-    tokio::join!(resume(world, me, personal), resume(world, me, group));
-}
-
-async fn resume(world: &Arc<World>, me: &ConnectionId, room: &RoomId) {
-    let asked = Instant::now();
-    loop {
-        let w = Arc::clone(world);
-        let outcome = world
-            .message_fn
-            .invoke(|core| async move {
-                core.run(w.s.message_cpu).await;
-                let Some(membership) = w.shared.membership(me, room).await? else {
-                    return Ok(None);
-                };
-                let sender = StormSender::new(
-                    SimSender::on_core(Arc::clone(&w.api), core),
-                    Arc::clone(&w.ledger),
-                    PostKind::Resume,
-                    asked,
-                );
-                let publisher =
-                    Publisher::new(Arc::clone(&w.log), RoomDispatch::new(w.broadcaster(sender)));
-                let resumed = publisher
-                    .resume(
-                        &membership,
-                        room,
-                        &Position::start(),
-                        ResumeLimits::default(),
-                    )
-                    .await?;
-                Ok::<_, stateless_ws::Error>(Some(resumed))
-            })
-            .await;
-        {
-            let mut f = world.figures();
-            match outcome {
-                Some(Ok(Some(resumed))) => {
-                    f.resumes += 1;
-                    f.log_reads += resumed.pages as u64;
-                    f.recovered_messages += resumed.messages as u64;
-                    f.resume_latency.record(asked.elapsed());
-                    return;
-                }
-                Some(Ok(None)) | Some(Err(_)) => {
-                    f.resume_errors += 1;
-                    return;
-                }
-                None => f.resume_throttled += 1,
-            }
-        }
-        tokio::time::sleep(world.s.backoff.answer_timeout).await;
-    }
 }

@@ -9,9 +9,10 @@
 //! lives in a vector indexed by client number. One task, [`Attempts::run`], waits for the
 //! earliest entry, then takes every entry due in order: a handshake the new-connection quota
 //! refuses is counted and the client put back at its retry time, with no task of its own; an
-//! admitted one is handed to the storm, which spawns the client's `$connect` task. A `$connect` that fails or is throttled puts the client back through
-//! [`Attempts::retry`], which wakes the scheduler to look at the heap again (the new entry may
-//! be earlier than the one it waits for).
+//! admitted one is handed to the storm, which spawns the client's `$connect` task. A
+//! `$connect` that fails or is throttled puts the client back through [`Attempts::retry`],
+//! which wakes the scheduler to look at the heap again (the new entry may be earlier than the
+//! one it waits for).
 //!
 //! The draws are the ones a client's own loop made: the same seed per client, `delay(0)` after
 //! the cut, then `handshake_rtt + delay(attempt)` after each failure, in the same sequence.
@@ -36,6 +37,13 @@ use crate::storm::{Backoff, StormScenario};
 /// per-client tasks at 100,000 clients).
 fn tag(i: u32) -> u32 {
     i.wrapping_mul(0x9e37_79b1)
+}
+
+/// Each client's cut, from the start, in client order: a uniform draw within the window from
+/// the scenario's cut seed (the same sequence every time it is called).
+pub(crate) fn cut_times(s: &StormScenario) -> impl Iterator<Item = Duration> + '_ {
+    let mut cuts = fastrand::Rng::with_seed(s.seed ^ 0xc075);
+    (0..s.clients).map(move |_| s.window.mul_f64(cuts.f64()))
 }
 
 /// One client's reconnect state.
@@ -78,11 +86,9 @@ impl Attempts {
         let n = u32::try_from(s.clients).map_err(|_| stateless_ws::Error::Config {
             message: format!("{} clients: at most {} are simulated", s.clients, u32::MAX),
         })?;
-        let mut cuts = fastrand::Rng::with_seed(s.seed ^ 0xc075);
         let mut heap = BinaryHeap::with_capacity(s.clients);
         let mut clients = Vec::with_capacity(s.clients);
-        for i in 0..n {
-            let cut = s.window.mul_f64(cuts.f64());
+        for (i, cut) in (0..n).zip(cut_times(s)) {
             let mut rng =
                 fastrand::Rng::with_seed(s.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(i));
             heap.push(Reverse((

@@ -52,6 +52,10 @@ pub(crate) struct StormArgs {
     /// No second resume `settleMs` after the open.
     #[arg(long)]
     no_settle: bool,
+    /// No cut connections in the store and no `$disconnect`s (their records taken as removed,
+    /// and their "left" announcements as made, before the storm).
+    #[arg(long)]
+    no_disconnect: bool,
     /// Stop after this many simulated seconds (clients still retrying count as failed).
     #[arg(long, default_value_t = 14_400, value_parser = clap::value_parser!(u64).range(1..=864_000))]
     horizon_s: u64,
@@ -80,6 +84,7 @@ fn scenario(args: &StormArgs, rate: u64) -> StormScenario {
     s.presence = !args.no_presence;
     s.resume = !args.no_resume;
     s.settle = !args.no_settle;
+    s.disconnect = !args.no_disconnect;
     s.horizon = Duration::from_secs(args.horizon_s);
     s.seed = args.seed;
     s
@@ -88,7 +93,7 @@ fn scenario(args: &StormArgs, rate: u64) -> StormScenario {
 /// Runs one storm per rate and prints the table.
 pub(crate) fn run(args: &StormArgs) -> ExitCode {
     println!(
-        "scenario (c): {} clients reconnect within {} s, groups of {}, seed {}, Lambda limit {} ({} held by others), throttle {}/s burst {}, presence {}, resume {} (settle {})",
+        "scenario (c): {} clients reconnect within {} s, groups of {}, seed {}, Lambda limit {} ({} held by others), throttle {}/s burst {}, presence {}, resume {} (settle {}), $disconnect {}",
         args.clients,
         args.window_s,
         args.group_size,
@@ -99,7 +104,8 @@ pub(crate) fn run(args: &StormArgs) -> ExitCode {
         args.burst,
         !args.no_presence,
         !args.no_resume,
-        !args.no_settle
+        !args.no_settle,
+        !args.no_disconnect
     );
     let mut runs = Vec::new();
     for &rate in &args.new_connections_rate {

@@ -32,6 +32,11 @@ pub struct ClientFigures {
     pub kept_connecting: u64,
     /// Records presence's Gone cleanup removed.
     pub cleaned: u64,
+    /// `"left"` announcements: the `$disconnect`s', and those of a `$connect` whose post found a
+    /// cut connection (410) and removed its records.
+    pub departures: u64,
+    /// `$disconnect` invocations that returned an error (their records stay).
+    pub disconnect_errors: u64,
     /// Resumes answered.
     pub resumes: u64,
     /// Resumes that failed (the log or the store failed, or the record was missing).
@@ -64,11 +69,15 @@ pub struct Totals {
     pub presence: PostStats,
     /// Resume pages.
     pub resume: PostStats,
+    /// The `$disconnect`s' `"left"` posts.
+    pub departure: PostStats,
     /// The `$connect` function.
     pub connect_fn: FunctionStats,
     /// The message-route function (resumes).
     pub message_fn: FunctionStats,
-    /// Both functions' executions at once, at most.
+    /// The `$disconnect` function.
+    pub disconnect_fn: FunctionStats,
+    /// The functions' executions at once, at most.
     pub peak_concurrency: usize,
 }
 
@@ -211,6 +220,7 @@ impl StormResult {
         // In: each resume asked (throttled ones too); out: presence and history posts
         // delivered and each resume's `resumed` reply.
         let messages = t.presence.delivered
+            + t.departure.delivered
             + t.resume.delivered
             + c.resumes
             + c.resume_throttled
@@ -220,8 +230,12 @@ impl StormResult {
         Usage {
             apigw_messages: messages as f64,
             connection_minutes,
-            lambda_requests: (t.connect_fn.invocations + t.message_fn.invocations) as f64,
-            lambda_gb_seconds: (t.connect_fn.billed + t.message_fn.billed).as_secs_f64() * gb,
+            lambda_requests: (t.connect_fn.invocations
+                + t.message_fn.invocations
+                + t.disconnect_fn.invocations) as f64,
+            lambda_gb_seconds: (t.connect_fn.billed + t.message_fn.billed + t.disconnect_fn.billed)
+                .as_secs_f64()
+                * gb,
             wru: (t.store.wcu * self.scenario.wru_per_join) as f64,
             rru: self.rcu() as f64,
             ..Usage::default()
@@ -291,36 +305,58 @@ pub fn render(runs: &[StormResult]) -> String {
                 r.clients.max_attempts
             )
         }),
-        ("Lambda throttles $connect / resume", |r| {
-            format!(
-                "{} / {}",
-                r.totals.connect_fn.throttles, r.totals.message_fn.throttles
-            )
-        }),
-        ("Lambda peak conc. (both / $connect / resume)", |r| {
+        ("Lambda throttles $connect / resume / $disconnect", |r| {
+            let t = &r.totals;
             format!(
                 "{} / {} / {}",
-                r.totals.peak_concurrency, r.totals.connect_fn.peak, r.totals.message_fn.peak
+                t.connect_fn.throttles, t.message_fn.throttles, t.disconnect_fn.throttles
             )
         }),
+        (
+            "Lambda peak conc. (all / $connect / resume / $disconnect)",
+            |r| {
+                let t = &r.totals;
+                format!(
+                    "{} / {} / {} / {}",
+                    t.peak_concurrency, t.connect_fn.peak, t.message_fn.peak, t.disconnect_fn.peak
+                )
+            },
+        ),
         ("Lambda invocations / cold starts", |r| {
-            let (c, m) = (&r.totals.connect_fn, &r.totals.message_fn);
+            let (c, m, d) = (
+                &r.totals.connect_fn,
+                &r.totals.message_fn,
+                &r.totals.disconnect_fn,
+            );
             format!(
                 "{} / {}",
-                c.invocations + m.invocations,
-                c.cold_starts + m.cold_starts
+                c.invocations + m.invocations + d.invocations,
+                c.cold_starts + m.cold_starts + d.cold_starts
             )
         }),
+        (
+            "\"left\" announcements; $disconnect posts (delivered / 410 cut / 429)",
+            |r| {
+                let d = &r.totals.departure;
+                format!(
+                    "{}; {} ({} / {} / {})",
+                    r.clients.departures, d.posts, d.delivered, d.cut, d.throttled
+                )
+            },
+        ),
         ("presence announcements", |r| {
             r.clients.announcements.to_string()
         }),
-        ("presence posts (delivered / in $connect 410 / 429)", |r| {
-            let p = &r.totals.presence;
-            format!(
-                "{} ({} / {} / {})",
-                p.posts, p.delivered, p.connecting, p.throttled
-            )
-        }),
+        (
+            "presence posts (delivered / 410 in $connect / 410 cut / 429)",
+            |r| {
+                let p = &r.totals.presence;
+                format!(
+                    "{} ({} / {} / {} / {})",
+                    p.posts, p.delivered, p.connecting, p.cut, p.throttled
+                )
+            },
+        ),
         ("presence delivery p50 / p99 (from the join)", |r| {
             let h = &r.totals.presence.latency;
             format!("{} / {}", ms(h.quantile(0.5)), ms(h.quantile(0.99)))

@@ -181,6 +181,8 @@ pub enum PostKind {
     Presence,
     /// A resume's `room.history` page.
     Resume,
+    /// A `$disconnect`'s `"left"` announcement's post.
+    Departure,
 }
 
 /// The figures of one kind of post.
@@ -193,6 +195,8 @@ pub struct PostStats {
     pub delivered: u64,
     /// Posts answered 410 because the connection was still in its `$connect`.
     pub connecting: u64,
+    /// Posts answered 410 because the connection was cut (its record not yet removed).
+    pub cut: u64,
     /// Posts answered 429 by the account throttle.
     pub throttled: u64,
     /// Latency of each delivery from the event that caused it (the join written, the resume
@@ -204,8 +208,10 @@ pub struct PostStats {
 #[derive(Debug, Default)]
 pub struct Ledger {
     open: Mutex<HashSet<ConnectionId>>,
+    cut: Mutex<HashSet<ConnectionId>>,
     presence: Mutex<PostStats>,
     resume: Mutex<PostStats>,
+    departure: Mutex<PostStats>,
 }
 
 impl Ledger {
@@ -219,9 +225,20 @@ impl Ledger {
         lock(&self.open).insert(connection);
     }
 
+    /// Marks `connection` cut: API Gateway closed it (posts to it answer 410).
+    pub fn cut(&self, connection: &ConnectionId) {
+        lock(&self.open).remove(connection);
+        lock(&self.cut).insert(connection.clone());
+    }
+
     /// Whether `connection` is open.
     pub fn is_open(&self, connection: &ConnectionId) -> bool {
         lock(&self.open).contains(connection)
+    }
+
+    /// Whether `connection` was cut.
+    pub fn was_cut(&self, connection: &ConnectionId) -> bool {
+        lock(&self.cut).contains(connection)
     }
 
     /// The figures of `kind`.
@@ -233,12 +250,14 @@ impl Ledger {
         match kind {
             PostKind::Presence => &self.presence,
             PostKind::Resume => &self.resume,
+            PostKind::Departure => &self.departure,
         }
     }
 }
 
 /// A [`SimSender`] (one Lambda instance's core, the region's throttle) that answers 410 for a
-/// connection not open yet and books its posts as `kind`, timed from `origin`.
+/// connection not open (still in `$connect`, or cut) and books its posts as `kind`, timed from
+/// `origin`.
 #[derive(Debug, Clone)]
 pub struct StormSender {
     inner: SimSender,
@@ -270,6 +289,7 @@ impl ConnectionSender for StormSender {
     async fn post(&self, target: &Target, payload: &Payload) -> Result<()> {
         let outcome = self.inner.post(target, payload).await;
         let open = self.ledger.is_open(&target.connection_id);
+        let cut = !open && self.ledger.was_cut(&target.connection_id);
         let mut stats = lock(self.ledger.of(self.kind));
         stats.posts += 1;
         match outcome {
@@ -279,7 +299,11 @@ impl ConnectionSender for StormSender {
                 Ok(())
             }
             Ok(()) => {
-                stats.connecting += 1;
+                if cut {
+                    stats.cut += 1;
+                } else {
+                    stats.connecting += 1;
+                }
                 Err(Error::Gone {
                     connection_id: target.connection_id.clone(),
                 })

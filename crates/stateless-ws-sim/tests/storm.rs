@@ -17,9 +17,10 @@ fn storm(clients: usize, window_s: u64, rate: u64) -> StormScenario {
 
 #[test]
 fn everyone_reconnects_within_a_factor_of_the_quota_s_bound_and_presence_keeps_its_contract() {
-    // 2,000 clients in 2 s against 100/s: the quota's bound is 20 s, ten times the window.
+    // 2,000 clients in 2 s against 100/s: the quota's bound is 20 s, ten times the window. The
+    // old connections are taken as gone before the storm (the cut has its own test below).
     let mut s = storm(2_000, 2, 100);
-    s.settle = false;
+    (s.settle, s.disconnect) = (false, false);
     let r = s.run().unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!((r.connected, r.failed), (2_000, 0));
@@ -56,6 +57,7 @@ fn everyone_reconnects_within_a_factor_of_the_quota_s_bound_and_presence_keeps_i
     let p = &r.totals.presence;
     assert_eq!(r.clients.announcements, 2_000);
     assert_eq!(p.posts, p.delivered + p.connecting + p.throttled);
+    assert_eq!(p.cut, 0);
     assert_eq!(
         p.throttled, 0,
         "2,000 clients stay far below 10,000 posts/s"
@@ -147,4 +149,42 @@ fn clients_still_refused_at_the_horizon_are_counted_failed() {
     assert_eq!(r.connected + r.failed, 1_000);
     assert!(r.connected <= 10 * 30 + 10, "{}", r.connected);
     assert!(r.time_to(1.0).is_none());
+}
+
+#[test]
+fn the_cut_runs_each_disconnect_once_and_removes_every_old_record() {
+    // 2,000 clients cut within 2 s, each old connection in its two rooms; enough Lambda for
+    // every $disconnect.
+    let mut s = storm(2_000, 2, 100);
+    (s.resume, s.settle) = (false, false);
+    let r = s.run().unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!((r.connected, r.failed), (2_000, 0));
+    let d = &r.totals.disconnect_fn;
+    assert_eq!((d.invocations, d.throttles), (2_000, 0));
+    assert_eq!(r.clients.disconnect_errors, 0);
+    // Every record written once and removed once: two joins per client, and its old
+    // connection's two records removed — by its $disconnect, or first by a post's 410.
+    assert_eq!(r.totals.store.wcu, 4 * 2_000);
+    // "left" reaches the group's members: the old ones not yet cut (delivered), the cut ones
+    // whose records a $disconnect had not yet removed (410, cleaned), the new ones (delivered,
+    // or 410 while in their $connect).
+    let left = &r.totals.departure;
+    assert!(r.clients.departures >= 2_000, "{}", r.clients.departures);
+    assert_eq!(
+        left.posts,
+        left.delivered + left.connecting + left.cut + left.throttled
+    );
+    assert!(left.delivered > 0 && left.cut > 0, "{left:?}");
+    assert!(left.delivered + left.cut <= 2 * 2_000 * 9, "{left:?}");
+    // A user whose old record is still in the room is already present there: no "joined".
+    assert!(r.clients.announcements <= 2_000);
+
+    // Without the cut, none of it.
+    let mut without = s.clone();
+    without.disconnect = false;
+    let w = without.run().unwrap();
+    assert_eq!(w.totals.disconnect_fn.invocations, 0);
+    assert_eq!(w.totals.departure.posts, 0);
+    assert_eq!(w.totals.store.wcu, 2 * 2_000);
 }
