@@ -79,6 +79,8 @@ pub struct LambdaStats {
     pub failed_targets: u64,
     /// CPU charged to all instances' cores.
     pub cpu: Duration,
+    /// Billed duration, summed over invocations (a cold start's init included).
+    pub billed: Duration,
 }
 
 /// Makes the worker of a new instance, on that instance's core.
@@ -219,6 +221,7 @@ async fn poll(
             s.stats.jobs += jobs;
             s.stats.failed_jobs += failed;
             s.stats.failed_targets += failed_targets;
+            s.stats.billed += received.elapsed();
             s.running -= 1;
             s.idle.push(instance);
             drop(permit);

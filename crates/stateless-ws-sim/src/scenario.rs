@@ -16,6 +16,7 @@ use stateless_ws::{ConnectionId, Membership, Result, RoomId};
 use tokio::time::Instant;
 
 use crate::core::SimCore;
+use crate::cost::{Arch, Cost, US_EAST_1_2026_12, Usage};
 use crate::lambda::{EventSourceMapping, LambdaParams, WorkerFactory};
 use crate::sender::{ApiParams, SimApi, SimSender};
 use crate::store::{SimStore, StoreParams};
@@ -126,11 +127,47 @@ pub struct RunResult {
     pub write_throttles: u64,
     /// Jobs enqueued (queued runs).
     pub jobs: usize,
+    /// Lambda's billed duration: in-line, the one invocation; queued, the workers' (cold
+    /// starts included) and the planner's.
+    pub billed: Duration,
+    /// Posts delivered, duplicates included (API Gateway bills each).
+    pub messages: u64,
     /// Real time the simulation took.
     pub wall: Duration,
 }
 
+/// Lambda memory for [`RunResult::cost`]: 1,769 MB, one vCPU — each instance is one
+/// [`SimCore`].
+pub const LAMBDA_MB: u64 = 1_769;
+
+/// DynamoDB write request units per record deleted: the base table and the room and user
+/// indexes.
+pub const WRU_PER_DELETE: u64 = 3;
+
 impl RunResult {
+    /// What the broadcast cost, priced as a one-off at [`US_EAST_1_2026_12`] on x86: each
+    /// delivered post a message (410s and 429s are not billed), Lambda at [`LAMBDA_MB`] (one
+    /// vCPU, the one [`SimCore`] of an instance), [`WRU_PER_DELETE`] per record the gone cleanup
+    /// removed, the pages' read units, and SQS: one `SendMessageBatch` per 10 jobs, and a
+    /// `ReceiveMessage` and a `DeleteMessageBatch` per worker invocation.
+    pub fn cost(&self) -> Cost {
+        let sqs = if self.jobs == 0 {
+            0
+        } else {
+            self.jobs.div_ceil(10) as u64 + 2 * (self.invocations - 1)
+        };
+        let usage = Usage {
+            apigw_messages: self.messages as f64,
+            lambda_requests: self.invocations as f64,
+            lambda_gb_seconds: self.billed.as_secs_f64() * LAMBDA_MB as f64 / 1_024.0,
+            wru: (self.wcu * WRU_PER_DELETE) as f64,
+            rru: self.rcu as f64,
+            sqs_requests: sqs as f64,
+            ..Usage::default()
+        };
+        US_EAST_1_2026_12.monthly(&usage, Arch::X86)
+    }
+
     /// Deliveries per second of virtual time.
     pub fn posts_per_sec(&self) -> f64 {
         self.delivered as f64 / self.simulated.as_secs_f64().max(1e-9)
@@ -180,14 +217,15 @@ impl BroadcastScenario {
         let shared: Arc<dyn ConnectionStore> = Arc::new(store.clone());
         let start = Instant::now();
         api.set_published(start);
-        let (caller_wait, invocations, peak, cold, jobs, failed) = match mode {
+        let (caller_wait, invocations, peak, cold, jobs, failed, billed) = match mode {
             Mode::InLine => {
                 let sender = SimSender::on_core(Arc::clone(&api), SimCore::new());
                 let broadcaster =
                     Broadcaster::new(shared, Arc::new(sender)).with_config(self.broadcast_config());
                 let report = broadcaster.broadcast(&room, &payload, None).await?;
                 let failed = report.failed.len() + report.not_attempted.len();
-                (start.elapsed(), 1, 1, 1, 0, failed as u64)
+                let took = start.elapsed();
+                (took, 1, 1, 1, 0, failed as u64, took)
             }
             Mode::Queued => {
                 let queue =
@@ -222,13 +260,15 @@ impl BroadcastScenario {
                     .filter_map(|d| Job::parse(&d.body).ok())
                     .map(|job| job.len() as u64)
                     .sum();
+                // The publisher's invocation (the planner) besides the workers'.
                 (
                     caller_wait,
-                    stats.invocations,
+                    stats.invocations + 1,
                     stats.peak_concurrency,
                     stats.cold_starts,
                     enqueued.jobs,
                     stats.failed_targets + dead,
+                    stats.billed + caller_wait,
                 )
             }
         };
@@ -260,6 +300,8 @@ impl BroadcastScenario {
             read_throttles: store_stats.read_throttles,
             write_throttles: store_stats.write_throttles,
             jobs,
+            billed,
+            messages: api_stats.delivered,
             wall: Duration::ZERO,
         })
     }

@@ -16,13 +16,14 @@ fn secs(d: Duration) -> String {
 /// A Markdown table of `runs`, one row each.
 pub fn render(runs: &[RunResult]) -> String {
     let mut out = String::from(
-        "| mode | simulated | caller waits | delivered | gone | failed | dup | 429s | p50 | p99 | max | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | write throttles | wall |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | simulated | caller waits | delivered | gone | failed | dup | 429s | p50 | p99 | max | posts/s | bound N/rate | ratio | invocations | peak conc. | cold starts | jobs | DDB pages | RCU | WCU | read throttles | write throttles | Lambda GB-s | cost (msgs + Lambda + DDB + SQS) | wall |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
+        let cost = r.cost();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | ${:.3} ({:.3} + {:.4} + {:.4} + {:.4}) | {} |",
             r.mode,
             secs(r.simulated),
             secs(r.caller_wait),
@@ -46,6 +47,12 @@ pub fn render(runs: &[RunResult]) -> String {
             r.wcu,
             r.read_throttles,
             r.write_throttles,
+            r.billed.as_secs_f64() * crate::scenario::LAMBDA_MB as f64 / 1_024.0,
+            cost.total(),
+            cost.apigw_messages,
+            cost.lambda,
+            cost.dynamodb,
+            cost.sqs,
             secs(r.wall),
         );
     }

@@ -159,3 +159,25 @@ fn the_gone_fraction_is_honoured() {
         assert_eq!(run.wcu, run.gone);
     }
 }
+
+#[test]
+fn a_broadcast_costs_its_delivered_messages_and_its_lambda_time() {
+    let s = scenario();
+    let inline = s.run(Mode::InLine).unwrap();
+    let queued = s.run(Mode::Queued).unwrap();
+    for run in [&inline, &queued] {
+        let cost = run.cost();
+        // $1 per million messages: each delivered post, not the 410s.
+        assert_eq!(run.messages, run.delivered + run.duplicates);
+        assert!((cost.apigw_messages - run.messages as f64 / 1e6).abs() < 1e-9);
+        assert!(cost.lambda > 0.0 && cost.dynamodb > 0.0, "{cost:?}");
+        assert!(cost.total() > cost.apigw_messages);
+    }
+    // In-line, one invocation billed for the whole broadcast.
+    assert_eq!((inline.invocations, inline.billed), (1, inline.simulated));
+    assert_eq!(inline.cost().sqs, 0.0);
+    // Queued: the planner and the workers, each billed its time (cold starts included); SQS
+    // sends, receives and deletes.
+    assert!(queued.billed > queued.caller_wait);
+    assert!(queued.cost().sqs > 0.0);
+}
