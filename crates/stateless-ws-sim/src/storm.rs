@@ -63,7 +63,6 @@ use stateless_ws::history::{InMemoryLog, LogMessage, MessageLog};
 use stateless_ws::store::ConnectionStore;
 use stateless_ws::{ConnectionId, Membership, Result, RoomId, UserId};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bucket::TokenBucket;
@@ -332,34 +331,30 @@ impl StormScenario {
         }
         let cutter = tokio::spawn(storm_handlers::cut(Arc::clone(&world)));
         let sampler = tokio::spawn(sample(Arc::clone(&world)));
-        let (tasks, mut spawned) = mpsc::unbounded_channel();
-        let mut scheduler = tokio::spawn(schedule(Arc::clone(&world), tasks));
-        // Every client ends in one task that returns `Exit::Done` (or fails); its earlier tasks,
-        // whose `$connect` failed, return `Exit::Retried`. Clients not done by the horizon are
-        // counted failed (not connected).
+        let (reports, mut exits) = mpsc::unbounded_channel();
+        let mut scheduler = tokio::spawn(schedule(Arc::clone(&world), reports));
+        // Every client ends in one task that reports `Exit::Done` (or fails); its earlier tasks,
+        // whose `$connect` failed, report `Exit::Retried`. Reports come in the order the tasks
+        // end (a task's memory is freed as it ends, not kept until the tasks before it have
+        // ended). Clients not done by the horizon are counted failed (not connected).
         let deadline = tokio::time::sleep_until(world.start + self.horizon);
         tokio::pin!(deadline);
         let (mut done, mut errors) = (0, Vec::new());
         while done < self.clients {
             tokio::select! {
                 biased;
-                task = spawned.recv() => {
-                    let Some(task) = task else {
-                        // The scheduler holds the sender and never returns: it panicked.
-                        if let Err(join) = (&mut scheduler).await {
-                            errors.push(format!("the scheduler failed: {join}"));
+                exit = exits.recv() => {
+                    match exit {
+                        Some(Ok(Exit::Retried)) => continue,
+                        Some(Ok(Exit::Done)) => {}
+                        Some(Err(e)) => errors.push(e.chain().to_string()),
+                        None => {
+                            // The scheduler holds a sender and never returns: it panicked.
+                            if let Err(join) = (&mut scheduler).await {
+                                errors.push(format!("the scheduler failed: {join}"));
+                            }
+                            break;
                         }
-                        break;
-                    };
-                    tokio::select! {
-                        biased;
-                        exit = task => match exit {
-                            Ok(Ok(Exit::Retried)) => continue,
-                            Ok(Ok(Exit::Done)) => {}
-                            Ok(Err(e)) => errors.push(e.chain().to_string()),
-                            Err(join) => errors.push(join.to_string()),
-                        },
-                        () = &mut deadline => break,
                     }
                     done += 1;
                 }
@@ -425,8 +420,8 @@ enum Exit {
 }
 
 /// The scheduler: tries each client's attempts against the quota as they fall due and spawns
-/// a task for each admitted one ([`attempt`]), its handle sent to `tasks`.
-async fn schedule(world: Arc<World>, tasks: mpsc::UnboundedSender<JoinHandle<Result<Exit>>>) {
+/// a task for each admitted one ([`attempt`]), which reports how it ended to `reports`.
+async fn schedule(world: Arc<World>, reports: mpsc::UnboundedSender<Result<Exit>>) {
     world
         .attempts
         .run(&world.quota, |admitted, refused| {
@@ -434,11 +429,40 @@ async fn schedule(world: Arc<World>, tasks: mpsc::UnboundedSender<JoinHandle<Res
                 world.figures().refused += refused;
             }
             for &i in admitted {
-                // Nobody to tell once the run is over (the receiver is gone): ignored.
-                let _ = tasks.send(tokio::spawn(attempt(Arc::clone(&world), i)));
+                let report = Report {
+                    to: reports.clone(),
+                    sent: false,
+                };
+                let world = Arc::clone(&world);
+                tokio::spawn(async move { report.send(attempt(world, i).await) });
             }
         })
         .await;
+}
+
+/// A client task's report of how it ended; a task that ends without one (it panicked) reports
+/// an error when the report is dropped.
+struct Report {
+    to: mpsc::UnboundedSender<Result<Exit>>,
+    sent: bool,
+}
+
+impl Report {
+    fn send(mut self, exit: Result<Exit>) {
+        self.sent = true;
+        // Nobody to tell once the run is over (the receiver is gone): ignored.
+        let _ = self.to.send(exit);
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self.to.send(Err(stateless_ws::Error::Config {
+                message: "a client's task ended without reporting (it panicked)".to_owned(),
+            }));
+        }
+    }
 }
 
 /// One admitted handshake of client `i`: its `$connect`, then, once open, its resumes as
