@@ -13,14 +13,15 @@
 //! 1. **The local gateway**: `LocalGateway` on loopback, N real tokio-tungstenite clients whose
 //!    `$connect` joins one room of an `InMemoryStore`; a `Broadcaster` on `SigV4Sender` to the
 //!    gateway's management endpoint, on a thread of its own (one "Lambda core"). Two probes:
-//!    200 single posts (the idle latency), and 1,000 posts with 64 in flight after a round that
-//!    warms the pool (the latency under the broadcaster's own load; the local gateway shares the
-//!    two cores) with the thread's CPU over it (`/proc/thread-self/schedstat`). The loaded
+//!    200 single posts (the idle latency), and 1,000 posts by 64 tasks in turn, as the
+//!    broadcaster's workers post, after a round that warms the pool (the latency under the
+//!    broadcaster's own load; the local gateway shares the two cores) with the thread's CPU over
+//!    it (`/proc/thread-self/schedstat`). The loaded
 //!    latency holds the sender's CPU and its wait for the thread, which the simulator charges on
 //!    its core apart, so the latency fed to it is fitted: the one for which the simulator's own
 //!    run of the probe gives the measured p50/p99. Those feed scenario (b)'s in-line run (no
 //!    throttle, no gone connections, a store with no latency, as the `InMemoryStore` is); its
-//!    simulated time is compared with the measured broadcast (median of 3).
+//!    simulated time is compared with the measured broadcast (median of 9).
 //! 2. **MiniStack's DynamoDB**: N records in a room of a `DynamoDbStore` with pages of 500
 //!    items; probes of a full page (500) and a small one (50), taken before each of the 3
 //!    listings, give the page's fixed and per-row latency, which feed `SimStore`; its listing
@@ -29,7 +30,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -40,6 +41,7 @@ use stateless_ws::lambda::{self, Context};
 use stateless_ws::store::{ConnectionStore, DynamoDbStore, InMemoryStore};
 use stateless_ws::{ConnectionId, Membership, RoomId, RouteResponse, WebSocketEvent};
 use stateless_ws_local::{LocalGateway, LocalGatewayConfig};
+use stateless_ws_sim::clock::run_paused;
 use stateless_ws_sim::core::SimCore;
 use stateless_ws_sim::plan_report::error_percent;
 use stateless_ws_sim::scenario::{BroadcastScenario, Mode};
@@ -47,6 +49,9 @@ use stateless_ws_sim::sender::{ApiParams, SimApi, SimSender};
 use stateless_ws_sim::store::{PAGE_BYTES, SimStore, StoreParams};
 
 const RUNS: usize = 3;
+/// Broadcasts measured on the gateway (the median): a 1,000-member broadcast takes ~65 ms,
+/// where one run's noise on a shared machine is ±15 %.
+const GATEWAY_RUNS: usize = 9;
 const PROBE: usize = 200;
 /// The loaded probe: posts at the broadcaster's 64 in flight, after as many again to warm the
 /// connection pool to 64 connections.
@@ -151,19 +156,37 @@ fn broadcast_side(
         // Posts with the broadcaster's 64 in flight: the latency the sender sees under its own
         // load (the local gateway shares this machine's two cores). A first round warms the
         // pool to 64 connections; the second is measured, with this thread's CPU over it.
-        let sender_ref = &sender;
-        let payload_ref = &payload;
-        let members_ref = &members;
+        // 64 tasks posting in turn, as the broadcaster's worker pool does.
+        let shared_members = Arc::new(members.clone());
         let in_flight = |start: usize| {
-            futures_util::stream::iter(start..start + LOADED_PROBE)
-                .map(move |i| async move {
-                    let target = Target::new(members_ref[i % members_ref.len()].clone());
-                    let t = Instant::now();
-                    sender_ref.post(&target, payload_ref).await.unwrap();
-                    t.elapsed()
+            let next = Arc::new(AtomicUsize::new(start));
+            let end = start + LOADED_PROBE;
+            let workers: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let (sender, payload) = (Arc::clone(&sender), payload.clone());
+                    let (members, next) = (Arc::clone(&shared_members), Arc::clone(&next));
+                    tokio::spawn(async move {
+                        let mut times = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= end {
+                                return times;
+                            }
+                            let target = Target::new(members[i % members.len()].clone());
+                            let t = Instant::now();
+                            sender.post(&target, &payload).await.unwrap();
+                            times.push(t.elapsed());
+                        }
+                    })
                 })
-                .buffer_unordered(IN_FLIGHT)
-                .collect::<Vec<Duration>>()
+                .collect();
+            async move {
+                let mut all = Vec::with_capacity(LOADED_PROBE);
+                for worker in workers {
+                    all.extend(worker.await.unwrap());
+                }
+                all
+            }
         };
         in_flight(0).await;
         let cpu0 = thread_cpu();
@@ -174,7 +197,7 @@ fn broadcast_side(
         config.list_delivered = false;
         let broadcaster = Broadcaster::new(store, sender).with_config(config);
         let (mut walls, mut cpus, mut delivered) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..RUNS {
+        for _ in 0..GATEWAY_RUNS {
             let (cpu0, t) = (thread_cpu(), Instant::now());
             let report = broadcaster
                 .broadcast(&room(), &payload, None)
@@ -268,7 +291,7 @@ fn gateway_calibration(n: usize) {
         .join()
         .unwrap();
     assert_eq!(measured.delivered, n);
-    let expected = (RUNS * n + 50 + PROBE + 2 * LOADED_PROBE) as u64;
+    let expected = (GATEWAY_RUNS * n + 50 + PROBE + 2 * LOADED_PROBE) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -334,33 +357,30 @@ fn gateway_calibration(n: usize) {
 /// The simulator's own run of the loaded probe: `LOADED_PROBE` posts, `IN_FLIGHT` at a time, on
 /// one core at `cpu` a post, with latency p50/p99 `l50`/`l99`; returns the posts' p50 and p99.
 fn simulated_probe(l50: Duration, l99: Duration, cpu: Duration) -> (Duration, Duration) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut params = ApiParams::default();
-            (params.rate, params.burst) = (1_000_000_000, 1_000_000_000);
-            (params.latency_p50, params.latency_p99) = (l50, l99);
-            (params.gone_fraction, params.post_cpu) = (0.0, cpu);
-            let api = SimApi::new(params);
-            let sender = SimSender::on_core(api, SimCore::new());
-            let payload = Payload::text("{}").unwrap();
-            let (sender, payload) = (&sender, &payload);
-            let mut v: Vec<Duration> = futures_util::stream::iter(0..LOADED_PROBE)
-                .map(|i| async move {
-                    let target = Target::new(ConnectionId::new(format!("P{i:06}=")).unwrap());
-                    let t = tokio::time::Instant::now();
-                    sender.post(&target, payload).await.unwrap();
-                    t.elapsed()
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .collect()
-                .await;
-            v.sort();
-            (quantile(&v, 0.5), quantile(&v, 0.99))
-        })
+    run_paused(1, async {
+        let mut params = ApiParams::default();
+        (params.rate, params.burst) = (1_000_000_000, 1_000_000_000);
+        (params.latency_p50, params.latency_p99) = (l50, l99);
+        (params.gone_fraction, params.post_cpu) = (0.0, cpu);
+        let api = SimApi::new(params);
+        let sender = SimSender::on_core(api, SimCore::new());
+        let payload = Payload::text("{}").unwrap();
+        let (sender, payload) = (&sender, &payload);
+        let mut v: Vec<Duration> = futures_util::stream::iter(0..LOADED_PROBE)
+            .map(|i| async move {
+                let target = Target::new(ConnectionId::new(format!("P{i:06}=")).unwrap());
+                let t = tokio::time::Instant::now();
+                sender.post(&target, payload).await.unwrap();
+                t.elapsed()
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        v.sort();
+        Ok((quantile(&v, 0.5), quantile(&v, 0.99)))
+    })
+    .unwrap()
+    .0
 }
 
 /// The latency p50/p99 for which [`simulated_probe`] matches the measured probe (fixed-point
@@ -470,26 +490,22 @@ fn dynamodb_calibration(endpoint: &str, n: usize) {
     params.partition_wcu = 1_000_000_000;
     params.page_latency = Duration::from_secs_f64(fixed.max(0.0));
     params.page_latency_per_mb = Duration::from_secs_f64(per_row * DDB_PAGE as f64);
-    let (predicted, predicted_requests) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(async {
-            let store = SimStore::new(params);
-            for i in 0..n {
-                let id = ConnectionId::new(format!("C{i:08x}=")).unwrap();
-                store
-                    .inner()
-                    .join(&Membership::new(id, room()))
-                    .await
-                    .unwrap();
-            }
-            let t = tokio::time::Instant::now();
-            let (listed, requests) = list_all(&store, None).await;
-            assert_eq!(listed, n);
-            (t.elapsed(), requests.len())
-        });
+    let ((predicted, predicted_requests), _) = run_paused(1, async {
+        let store = SimStore::new(params);
+        for i in 0..n {
+            let id = ConnectionId::new(format!("C{i:08x}=")).unwrap();
+            store
+                .inner()
+                .join(&Membership::new(id, room()))
+                .await
+                .unwrap();
+        }
+        let t = tokio::time::Instant::now();
+        let (listed, requests) = list_all(&store, None).await;
+        assert_eq!(listed, n);
+        Ok((t.elapsed(), requests.len()))
+    })
+    .unwrap();
     println!(
         "| MiniStack DynamoDB | {n} | page of {DDB_PAGE} {} / of 50 {} → {:.2} ms + {:.1} µs per row | {} | {} | {:+.1} % | requests: {predicted_requests} predicted, {measured_requests} made |",
         ms(full),

@@ -183,17 +183,8 @@ impl BroadcastScenario {
     /// Runs the scenario in `mode` on a fresh current-thread runtime with a paused clock,
     /// seeded with [`seed`](Self::seed).
     pub fn run(&self, mode: Mode) -> Result<RunResult> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| stateless_ws::Error::Config {
-                message: format!("cannot start the runtime: {e}"),
-            })?;
-        fastrand::seed(self.seed);
-        let wall = std::time::Instant::now();
-        let mut result = runtime.block_on(self.run_async(mode))?;
-        result.wall = wall.elapsed();
+        let (mut result, wall) = crate::clock::run_paused(self.seed, self.run_async(mode))?;
+        result.wall = wall;
         Ok(result)
     }
 

@@ -288,6 +288,18 @@ impl ConnectionStore for SimStore {
 mod tests {
     use super::*;
 
+    /// `members` connections in `room`, at no simulated cost.
+    async fn load(store: &SimStore, room: &RoomId, members: usize) {
+        for i in 0..members {
+            let id = ConnectionId::new(format!("c{i:05}=")).unwrap();
+            store
+                .inner()
+                .join(&Membership::new(id, room.clone()))
+                .await
+                .unwrap();
+        }
+    }
+
     #[test]
     fn a_full_page_is_128_rcu_and_12_900_rows() {
         let p = StoreParams::default();
@@ -305,14 +317,7 @@ mod tests {
         };
         let store = SimStore::new(params);
         let room = RoomId::new("hot").unwrap();
-        for i in 0..4_096 {
-            let id = ConnectionId::new(format!("c{i:05}=")).unwrap();
-            store
-                .inner()
-                .join(&Membership::new(id, room.clone()))
-                .await
-                .unwrap();
-        }
+        load(&store, &room, 4_096).await;
         // 1,024 rows of 1 KB a page: 128 RCU a page, 256 RCU/s → 4 pages take ≥ 1 s. The
         // fourth is full, so DynamoDB asks for a fifth, empty one (½ unit, rounded up to 1).
         let start = tokio::time::Instant::now();
@@ -338,14 +343,7 @@ mod tests {
                 ..StoreParams::default()
             });
             let room = RoomId::new("exact").unwrap();
-            for i in 0..members {
-                let id = ConnectionId::new(format!("c{i:05}=")).unwrap();
-                store
-                    .inner()
-                    .join(&Membership::new(id, room.clone()))
-                    .await
-                    .unwrap();
-            }
+            load(&store, &room, members).await;
             let all = store.room_connections(&room).await.unwrap();
             assert_eq!(all.len(), members);
             assert_eq!(store.stats().pages, requests, "{members} members");

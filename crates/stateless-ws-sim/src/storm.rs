@@ -260,17 +260,8 @@ impl StormScenario {
     /// When the runtime cannot start or the library's code fails on input the scenario made
     /// (an id it cannot build).
     pub fn run(&self) -> Result<StormResult> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| stateless_ws::Error::Config {
-                message: format!("cannot start the runtime: {e}"),
-            })?;
-        fastrand::seed(self.seed);
-        let wall = std::time::Instant::now();
-        let mut result = runtime.block_on(self.run_async())?;
-        result.wall = wall.elapsed();
+        let (mut result, wall) = crate::clock::run_paused(self.seed, self.run_async())?;
+        result.wall = wall;
         Ok(result)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stateless_ws::broadcast::{BroadcastConfig, Broadcaster, Payload};
 use stateless_ws::store::ConnectionStore;
-use stateless_ws::{ConnectionId, Error, Membership, Result, RoomId, UserId};
+use stateless_ws::{ConnectionId, Membership, Result, RoomId, UserId};
 use tokio::time::Instant;
 
 use super::report::{bottleneck, hourly_cost};
@@ -364,17 +364,8 @@ impl CentrifugoScenario {
     ///
     /// The runtime cannot start, or a generated id is invalid.
     pub fn run(&self) -> Result<CentrifugoResult> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| Error::Config {
-                message: format!("cannot start the runtime: {e}"),
-            })?;
-        fastrand::seed(self.seed);
-        let wall = std::time::Instant::now();
-        let mut result = runtime.block_on(self.run_async())?;
-        result.wall = wall.elapsed();
+        let (mut result, wall) = crate::clock::run_paused(self.seed, self.run_async())?;
+        result.wall = wall;
         Ok(result)
     }
 
