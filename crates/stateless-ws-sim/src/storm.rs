@@ -27,14 +27,17 @@
 //!    a [`TokenBucket`] whose burst is the rate (AWS publishes no burst for this quota: an
 //!    assumption). Over it the handshake is refused (429) after [`StormScenario::handshake_rtt`].
 //! 2. **The `$connect` Lambda** ([`SyncFunction`]): the account's concurrency (1,000, shared with
-//!    the message route's function, less [`StormScenario::other_concurrency`]) or a throttle — API
-//!    Gateway then fails the handshake and the client backs off as for a 429. The authorizer is
-//!    skipped. The handler, on the instance's core, spends [`StormScenario::connect_cpu`], writes
-//!    both records ([`ConnectionStore::join`] through the [`SimStore`]: the room GSI partition of
-//!    a room of 10 is not hot; the base table is keyed by connection id and spreads) and announces
-//!    the join to the group room with the real [`Presence::entered`](stateless_ws::presence::Presence::entered), posting through a
+//!    the message route's and `$disconnect`'s functions, less
+//!    [`StormScenario::other_concurrency`]) or a throttle — API Gateway then fails the handshake
+//!    and the client backs off as for a 429. The authorizer is skipped. The handler, on the
+//!    instance's core, spends [`StormScenario::connect_cpu`], writes both records
+//!    ([`ConnectionStore::join`] through the [`SimStore`]: the room GSI partition of a room of 10
+//!    is not hot; the base table is keyed by connection id and spreads) and announces the join to
+//!    the group room with the real
+//!    [`Presence::entered`](stateless_ws::presence::Presence::entered), posting through a
 //!    [`StormSender`] on the region's [`SimApi`] (the account throttle, 10,000/s, shared with the
-//!    resumes' posts). The connection is open when the handler returns.
+//!    resumes' and the `"left"` announcements' posts). The connection is open when the handler
+//!    returns.
 //! 3. **Resume** (optional): one message-route invocation per room, each a `membership` read then
 //!    the real [`Publisher::resume`](stateless_ws::history::Publisher::resume) from the start of the room's history in an [`InMemoryLog`]
 //!    (group rooms hold [`StormScenario::missed_messages`]), posting its `room.history` page. A
