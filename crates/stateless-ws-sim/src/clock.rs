@@ -7,6 +7,15 @@ use stateless_ws::Result;
 use stateless_ws::clock::Clock;
 use tokio::time::Instant;
 
+/// `store`'s clock now, in whole seconds since the Unix epoch (a record's `connectedAt`).
+pub fn unix_now(store: &dyn stateless_ws::store::ConnectionStore) -> u64 {
+    store
+        .clock()
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Runs `run` on a fresh current-thread runtime whose clock is paused (virtual time jumps to
 /// the next timer whenever every task waits), with the library's own jitter seeded with `seed`
 /// (`fastrand::seed`); returns its output and the real time the run took.

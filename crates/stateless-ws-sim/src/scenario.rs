@@ -301,12 +301,7 @@ impl BroadcastScenario {
 /// Loads `members` connections into `room`, connected an hour before the run (past the
 /// broadcaster's connect grace), at no simulated cost.
 async fn load_room(store: &SimStore, room: &RoomId, members: usize) -> Result<()> {
-    let an_hour_ago = store
-        .clock()
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .saturating_sub(3_600);
+    let an_hour_ago = crate::clock::unix_now(store).saturating_sub(3_600);
     for i in 0..members {
         let id = ConnectionId::new(format!("C{i:08x}="))?;
         let record = Membership::new(id, room.clone()).with_connected_at(an_hour_ago);

@@ -305,12 +305,7 @@ impl StormScenario {
         });
         if self.disconnect {
             // The connections the storm cuts, 2 hours old, loaded at no simulated cost.
-            let now = world.shared.clock().now();
-            let then = now
-                .checked_sub(Duration::from_secs(2 * 3600))
-                .unwrap_or(now)
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let then = crate::clock::unix_now(&*world.shared).saturating_sub(2 * 3_600);
             for i in 0..self.clients {
                 let (_, user, personal, group) = ids(i, self.group_size)?;
                 let old = old_id(i)?;

@@ -91,12 +91,7 @@ pub(crate) async fn connect(
     group: RoomId,
 ) -> Result<()> {
     core.run(world.s.connect_cpu).await;
-    let now = world
-        .shared
-        .clock()
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_now(&*world.shared);
     let record = |room: RoomId| {
         Membership::new(me.clone(), room)
             .with_user(user.clone())

@@ -344,6 +344,9 @@ pub fn render(runs: &[StormResult]) -> String {
                 )
             },
         ),
+        ("$disconnect errors (records left in place)", |r| {
+            r.clients.disconnect_errors.to_string()
+        }),
         ("presence announcements", |r| {
             r.clients.announcements.to_string()
         }),

@@ -14,6 +14,7 @@ use super::report::{bottleneck, hourly_cost};
 use super::tap::{TapSender, TapState};
 use super::{CentrifugoResult, CentrifugoScenario, RegionResult};
 use crate::bucket::TokenBucket;
+use crate::clock::unix_now;
 use crate::core::SimCore;
 use crate::histogram::Histogram;
 use crate::regions::{RoutingSender, endpoint};
@@ -342,14 +343,6 @@ fn connect(ctx: &Arc<Ctx>, user: usize, generation: u32) {
             .push(core);
         ctx.finish(region, began);
     });
-}
-
-fn unix_now(store: &SimStore) -> u64 {
-    store
-        .clock()
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// An exponential inter-arrival time at `rate` per second (`None` for a rate of 0).
